@@ -1,0 +1,622 @@
+//! What the user typed ([`SettingsForm`], the exact shape of the TOML file and
+//! of the settings window's JSON) and what the program uses ([`Settings`]).
+//!
+//! [`SettingsForm::validate`] is the only way from one to the other. It checks
+//! every field and reports all problems at once, each under a stable field
+//! path (`mailbox.email`, `phone.0.uri`) that the window uses to place the
+//! message beside the field.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One invalid field and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Dotted path of the field: `mailbox.email`, `phone.1.transport`, `user.numbers.0`.
+    pub field: String,
+    /// A sentence for the user.
+    pub message: String,
+}
+
+fn err(errors: &mut Vec<FieldError>, field: impl Into<String>, message: impl Into<String>) {
+    errors.push(FieldError { field: field.into(), message: message.into() });
+}
+
+/// The settings as written in the file or typed in the window: strings, not yet trusted.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SettingsForm {
+    /// The Exchange mailbox; absent until the user signs in (the demo mailbox is used then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<MailboxForm>,
+    /// Paired SIP phones whose message-waiting lamp Lamplighter drives.
+    #[serde(rename = "phone", skip_serializing_if = "Vec::is_empty")]
+    pub phones: Vec<PhoneForm>,
+    /// Who the user is on the phone system, for the missed-call analysis.
+    pub user: UserForm,
+    /// Desktop notification switches.
+    pub notifications: Notifications,
+    /// Message-waiting lamp options.
+    pub mwi: MwiOptions,
+}
+
+/// `[mailbox]` as typed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailboxForm {
+    /// The mailbox's e-mail address (also the Autodiscover key).
+    pub email: String,
+    /// EWS endpoint; empty means "use Autodiscover".
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ews_url: String,
+    /// Sign-in name (`DOMAIN\user` or UPN); empty means the e-mail address.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// `basic`, `ntlm` or `oauth2`.
+    pub auth: String,
+    /// For headless use: the environment variable holding the password.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub password_env: String,
+    /// An extra CA certificate file (PEM) to trust for this server.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ca_file: String,
+}
+
+/// One `[[phone]]` as typed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PhoneForm {
+    /// The phone's SIP URI, e.g. `sip:613@192.0.2.10:5060`.
+    pub uri: String,
+    /// `udp`, `tcp` or `tls`.
+    pub transport: String,
+    /// `unsolicited` (we send NOTIFY) or `subscribe` (the phone subscribes to us).
+    pub mode: String,
+    /// Digest user name, if the phone challenges.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    /// For headless use: the environment variable holding the digest password.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub password_env: String,
+    /// How often the lamp state is resent even without change (Exchange UM: 12 h).
+    pub refresh_hours: u32,
+}
+
+impl Default for PhoneForm {
+    fn default() -> Self {
+        PhoneForm {
+            uri: String::new(),
+            transport: "udp".into(),
+            mode: "unsolicited".into(),
+            username: String::new(),
+            password_env: String::new(),
+            refresh_hours: 12,
+        }
+    }
+}
+
+/// `[user]` as typed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserForm {
+    /// The user's own SIP URI (`sip:anna@example.com`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sip_uri: String,
+    /// The user's phone numbers and extensions (`+49 5251 304613`, `613`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub numbers: Vec<String>,
+}
+
+/// `[notifications]`: which desktop notifications to show.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Notifications {
+    /// Master switch ("do not disturb" when false).
+    pub enabled: bool,
+    /// A notification per new voicemail.
+    pub voicemail: bool,
+    /// A notification per new missed call.
+    pub missed_calls: bool,
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Notifications { enabled: true, voicemail: true, missed_calls: true }
+    }
+}
+
+/// `[mwi]`: what the lamp shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MwiOptions {
+    /// Count unseen missed calls as new messages (off by default, as Exchange UM).
+    pub include_missed_calls: bool,
+}
+
+/// How Lamplighter signs in to EWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMethod {
+    /// HTTP Basic over TLS.
+    Basic,
+    /// NTLM (on-premises default).
+    Ntlm,
+    /// OAuth2 bearer token.
+    Oauth2,
+}
+
+impl AuthMethod {
+    /// The word used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthMethod::Basic => "basic",
+            AuthMethod::Ntlm => "ntlm",
+            AuthMethod::Oauth2 => "oauth2",
+        }
+    }
+}
+
+/// SIP transport to a phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SipTransport {
+    /// UDP (the phones' default).
+    Udp,
+    /// TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+}
+
+impl SipTransport {
+    /// The word used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SipTransport::Udp => "udp",
+            SipTransport::Tcp => "tcp",
+            SipTransport::Tls => "tls",
+        }
+    }
+}
+
+/// Who starts the MWI conversation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhoneMode {
+    /// Lamplighter sends unsolicited NOTIFYs (as Exchange UM did).
+    Unsolicited,
+    /// The phone SUBSCRIBEs to Lamplighter for message-summary.
+    Subscribe,
+}
+
+impl PhoneMode {
+    /// The word used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhoneMode::Unsolicited => "unsolicited",
+            PhoneMode::Subscribe => "subscribe",
+        }
+    }
+}
+
+/// Validated settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Settings {
+    /// The mailbox, if one is configured.
+    pub mailbox: Option<Mailbox>,
+    /// Paired phones, URIs unique.
+    pub phones: Vec<Phone>,
+    /// The user's identity for the missed-call analysis.
+    pub user: UserIdentity,
+    /// Notification switches.
+    pub notifications: Notifications,
+    /// Lamp options.
+    pub mwi: MwiOptions,
+}
+
+/// A validated mailbox account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mailbox {
+    /// E-mail address, `local@domain`.
+    pub email: String,
+    /// Explicit EWS endpoint (https, or http on loopback only).
+    pub ews_url: Option<url::Url>,
+    /// Sign-in name; the e-mail address when none was given.
+    pub username: String,
+    /// How to sign in.
+    pub auth: AuthMethod,
+    /// Environment variable with the password (headless use).
+    pub password_env: Option<String>,
+    /// Extra CA certificate to trust.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A validated paired phone.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Phone {
+    /// SIP URI (`sip:` or `sips:`).
+    pub uri: String,
+    /// Transport.
+    pub transport: SipTransport,
+    /// Who starts the MWI conversation.
+    pub mode: PhoneMode,
+    /// Digest user name.
+    pub username: Option<String>,
+    /// Environment variable with the digest password (headless use).
+    pub password_env: Option<String>,
+    /// Resend interval.
+    pub refresh: Duration,
+}
+
+/// The user's identity on the phone system.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct UserIdentity {
+    /// Own SIP URI.
+    pub sip_uri: Option<String>,
+    /// Own numbers and extensions, as typed (normalised by the analysis).
+    pub numbers: Vec<String>,
+}
+
+impl SettingsForm {
+    /// Checks every field; returns the settings or every problem found.
+    pub fn validate(&self) -> Result<Settings, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mailbox = self.mailbox.as_ref().and_then(|m| validate_mailbox(m, &mut errors));
+        let mut phones: Vec<Phone> = Vec::new();
+        for (i, p) in self.phones.iter().enumerate() {
+            if let Some(phone) = validate_phone(i, p, &mut errors) {
+                if phones.iter().any(|q| q.uri.eq_ignore_ascii_case(&phone.uri)) {
+                    err(&mut errors, format!("phone.{i}.uri"), "This phone is already paired.");
+                } else {
+                    phones.push(phone);
+                }
+            }
+        }
+        let user = validate_user(&self.user, &mut errors);
+        if errors.is_empty() {
+            Ok(Settings {
+                mailbox,
+                phones,
+                user,
+                notifications: self.notifications.clone(),
+                mwi: self.mwi.clone(),
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+impl Settings {
+    /// The form that validates back to these settings (for the file and the window).
+    pub fn to_form(&self) -> SettingsForm {
+        SettingsForm {
+            mailbox: self.mailbox.as_ref().map(|m| MailboxForm {
+                email: m.email.clone(),
+                ews_url: m.ews_url.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+                username: if m.username == m.email { String::new() } else { m.username.clone() },
+                auth: m.auth.as_str().into(),
+                password_env: m.password_env.clone().unwrap_or_default(),
+                ca_file: m.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+            }),
+            phones: self
+                .phones
+                .iter()
+                .map(|p| PhoneForm {
+                    uri: p.uri.clone(),
+                    transport: p.transport.as_str().into(),
+                    mode: p.mode.as_str().into(),
+                    username: p.username.clone().unwrap_or_default(),
+                    password_env: p.password_env.clone().unwrap_or_default(),
+                    refresh_hours: (p.refresh.as_secs() / 3600) as u32,
+                })
+                .collect(),
+            user: UserForm { sip_uri: self.user.sip_uri.clone().unwrap_or_default(), numbers: self.user.numbers.clone() },
+            notifications: self.notifications.clone(),
+            mwi: self.mwi.clone(),
+        }
+    }
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    let t = s.trim();
+    (!t.is_empty()).then(|| t.to_string())
+}
+
+fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mailbox> {
+    let n = errors.len();
+    let email = m.email.trim().to_string();
+    if email.is_empty() {
+        err(errors, "mailbox.email", "Enter the mailbox's e-mail address.");
+    } else if !is_email(&email) {
+        err(errors, "mailbox.email", "This is not an e-mail address (expected name@domain).");
+    }
+    let ews_url = match non_empty(&m.ews_url) {
+        None => None,
+        Some(s) => match url::Url::parse(&s) {
+            Ok(u) if u.scheme() == "https" && u.host().is_some() => Some(u),
+            Ok(u) if u.scheme() == "http" && is_loopback_host(&u) => Some(u),
+            Ok(u) if u.scheme() == "http" => {
+                err(errors, "mailbox.ews_url", "Use https: credentials are never sent unencrypted (plain http is allowed only for this computer).");
+                None
+            }
+            Ok(_) => {
+                err(errors, "mailbox.ews_url", "The EWS URL must start with https://.");
+                None
+            }
+            Err(e) => {
+                err(errors, "mailbox.ews_url", format!("This is not a valid URL ({e})."));
+                None
+            }
+        },
+    };
+    let auth = match m.auth.trim().to_ascii_lowercase().as_str() {
+        "basic" => Some(AuthMethod::Basic),
+        "ntlm" | "" => Some(AuthMethod::Ntlm),
+        "oauth2" => Some(AuthMethod::Oauth2),
+        other => {
+            err(errors, "mailbox.auth", format!("Unknown sign-in method \"{other}\" (choose basic, ntlm or oauth2)."));
+            None
+        }
+    };
+    let username = non_empty(&m.username).unwrap_or_else(|| email.clone());
+    if username.chars().any(char::is_whitespace) {
+        err(errors, "mailbox.username", "The user name must not contain spaces.");
+    }
+    let password_env = non_empty(&m.password_env);
+    if let Some(v) = &password_env {
+        if !is_env_name(v) {
+            err(errors, "mailbox.password_env", "Name an environment variable (letters, digits, _), not the password itself.");
+        }
+    }
+    let ca_file = non_empty(&m.ca_file).map(PathBuf::from);
+    if let Some(p) = &ca_file {
+        if !p.is_file() {
+            err(errors, "mailbox.ca_file", format!("No such file: {}.", p.display()));
+        }
+    }
+    if errors.len() > n {
+        return None;
+    }
+    Some(Mailbox { email, ews_url, username, auth: auth?, password_env, ca_file })
+}
+
+fn validate_phone(i: usize, p: &PhoneForm, errors: &mut Vec<FieldError>) -> Option<Phone> {
+    let n = errors.len();
+    let f = |name: &str| format!("phone.{i}.{name}");
+    let uri = p.uri.trim().to_string();
+    if uri.is_empty() {
+        err(errors, f("uri"), "Enter the phone's SIP URI, e.g. sip:613@192.0.2.10.");
+    } else if let Err(why) = check_sip_uri(&uri) {
+        err(errors, f("uri"), why);
+    }
+    let transport = match p.transport.trim().to_ascii_lowercase().as_str() {
+        "udp" | "" => Some(SipTransport::Udp),
+        "tcp" => Some(SipTransport::Tcp),
+        "tls" => Some(SipTransport::Tls),
+        other => {
+            err(errors, f("transport"), format!("Unknown transport \"{other}\" (choose udp, tcp or tls)."));
+            None
+        }
+    };
+    if uri.to_ascii_lowercase().starts_with("sips:") && transport.is_some_and(|t| t != SipTransport::Tls) {
+        err(errors, f("transport"), "A sips: URI needs the tls transport.");
+    }
+    let mode = match p.mode.trim().to_ascii_lowercase().as_str() {
+        "unsolicited" | "" => Some(PhoneMode::Unsolicited),
+        "subscribe" => Some(PhoneMode::Subscribe),
+        other => {
+            err(errors, f("mode"), format!("Unknown mode \"{other}\" (choose unsolicited or subscribe)."));
+            None
+        }
+    };
+    if !(1..=24).contains(&p.refresh_hours) {
+        err(errors, f("refresh_hours"), "Refresh between 1 and 24 hours.");
+    }
+    let password_env = non_empty(&p.password_env);
+    if let Some(v) = &password_env {
+        if !is_env_name(v) {
+            err(errors, f("password_env"), "Name an environment variable (letters, digits, _), not the password itself.");
+        }
+    }
+    if errors.len() > n {
+        return None;
+    }
+    Some(Phone {
+        uri,
+        transport: transport?,
+        mode: mode?,
+        username: non_empty(&p.username),
+        password_env,
+        refresh: Duration::from_secs(u64::from(p.refresh_hours) * 3600),
+    })
+}
+
+fn validate_user(u: &UserForm, errors: &mut Vec<FieldError>) -> UserIdentity {
+    let sip_uri = non_empty(&u.sip_uri);
+    if let Some(s) = &sip_uri {
+        if let Err(why) = check_sip_uri(s) {
+            err(errors, "user.sip_uri", why);
+        }
+    }
+    let mut numbers = Vec::new();
+    for (i, n) in u.numbers.iter().enumerate() {
+        let t = n.trim();
+        let digits = t.chars().filter(char::is_ascii_digit).count();
+        let allowed = t.chars().all(|c| c.is_ascii_digit() || " +-()/.".contains(c));
+        if digits == 0 || !allowed {
+            err(errors, format!("user.numbers.{i}"), "A phone number or extension has digits and may use + - ( ) / . and spaces.");
+        } else {
+            numbers.push(t.to_string());
+        }
+    }
+    UserIdentity { sip_uri, numbers }
+}
+
+fn is_email(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else { return false };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+        && domain.split('.').all(|label| !label.is_empty())
+}
+
+fn is_env_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn is_loopback_host(u: &url::Url) -> bool {
+    match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        None => false,
+    }
+}
+
+/// Checks the shape of a `sip:`/`sips:` URI: scheme, optional user part,
+/// a host name, IPv4 or bracketed IPv6 address, an optional port, params.
+pub fn check_sip_uri(uri: &str) -> Result<(), String> {
+    let lower = uri.to_ascii_lowercase();
+    let rest = if let Some(r) = lower.strip_prefix("sip:") {
+        r
+    } else if let Some(r) = lower.strip_prefix("sips:") {
+        r
+    } else {
+        return Err("A SIP URI starts with sip: or sips:.".into());
+    };
+    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("A SIP URI has no spaces.".into());
+    }
+    let hostport = rest.split([';', '?']).next().unwrap_or("");
+    let hostport = match hostport.rsplit_once('@') {
+        Some((user, hp)) if !user.is_empty() => hp,
+        Some(_) => return Err("The user part before @ is empty.".into()),
+        None => hostport,
+    };
+    let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
+        let (addr, after) = v6.split_once(']').ok_or("An IPv6 address needs a closing ].")?;
+        addr.parse::<std::net::Ipv6Addr>().map_err(|_| "Not a valid IPv6 address.")?;
+        (addr, after.strip_prefix(':'))
+    } else {
+        match hostport.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (hostport, None),
+        }
+    };
+    if host.is_empty() {
+        return Err("The SIP URI has no host.".into());
+    }
+    if !host.contains(':') && !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+        return Err(format!("\"{host}\" is not a host name or address."));
+    }
+    if let Some(p) = port {
+        match p.parse::<u16>() {
+            Ok(n) if n > 0 => {}
+            _ => return Err(format!("\"{p}\" is not a port number (1–65535).")),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mailbox(email: &str) -> MailboxForm {
+        MailboxForm { email: email.into(), auth: "basic".into(), ..Default::default() }
+    }
+
+    fn fields(errors: &[FieldError]) -> Vec<&str> {
+        errors.iter().map(|e| e.field.as_str()).collect()
+    }
+
+    #[test]
+    fn empty_form_is_valid_and_has_no_mailbox() {
+        let s = SettingsForm::default().validate().expect("valid");
+        assert!(s.mailbox.is_none());
+        assert!(s.notifications.enabled);
+    }
+
+    #[test]
+    fn every_bad_field_is_reported_under_its_own_name() {
+        let form = SettingsForm {
+            mailbox: Some(MailboxForm {
+                email: "not-an-address".into(),
+                ews_url: "http://mail.example.com/EWS/Exchange.asmx".into(),
+                auth: "kerberos".into(),
+                password_env: "hunter2!".into(),
+                ..Default::default()
+            }),
+            phones: vec![
+                PhoneForm { uri: "613@10.0.0.1".into(), ..Default::default() },
+                PhoneForm { uri: "sips:613@host".into(), transport: "udp".into(), mode: "push".into(), refresh_hours: 0, ..Default::default() },
+            ],
+            user: UserForm { sip_uri: String::new(), numbers: vec!["+49 5251 304613".into(), "abc".into()] },
+            ..Default::default()
+        };
+        let errors = form.validate().expect_err("invalid");
+        assert_eq!(
+            fields(&errors),
+            vec![
+                "mailbox.email",
+                "mailbox.ews_url",
+                "mailbox.auth",
+                "mailbox.password_env",
+                "phone.0.uri",
+                "phone.1.transport",
+                "phone.1.mode",
+                "phone.1.refresh_hours",
+                "user.numbers.1"
+            ]
+        );
+    }
+
+    #[test]
+    fn http_is_allowed_only_on_loopback() {
+        for (url, ok) in [
+            ("http://127.0.0.1:8080/EWS/Exchange.asmx", true),
+            ("http://localhost/EWS/Exchange.asmx", true),
+            ("http://[::1]:9/EWS/Exchange.asmx", true),
+            ("http://mail.example.com/EWS/Exchange.asmx", false),
+            ("https://mail.example.com/EWS/Exchange.asmx", true),
+            ("ftp://mail.example.com/", false),
+        ] {
+            let mut m = mailbox("a@example.com");
+            m.ews_url = url.into();
+            let form = SettingsForm { mailbox: Some(m), ..Default::default() };
+            assert_eq!(form.validate().is_ok(), ok, "{url}");
+        }
+    }
+
+    #[test]
+    fn duplicate_phone_is_refused() {
+        let p = PhoneForm { uri: "sip:613@pbx.example.com".into(), ..Default::default() };
+        let mut q = p.clone();
+        q.uri = "SIP:613@PBX.example.com".into();
+        let errors = SettingsForm { phones: vec![p, q], ..Default::default() }.validate().expect_err("dup");
+        assert_eq!(fields(&errors), vec!["phone.1.uri"]);
+    }
+
+    #[test]
+    fn sip_uri_shapes() {
+        for ok in ["sip:613@192.0.2.10", "sip:613@192.0.2.10:5060", "sips:anna@example.com;transport=tls", "sip:[::1]:5070", "sip:pbx.example.com"] {
+            assert!(check_sip_uri(ok).is_ok(), "{ok}");
+        }
+        for bad in ["613@host", "sip:", "sip:@host", "sip:613@host:99999", "sip:613@ho st", "sip:[::1", "sip:613@host:0", "sip:a@b_c!"] {
+            assert!(check_sip_uri(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn username_defaults_to_email_and_round_trips() {
+        let form = SettingsForm { mailbox: Some(mailbox("anna@example.com")), ..Default::default() };
+        let s = form.validate().expect("valid");
+        assert_eq!(s.mailbox.as_ref().map(|m| m.username.as_str()), Some("anna@example.com"));
+        assert_eq!(s.to_form().validate().expect("valid"), s);
+    }
+}
