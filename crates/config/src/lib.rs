@@ -28,10 +28,10 @@ pub mod file;
 pub mod form;
 pub mod paths;
 
-pub use file::{load, save, Loaded, SCHEMA_VERSION};
+pub use file::{Loaded, SCHEMA_VERSION, load, save};
 pub use form::{
-    AuthMethod, FieldError, Mailbox, MailboxForm, MwiOptions, Notifications, Phone, PhoneForm, PhoneMode,
-    Settings, SettingsForm, SipTransport, UserIdentity,
+    AuthMethod, FieldError, Mailbox, MailboxForm, MwiOptions, Notifications, Phone, PhoneForm,
+    PhoneMode, Settings, SettingsForm, SipTransport, UserIdentity,
 };
 pub use paths::Paths;
 
@@ -52,7 +52,9 @@ pub enum ConfigError {
         reason: String,
     },
     /// The file was written by a newer Lamplighter; it is left alone.
-    #[error("the settings file {path} has schema version {found}, newer than this Lamplighter understands ({supported}); it is left untouched")]
+    #[error(
+        "the settings file {path} has schema version {found}, newer than this Lamplighter understands ({supported}); it is left untouched"
+    )]
     TooNew {
         /// The settings file.
         path: PathBuf,

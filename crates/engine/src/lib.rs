@@ -1,1 +1,626 @@
-//! placeholder
+//! The engine handle: the one API the tray app, the headless agent and the
+//! tests drive.
+//!
+//! Today it owns the settings (load, validate, save), the secrets that go
+//! with them (passwords into the keyring, never into the file), and the
+//! [`Snapshot`] of state that front ends render (counts, tooltip, problems).
+//! The mailbox, missed-call analysis and MWI relay plug in behind the same
+//! handle (see ARCHITECTURE.md), so front ends do not change when they come.
+//!
+//! Front ends send actions ([`Engine::save_settings`]) and render what they
+//! get back or what [`Engine::subscribe`] pushes; they hold no state of
+//! their own. Errors carry a stable [`EngineError::code`] so a UI matches on
+//! codes, never on message text.
+
+use lamplighter_config::{ConfigError, FieldError, Paths, Settings, SettingsForm};
+use lamplighter_secrets::{Keyring, Secret, SecretKey, SecretsError, StoreKind};
+use serde::{Deserialize, Serialize};
+use std::sync::{Arc, Mutex};
+
+/// Why an engine action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Some fields are invalid; nothing was changed.
+    #[error("some settings are invalid")]
+    Invalid(Vec<FieldError>),
+    /// The settings file could not be read or written.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The keyring refused.
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+}
+
+impl EngineError {
+    /// A stable code for front ends.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Invalid(_) => "invalid_settings",
+            EngineError::Config(ConfigError::TooNew { .. }) => "config_too_new",
+            EngineError::Config(ConfigError::Corrupt { .. }) => "config_corrupt",
+            EngineError::Config(_) => "config_io",
+            EngineError::Secrets(SecretsError::Unavailable { .. }) => "keyring_unavailable",
+            EngineError::Secrets(SecretsError::Locked { .. }) => "keyring_locked",
+            EngineError::Secrets(_) => "keyring_error",
+        }
+    }
+
+    /// The error as `{code, message, fields}` for a front end.
+    pub fn to_report(&self) -> ErrorReport {
+        ErrorReport {
+            code: self.code().into(),
+            message: self.to_string(),
+            fields: match self {
+                EngineError::Invalid(f) => f.clone(),
+                _ => Vec::new(),
+            },
+        }
+    }
+}
+
+/// An error as front ends receive it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReport {
+    /// Stable machine-readable code.
+    pub code: String,
+    /// A sentence for the user.
+    pub message: String,
+    /// Per-field messages for `invalid_settings`.
+    pub fields: Vec<FieldError>,
+}
+
+/// Something the user should know about, shown until it is resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    /// Stable code: `keyring_unavailable`, `keyring_locked`, `config_corrupt`, `config_too_new`, `config_io`.
+    pub code: String,
+    /// A sentence for the user.
+    pub message: String,
+}
+
+/// What waits for the user.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    /// Unheard voicemails.
+    pub voicemails: u32,
+    /// Unseen missed calls.
+    pub missed_calls: u32,
+}
+
+impl Counts {
+    /// The badge number: unheard voicemails plus unseen missed calls.
+    pub fn badge(&self) -> u32 {
+        self.voicemails.saturating_add(self.missed_calls)
+    }
+}
+
+/// The state front ends render.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    /// Waiting items.
+    pub counts: Counts,
+    /// The badge number.
+    pub badge: u32,
+    /// The counts in words.
+    pub tooltip: String,
+    /// Whether a mailbox account is configured.
+    pub mailbox_configured: bool,
+    /// Current problems.
+    pub problems: Vec<Problem>,
+}
+
+/// The settings as the settings window shows them: never a password.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsView {
+    /// The values.
+    pub form: SettingsForm,
+    /// Whether the mailbox password is in the keyring.
+    pub mailbox_password_saved: bool,
+    /// Per phone, whether its digest password is in the keyring.
+    pub phone_passwords_saved: Vec<bool>,
+    /// The settings file.
+    pub config_file: String,
+    /// Whether passwords survive a restart (false: no keyring, session only).
+    pub keyring_persistent: bool,
+    /// True when the file must not be written (written by a newer version).
+    pub read_only: bool,
+    /// Current problems.
+    pub problems: Vec<Problem>,
+}
+
+/// A save request from a front end. Passwords: `None` or empty keeps the
+/// stored one; a value replaces it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SettingsUpdate {
+    /// The values as typed.
+    pub form: SettingsForm,
+    /// A new mailbox password or token.
+    pub mailbox_password: Option<String>,
+    /// New phone digest passwords, by phone position.
+    pub phone_passwords: Vec<Option<String>>,
+}
+
+/// How to open the engine.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Where files live.
+    pub paths: Paths,
+    /// Which keyring to use.
+    pub keyring: KeyringChoice,
+    /// Counts to show before a mailbox delivers real ones (screenshots,
+    /// tray tests); `LAMPLIGHTER_PREVIEW_COUNTS=voicemails,missed`.
+    pub preview_counts: Option<Counts>,
+}
+
+/// Which credential store the engine uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyringChoice {
+    /// The OS keyring; falls back to session-only memory, with a problem
+    /// reported, when none is available.
+    Os,
+    /// Memory only (tests).
+    InMemory,
+}
+
+impl Options {
+    /// Standard paths, the OS keyring, and preview counts from the environment.
+    pub fn standard(paths: Paths) -> Self {
+        Options {
+            paths,
+            keyring: KeyringChoice::Os,
+            preview_counts: preview_counts_from_env(),
+        }
+    }
+}
+
+/// Parses `LAMPLIGHTER_PREVIEW_COUNTS` (`"3,1"`: 3 voicemails, 1 missed call).
+pub fn preview_counts_from_env() -> Option<Counts> {
+    parse_preview_counts(&std::env::var("LAMPLIGHTER_PREVIEW_COUNTS").ok()?)
+}
+
+fn parse_preview_counts(s: &str) -> Option<Counts> {
+    let (v, m) = s.split_once(',')?;
+    Some(Counts {
+        voicemails: v.trim().parse().ok()?,
+        missed_calls: m.trim().parse().ok()?,
+    })
+}
+
+type Listener = Box<dyn Fn(&Snapshot) + Send + Sync>;
+
+struct Inner {
+    settings: Settings,
+    read_only: bool,
+    config_problem: Option<Problem>,
+    counts: Counts,
+}
+
+/// The engine handle; cheap to clone, safe to share between threads.
+#[derive(Clone)]
+pub struct Engine {
+    paths: Paths,
+    keyring: Keyring,
+    keyring_problem: Option<Problem>,
+    inner: Arc<Mutex<Inner>>,
+    listeners: Arc<Mutex<Vec<Listener>>>,
+}
+
+fn problem(code: &str, message: impl Into<String>) -> Problem {
+    Problem {
+        code: code.into(),
+        message: message.into(),
+    }
+}
+
+impl Engine {
+    /// Opens the engine: reads the settings (a damaged file becomes a
+    /// problem, not a failure) and opens the keyring (none becomes a problem
+    /// and session-only secrets). Blocks briefly on D-Bus.
+    pub fn open(options: Options) -> Engine {
+        let (keyring, keyring_problem) = match options.keyring {
+            KeyringChoice::InMemory => (Keyring::in_memory(), None),
+            KeyringChoice::Os => match Keyring::secret_service() {
+                Ok(k) => (k, None),
+                Err(e) => {
+                    log::warn!("keyring: {e}");
+                    let code = if matches!(e, SecretsError::Locked { .. }) {
+                        "keyring_locked"
+                    } else {
+                        "keyring_unavailable"
+                    };
+                    (Keyring::in_memory(), Some(problem(code, e.to_string())))
+                }
+            },
+        };
+        let (settings, read_only, config_problem) =
+            match lamplighter_config::load(&options.paths.config_file) {
+                Ok(loaded) => (loaded.settings, false, None),
+                Err(e) => {
+                    log::warn!("settings: {e}");
+                    let read_only = matches!(e, ConfigError::TooNew { .. });
+                    let message = e.to_string();
+                    let code = EngineError::Config(e).code();
+                    (Settings::default(), read_only, Some(problem(code, message)))
+                }
+            };
+        Engine {
+            paths: options.paths,
+            keyring,
+            keyring_problem,
+            inner: Arc::new(Mutex::new(Inner {
+                settings,
+                read_only,
+                config_problem,
+                counts: options.preview_counts.unwrap_or_default(),
+            })),
+            listeners: Arc::new(Mutex::new(Vec::new())),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Where the engine's files live.
+    pub fn paths(&self) -> &Paths {
+        &self.paths
+    }
+
+    fn problems(&self, inner: &Inner) -> Vec<Problem> {
+        inner
+            .config_problem
+            .iter()
+            .chain(self.keyring_problem.iter())
+            .cloned()
+            .collect()
+    }
+
+    /// The current state.
+    pub fn snapshot(&self) -> Snapshot {
+        let inner = self.lock();
+        Snapshot {
+            counts: inner.counts,
+            badge: inner.counts.badge(),
+            tooltip: lamplighter_badge::describe(
+                inner.counts.voicemails,
+                inner.counts.missed_calls,
+            ),
+            mailbox_configured: inner.settings.mailbox.is_some(),
+            problems: self.problems(&inner),
+        }
+    }
+
+    /// The validated settings in use.
+    pub fn settings(&self) -> Settings {
+        self.lock().settings.clone()
+    }
+
+    /// The settings as the window shows them.
+    pub fn settings_view(&self) -> SettingsView {
+        let inner = self.lock();
+        let saved = |key: SecretKey| matches!(self.keyring.get(&key), Ok(Some(_)));
+        SettingsView {
+            form: inner.settings.to_form(),
+            mailbox_password_saved: inner
+                .settings
+                .mailbox
+                .as_ref()
+                .is_some_and(|m| saved(SecretKey::Mailbox(m.email.clone()))),
+            phone_passwords_saved: inner
+                .settings
+                .phones
+                .iter()
+                .map(|p| saved(SecretKey::Phone(p.uri.clone())))
+                .collect(),
+            config_file: self.paths.config_file.display().to_string(),
+            keyring_persistent: self.keyring.kind() == StoreKind::Os,
+            read_only: inner.read_only,
+            problems: self.problems(&inner),
+        }
+    }
+
+    /// Validates and saves settings and passwords. On any error nothing in
+    /// the file changes.
+    pub fn save_settings(&self, update: SettingsUpdate) -> Result<SettingsView, EngineError> {
+        let new = update.form.validate().map_err(EngineError::Invalid)?;
+        {
+            let inner = self.lock();
+            if inner.read_only {
+                // The file is re-read so the error names the version found there.
+                return Err(match lamplighter_config::load(&self.paths.config_file) {
+                    Err(e) => EngineError::Config(e),
+                    Ok(_) => EngineError::Config(ConfigError::TooNew {
+                        path: self.paths.config_file.clone(),
+                        found: 0,
+                        supported: lamplighter_config::SCHEMA_VERSION,
+                    }),
+                });
+            }
+            self.store_secrets(&inner.settings, &new, &update)?;
+        }
+        lamplighter_config::save(&self.paths.config_file, &new)?;
+        log::info!(
+            "settings saved: mailbox {}, {} phone(s)",
+            new.mailbox
+                .as_ref()
+                .map(|m| m.email.as_str())
+                .unwrap_or("none"),
+            new.phones.len()
+        );
+        {
+            let mut inner = self.lock();
+            inner.settings = new;
+            inner.config_problem = None;
+        }
+        self.notify();
+        Ok(self.settings_view())
+    }
+
+    /// Passwords into the keyring; secrets of removed or renamed accounts moved or removed.
+    fn store_secrets(
+        &self,
+        old: &Settings,
+        new: &Settings,
+        update: &SettingsUpdate,
+    ) -> Result<(), EngineError> {
+        let given = |p: &Option<String>| p.as_deref().filter(|s| !s.is_empty()).map(Secret::new);
+        let old_mailbox = old
+            .mailbox
+            .as_ref()
+            .map(|m| SecretKey::Mailbox(m.email.clone()));
+        let new_mailbox = new
+            .mailbox
+            .as_ref()
+            .map(|m| SecretKey::Mailbox(m.email.clone()));
+        if let Some(key) = &new_mailbox {
+            if let Some(secret) = given(&update.mailbox_password) {
+                self.keyring.set(key, &secret)?;
+            } else if let Some(old_key) = old_mailbox.as_ref().filter(|k| k.user() != key.user()) {
+                // the address changed: carry the password over
+                if let Some(secret) = self.keyring.get(old_key)? {
+                    self.keyring.set(key, &secret)?;
+                }
+            }
+        }
+        if let Some(old_key) =
+            old_mailbox.filter(|k| new_mailbox.as_ref().is_none_or(|n| n.user() != k.user()))
+        {
+            self.keyring.delete(&old_key)?;
+        }
+        for (i, phone) in new.phones.iter().enumerate() {
+            if let Some(secret) = update.phone_passwords.get(i).and_then(given) {
+                self.keyring
+                    .set(&SecretKey::Phone(phone.uri.clone()), &secret)?;
+            }
+        }
+        for phone in &old.phones {
+            if !new
+                .phones
+                .iter()
+                .any(|p| p.uri.eq_ignore_ascii_case(&phone.uri))
+            {
+                self.keyring.delete(&SecretKey::Phone(phone.uri.clone()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The mailbox password: from `password_env` when set, else the keyring.
+    pub fn mailbox_secret(&self) -> Result<Option<Secret>, EngineError> {
+        let Some(mailbox) = self.lock().settings.mailbox.clone() else {
+            return Ok(None);
+        };
+        if let Some(var) = &mailbox.password_env {
+            return Ok(std::env::var(var).ok().map(Secret::new));
+        }
+        Ok(self.keyring.get(&SecretKey::Mailbox(mailbox.email))?)
+    }
+
+    /// Calls `listener` with every new snapshot.
+    pub fn subscribe(&self, listener: impl Fn(&Snapshot) + Send + Sync + 'static) {
+        self.listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(listener));
+    }
+
+    fn notify(&self) {
+        let snapshot = self.snapshot();
+        for l in self
+            .listeners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            l(&snapshot);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamplighter_config::{MailboxForm, PhoneForm};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn engine(dir: &std::path::Path) -> Engine {
+        let paths = Paths::under(dir.join("config"), dir.join("state"), dir.join("cache"));
+        Engine::open(Options {
+            paths,
+            keyring: KeyringChoice::InMemory,
+            preview_counts: None,
+        })
+    }
+
+    fn update(email: &str, password: Option<&str>) -> SettingsUpdate {
+        SettingsUpdate {
+            form: SettingsForm {
+                mailbox: Some(MailboxForm {
+                    email: email.into(),
+                    auth: "basic".into(),
+                    ..Default::default()
+                }),
+                phones: vec![PhoneForm {
+                    uri: "sip:613@127.0.0.1:5062".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            mailbox_password: password.map(Into::into),
+            phone_passwords: vec![Some("phone-pw".into())],
+        }
+    }
+
+    #[test]
+    fn save_puts_passwords_in_the_keyring_and_not_in_the_file() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = engine(dir.path());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let c = calls.clone();
+        e.subscribe(move |s| {
+            assert!(s.mailbox_configured);
+            c.fetch_add(1, Ordering::SeqCst);
+        });
+        let view = e
+            .save_settings(update("anna@example.com", Some("mail-pw")))
+            .expect("save");
+        assert!(view.mailbox_password_saved);
+        assert_eq!(view.phone_passwords_saved, vec![true]);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            e.mailbox_secret().expect("secret").expect("some").expose(),
+            "mail-pw"
+        );
+        let text = std::fs::read_to_string(&e.paths().config_file).expect("file");
+        assert!(
+            text.contains("anna@example.com")
+                && !text.contains("mail-pw")
+                && !text.contains("phone-pw"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn invalid_settings_change_nothing() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = engine(dir.path());
+        let err = e
+            .save_settings(update("not-an-address", Some("pw")))
+            .expect_err("invalid");
+        assert_eq!(err.code(), "invalid_settings");
+        assert_eq!(err.to_report().fields[0].field, "mailbox.email");
+        assert!(!e.paths().config_file.exists());
+        assert!(!e.snapshot().mailbox_configured);
+    }
+
+    #[test]
+    fn renamed_mailbox_keeps_its_password_and_removed_phone_loses_its_own() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = engine(dir.path());
+        e.save_settings(update("anna@example.com", Some("pw")))
+            .expect("save");
+        let mut u = update("anna.schmidt@example.com", None);
+        u.form.phones.clear();
+        u.phone_passwords.clear();
+        let view = e.save_settings(u).expect("save");
+        assert!(view.mailbox_password_saved);
+        assert_eq!(
+            e.mailbox_secret().expect("secret").expect("some").expose(),
+            "pw"
+        );
+        assert!(matches!(
+            e.keyring
+                .get(&SecretKey::Mailbox("anna@example.com".into())),
+            Ok(None)
+        ));
+        assert!(matches!(
+            e.keyring
+                .get(&SecretKey::Phone("sip:613@127.0.0.1:5062".into())),
+            Ok(None)
+        ));
+    }
+
+    #[test]
+    fn reopened_engine_reads_what_was_saved() {
+        let dir = tempfile::tempdir().expect("tmp");
+        engine(dir.path())
+            .save_settings(update("anna@example.com", None))
+            .expect("save");
+        let view = engine(dir.path()).settings_view();
+        assert_eq!(
+            view.form.mailbox.expect("mailbox").email,
+            "anna@example.com"
+        );
+        assert_eq!(view.form.phones.len(), 1);
+    }
+
+    #[test]
+    fn corrupt_settings_are_a_problem_not_a_crash() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = engine(dir.path());
+        std::fs::create_dir_all(e.paths().config_file.parent().expect("parent")).expect("dir");
+        std::fs::write(&e.paths().config_file, "[mailbox\n").expect("write");
+        let e = engine(dir.path());
+        let snap = e.snapshot();
+        assert_eq!(snap.problems.len(), 1);
+        assert_eq!(snap.problems[0].code, "config_corrupt");
+        assert!(
+            snap.problems[0].message.contains(".corrupt-"),
+            "{}",
+            snap.problems[0].message
+        );
+        // saving fresh settings replaces it and clears the problem; the copy stays
+        e.save_settings(update("anna@example.com", None))
+            .expect("save");
+        assert!(e.snapshot().problems.is_empty());
+    }
+
+    #[test]
+    fn newer_settings_file_makes_the_engine_read_only() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = engine(dir.path());
+        std::fs::create_dir_all(e.paths().config_file.parent().expect("parent")).expect("dir");
+        std::fs::write(&e.paths().config_file, "schema_version = 9\n").expect("write");
+        let e = engine(dir.path());
+        assert!(e.settings_view().read_only);
+        let err = e
+            .save_settings(update("anna@example.com", None))
+            .expect_err("read only");
+        assert_eq!(err.code(), "config_too_new");
+        assert_eq!(
+            std::fs::read_to_string(&e.paths().config_file).expect("file"),
+            "schema_version = 9\n"
+        );
+    }
+
+    #[test]
+    fn preview_counts_parse_and_drive_the_snapshot() {
+        assert_eq!(
+            parse_preview_counts("3,1"),
+            Some(Counts {
+                voicemails: 3,
+                missed_calls: 1
+            })
+        );
+        assert_eq!(parse_preview_counts("x,1"), None);
+        let dir = tempfile::tempdir().expect("tmp");
+        let paths = Paths::under(
+            dir.path().join("c"),
+            dir.path().join("s"),
+            dir.path().join("k"),
+        );
+        let e = Engine::open(Options {
+            paths,
+            keyring: KeyringChoice::InMemory,
+            preview_counts: parse_preview_counts("3,1"),
+        });
+        let s = e.snapshot();
+        assert_eq!(
+            (s.badge, s.tooltip.as_str()),
+            (4, "3 new voicemails, 1 missed call")
+        );
+        let json = serde_json::to_value(&s).expect("json");
+        assert_eq!(json["counts"]["voicemails"], 3);
+    }
+}

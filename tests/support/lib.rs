@@ -1,0 +1,445 @@
+//! Helpers for the end-to-end tests: where the built app is, a WebDriver
+//! session through tauri-driver, and the tray read over D-Bus.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use lamplighter_testkit::Session;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The desktop app binary: `$LAMPLIGHTER_APP`, else `target/debug/lamplighter`.
+/// The test command builds it first (`./dev.sh test`); a missing binary fails the test.
+pub fn app_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("LAMPLIGHTER_APP") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug").join("lamplighter");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build the app first (cargo build -p lamplighter-app) or run ./dev.sh test",
+        bin.display()
+    );
+    bin
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// tauri-driver running inside a session; killed on drop.
+pub struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Driver {
+    /// Starts tauri-driver (and through it WebKitWebDriver) in `session`.
+    pub fn start(session: &Session) -> Driver {
+        let port = free_port();
+        let native = free_port();
+        let child = session
+            .command("tauri-driver")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tauri-driver not found: run ./dev.sh setup");
+        Driver { child, port }
+    }
+
+    /// Opens a WebDriver session that launches the app with `args`.
+    pub async fn launch(&self, args: &[&str]) -> Client {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({ "application": app_binary(), "args": args }),
+        );
+        let url = format!("http://127.0.0.1:{}", self.port);
+        let end = Instant::now() + Duration::from_secs(60);
+        loop {
+            match ClientBuilder::new(HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&url)
+                .await
+            {
+                Ok(c) => return c,
+                Err(e) => {
+                    assert!(
+                        Instant::now() < end,
+                        "no WebDriver session within 60 s: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Waits until `probe` returns `Some`, or fails with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let end = Instant::now() + timeout;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < end,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text of the first element matching `css`, once it exists.
+pub async fn text_of(c: &Client, css: &str) -> String {
+    eventually(css, Duration::from_secs(20), || async {
+        let el = c.find(Locator::Css(css)).await.ok()?;
+        el.text().await.ok()
+    })
+    .await
+}
+
+/// Waits until the element's text equals `want`.
+pub async fn text_becomes(c: &Client, css: &str, want: &str) {
+    let mut last = String::new();
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        if let Ok(el) = c.find(Locator::Css(css)).await {
+            last = el.text().await.unwrap_or_default();
+            if last == want {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} shows {last:?}, expected {want:?}");
+}
+
+/// Waits until the input's value equals `want`.
+pub async fn value_becomes(c: &Client, css: &str, want: &str) {
+    let mut last = None;
+    let end = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < end {
+        if let Ok(el) = c.find(Locator::Css(css)).await {
+            last = el.prop("value").await.ok().flatten();
+            if last.as_deref() == Some(want) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{css} has value {last:?}, expected {want:?}");
+}
+
+/// Types into a field after clearing it.
+pub async fn fill(c: &Client, css: &str, text: &str) {
+    let el = c
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    el.clear().await.expect("clear");
+    el.send_keys(text).await.expect("type");
+}
+
+/// Picks an option of a `<select>` by value.
+pub async fn choose(c: &Client, select_css: &str, value: &str) {
+    let css = format!("{select_css} option[value=\"{value}\"]");
+    c.find(Locator::Css(&css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .click()
+        .await
+        .expect("click option");
+}
+
+/// A tray host, as a panel is one: a real `status-notifier-watcher`
+/// (Debian's haskell-status-notifier-item-utils) plus this test registered
+/// with it as a StatusNotifierHost. Items read back through [`Tray`].
+pub struct TrayHost {
+    conn: zbus::blocking::Connection,
+}
+
+impl TrayHost {
+    /// Starts the watcher in `session` and registers as a host.
+    pub fn start(session: &mut Session) -> TrayHost {
+        let watcher = session
+            .command("status-notifier-watcher")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("status-notifier-watcher not found: run ./dev.sh setup");
+        session.adopt(watcher);
+        session.wait_for_name("org.kde.StatusNotifierWatcher", Duration::from_secs(20));
+        let address = session.var("DBUS_SESSION_BUS_ADDRESS").expect("bus");
+        let conn = zbus::blocking::connection::Builder::address(address)
+            .and_then(|b| b.build())
+            .expect("connect to the session bus");
+        let host = format!("org.kde.StatusNotifierHost-{}", std::process::id());
+        conn.request_name(host.as_str()).expect("own the host name");
+        let watcher = zbus::blocking::Proxy::new(
+            &conn,
+            "org.kde.StatusNotifierWatcher",
+            "/StatusNotifierWatcher",
+            "org.kde.StatusNotifierWatcher",
+        )
+        .expect("watcher proxy");
+        let _: () = watcher
+            .call("RegisterStatusNotifierHost", &(host.as_str(),))
+            .expect("RegisterStatusNotifierHost");
+        TrayHost { conn }
+    }
+
+    /// Waits for a StatusNotifierItem to appear; fails when the tray is missing.
+    pub fn item(&self, timeout: Duration) -> Tray {
+        let end = Instant::now() + timeout;
+        loop {
+            if let Some(name) = Tray::item_names(&self.conn).into_iter().next() {
+                return Tray {
+                    conn: self.conn.clone(),
+                    name,
+                };
+            }
+            assert!(
+                Instant::now() < end,
+                "no StatusNotifierItem appeared on the bus within {timeout:?}: the tray is missing"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Whether any StatusNotifierItem is on the bus now.
+    pub fn any_item(&self) -> bool {
+        !Tray::item_names(&self.conn).is_empty()
+    }
+}
+
+/// The app's tray icon as a StatusNotifierItem on the session bus.
+pub struct Tray {
+    conn: zbus::blocking::Connection,
+    /// The item's bus name (`org.kde.StatusNotifierItem-<pid>-<n>`).
+    pub name: String,
+}
+
+/// One icon pixmap: width, height, ARGB32 bytes (network order).
+pub type Pixmap = (i32, i32, Vec<u8>);
+
+impl Tray {
+    fn item_names(conn: &zbus::blocking::Connection) -> Vec<String> {
+        let dbus = zbus::blocking::fdo::DBusProxy::new(conn).expect("bus proxy");
+        dbus.list_names()
+            .expect("ListNames")
+            .into_iter()
+            .map(|n| n.to_string())
+            .filter(|n| n.starts_with("org.kde.StatusNotifierItem-"))
+            .collect()
+    }
+
+    /// Whether the item is still on the bus.
+    pub fn present(&self) -> bool {
+        Self::item_names(&self.conn).contains(&self.name)
+    }
+
+    fn property<T: TryFrom<zvariant::OwnedValue>>(&self, name: &str) -> T
+    where
+        T::Error: std::fmt::Debug,
+    {
+        let proxy = zbus::blocking::fdo::PropertiesProxy::builder(&self.conn)
+            .destination(self.name.as_str())
+            .and_then(|b| b.path("/StatusNotifierItem"))
+            .and_then(|b| b.build())
+            .expect("properties proxy");
+        let iface =
+            zbus::names::InterfaceName::try_from("org.kde.StatusNotifierItem").expect("iface");
+        let v = proxy
+            .get(iface, name)
+            .unwrap_or_else(|e| panic!("reading {name}: {e}"));
+        T::try_from(v).unwrap_or_else(|e| panic!("{name} has an unexpected type: {e:?}"))
+    }
+
+    /// `ToolTip`: (icon name, pixmaps, title, description).
+    pub fn tooltip(&self) -> (String, Vec<Pixmap>, String, String) {
+        self.property("ToolTip")
+    }
+
+    /// `IconPixmap`.
+    pub fn icon_pixmaps(&self) -> Vec<Pixmap> {
+        self.property("IconPixmap")
+    }
+
+    /// Clicks the menu item with this label through com.canonical.dbusmenu.
+    pub fn click_menu(&self, label: &str) {
+        let menu_path: zvariant::OwnedObjectPath = self.property("Menu");
+        let proxy = zbus::blocking::Proxy::new(
+            &self.conn,
+            self.name.as_str(),
+            menu_path.as_str(),
+            "com.canonical.dbusmenu",
+        )
+        .expect("menu proxy");
+        type Layout = (
+            u32,
+            (
+                i32,
+                std::collections::HashMap<String, zvariant::OwnedValue>,
+                Vec<zvariant::OwnedValue>,
+            ),
+        );
+        let (_, (_, _, children)): Layout = proxy
+            .call("GetLayout", &(0i32, -1i32, Vec::<String>::new()))
+            .expect("GetLayout");
+        let mut found = None;
+        for child in children {
+            let (id, props, _): (
+                i32,
+                std::collections::HashMap<String, zvariant::OwnedValue>,
+                Vec<zvariant::OwnedValue>,
+            ) = child.try_into().expect("menu item");
+            let item_label = props
+                .get("label")
+                .and_then(|v| String::try_from(v.clone()).ok())
+                .unwrap_or_default();
+            if item_label.replace('_', "") == label {
+                found = Some(id);
+            }
+        }
+        let id = found.unwrap_or_else(|| panic!("no menu item {label:?}"));
+        let _: () = proxy
+            .call("Event", &(id, "clicked", zvariant::Value::from(""), 0u32))
+            .expect("Event clicked");
+    }
+}
+
+/// Every file below `dir` whose bytes contain `needle`.
+pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() && !p.is_symlink() {
+                stack.push(p);
+            } else if std::fs::read(&p)
+                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
+            {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+/// Counts files below `dir`.
+pub fn count_files(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.path().is_dir() {
+                stack.push(e.path());
+            } else {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Runs the app directly (no WebDriver) inside `session`.
+pub fn spawn_app(session: &Session, args: &[&str], extra_env: &[(&str, &str)]) -> Child {
+    let mut cmd: Command = session.command(app_binary());
+    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start the app")
+}
+
+/// The X display, as a window manager sees it.
+pub mod x11 {
+    use x11rb::connection::Connection;
+    use x11rb::protocol::xproto::{AtomEnum, ClientMessageEvent, ConnectionExt, EventMask, Window};
+    use x11rb::rust_connection::RustConnection;
+
+    fn connect(display: &str) -> (RustConnection, Window) {
+        let (conn, screen) = x11rb::connect(Some(display)).expect("connect to the X display");
+        let root = conn.setup().roots[screen].root;
+        (conn, root)
+    }
+
+    fn windows_titled(conn: &RustConnection, root: Window, title: &str) -> Vec<Window> {
+        let mut found = Vec::new();
+        let mut stack = vec![root];
+        while let Some(w) = stack.pop() {
+            let Some(tree) = conn.query_tree(w).ok().and_then(|c| c.reply().ok()) else {
+                continue;
+            };
+            stack.extend(tree.children);
+            let name = conn
+                .get_property(false, w, AtomEnum::WM_NAME, AtomEnum::ANY, 0, 1024)
+                .ok()
+                .and_then(|c| c.reply().ok())
+                .map(|r| String::from_utf8_lossy(&r.value).into_owned());
+            if name.as_deref() == Some(title) {
+                found.push(w);
+            }
+        }
+        found
+    }
+
+    /// Whether a window with this exact title exists on `display`.
+    pub fn window_exists(display: &str, title: &str) -> bool {
+        let (conn, root) = connect(display);
+        !windows_titled(&conn, root, title).is_empty()
+    }
+
+    /// Asks each window titled `title` to close, as a window manager does when
+    /// the user clicks ×: a `WM_PROTOCOLS`/`WM_DELETE_WINDOW` client message.
+    /// Returns how many windows were asked.
+    pub fn request_close(display: &str, title: &str) -> usize {
+        let (conn, root) = connect(display);
+        let atom = |name: &str| {
+            conn.intern_atom(false, name.as_bytes())
+                .expect("intern")
+                .reply()
+                .expect("atom")
+                .atom
+        };
+        let (protocols, delete) = (atom("WM_PROTOCOLS"), atom("WM_DELETE_WINDOW"));
+        let windows = windows_titled(&conn, root, title);
+        for &w in &windows {
+            let event =
+                ClientMessageEvent::new(32, w, protocols, [delete, x11rb::CURRENT_TIME, 0, 0, 0]);
+            conn.send_event(false, w, EventMask::NO_EVENT, event)
+                .expect("send WM_DELETE_WINDOW");
+        }
+        conn.flush().expect("flush");
+        windows.len()
+    }
+}
