@@ -6,10 +6,7 @@ use lamplighter_engine::{Engine, ErrorReport, SettingsUpdate, SettingsView, Snap
 use tauri::State;
 
 /// Runs an engine call on the blocking pool.
-async fn blocking<T: Send + 'static>(
-    engine: &Engine,
-    f: impl FnOnce(Engine) -> T + Send + 'static,
-) -> T {
+async fn blocking<T: Send + 'static>(engine: &Engine, f: impl FnOnce(Engine) -> T + Send + 'static) -> T {
     let engine = engine.clone();
     match tauri::async_runtime::spawn_blocking(move || f(engine)).await {
         Ok(v) => v,
@@ -32,8 +29,5 @@ pub(crate) async fn save_settings(
     update: SettingsUpdate,
     engine: State<'_, Engine>,
 ) -> Result<SettingsView, ErrorReport> {
-    blocking(&engine, move |e| {
-        e.save_settings(update).map_err(|err| err.to_report())
-    })
-    .await
+    blocking(&engine, move |e| e.save_settings(update).map_err(|err| err.to_report())).await
 }

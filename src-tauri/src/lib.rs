@@ -51,18 +51,11 @@ pub fn run() {
             std::process::exit(1);
         }
     };
-    match lamplighter_logfile::LogFile::open(
-        &paths.state_dir,
-        Default::default(),
-        log::LevelFilter::Info,
-    ) {
+    match lamplighter_logfile::LogFile::open(&paths.state_dir, Default::default(), log::LevelFilter::Info) {
         Ok(log) => {
             let _ = log.with_stderr(cfg!(debug_assertions)).install();
         }
-        Err(e) => eprintln!(
-            "lamplighter: cannot write the log in {}: {e}",
-            paths.state_dir.display()
-        ),
+        Err(e) => eprintln!("lamplighter: cannot write the log in {}: {e}", paths.state_dir.display()),
     }
     let engine = Engine::open(Options::standard(paths));
     for problem in engine.snapshot().problems {
@@ -77,11 +70,7 @@ pub fn run() {
 }
 
 /// Builds and runs the app on any Tauri runtime.
-pub(crate) fn run_app<R: Runtime>(
-    builder: tauri::Builder<R>,
-    engine: Engine,
-    launch: Launch,
-) -> tauri::Result<()> {
+pub(crate) fn run_app<R: Runtime>(builder: tauri::Builder<R>, engine: Engine, launch: Launch) -> tauri::Result<()> {
     let app = builder
         // first, so a second instance exits before it builds anything
         .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
@@ -89,11 +78,12 @@ pub(crate) fn run_app<R: Runtime>(
             window::open(app, Launch::from_args(&argv));
         }))
         .manage(engine)
-        .invoke_handler(tauri::generate_handler![
-            commands::snapshot,
-            commands::settings_view,
-            commands::save_settings,
-        ])
+        .on_window_event(|window, event| match event {
+            tauri::WindowEvent::CloseRequested { .. } => log::info!("window {}: close requested", window.label()),
+            tauri::WindowEvent::Destroyed => log::info!("window {}: destroyed", window.label()),
+            _ => {}
+        })
+        .invoke_handler(tauri::generate_handler![commands::snapshot, commands::settings_view, commands::save_settings,])
         .setup(move |app| {
             let engine = app.state::<Engine>().inner().clone();
             // Without a tray host (plain GNOME, a bare X session) there is no
@@ -129,10 +119,7 @@ pub(crate) fn run_app<R: Runtime>(
         .build(tauri::generate_context!())?;
     app.run(|_app, event| {
         // A tray app lives on without windows; only Quit (an explicit exit code) ends it.
-        if let RunEvent::ExitRequested {
-            code: None, api, ..
-        } = event
-        {
+        if let RunEvent::ExitRequested { code: None, api, .. } = event {
             api.prevent_exit();
         }
     });
@@ -146,13 +133,7 @@ mod tests {
     #[test]
     fn launch_flags() {
         assert_eq!(Launch::from_args(&["lamplighter"]), Launch::Tray);
-        assert_eq!(
-            Launch::from_args(&["lamplighter", "--settings"]),
-            Launch::Settings
-        );
-        assert_eq!(
-            Launch::from_args(&["lamplighter", "--open"]),
-            Launch::Window
-        );
+        assert_eq!(Launch::from_args(&["lamplighter", "--settings"]), Launch::Settings);
+        assert_eq!(Launch::from_args(&["lamplighter", "--open"]), Launch::Window);
     }
 }

@@ -25,15 +25,7 @@ pub(crate) fn create<R: Runtime>(app: &AppHandle<R>, snapshot: &Snapshot) -> tau
     let open = MenuItem::with_id(app, "open", "Open Lamplighter", true, None::<&str>)?;
     let settings = MenuItem::with_id(app, "settings", "Settings…", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
-    let menu = Menu::with_items(
-        app,
-        &[
-            &open,
-            &settings,
-            &PredefinedMenuItem::separator(app)?,
-            &quit,
-        ],
-    )?;
+    let menu = Menu::with_items(app, &[&open, &settings, &PredefinedMenuItem::separator(app)?, &quit])?;
     TrayIconBuilder::with_id(TRAY_ID)
         .icon(icon(snapshot))
         .tooltip(tooltip(snapshot))
@@ -50,12 +42,7 @@ pub(crate) fn create<R: Runtime>(app: &AppHandle<R>, snapshot: &Snapshot) -> tau
             _ => {}
         })
         .on_tray_icon_event(|tray, event| {
-            if let TrayIconEvent::Click {
-                button: MouseButton::Left,
-                button_state: MouseButtonState::Up,
-                ..
-            } = event
-            {
+            if let TrayIconEvent::Click { button: MouseButton::Left, button_state: MouseButtonState::Up, .. } = event {
                 window::open(tray.app_handle(), Launch::Window);
             }
         })
@@ -65,10 +52,7 @@ pub(crate) fn create<R: Runtime>(app: &AppHandle<R>, snapshot: &Snapshot) -> tau
 
 pub(crate) fn update<R: Runtime>(app: &AppHandle<R>, snapshot: &Snapshot) {
     if let Some(tray) = app.tray_by_id(TRAY_ID) {
-        if let Err(e) = tray
-            .set_icon(Some(icon(snapshot)))
-            .and_then(|_| tray.set_tooltip(Some(tooltip(snapshot))))
-        {
+        if let Err(e) = tray.set_icon(Some(icon(snapshot))).and_then(|_| tray.set_tooltip(Some(tooltip(snapshot)))) {
             log::warn!("tray update failed: {e}");
         }
     }

@@ -8,16 +8,9 @@ const LABEL: &str = "main";
 
 /// Opens (or focuses) the window on the page `launch` asks for.
 pub(crate) fn open<R: Runtime>(app: &AppHandle<R>, launch: Launch) {
-    let page = if launch == Launch::Settings {
-        "index.html#settings"
-    } else {
-        "index.html#inbox"
-    };
+    let page = if launch == Launch::Settings { "index.html#settings" } else { "index.html#inbox" };
     if let Some(w) = app.get_webview_window(LABEL) {
-        let _ = w.eval(format!(
-            "location.hash = '{}'",
-            page.trim_start_matches("index.html")
-        ));
+        let _ = w.eval(format!("location.hash = '{}'", page.trim_start_matches("index.html")));
         let _ = w.unminimize();
         let _ = w.show();
         let _ = w.set_focus();
@@ -27,6 +20,11 @@ pub(crate) fn open<R: Runtime>(app: &AppHandle<R>, launch: Launch) {
         .title("Lamplighter")
         .inner_size(560.0, 640.0)
         .min_inner_size(420.0, 400.0)
+        .on_page_load(|w, payload| {
+            if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
+                log::info!("window {}: page loaded", w.label());
+            }
+        })
         .build();
     if let Err(e) = built {
         log::error!("cannot open the window: {e}");

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 const MAILBOX_PASSWORD: &str = "Mailbox-Pa55word-7f3a";
 const PHONE_PASSWORD: &str = "Phone-Digest-Secret-91c2";
 
-fn desktop() -> Session {
-    Session::start(Parts {
-        display: true,
-        keyring: true,
-    })
+/// One desktop at a time: each starts Xvfb, D-Bus, a keyring and WebKit,
+/// and two cores are better spent on one than shared by four.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn desktop() -> (std::sync::MutexGuard<'static, ()>, Session) {
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    (guard, Session::start(Parts { display: true, keyring: true }))
 }
 
 fn secret_tool_lookup(session: &Session, user: &str) -> String {
@@ -28,19 +30,13 @@ fn secret_tool_lookup(session: &Session, user: &str) -> String {
 }
 
 fn write_config(session: &Session, text: &str) -> std::path::PathBuf {
-    let file = session
-        .xdg("XDG_CONFIG_HOME")
-        .join("lamplighter")
-        .join("config.toml");
+    let file = session.xdg("XDG_CONFIG_HOME").join("lamplighter").join("config.toml");
     std::fs::create_dir_all(file.parent().expect("dir")).expect("mkdir");
     std::fs::write(&file, text).expect("write config");
     file
 }
 
-fn wait_exit(
-    child: &mut std::process::Child,
-    timeout: Duration,
-) -> Option<std::process::ExitStatus> {
+fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
         if let Some(status) = child.try_wait().expect("try_wait") {
@@ -58,107 +54,56 @@ fn window_open(session: &Session) -> bool {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn settings_are_saved_survive_a_restart_and_the_password_lives_only_in_the_keyring() {
-    let mut session = desktop();
+    let (_one, mut session) = desktop();
     let host = TrayHost::start(&mut session);
     let driver = Driver::start(&session);
-    let config_file = session
-        .xdg("XDG_CONFIG_HOME")
-        .join("lamplighter")
-        .join("config.toml");
+    let config_file = session.xdg("XDG_CONFIG_HOME").join("lamplighter").join("config.toml");
 
     // First start: no mailbox yet, so the settings window opens by itself.
     let c = driver.launch(&[]).await;
     text_becomes(&c, "#tab-settings[aria-current=page]", "Settings").await;
-    let tray = host.item(Duration::from_secs(20));
+    host.item(Duration::from_secs(20));
 
     // A wrong value is refused beside its field, and nothing is written.
     fill(&c, "#mailbox-email", "anna.example.com").await;
-    c.find(Locator::Css("#save"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("click");
-    text_becomes(
-        &c,
-        "[data-error-for='mailbox.email']",
-        "This is not an e-mail address (expected name@domain).",
-    )
-    .await;
-    text_becomes(
-        &c,
-        "#status",
-        "Please correct the marked fields. Nothing was saved.",
-    )
-    .await;
-    assert!(
-        !config_file.exists(),
-        "an invalid form must not write the settings file"
-    );
+    c.find(Locator::Css("#save")).await.expect("save").click().await.expect("click");
+    text_becomes(&c, "[data-error-for='mailbox.email']", "This is not an e-mail address (expected name@domain).").await;
+    text_becomes(&c, "#status", "Please correct the marked fields. Nothing was saved.").await;
+    assert!(!config_file.exists(), "an invalid form must not write the settings file");
 
     fill(&c, "#mailbox-email", "anna@example.com").await;
-    fill(
-        &c,
-        "#mailbox-ews-url",
-        "https://mail.example.com/EWS/Exchange.asmx",
-    )
-    .await;
+    fill(&c, "#mailbox-ews-url", "https://mail.example.com/EWS/Exchange.asmx").await;
     fill(&c, "#mailbox-username", "EXAMPLE\\anna").await;
     choose(&c, "#mailbox-auth", "basic").await;
     fill(&c, "#mailbox-password", MAILBOX_PASSWORD).await;
-    c.find(Locator::Css("#add-phone"))
-        .await
-        .expect("add")
-        .click()
-        .await
-        .expect("click");
+    c.find(Locator::Css("#add-phone")).await.expect("add").click().await.expect("click");
     fill(&c, "#phones .phone [name=uri]", "sip:613@127.0.0.1:5062").await;
     choose(&c, "#phones .phone [name=transport]", "tcp").await;
     choose(&c, "#phones .phone [name=mode]", "subscribe").await;
     fill(&c, "#phones .phone [name=username]", "613").await;
     fill(&c, "#phones .phone [name=password]", PHONE_PASSWORD).await;
-    c.find(Locator::Css("#save"))
-        .await
-        .expect("save")
-        .click()
-        .await
-        .expect("click");
+    c.find(Locator::Css("#save")).await.expect("save").click().await.expect("click");
     text_becomes(&c, "#status", "Saved.").await;
     let text = std::fs::read_to_string(&config_file).expect("settings file written");
     assert!(
-        text.contains("email = \"anna@example.com\"")
-            && text.contains("uri = \"sip:613@127.0.0.1:5062\""),
+        text.contains("email = \"anna@example.com\"") && text.contains("uri = \"sip:613@127.0.0.1:5062\""),
         "{text}"
     );
 
     let _ = c.close().await;
     drop(driver);
-    eventually(
-        "the first instance to exit",
-        Duration::from_secs(20),
-        || async { (!host.any_item()).then_some(()) },
-    )
-    .await;
+    eventually("the first instance to exit", Duration::from_secs(20), || async { (!host.any_item()).then_some(()) })
+        .await;
 
     // Second start: everything is read back.
     let driver = Driver::start(&session);
     let c = driver.launch(&["--settings"]).await;
     value_becomes(&c, "#mailbox-email", "anna@example.com").await;
-    value_becomes(
-        &c,
-        "#mailbox-ews-url",
-        "https://mail.example.com/EWS/Exchange.asmx",
-    )
-    .await;
+    value_becomes(&c, "#mailbox-ews-url", "https://mail.example.com/EWS/Exchange.asmx").await;
     value_becomes(&c, "#mailbox-username", "EXAMPLE\\anna").await;
     value_becomes(&c, "#mailbox-auth", "basic").await;
     value_becomes(&c, "#mailbox-password", "").await;
-    text_becomes(
-        &c,
-        "#mailbox-password-note",
-        "A password is saved in the keyring; leave empty to keep it.",
-    )
-    .await;
+    text_becomes(&c, "#mailbox-password-note", "A password is saved in the keyring; leave empty to keep it.").await;
     value_becomes(&c, "#phones .phone [name=uri]", "sip:613@127.0.0.1:5062").await;
     value_becomes(&c, "#phones .phone [name=transport]", "tcp").await;
     value_becomes(&c, "#phones .phone [name=mode]", "subscribe").await;
@@ -173,14 +118,8 @@ async fn settings_are_saved_survive_a_restart_and_the_password_lives_only_in_the
     drop(driver);
 
     // The secrets are in the keyring, as another client sees it ...
-    assert_eq!(
-        secret_tool_lookup(&session, "mailbox:anna@example.com"),
-        MAILBOX_PASSWORD
-    );
-    assert_eq!(
-        secret_tool_lookup(&session, "phone:sip:613@127.0.0.1:5062"),
-        PHONE_PASSWORD
-    );
+    assert_eq!(secret_tool_lookup(&session, "mailbox:anna@example.com"), MAILBOX_PASSWORD);
+    assert_eq!(secret_tool_lookup(&session, "phone:sip:613@127.0.0.1:5062"), PHONE_PASSWORD);
     // ... and in no file of the config and state directories (nor anywhere
     // in the home directory outside the encrypted keyring).
     let config_dir = session.xdg("XDG_CONFIG_HOME");
@@ -189,12 +128,8 @@ async fn settings_are_saved_survive_a_restart_and_the_password_lives_only_in_the
         count_files(&config_dir) >= 1 && count_files(&state_dir) >= 1,
         "config and state files exist to be checked"
     );
-    let log = std::fs::read_to_string(state_dir.join("lamplighter").join("lamplighter.log"))
-        .expect("log file");
-    assert!(
-        log.contains("settings saved: mailbox anna@example.com, 1 phone(s)"),
-        "{log}"
-    );
+    let log = std::fs::read_to_string(state_dir.join("lamplighter").join("lamplighter.log")).expect("log file");
+    assert!(log.contains("settings saved: mailbox anna@example.com, 1 phone(s)"), "{log}");
     for secret in [MAILBOX_PASSWORD, PHONE_PASSWORD] {
         let hits: Vec<_> = files_containing(session.home(), secret)
             .into_iter()
@@ -206,113 +141,91 @@ async fn settings_are_saved_survive_a_restart_and_the_password_lives_only_in_the
 
 #[test]
 fn tray_shows_the_count_in_its_tooltip_and_badge_and_quits_from_its_menu() {
-    let mut session = desktop();
+    let (_one, mut session) = desktop();
     let host = TrayHost::start(&mut session);
-    write_config(
-        &session,
-        "schema_version = 1\n[mailbox]\nemail = \"anna@example.com\"\nauth = \"ntlm\"\n",
-    );
+    write_config(&session, "schema_version = 1\n[mailbox]\nemail = \"anna@example.com\"\nauth = \"ntlm\"\n");
     let mut app = spawn_app(&session, &[], &[("LAMPLIGHTER_PREVIEW_COUNTS", "3,1")]);
     let tray = host.item(Duration::from_secs(30));
 
     let (_, _, title, description) = tray.tooltip();
     let words = format!("{title} {description}");
-    assert!(
-        words.contains("3 new voicemails, 1 missed call"),
-        "tooltip says {words:?}"
-    );
+    assert!(words.contains("3 new voicemails, 1 missed call"), "tooltip says {words:?}");
 
     let pixmaps = tray.icon_pixmaps();
-    let (w, h, argb) = pixmaps
-        .iter()
-        .find(|(w, _, _)| *w == 32)
-        .expect("a 32 px icon")
-        .clone();
+    let (w, h, argb) = pixmaps.iter().find(|(w, _, _)| *w == 32).expect("a 32 px icon").clone();
     let expected = lamplighter_badge::render(4, 32);
     assert_eq!((w, h), (32, 32));
-    assert_eq!(
-        argb,
-        expected.to_argb32_be(),
-        "the tray shows exactly the rendered badge for 4"
-    );
+    assert_eq!(argb, expected.to_argb32_be(), "the tray shows exactly the rendered badge for 4");
     let seen = lamplighter_badge::Icon {
         width: 32,
         height: 32,
-        rgba: argb
-            .chunks_exact(4)
-            .flat_map(|p| [p[1], p[2], p[3], p[0]])
-            .collect(),
+        rgba: argb.chunks_exact(4).flat_map(|p| [p[1], p[2], p[3], p[0]]).collect(),
     };
     assert_eq!(lamplighter_badge::read_badge(&seen).as_deref(), Some("4"));
     // tray only: a configured mailbox opens no window at start
     assert!(!window_open(&session));
 
     tray.click_menu("Quit");
-    let status =
-        wait_exit(&mut app, Duration::from_secs(20)).expect("Quit in the tray menu ends the app");
+    let status = wait_exit(&mut app, Duration::from_secs(20)).expect("Quit in the tray menu ends the app");
     assert!(status.success(), "{status:?}");
 }
 
 #[test]
 fn a_second_launch_opens_the_first_instances_window_and_exits() {
-    let mut session = desktop();
+    let (_one, mut session) = desktop();
     let host = TrayHost::start(&mut session);
-    write_config(
-        &session,
-        "[mailbox]\nemail = \"anna@example.com\"\nauth = \"basic\"\n",
-    );
+    write_config(&session, "[mailbox]\nemail = \"anna@example.com\"\nauth = \"basic\"\n");
     let mut first = spawn_app(&session, &[], &[]);
     let tray = host.item(Duration::from_secs(30));
     assert!(!window_open(&session));
 
     let mut second = spawn_app(&session, &["--open"], &[]);
-    let status =
-        wait_exit(&mut second, Duration::from_secs(30)).expect("the second instance exits");
+    let status = wait_exit(&mut second, Duration::from_secs(30)).expect("the second instance exits");
     assert!(status.success(), "{status:?}");
     let end = Instant::now() + Duration::from_secs(20);
     while !window_open(&session) {
-        assert!(
-            Instant::now() < end,
-            "the first instance did not open its window"
-        );
+        assert!(Instant::now() < end, "the first instance did not open its window");
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(
-        first.try_wait().expect("try_wait").is_none(),
-        "the first instance keeps running"
-    );
+    assert!(first.try_wait().expect("try_wait").is_none(), "the first instance keeps running");
 
     // Closing the window (as a window manager asks) destroys it, rather than
     // hiding it (a hidden window would still be found); the app stays in the tray.
-    assert_eq!(
-        x11::request_close(session.var("DISPLAY").expect("display"), "Lamplighter"),
-        1
-    );
+    let display = session.var("DISPLAY").expect("display").to_string();
     let end = Instant::now() + Duration::from_secs(20);
-    while window_open(&session) {
-        assert!(Instant::now() < end, "the window did not close");
+    while !(x11::window_closable(&display, "Lamplighter") && app_log(&session).contains("window main: page loaded")) {
+        assert!(Instant::now() < end, "the window never finished loading:\n{}", app_log(&session));
         std::thread::sleep(Duration::from_millis(100));
     }
+    // Without a window manager, GTK under Xvfb now and then drops a
+    // WM_DELETE_WINDOW (seen about 1 in 5 runs; the app logs no close request
+    // then). A user would click × again; so does the test, up to 3 times.
+    let mut requests = 0;
+    let end = Instant::now() + Duration::from_secs(20);
+    while window_open(&session) {
+        assert!(Instant::now() < end, "the window did not close after {requests} requests:\n{}", app_log(&session));
+        if requests < 3 {
+            assert_eq!(x11::request_close(&display, "Lamplighter"), 1);
+            requests += 1;
+        }
+        let asked = Instant::now();
+        while window_open(&session) && asked.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    let log = app_log(&session);
+    assert!(log.contains("window main: close requested") && log.contains("window main: destroyed"), "{log}");
     std::thread::sleep(Duration::from_millis(1000));
-    assert!(
-        first.try_wait().expect("try_wait").is_none(),
-        "closing the window must not end the app"
-    );
-    assert!(
-        tray.present(),
-        "the tray icon stays after the window closes"
-    );
+    assert!(first.try_wait().expect("try_wait").is_none(), "closing the window must not end the app");
+    assert!(tray.present(), "the tray icon stays after the window closes");
     let _ = first.kill();
     let _ = first.wait();
 }
 
 #[test]
 fn without_a_tray_host_the_app_says_so_and_shows_its_window() {
-    let session = desktop();
-    write_config(
-        &session,
-        "[mailbox]\nemail = \"anna@example.com\"\nauth = \"basic\"\n",
-    );
+    let (_one, session) = desktop();
+    write_config(&session, "[mailbox]\nemail = \"anna@example.com\"\nauth = \"basic\"\n");
     let mut app = session
         .command(app_binary())
         .stdout(std::process::Stdio::null())
@@ -321,10 +234,7 @@ fn without_a_tray_host_the_app_says_so_and_shows_its_window() {
         .expect("start the app");
     let end = Instant::now() + Duration::from_secs(30);
     while !window_open(&session) {
-        assert!(
-            app.try_wait().expect("try_wait").is_none(),
-            "the app died without a tray host"
-        );
+        assert!(app.try_wait().expect("try_wait").is_none(), "the app died without a tray host");
         assert!(Instant::now() < end, "no window without a tray host");
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -28,10 +28,7 @@ pub fn app_binary() -> PathBuf {
 
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
 /// tauri-driver running inside a session; killed on drop.
@@ -54,12 +51,7 @@ impl Driver {
         let native = free_port();
         let child = session
             .command("tauri-driver")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--native-port",
-                &native.to_string(),
-            ])
+            .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -70,24 +62,14 @@ impl Driver {
     /// Opens a WebDriver session that launches the app with `args`.
     pub async fn launch(&self, args: &[&str]) -> Client {
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "tauri:options".into(),
-            serde_json::json!({ "application": app_binary(), "args": args }),
-        );
+        caps.insert("tauri:options".into(), serde_json::json!({ "application": app_binary(), "args": args }));
         let url = format!("http://127.0.0.1:{}", self.port);
         let end = Instant::now() + Duration::from_secs(60);
         loop {
-            match ClientBuilder::new(HttpConnector::new())
-                .capabilities(caps.clone())
-                .connect(&url)
-                .await
-            {
+            match ClientBuilder::new(HttpConnector::new()).capabilities(caps.clone()).connect(&url).await {
                 Ok(c) => return c,
                 Err(e) => {
-                    assert!(
-                        Instant::now() < end,
-                        "no WebDriver session within 60 s: {e}"
-                    );
+                    assert!(Instant::now() < end, "no WebDriver session within 60 s: {e}");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
@@ -106,10 +88,7 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(
-            Instant::now() < end,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        assert!(Instant::now() < end, "timed out after {timeout:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -157,10 +136,7 @@ pub async fn value_becomes(c: &Client, css: &str, want: &str) {
 
 /// Types into a field after clearing it.
 pub async fn fill(c: &Client, css: &str, text: &str) {
-    let el = c
-        .find(Locator::Css(css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"));
+    let el = c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("{css}: {e}"));
     el.clear().await.expect("clear");
     el.send_keys(text).await.expect("type");
 }
@@ -168,12 +144,7 @@ pub async fn fill(c: &Client, css: &str, text: &str) {
 /// Picks an option of a `<select>` by value.
 pub async fn choose(c: &Client, select_css: &str, value: &str) {
     let css = format!("{select_css} option[value=\"{value}\"]");
-    c.find(Locator::Css(&css))
-        .await
-        .unwrap_or_else(|e| panic!("{css}: {e}"))
-        .click()
-        .await
-        .expect("click option");
+    c.find(Locator::Css(&css)).await.unwrap_or_else(|e| panic!("{css}: {e}")).click().await.expect("click option");
 }
 
 /// A tray host, as a panel is one: a real `status-notifier-watcher`
@@ -207,9 +178,7 @@ impl TrayHost {
             "org.kde.StatusNotifierWatcher",
         )
         .expect("watcher proxy");
-        let _: () = watcher
-            .call("RegisterStatusNotifierHost", &(host.as_str(),))
-            .expect("RegisterStatusNotifierHost");
+        let _: () = watcher.call("RegisterStatusNotifierHost", &(host.as_str(),)).expect("RegisterStatusNotifierHost");
         TrayHost { conn }
     }
 
@@ -218,10 +187,7 @@ impl TrayHost {
         let end = Instant::now() + timeout;
         loop {
             if let Some(name) = Tray::item_names(&self.conn).into_iter().next() {
-                return Tray {
-                    conn: self.conn.clone(),
-                    name,
-                };
+                return Tray { conn: self.conn.clone(), name };
             }
             assert!(
                 Instant::now() < end,
@@ -272,11 +238,8 @@ impl Tray {
             .and_then(|b| b.path("/StatusNotifierItem"))
             .and_then(|b| b.build())
             .expect("properties proxy");
-        let iface =
-            zbus::names::InterfaceName::try_from("org.kde.StatusNotifierItem").expect("iface");
-        let v = proxy
-            .get(iface, name)
-            .unwrap_or_else(|e| panic!("reading {name}: {e}"));
+        let iface = zbus::names::InterfaceName::try_from("org.kde.StatusNotifierItem").expect("iface");
+        let v = proxy.get(iface, name).unwrap_or_else(|e| panic!("reading {name}: {e}"));
         T::try_from(v).unwrap_or_else(|e| panic!("{name} has an unexpected type: {e:?}"))
     }
 
@@ -293,24 +256,12 @@ impl Tray {
     /// Clicks the menu item with this label through com.canonical.dbusmenu.
     pub fn click_menu(&self, label: &str) {
         let menu_path: zvariant::OwnedObjectPath = self.property("Menu");
-        let proxy = zbus::blocking::Proxy::new(
-            &self.conn,
-            self.name.as_str(),
-            menu_path.as_str(),
-            "com.canonical.dbusmenu",
-        )
-        .expect("menu proxy");
-        type Layout = (
-            u32,
-            (
-                i32,
-                std::collections::HashMap<String, zvariant::OwnedValue>,
-                Vec<zvariant::OwnedValue>,
-            ),
-        );
-        let (_, (_, _, children)): Layout = proxy
-            .call("GetLayout", &(0i32, -1i32, Vec::<String>::new()))
-            .expect("GetLayout");
+        let proxy =
+            zbus::blocking::Proxy::new(&self.conn, self.name.as_str(), menu_path.as_str(), "com.canonical.dbusmenu")
+                .expect("menu proxy");
+        type Layout = (u32, (i32, std::collections::HashMap<String, zvariant::OwnedValue>, Vec<zvariant::OwnedValue>));
+        let (_, (_, _, children)): Layout =
+            proxy.call("GetLayout", &(0i32, -1i32, Vec::<String>::new())).expect("GetLayout");
         let mut found = None;
         for child in children {
             let (id, props, _): (
@@ -318,18 +269,13 @@ impl Tray {
                 std::collections::HashMap<String, zvariant::OwnedValue>,
                 Vec<zvariant::OwnedValue>,
             ) = child.try_into().expect("menu item");
-            let item_label = props
-                .get("label")
-                .and_then(|v| String::try_from(v.clone()).ok())
-                .unwrap_or_default();
+            let item_label = props.get("label").and_then(|v| String::try_from(v.clone()).ok()).unwrap_or_default();
             if item_label.replace('_', "") == label {
                 found = Some(id);
             }
         }
         let id = found.unwrap_or_else(|| panic!("no menu item {label:?}"));
-        let _: () = proxy
-            .call("Event", &(id, "clicked", zvariant::Value::from(""), 0u32))
-            .expect("Event clicked");
+        let _: () = proxy.call("Event", &(id, "clicked", zvariant::Value::from(""), 0u32)).expect("Event clicked");
     }
 }
 
@@ -345,9 +291,7 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() && !p.is_symlink() {
                 stack.push(p);
-            } else if std::fs::read(&p)
-                .is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes()))
-            {
+            } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle.as_bytes())) {
                 hits.push(p);
             }
         }
@@ -371,14 +315,32 @@ pub fn count_files(dir: &Path) -> usize {
     n
 }
 
-/// Runs the app directly (no WebDriver) inside `session`.
+/// Runs the app directly (no WebDriver) inside `session`. Its standard error
+/// goes to `app-<pid>.log` in the session's home; read it with [`app_log`].
 pub fn spawn_app(session: &Session, args: &[&str], extra_env: &[(&str, &str)]) -> Child {
+    let log = session.home().join(format!(
+        "app-{}.log",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    ));
     let mut cmd: Command = session.command(app_binary());
-    cmd.args(args).stdout(Stdio::null()).stderr(Stdio::null());
+    cmd.args(args).stdout(Stdio::null()).stderr(std::fs::File::create(&log).expect("app log"));
     for (k, v) in extra_env {
         cmd.env(k, v);
     }
+    cmd.env("RUST_BACKTRACE", "1");
     cmd.spawn().expect("start the app")
+}
+
+/// Everything the apps started by [`spawn_app`] wrote to standard error.
+pub fn app_log(session: &Session) -> String {
+    let mut out = String::new();
+    for e in std::fs::read_dir(session.home()).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with("app-") && name.ends_with(".log") {
+            out.push_str(&format!("--- {name}\n{}\n", std::fs::read_to_string(e.path()).unwrap_or_default()));
+        }
+    }
+    out
 }
 
 /// The X display, as a window manager sees it.
@@ -419,25 +381,39 @@ pub mod x11 {
         !windows_titled(&conn, root, title).is_empty()
     }
 
+    /// Whether a window titled `title` is mapped and accepts `WM_DELETE_WINDOW`,
+    /// i.e. a user could see it and click ×.
+    pub fn window_closable(display: &str, title: &str) -> bool {
+        let (conn, root) = connect(display);
+        let atom = |name: &str| conn.intern_atom(false, name.as_bytes()).expect("intern").reply().expect("atom").atom;
+        let (protocols, delete) = (atom("WM_PROTOCOLS"), atom("WM_DELETE_WINDOW"));
+        windows_titled(&conn, root, title).into_iter().any(|w| {
+            let mapped = conn
+                .get_window_attributes(w)
+                .ok()
+                .and_then(|c| c.reply().ok())
+                .is_some_and(|a| a.map_state == x11rb::protocol::xproto::MapState::VIEWABLE);
+            let accepts = conn
+                .get_property(false, w, protocols, AtomEnum::ATOM, 0, 64)
+                .ok()
+                .and_then(|c| c.reply().ok())
+                .and_then(|r| r.value32().map(|mut v| v.any(|a| a == delete)))
+                .unwrap_or(false);
+            mapped && accepts
+        })
+    }
+
     /// Asks each window titled `title` to close, as a window manager does when
     /// the user clicks ×: a `WM_PROTOCOLS`/`WM_DELETE_WINDOW` client message.
     /// Returns how many windows were asked.
     pub fn request_close(display: &str, title: &str) -> usize {
         let (conn, root) = connect(display);
-        let atom = |name: &str| {
-            conn.intern_atom(false, name.as_bytes())
-                .expect("intern")
-                .reply()
-                .expect("atom")
-                .atom
-        };
+        let atom = |name: &str| conn.intern_atom(false, name.as_bytes()).expect("intern").reply().expect("atom").atom;
         let (protocols, delete) = (atom("WM_PROTOCOLS"), atom("WM_DELETE_WINDOW"));
         let windows = windows_titled(&conn, root, title);
         for &w in &windows {
-            let event =
-                ClientMessageEvent::new(32, w, protocols, [delete, x11rb::CURRENT_TIME, 0, 0, 0]);
-            conn.send_event(false, w, EventMask::NO_EVENT, event)
-                .expect("send WM_DELETE_WINDOW");
+            let event = ClientMessageEvent::new(32, w, protocols, [delete, x11rb::CURRENT_TIME, 0, 0, 0]);
+            conn.send_event(false, w, EventMask::NO_EVENT, event).expect("send WM_DELETE_WINDOW");
         }
         conn.flush().expect("flush");
         windows.len()

@@ -45,12 +45,7 @@ pub struct Icon {
 impl Icon {
     fn pixel(&self, x: u32, y: u32) -> [u8; 4] {
         let i = ((y * self.width + x) * 4) as usize;
-        [
-            self.rgba[i],
-            self.rgba[i + 1],
-            self.rgba[i + 2],
-            self.rgba[i + 3],
-        ]
+        [self.rgba[i], self.rgba[i + 1], self.rgba[i + 2], self.rgba[i + 3]]
     }
 
     fn put(&mut self, x: u32, y: u32, c: [u8; 4]) {
@@ -63,10 +58,7 @@ impl Icon {
     /// The pixels as ARGB32 in network byte order, the StatusNotifierItem
     /// `IconPixmap` format.
     pub fn to_argb32_be(&self) -> Vec<u8> {
-        self.rgba
-            .chunks_exact(4)
-            .flat_map(|p| [p[3], p[0], p[1], p[2]])
-            .collect()
+        self.rgba.chunks_exact(4).flat_map(|p| [p[3], p[0], p[1], p[2]]).collect()
     }
 }
 
@@ -102,8 +94,7 @@ pub fn describe(voicemails: u32, missed_calls: u32) -> String {
 fn base_64() -> &'static Icon {
     static BASE: OnceLock<Icon> = OnceLock::new();
     BASE.get_or_init(|| {
-        decode_png(BASE_PNG)
-            .unwrap_or_else(|e| unreachable!("the embedded icon is a valid RGBA PNG: {e}"))
+        decode_png(BASE_PNG).unwrap_or_else(|e| unreachable!("the embedded icon is a valid RGBA PNG: {e}"))
     })
 }
 
@@ -116,17 +107,10 @@ fn decode_png(bytes: &[u8]) -> Result<Icon, png::DecodingError> {
     buf.truncate(info.buffer_size());
     let rgba = match info.color_type {
         png::ColorType::Rgba => buf,
-        png::ColorType::GrayscaleAlpha => buf
-            .chunks_exact(2)
-            .flat_map(|p| [p[0], p[0], p[0], p[1]])
-            .collect(),
+        png::ColorType::GrayscaleAlpha => buf.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0], p[1]]).collect(),
         other => unreachable!("transformations give RGBA or GA, not {other:?}"),
     };
-    Ok(Icon {
-        width: info.width,
-        height: info.height,
-        rgba,
-    })
+    Ok(Icon { width: info.width, height: info.height, rgba })
 }
 
 /// The base icon at `size` pixels (clamped to [`SIZES`]), without badge.
@@ -140,11 +124,7 @@ fn downscale(src: &Icon, size: u32) -> Icon {
     if src.width == size {
         return src.clone();
     }
-    let mut out = Icon {
-        width: size,
-        height: size,
-        rgba: vec![0; (size * size * 4) as usize],
-    };
+    let mut out = Icon { width: size, height: size, rgba: vec![0; (size * size * 4) as usize] };
     let ratio = src.width as f64 / size as f64;
     for y in 0..size {
         for x in 0..size {
@@ -199,11 +179,7 @@ const GLYPHS: [(char, [u8; 5]); 11] = [
 ];
 
 fn glyph(c: char) -> [u8; 5] {
-    GLYPHS
-        .iter()
-        .find(|(g, _)| *g == c)
-        .map(|(_, rows)| *rows)
-        .unwrap_or([0; 5])
+    GLYPHS.iter().find(|(g, _)| *g == c).map(|(_, rows)| *rows).unwrap_or([0; 5])
 }
 
 /// Pixels per font pixel at an icon size.
@@ -336,22 +312,12 @@ mod tests {
     #[test]
     fn the_badge_says_the_count_at_every_size() {
         for size in SIZES {
-            for (count, want) in [
-                (1, "1"),
-                (7, "7"),
-                (10, "10"),
-                (42, "42"),
-                (99, "99"),
-                (100, "99+"),
-                (4_000_000, "99+"),
-            ] {
+            for (count, want) in
+                [(1, "1"), (7, "7"), (10, "10"), (42, "42"), (99, "99"), (100, "99+"), (4_000_000, "99+")]
+            {
                 let icon = render(count, size);
                 assert_eq!(icon.rgba.len(), (size * size * 4) as usize);
-                assert_eq!(
-                    read_badge(&icon).as_deref(),
-                    Some(want),
-                    "count {count} at {size} px"
-                );
+                assert_eq!(read_badge(&icon).as_deref(), Some(want), "count {count} at {size} px");
             }
         }
     }
@@ -365,10 +331,7 @@ mod tests {
             .filter(|&(x, y)| icon.pixel(x, y) != base.pixel(x, y))
             .collect();
         assert!(!changed.is_empty());
-        assert!(
-            changed.iter().all(|&(x, y)| x >= 16 && y < 16),
-            "badge strays: {changed:?}"
-        );
+        assert!(changed.iter().all(|&(x, y)| x >= 16 && y < 16), "badge strays: {changed:?}");
     }
 
     #[test]
@@ -385,10 +348,7 @@ mod tests {
         let icon = render(3, 16);
         let argb = icon.to_argb32_be();
         assert_eq!(argb.len(), icon.rgba.len());
-        assert_eq!(
-            &argb[0..4],
-            &[icon.rgba[3], icon.rgba[0], icon.rgba[1], icon.rgba[2]]
-        );
+        assert_eq!(&argb[0..4], &[icon.rgba[3], icon.rgba[0], icon.rgba[1], icon.rgba[2]]);
     }
 
     #[test]

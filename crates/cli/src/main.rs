@@ -50,11 +50,7 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         Some(file) => Paths::with_config_file(file)?,
         None => Paths::standard()?,
     };
-    if let Ok(log) = lamplighter_logfile::LogFile::open(
-        &paths.state_dir,
-        Default::default(),
-        log::LevelFilter::Info,
-    ) {
+    if let Ok(log) = lamplighter_logfile::LogFile::open(&paths.state_dir, Default::default(), log::LevelFilter::Info) {
         let _ = log.install();
     }
     match cli.command {
@@ -70,10 +66,7 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             let engine = Engine::open(Options::standard(paths));
             let view = engine.settings_view();
             if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&view).context("encoding JSON")?
-                );
+                println!("{}", serde_json::to_string_pretty(&view).context("encoding JSON")?);
             } else {
                 println!("settings file: {}", view.config_file);
                 match &view.form.mailbox {
@@ -81,11 +74,7 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
                         "mailbox: {} (sign-in {}, {}), password {}",
                         m.email,
                         m.auth,
-                        if m.ews_url.is_empty() {
-                            "Autodiscover"
-                        } else {
-                            m.ews_url.as_str()
-                        },
+                        if m.ews_url.is_empty() { "Autodiscover" } else { m.ews_url.as_str() },
                         if view.mailbox_password_saved {
                             "in the keyring"
                         } else if !m.password_env.is_empty() {
@@ -102,32 +91,22 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
                         p.uri,
                         p.transport,
                         p.mode,
-                        if *saved {
-                            ", digest password in the keyring"
-                        } else {
-                            ""
-                        }
+                        if *saved { ", digest password in the keyring" } else { "" }
                     );
                 }
                 println!(
                     "keyring: {}",
-                    if view.keyring_persistent {
-                        "OS keyring"
-                    } else {
-                        "none: passwords kept for this session only"
-                    }
+                    if view.keyring_persistent { "OS keyring" } else { "none: passwords kept for this session only" }
                 );
                 for problem in &view.problems {
                     println!("problem ({}): {}", problem.code, problem.message);
                 }
             }
-            Ok(
-                if view.problems.iter().any(|p| p.code.starts_with("config")) {
-                    std::process::ExitCode::from(2)
-                } else {
-                    std::process::ExitCode::SUCCESS
-                },
-            )
+            Ok(if view.problems.iter().any(|p| p.code.starts_with("config")) {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::SUCCESS
+            })
         }
     }
 }

@@ -35,11 +35,7 @@ pub struct Loaded {
 }
 
 fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ConfigError + 'a {
-    move |source| ConfigError::Io {
-        action,
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| ConfigError::Io { action, path: path.to_path_buf(), source }
 }
 
 /// What a settings document says, before it is trusted.
@@ -58,9 +54,7 @@ fn parse(text: &str) -> Parsed {
         None => SCHEMA_VERSION,
         Some(toml::Value::Integer(v)) if (1..=i64::from(u32::MAX)).contains(&v) => v as u32,
         Some(other) => {
-            return Parsed::Bad(format!(
-                "schema_version must be a positive whole number, found {other}"
-            ));
+            return Parsed::Bad(format!("schema_version must be a positive whole number, found {other}"));
         }
     };
     if version > SCHEMA_VERSION {
@@ -72,13 +66,9 @@ fn parse(text: &str) -> Parsed {
     };
     match form.validate() {
         Ok(s) => Parsed::Ok(s),
-        Err(errors) => Parsed::Bad(
-            errors
-                .iter()
-                .map(|e| format!("{}: {}", e.field, e.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
+        Err(errors) => {
+            Parsed::Bad(errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))
+        }
     }
 }
 
@@ -91,10 +81,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
     let bytes = match read_limited(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Ok(Loaded {
-                settings: Settings::default(),
-                existed: false,
-            });
+            return Ok(Loaded { settings: Settings::default(), existed: false });
         }
         Err(e) => return Err(io("reading", path)(e)),
     };
@@ -102,27 +89,16 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         Err(e) => format!("not UTF-8 text ({e})"),
         Ok(text) => match parse(text) {
             Parsed::Ok(settings) => {
-                return Ok(Loaded {
-                    settings,
-                    existed: true,
-                });
+                return Ok(Loaded { settings, existed: true });
             }
             Parsed::TooNew(found) => {
-                return Err(ConfigError::TooNew {
-                    path: path.to_path_buf(),
-                    found,
-                    supported: SCHEMA_VERSION,
-                });
+                return Err(ConfigError::TooNew { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
             }
             Parsed::Bad(reason) => reason,
         },
     };
     let backup = backup_copy(path, &bytes).ok();
-    Err(ConfigError::Corrupt {
-        path: path.to_path_buf(),
-        backup,
-        reason,
-    })
+    Err(ConfigError::Corrupt { path: path.to_path_buf(), backup, reason })
 }
 
 fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
@@ -136,10 +112,7 @@ fn read_limited(path: &Path) -> std::io::Result<Vec<u8>> {
 /// Copies damaged content beside the file, once per distinct content.
 fn backup_copy(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let stem = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "config.toml".into());
+    let stem = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "config.toml".into());
     let prefix = format!("{stem}.corrupt-");
     for entry in fs::read_dir(dir)?.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
@@ -147,10 +120,7 @@ fn backup_copy(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
             return Ok(entry.path());
         }
     }
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let mut target = dir.join(format!("{prefix}{secs}"));
     let mut n = 1;
     while target.exists() {
@@ -170,11 +140,7 @@ pub fn save(path: &Path, settings: &Settings) -> Result<(), ConfigError> {
         match std::str::from_utf8(&bytes).map(parse) {
             Ok(Parsed::Ok(_)) => {}
             Ok(Parsed::TooNew(found)) => {
-                return Err(ConfigError::TooNew {
-                    path: path.to_path_buf(),
-                    found,
-                    supported: SCHEMA_VERSION,
-                });
+                return Err(ConfigError::TooNew { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });
             }
             Ok(Parsed::Bad(_)) | Err(_) => {
                 backup_copy(path, &bytes).map_err(io("backing up", path))?;
@@ -294,24 +260,10 @@ mod tests {
         let broken = "schema_version = 1\n[mailbox\nemail = \"anna@example.com\"\n";
         fs::write(&path, broken).expect("write");
         let e = load(&path).expect_err("corrupt");
-        let ConfigError::Corrupt {
-            backup: Some(backup),
-            reason,
-            ..
-        } = &e
-        else {
-            panic!("{e:?}")
-        };
-        assert!(
-            reason.contains("line 2"),
-            "reason names the place: {reason}"
-        );
+        let ConfigError::Corrupt { backup: Some(backup), reason, .. } = &e else { panic!("{e:?}") };
+        assert!(reason.contains("line 2"), "reason names the place: {reason}");
         assert_eq!(fs::read_to_string(backup).expect("backup"), broken);
-        assert_eq!(
-            fs::read_to_string(&path).expect("original"),
-            broken,
-            "original untouched"
-        );
+        assert_eq!(fs::read_to_string(&path).expect("original"), broken, "original untouched");
         assert!(e.to_string().contains(&backup.display().to_string()));
         // a second start does not pile up copies of the same damage
         load(&path).expect_err("still corrupt");
@@ -324,16 +276,10 @@ mod tests {
         let path = dir.path().join("config.toml");
         fs::write(&path, "[mailbox]\nemail = \"nobody\"\nauth = \"basic\"\n").expect("write");
         let e = load(&path).expect_err("invalid");
-        assert!(
-            matches!(&e, ConfigError::Corrupt { reason, .. } if reason.contains("mailbox.email")),
-            "{e}"
-        );
+        assert!(matches!(&e, ConfigError::Corrupt { reason, .. } if reason.contains("mailbox.email")), "{e}");
         fs::write(&path, "[mailbox]\nemial = \"a@b.c\"\n").expect("write");
         let e = load(&path).expect_err("typo");
-        assert!(
-            matches!(&e, ConfigError::Corrupt { reason, .. } if reason.contains("emial")),
-            "{e}"
-        );
+        assert!(matches!(&e, ConfigError::Corrupt { reason, .. } if reason.contains("emial")), "{e}");
     }
 
     #[test]
@@ -344,10 +290,7 @@ mod tests {
         save(&path, &sample()).expect("save");
         let copies = backups(dir.path());
         assert_eq!(copies.len(), 1);
-        assert_eq!(
-            fs::read_to_string(&copies[0]).expect("copy"),
-            "this is = = not toml"
-        );
+        assert_eq!(fs::read_to_string(&copies[0]).expect("copy"), "this is = = not toml");
         assert_eq!(load(&path).expect("load").settings, sample());
     }
 
@@ -357,18 +300,8 @@ mod tests {
         let path = dir.path().join("config.toml");
         let newer = "schema_version = 7\n[future]\nthing = 1\n";
         fs::write(&path, newer).expect("write");
-        assert!(matches!(
-            load(&path),
-            Err(ConfigError::TooNew {
-                found: 7,
-                supported: 1,
-                ..
-            })
-        ));
-        assert!(matches!(
-            save(&path, &sample()),
-            Err(ConfigError::TooNew { .. })
-        ));
+        assert!(matches!(load(&path), Err(ConfigError::TooNew { found: 7, supported: 1, .. })));
+        assert!(matches!(save(&path, &sample()), Err(ConfigError::TooNew { .. })));
         assert_eq!(fs::read_to_string(&path).expect("read"), newer);
     }
 

@@ -20,10 +20,7 @@ pub struct FieldError {
 }
 
 fn err(errors: &mut Vec<FieldError>, field: impl Into<String>, message: impl Into<String>) {
-    errors.push(FieldError {
-        field: field.into(),
-        message: message.into(),
-    });
+    errors.push(FieldError { field: field.into(), message: message.into() });
 }
 
 /// The settings as written in the file or typed in the window: strings, not yet trusted.
@@ -125,11 +122,7 @@ pub struct Notifications {
 
 impl Default for Notifications {
     fn default() -> Self {
-        Notifications {
-            enabled: true,
-            voicemail: true,
-            missed_calls: true,
-        }
+        Notifications { enabled: true, voicemail: true, missed_calls: true }
     }
 }
 
@@ -269,22 +262,12 @@ impl SettingsForm {
     /// Checks every field; returns the settings or every problem found.
     pub fn validate(&self) -> Result<Settings, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let mailbox = self
-            .mailbox
-            .as_ref()
-            .and_then(|m| validate_mailbox(m, &mut errors));
+        let mailbox = self.mailbox.as_ref().and_then(|m| validate_mailbox(m, &mut errors));
         let mut phones: Vec<Phone> = Vec::new();
         for (i, p) in self.phones.iter().enumerate() {
             if let Some(phone) = validate_phone(i, p, &mut errors) {
-                if phones
-                    .iter()
-                    .any(|q| q.uri.eq_ignore_ascii_case(&phone.uri))
-                {
-                    err(
-                        &mut errors,
-                        format!("phone.{i}.uri"),
-                        "This phone is already paired.",
-                    );
+                if phones.iter().any(|q| q.uri.eq_ignore_ascii_case(&phone.uri)) {
+                    err(&mut errors, format!("phone.{i}.uri"), "This phone is already paired.");
                 } else {
                     phones.push(phone);
                 }
@@ -292,13 +275,7 @@ impl SettingsForm {
         }
         let user = validate_user(&self.user, &mut errors);
         if errors.is_empty() {
-            Ok(Settings {
-                mailbox,
-                phones,
-                user,
-                notifications: self.notifications.clone(),
-                mwi: self.mwi.clone(),
-            })
+            Ok(Settings { mailbox, phones, user, notifications: self.notifications.clone(), mwi: self.mwi.clone() })
         } else {
             Err(errors)
         }
@@ -311,23 +288,11 @@ impl Settings {
         SettingsForm {
             mailbox: self.mailbox.as_ref().map(|m| MailboxForm {
                 email: m.email.clone(),
-                ews_url: m
-                    .ews_url
-                    .as_ref()
-                    .map(|u| u.to_string())
-                    .unwrap_or_default(),
-                username: if m.username == m.email {
-                    String::new()
-                } else {
-                    m.username.clone()
-                },
+                ews_url: m.ews_url.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+                username: if m.username == m.email { String::new() } else { m.username.clone() },
                 auth: m.auth.as_str().into(),
                 password_env: m.password_env.clone().unwrap_or_default(),
-                ca_file: m
-                    .ca_file
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
+                ca_file: m.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             }),
             phones: self
                 .phones
@@ -360,17 +325,9 @@ fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mai
     let n = errors.len();
     let email = m.email.trim().to_string();
     if email.is_empty() {
-        err(
-            errors,
-            "mailbox.email",
-            "Enter the mailbox's e-mail address.",
-        );
+        err(errors, "mailbox.email", "Enter the mailbox's e-mail address.");
     } else if !is_email(&email) {
-        err(
-            errors,
-            "mailbox.email",
-            "This is not an e-mail address (expected name@domain).",
-        );
+        err(errors, "mailbox.email", "This is not an e-mail address (expected name@domain).");
     }
     let ews_url = match non_empty(&m.ews_url) {
         None => None,
@@ -386,19 +343,11 @@ fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mai
                 None
             }
             Ok(_) => {
-                err(
-                    errors,
-                    "mailbox.ews_url",
-                    "The EWS URL must start with https://.",
-                );
+                err(errors, "mailbox.ews_url", "The EWS URL must start with https://.");
                 None
             }
             Err(e) => {
-                err(
-                    errors,
-                    "mailbox.ews_url",
-                    format!("This is not a valid URL ({e})."),
-                );
+                err(errors, "mailbox.ews_url", format!("This is not a valid URL ({e})."));
                 None
             }
         },
@@ -408,21 +357,13 @@ fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mai
         "ntlm" | "" => Some(AuthMethod::Ntlm),
         "oauth2" => Some(AuthMethod::Oauth2),
         other => {
-            err(
-                errors,
-                "mailbox.auth",
-                format!("Unknown sign-in method \"{other}\" (choose basic, ntlm or oauth2)."),
-            );
+            err(errors, "mailbox.auth", format!("Unknown sign-in method \"{other}\" (choose basic, ntlm or oauth2)."));
             None
         }
     };
     let username = non_empty(&m.username).unwrap_or_else(|| email.clone());
     if username.chars().any(char::is_whitespace) {
-        err(
-            errors,
-            "mailbox.username",
-            "The user name must not contain spaces.",
-        );
+        err(errors, "mailbox.username", "The user name must not contain spaces.");
     }
     let password_env = non_empty(&m.password_env);
     if let Some(v) = &password_env {
@@ -437,24 +378,13 @@ fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mai
     let ca_file = non_empty(&m.ca_file).map(PathBuf::from);
     if let Some(p) = &ca_file {
         if !p.is_file() {
-            err(
-                errors,
-                "mailbox.ca_file",
-                format!("No such file: {}.", p.display()),
-            );
+            err(errors, "mailbox.ca_file", format!("No such file: {}.", p.display()));
         }
     }
     if errors.len() > n {
         return None;
     }
-    Some(Mailbox {
-        email,
-        ews_url,
-        username,
-        auth: auth?,
-        password_env,
-        ca_file,
-    })
+    Some(Mailbox { email, ews_url, username, auth: auth?, password_env, ca_file })
 }
 
 fn validate_phone(i: usize, p: &PhoneForm, errors: &mut Vec<FieldError>) -> Option<Phone> {
@@ -462,11 +392,7 @@ fn validate_phone(i: usize, p: &PhoneForm, errors: &mut Vec<FieldError>) -> Opti
     let f = |name: &str| format!("phone.{i}.{name}");
     let uri = p.uri.trim().to_string();
     if uri.is_empty() {
-        err(
-            errors,
-            f("uri"),
-            "Enter the phone's SIP URI, e.g. sip:613@192.0.2.10.",
-        );
+        err(errors, f("uri"), "Enter the phone's SIP URI, e.g. sip:613@192.0.2.10.");
     } else if let Err(why) = check_sip_uri(&uri) {
         err(errors, f("uri"), why);
     }
@@ -475,41 +401,23 @@ fn validate_phone(i: usize, p: &PhoneForm, errors: &mut Vec<FieldError>) -> Opti
         "tcp" => Some(SipTransport::Tcp),
         "tls" => Some(SipTransport::Tls),
         other => {
-            err(
-                errors,
-                f("transport"),
-                format!("Unknown transport \"{other}\" (choose udp, tcp or tls)."),
-            );
+            err(errors, f("transport"), format!("Unknown transport \"{other}\" (choose udp, tcp or tls)."));
             None
         }
     };
-    if uri.to_ascii_lowercase().starts_with("sips:")
-        && transport.is_some_and(|t| t != SipTransport::Tls)
-    {
-        err(
-            errors,
-            f("transport"),
-            "A sips: URI needs the tls transport.",
-        );
+    if uri.to_ascii_lowercase().starts_with("sips:") && transport.is_some_and(|t| t != SipTransport::Tls) {
+        err(errors, f("transport"), "A sips: URI needs the tls transport.");
     }
     let mode = match p.mode.trim().to_ascii_lowercase().as_str() {
         "unsolicited" | "" => Some(PhoneMode::Unsolicited),
         "subscribe" => Some(PhoneMode::Subscribe),
         other => {
-            err(
-                errors,
-                f("mode"),
-                format!("Unknown mode \"{other}\" (choose unsolicited or subscribe)."),
-            );
+            err(errors, f("mode"), format!("Unknown mode \"{other}\" (choose unsolicited or subscribe)."));
             None
         }
     };
     if !(1..=24).contains(&p.refresh_hours) {
-        err(
-            errors,
-            f("refresh_hours"),
-            "Refresh between 1 and 24 hours.",
-        );
+        err(errors, f("refresh_hours"), "Refresh between 1 and 24 hours.");
     }
     let password_env = non_empty(&p.password_env);
     if let Some(v) = &password_env {
@@ -545,9 +453,7 @@ fn validate_user(u: &UserForm, errors: &mut Vec<FieldError>) -> UserIdentity {
     for (i, n) in u.numbers.iter().enumerate() {
         let t = n.trim();
         let digits = t.chars().filter(char::is_ascii_digit).count();
-        let allowed = t
-            .chars()
-            .all(|c| c.is_ascii_digit() || " +-()/.".contains(c));
+        let allowed = t.chars().all(|c| c.is_ascii_digit() || " +-()/.".contains(c));
         if digits == 0 || !allowed {
             err(
                 errors,
@@ -574,9 +480,7 @@ fn is_email(s: &str) -> bool {
 
 fn is_env_name(s: &str) -> bool {
     let mut chars = s.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -610,11 +514,8 @@ pub fn check_sip_uri(uri: &str) -> Result<(), String> {
         None => hostport,
     };
     let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
-        let (addr, after) = v6
-            .split_once(']')
-            .ok_or("An IPv6 address needs a closing ].")?;
-        addr.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| "Not a valid IPv6 address.")?;
+        let (addr, after) = v6.split_once(']').ok_or("An IPv6 address needs a closing ].")?;
+        addr.parse::<std::net::Ipv6Addr>().map_err(|_| "Not a valid IPv6 address.")?;
         (addr, after.strip_prefix(':'))
     } else {
         match hostport.split_once(':') {
@@ -625,11 +526,7 @@ pub fn check_sip_uri(uri: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err("The SIP URI has no host.".into());
     }
-    if !host.contains(':')
-        && !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-    {
+    if !host.contains(':') && !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
         return Err(format!("\"{host}\" is not a host name or address."));
     }
     if let Some(p) = port {
@@ -646,11 +543,7 @@ mod tests {
     use super::*;
 
     fn mailbox(email: &str) -> MailboxForm {
-        MailboxForm {
-            email: email.into(),
-            auth: "basic".into(),
-            ..Default::default()
-        }
+        MailboxForm { email: email.into(), auth: "basic".into(), ..Default::default() }
     }
 
     fn fields(errors: &[FieldError]) -> Vec<&str> {
@@ -675,10 +568,7 @@ mod tests {
                 ..Default::default()
             }),
             phones: vec![
-                PhoneForm {
-                    uri: "613@10.0.0.1".into(),
-                    ..Default::default()
-                },
+                PhoneForm { uri: "613@10.0.0.1".into(), ..Default::default() },
                 PhoneForm {
                     uri: "sips:613@host".into(),
                     transport: "udp".into(),
@@ -687,10 +577,7 @@ mod tests {
                     ..Default::default()
                 },
             ],
-            user: UserForm {
-                sip_uri: String::new(),
-                numbers: vec!["+49 5251 304613".into(), "abc".into()],
-            },
+            user: UserForm { sip_uri: String::new(), numbers: vec!["+49 5251 304613".into(), "abc".into()] },
             ..Default::default()
         };
         let errors = form.validate().expect_err("invalid");
@@ -722,28 +609,17 @@ mod tests {
         ] {
             let mut m = mailbox("a@example.com");
             m.ews_url = url.into();
-            let form = SettingsForm {
-                mailbox: Some(m),
-                ..Default::default()
-            };
+            let form = SettingsForm { mailbox: Some(m), ..Default::default() };
             assert_eq!(form.validate().is_ok(), ok, "{url}");
         }
     }
 
     #[test]
     fn duplicate_phone_is_refused() {
-        let p = PhoneForm {
-            uri: "sip:613@pbx.example.com".into(),
-            ..Default::default()
-        };
+        let p = PhoneForm { uri: "sip:613@pbx.example.com".into(), ..Default::default() };
         let mut q = p.clone();
         q.uri = "SIP:613@PBX.example.com".into();
-        let errors = SettingsForm {
-            phones: vec![p, q],
-            ..Default::default()
-        }
-        .validate()
-        .expect_err("dup");
+        let errors = SettingsForm { phones: vec![p, q], ..Default::default() }.validate().expect_err("dup");
         assert_eq!(fields(&errors), vec!["phone.1.uri"]);
     }
 
@@ -774,15 +650,9 @@ mod tests {
 
     #[test]
     fn username_defaults_to_email_and_round_trips() {
-        let form = SettingsForm {
-            mailbox: Some(mailbox("anna@example.com")),
-            ..Default::default()
-        };
+        let form = SettingsForm { mailbox: Some(mailbox("anna@example.com")), ..Default::default() };
         let s = form.validate().expect("valid");
-        assert_eq!(
-            s.mailbox.as_ref().map(|m| m.username.as_str()),
-            Some("anna@example.com")
-        );
+        assert_eq!(s.mailbox.as_ref().map(|m| m.username.as_str()), Some("anna@example.com"));
         assert_eq!(s.to_form().validate().expect("valid"), s);
     }
 }

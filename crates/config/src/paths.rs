@@ -22,9 +22,7 @@ impl Paths {
     /// `XDG_CONFIG_HOME`, `XDG_STATE_HOME` and `XDG_CACHE_HOME`.
     pub fn standard() -> Result<Self, ConfigError> {
         let config = dirs::config_dir().ok_or(ConfigError::NoConfigDir)?;
-        let state = dirs::state_dir()
-            .or_else(dirs::data_local_dir)
-            .ok_or(ConfigError::NoConfigDir)?;
+        let state = dirs::state_dir().or_else(dirs::data_local_dir).ok_or(ConfigError::NoConfigDir)?;
         let cache = dirs::cache_dir().ok_or(ConfigError::NoConfigDir)?;
         Ok(Self::under(config, state, cache))
     }

@@ -166,11 +166,7 @@ pub enum KeyringChoice {
 impl Options {
     /// Standard paths, the OS keyring, and preview counts from the environment.
     pub fn standard(paths: Paths) -> Self {
-        Options {
-            paths,
-            keyring: KeyringChoice::Os,
-            preview_counts: preview_counts_from_env(),
-        }
+        Options { paths, keyring: KeyringChoice::Os, preview_counts: preview_counts_from_env() }
     }
 }
 
@@ -181,10 +177,7 @@ pub fn preview_counts_from_env() -> Option<Counts> {
 
 fn parse_preview_counts(s: &str) -> Option<Counts> {
     let (v, m) = s.split_once(',')?;
-    Some(Counts {
-        voicemails: v.trim().parse().ok()?,
-        missed_calls: m.trim().parse().ok()?,
-    })
+    Some(Counts { voicemails: v.trim().parse().ok()?, missed_calls: m.trim().parse().ok()? })
 }
 
 type Listener = Box<dyn Fn(&Snapshot) + Send + Sync>;
@@ -207,10 +200,7 @@ pub struct Engine {
 }
 
 fn problem(code: &str, message: impl Into<String>) -> Problem {
-    Problem {
-        code: code.into(),
-        message: message.into(),
-    }
+    Problem { code: code.into(), message: message.into() }
 }
 
 impl Engine {
@@ -224,26 +214,22 @@ impl Engine {
                 Ok(k) => (k, None),
                 Err(e) => {
                     log::warn!("keyring: {e}");
-                    let code = if matches!(e, SecretsError::Locked { .. }) {
-                        "keyring_locked"
-                    } else {
-                        "keyring_unavailable"
-                    };
+                    let code =
+                        if matches!(e, SecretsError::Locked { .. }) { "keyring_locked" } else { "keyring_unavailable" };
                     (Keyring::in_memory(), Some(problem(code, e.to_string())))
                 }
             },
         };
-        let (settings, read_only, config_problem) =
-            match lamplighter_config::load(&options.paths.config_file) {
-                Ok(loaded) => (loaded.settings, false, None),
-                Err(e) => {
-                    log::warn!("settings: {e}");
-                    let read_only = matches!(e, ConfigError::TooNew { .. });
-                    let message = e.to_string();
-                    let code = EngineError::Config(e).code();
-                    (Settings::default(), read_only, Some(problem(code, message)))
-                }
-            };
+        let (settings, read_only, config_problem) = match lamplighter_config::load(&options.paths.config_file) {
+            Ok(loaded) => (loaded.settings, false, None),
+            Err(e) => {
+                log::warn!("settings: {e}");
+                let read_only = matches!(e, ConfigError::TooNew { .. });
+                let message = e.to_string();
+                let code = EngineError::Config(e).code();
+                (Settings::default(), read_only, Some(problem(code, message)))
+            }
+        };
         Engine {
             paths: options.paths,
             keyring,
@@ -268,12 +254,7 @@ impl Engine {
     }
 
     fn problems(&self, inner: &Inner) -> Vec<Problem> {
-        inner
-            .config_problem
-            .iter()
-            .chain(self.keyring_problem.iter())
-            .cloned()
-            .collect()
+        inner.config_problem.iter().chain(self.keyring_problem.iter()).cloned().collect()
     }
 
     /// The current state.
@@ -282,10 +263,7 @@ impl Engine {
         Snapshot {
             counts: inner.counts,
             badge: inner.counts.badge(),
-            tooltip: lamplighter_badge::describe(
-                inner.counts.voicemails,
-                inner.counts.missed_calls,
-            ),
+            tooltip: lamplighter_badge::describe(inner.counts.voicemails, inner.counts.missed_calls),
             mailbox_configured: inner.settings.mailbox.is_some(),
             problems: self.problems(&inner),
         }
@@ -342,10 +320,7 @@ impl Engine {
         lamplighter_config::save(&self.paths.config_file, &new)?;
         log::info!(
             "settings saved: mailbox {}, {} phone(s)",
-            new.mailbox
-                .as_ref()
-                .map(|m| m.email.as_str())
-                .unwrap_or("none"),
+            new.mailbox.as_ref().map(|m| m.email.as_str()).unwrap_or("none"),
             new.phones.len()
         );
         {
@@ -358,21 +333,10 @@ impl Engine {
     }
 
     /// Passwords into the keyring; secrets of removed or renamed accounts moved or removed.
-    fn store_secrets(
-        &self,
-        old: &Settings,
-        new: &Settings,
-        update: &SettingsUpdate,
-    ) -> Result<(), EngineError> {
+    fn store_secrets(&self, old: &Settings, new: &Settings, update: &SettingsUpdate) -> Result<(), EngineError> {
         let given = |p: &Option<String>| p.as_deref().filter(|s| !s.is_empty()).map(Secret::new);
-        let old_mailbox = old
-            .mailbox
-            .as_ref()
-            .map(|m| SecretKey::Mailbox(m.email.clone()));
-        let new_mailbox = new
-            .mailbox
-            .as_ref()
-            .map(|m| SecretKey::Mailbox(m.email.clone()));
+        let old_mailbox = old.mailbox.as_ref().map(|m| SecretKey::Mailbox(m.email.clone()));
+        let new_mailbox = new.mailbox.as_ref().map(|m| SecretKey::Mailbox(m.email.clone()));
         if let Some(key) = &new_mailbox {
             if let Some(secret) = given(&update.mailbox_password) {
                 self.keyring.set(key, &secret)?;
@@ -383,23 +347,16 @@ impl Engine {
                 }
             }
         }
-        if let Some(old_key) =
-            old_mailbox.filter(|k| new_mailbox.as_ref().is_none_or(|n| n.user() != k.user()))
-        {
+        if let Some(old_key) = old_mailbox.filter(|k| new_mailbox.as_ref().is_none_or(|n| n.user() != k.user())) {
             self.keyring.delete(&old_key)?;
         }
         for (i, phone) in new.phones.iter().enumerate() {
             if let Some(secret) = update.phone_passwords.get(i).and_then(given) {
-                self.keyring
-                    .set(&SecretKey::Phone(phone.uri.clone()), &secret)?;
+                self.keyring.set(&SecretKey::Phone(phone.uri.clone()), &secret)?;
             }
         }
         for phone in &old.phones {
-            if !new
-                .phones
-                .iter()
-                .any(|p| p.uri.eq_ignore_ascii_case(&phone.uri))
-            {
+            if !new.phones.iter().any(|p| p.uri.eq_ignore_ascii_case(&phone.uri)) {
                 self.keyring.delete(&SecretKey::Phone(phone.uri.clone()))?;
             }
         }
@@ -419,20 +376,12 @@ impl Engine {
 
     /// Calls `listener` with every new snapshot.
     pub fn subscribe(&self, listener: impl Fn(&Snapshot) + Send + Sync + 'static) {
-        self.listeners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(listener));
+        self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(listener));
     }
 
     fn notify(&self) {
         let snapshot = self.snapshot();
-        for l in self
-            .listeners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+        for l in self.listeners.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             l(&snapshot);
         }
     }
@@ -446,25 +395,14 @@ mod tests {
 
     fn engine(dir: &std::path::Path) -> Engine {
         let paths = Paths::under(dir.join("config"), dir.join("state"), dir.join("cache"));
-        Engine::open(Options {
-            paths,
-            keyring: KeyringChoice::InMemory,
-            preview_counts: None,
-        })
+        Engine::open(Options { paths, keyring: KeyringChoice::InMemory, preview_counts: None })
     }
 
     fn update(email: &str, password: Option<&str>) -> SettingsUpdate {
         SettingsUpdate {
             form: SettingsForm {
-                mailbox: Some(MailboxForm {
-                    email: email.into(),
-                    auth: "basic".into(),
-                    ..Default::default()
-                }),
-                phones: vec![PhoneForm {
-                    uri: "sip:613@127.0.0.1:5062".into(),
-                    ..Default::default()
-                }],
+                mailbox: Some(MailboxForm { email: email.into(), auth: "basic".into(), ..Default::default() }),
+                phones: vec![PhoneForm { uri: "sip:613@127.0.0.1:5062".into(), ..Default::default() }],
                 ..Default::default()
             },
             mailbox_password: password.map(Into::into),
@@ -482,32 +420,20 @@ mod tests {
             assert!(s.mailbox_configured);
             c.fetch_add(1, Ordering::SeqCst);
         });
-        let view = e
-            .save_settings(update("anna@example.com", Some("mail-pw")))
-            .expect("save");
+        let view = e.save_settings(update("anna@example.com", Some("mail-pw"))).expect("save");
         assert!(view.mailbox_password_saved);
         assert_eq!(view.phone_passwords_saved, vec![true]);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
-        assert_eq!(
-            e.mailbox_secret().expect("secret").expect("some").expose(),
-            "mail-pw"
-        );
+        assert_eq!(e.mailbox_secret().expect("secret").expect("some").expose(), "mail-pw");
         let text = std::fs::read_to_string(&e.paths().config_file).expect("file");
-        assert!(
-            text.contains("anna@example.com")
-                && !text.contains("mail-pw")
-                && !text.contains("phone-pw"),
-            "{text}"
-        );
+        assert!(text.contains("anna@example.com") && !text.contains("mail-pw") && !text.contains("phone-pw"), "{text}");
     }
 
     #[test]
     fn invalid_settings_change_nothing() {
         let dir = tempfile::tempdir().expect("tmp");
         let e = engine(dir.path());
-        let err = e
-            .save_settings(update("not-an-address", Some("pw")))
-            .expect_err("invalid");
+        let err = e.save_settings(update("not-an-address", Some("pw"))).expect_err("invalid");
         assert_eq!(err.code(), "invalid_settings");
         assert_eq!(err.to_report().fields[0].field, "mailbox.email");
         assert!(!e.paths().config_file.exists());
@@ -518,40 +444,23 @@ mod tests {
     fn renamed_mailbox_keeps_its_password_and_removed_phone_loses_its_own() {
         let dir = tempfile::tempdir().expect("tmp");
         let e = engine(dir.path());
-        e.save_settings(update("anna@example.com", Some("pw")))
-            .expect("save");
+        e.save_settings(update("anna@example.com", Some("pw"))).expect("save");
         let mut u = update("anna.schmidt@example.com", None);
         u.form.phones.clear();
         u.phone_passwords.clear();
         let view = e.save_settings(u).expect("save");
         assert!(view.mailbox_password_saved);
-        assert_eq!(
-            e.mailbox_secret().expect("secret").expect("some").expose(),
-            "pw"
-        );
-        assert!(matches!(
-            e.keyring
-                .get(&SecretKey::Mailbox("anna@example.com".into())),
-            Ok(None)
-        ));
-        assert!(matches!(
-            e.keyring
-                .get(&SecretKey::Phone("sip:613@127.0.0.1:5062".into())),
-            Ok(None)
-        ));
+        assert_eq!(e.mailbox_secret().expect("secret").expect("some").expose(), "pw");
+        assert!(matches!(e.keyring.get(&SecretKey::Mailbox("anna@example.com".into())), Ok(None)));
+        assert!(matches!(e.keyring.get(&SecretKey::Phone("sip:613@127.0.0.1:5062".into())), Ok(None)));
     }
 
     #[test]
     fn reopened_engine_reads_what_was_saved() {
         let dir = tempfile::tempdir().expect("tmp");
-        engine(dir.path())
-            .save_settings(update("anna@example.com", None))
-            .expect("save");
+        engine(dir.path()).save_settings(update("anna@example.com", None)).expect("save");
         let view = engine(dir.path()).settings_view();
-        assert_eq!(
-            view.form.mailbox.expect("mailbox").email,
-            "anna@example.com"
-        );
+        assert_eq!(view.form.mailbox.expect("mailbox").email, "anna@example.com");
         assert_eq!(view.form.phones.len(), 1);
     }
 
@@ -565,14 +474,9 @@ mod tests {
         let snap = e.snapshot();
         assert_eq!(snap.problems.len(), 1);
         assert_eq!(snap.problems[0].code, "config_corrupt");
-        assert!(
-            snap.problems[0].message.contains(".corrupt-"),
-            "{}",
-            snap.problems[0].message
-        );
+        assert!(snap.problems[0].message.contains(".corrupt-"), "{}", snap.problems[0].message);
         // saving fresh settings replaces it and clears the problem; the copy stays
-        e.save_settings(update("anna@example.com", None))
-            .expect("save");
+        e.save_settings(update("anna@example.com", None)).expect("save");
         assert!(e.snapshot().problems.is_empty());
     }
 
@@ -584,42 +488,24 @@ mod tests {
         std::fs::write(&e.paths().config_file, "schema_version = 9\n").expect("write");
         let e = engine(dir.path());
         assert!(e.settings_view().read_only);
-        let err = e
-            .save_settings(update("anna@example.com", None))
-            .expect_err("read only");
+        let err = e.save_settings(update("anna@example.com", None)).expect_err("read only");
         assert_eq!(err.code(), "config_too_new");
-        assert_eq!(
-            std::fs::read_to_string(&e.paths().config_file).expect("file"),
-            "schema_version = 9\n"
-        );
+        assert_eq!(std::fs::read_to_string(&e.paths().config_file).expect("file"), "schema_version = 9\n");
     }
 
     #[test]
     fn preview_counts_parse_and_drive_the_snapshot() {
-        assert_eq!(
-            parse_preview_counts("3,1"),
-            Some(Counts {
-                voicemails: 3,
-                missed_calls: 1
-            })
-        );
+        assert_eq!(parse_preview_counts("3,1"), Some(Counts { voicemails: 3, missed_calls: 1 }));
         assert_eq!(parse_preview_counts("x,1"), None);
         let dir = tempfile::tempdir().expect("tmp");
-        let paths = Paths::under(
-            dir.path().join("c"),
-            dir.path().join("s"),
-            dir.path().join("k"),
-        );
+        let paths = Paths::under(dir.path().join("c"), dir.path().join("s"), dir.path().join("k"));
         let e = Engine::open(Options {
             paths,
             keyring: KeyringChoice::InMemory,
             preview_counts: parse_preview_counts("3,1"),
         });
         let s = e.snapshot();
-        assert_eq!(
-            (s.badge, s.tooltip.as_str()),
-            (4, "3 new voicemails, 1 missed call")
-        );
+        assert_eq!((s.badge, s.tooltip.as_str()), (4, "3 new voicemails, 1 missed call"));
         let json = serde_json::to_value(&s).expect("json");
         assert_eq!(json["counts"]["voicemails"], 3);
     }

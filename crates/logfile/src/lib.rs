@@ -26,10 +26,7 @@ pub struct Rotation {
 
 impl Default for Rotation {
     fn default() -> Self {
-        Rotation {
-            max_bytes: 1 << 20,
-            keep: 3,
-        }
+        Rotation { max_bytes: 1 << 20, keep: 3 }
     }
 }
 
@@ -55,13 +52,7 @@ impl LogFile {
         builder.create(dir)?;
         let path = dir.join("lamplighter.log");
         let (file, len) = open_append(&path)?;
-        Ok(LogFile {
-            path,
-            rotation,
-            level,
-            state: Mutex::new(Some((file, len))),
-            also_stderr: false,
-        })
+        Ok(LogFile { path, rotation, level, state: Mutex::new(Some((file, len))), also_stderr: false })
     }
 
     /// Also copy each line to standard error (for terminals and journald).
@@ -87,9 +78,7 @@ impl LogFile {
     pub fn write_line(&self, line: &str) -> std::io::Result<()> {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let len = line.len() as u64 + 1;
-        let needs_rotation = guard
-            .as_ref()
-            .is_some_and(|(_, size)| *size > 0 && size + len > self.rotation.max_bytes);
+        let needs_rotation = guard.as_ref().is_some_and(|(_, size)| *size > 0 && size + len > self.rotation.max_bytes);
         if needs_rotation || guard.is_none() {
             *guard = None;
             if needs_rotation {
@@ -157,12 +146,7 @@ impl log::Log for LogFile {
     }
 
     fn flush(&self) {
-        if let Some((file, _)) = self
-            .state
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_mut()
-        {
+        if let Some((file, _)) = self.state.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
             let _ = file.flush();
         }
     }
@@ -176,47 +160,27 @@ mod tests {
     #[test]
     fn lines_are_appended_with_time_level_and_target() {
         let dir = tempfile::tempdir().expect("tmp");
-        let log = LogFile::open(
-            &dir.path().join("state"),
-            Rotation::default(),
-            log::LevelFilter::Info,
-        )
-        .expect("open");
+        let log = LogFile::open(&dir.path().join("state"), Rotation::default(), log::LevelFilter::Info).expect("open");
         log.log(
-            &log::Record::builder()
-                .args(format_args!("hello {}", 42))
-                .level(log::Level::Warn)
-                .target("engine")
-                .build(),
+            &log::Record::builder().args(format_args!("hello {}", 42)).level(log::Level::Warn).target("engine").build(),
         );
         log.log(
-            &log::Record::builder()
-                .args(format_args!("too chatty"))
-                .level(log::Level::Debug)
-                .target("engine")
-                .build(),
+            &log::Record::builder().args(format_args!("too chatty")).level(log::Level::Debug).target("engine").build(),
         );
         let text = fs::read_to_string(log.path()).expect("read");
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 1, "{text}");
         assert!(lines[0].ends_with("WARN  engine: hello 42"), "{text}");
-        assert!(
-            lines[0].starts_with("20") && lines[0].contains('T'),
-            "{text}"
-        );
+        assert!(lines[0].starts_with("20") && lines[0].contains('T'), "{text}");
     }
 
     #[test]
     fn rotation_bounds_the_size_and_keeps_the_newest() {
         let dir = tempfile::tempdir().expect("tmp");
-        let rotation = Rotation {
-            max_bytes: 100,
-            keep: 2,
-        };
+        let rotation = Rotation { max_bytes: 100, keep: 2 };
         let log = LogFile::open(dir.path(), rotation, log::LevelFilter::Info).expect("open");
         for i in 0..40 {
-            log.write_line(&format!("line {i:02} padding padding"))
-                .expect("write");
+            log.write_line(&format!("line {i:02} padding padding")).expect("write");
         }
         let mut names: Vec<String> = fs::read_dir(dir.path())
             .expect("dir")
@@ -224,22 +188,13 @@ mod tests {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(
-            names,
-            ["lamplighter.log", "lamplighter.log.1", "lamplighter.log.2"]
-        );
+        assert_eq!(names, ["lamplighter.log", "lamplighter.log.1", "lamplighter.log.2"]);
         for n in &names {
-            assert!(
-                fs::metadata(dir.path().join(n)).expect("meta").len() <= 100,
-                "{n} too big"
-            );
+            assert!(fs::metadata(dir.path().join(n)).expect("meta").len() <= 100, "{n} too big");
         }
         let current = fs::read_to_string(dir.path().join("lamplighter.log")).expect("read");
         assert!(current.contains("line 39"), "{current}");
         let previous = fs::read_to_string(dir.path().join("lamplighter.log.1")).expect("read");
-        assert!(
-            !previous.contains("line 39") && previous.contains("line 3"),
-            "{previous}"
-        );
+        assert!(!previous.contains("line 39") && previous.contains("line 3"), "{previous}");
     }
 }

@@ -142,12 +142,8 @@ impl Keyring {
     /// it answers. Blocks on D-Bus for a few milliseconds: call it off any UI thread.
     #[cfg(feature = "secret-service")]
     pub fn secret_service() -> Result<Self, SecretsError> {
-        let store =
-            zbus_secret_service_keyring_store::Store::new().map_err(|e| classify("store", e))?;
-        let ring = Keyring {
-            store,
-            kind: StoreKind::Os,
-        };
+        let store = zbus_secret_service_keyring_store::Store::new().map_err(|e| classify("store", e))?;
+        let ring = Keyring { store, kind: StoreKind::Os };
         // A probe read: a missing entry is fine; a locked or absent service is not.
         ring.get(&SecretKey::Mailbox("probe@lamplighter.invalid".into()))?;
         Ok(ring)
@@ -159,10 +155,7 @@ impl Keyring {
             Ok(s) => s,
             Err(e) => unreachable!("the in-memory store cannot fail to start: {e}"),
         };
-        Keyring {
-            store,
-            kind: StoreKind::SessionOnly,
-        }
+        Keyring { store, kind: StoreKind::SessionOnly }
     }
 
     /// What kind of store this is.
@@ -176,9 +169,7 @@ impl Keyring {
 
     /// Stores (or replaces) a secret.
     pub fn set(&self, key: &SecretKey, secret: &Secret) -> Result<(), SecretsError> {
-        self.entry(key)?
-            .set_password(secret.expose())
-            .map_err(|e| classify(&key.user(), e))
+        self.entry(key)?.set_password(secret.expose()).map_err(|e| classify(&key.user(), e))
     }
 
     /// Reads a secret; `None` when there is none.
@@ -203,38 +194,20 @@ impl Keyring {
 fn classify(key: &str, e: keyring_core::Error) -> SecretsError {
     use keyring_core::Error as E;
     match e {
-        E::NoDefaultStore => SecretsError::Unavailable {
-            detail: "no store".into(),
-        },
+        E::NoDefaultStore => SecretsError::Unavailable { detail: "no store".into() },
         E::PlatformFailure(p) => {
             let detail = p.to_string();
-            let unreachable = [
-                "ServiceUnknown",
-                "not provided by any",
-                "NotFound",
-                "No such file",
-                "Connection",
-                "connect",
-            ];
-            if unreachable.iter().any(|w| detail.contains(w))
-                || format!("{p:?}").contains("Connection")
-            {
+            let unreachable =
+                ["ServiceUnknown", "not provided by any", "NotFound", "No such file", "Connection", "connect"];
+            if unreachable.iter().any(|w| detail.contains(w)) || format!("{p:?}").contains("Connection") {
                 SecretsError::Unavailable { detail }
             } else {
-                SecretsError::Platform {
-                    key: key.to_string(),
-                    detail,
-                }
+                SecretsError::Platform { key: key.to_string(), detail }
             }
         }
-        E::NoStorageAccess(p) => SecretsError::Locked {
-            detail: p.to_string(),
-        },
+        E::NoStorageAccess(p) => SecretsError::Locked { detail: p.to_string() },
         E::BadEncoding(_) => SecretsError::NotText(key.to_string()),
-        other => SecretsError::Platform {
-            key: key.to_string(),
-            detail: other.to_string(),
-        },
+        other => SecretsError::Platform { key: key.to_string(), detail: other.to_string() },
     }
 }
 
@@ -244,14 +217,8 @@ mod tests {
 
     #[test]
     fn keys_are_namespaced_and_case_folded() {
-        assert_eq!(
-            SecretKey::Mailbox("Anna@Example.com".into()).user(),
-            "mailbox:anna@example.com"
-        );
-        assert_eq!(
-            SecretKey::Phone("sip:613@PBX".into()).user(),
-            "phone:sip:613@pbx"
-        );
+        assert_eq!(SecretKey::Mailbox("Anna@Example.com".into()).user(), "mailbox:anna@example.com");
+        assert_eq!(SecretKey::Phone("sip:613@PBX".into()).user(), "phone:sip:613@pbx");
     }
 
     #[test]
@@ -261,10 +228,7 @@ mod tests {
         assert_eq!(ring.get(&key).expect("get"), None);
         ring.set(&key, &Secret::new("one")).expect("set");
         ring.set(&key, &Secret::new("two")).expect("replace");
-        assert_eq!(
-            ring.get(&key).expect("get").map(|s| s.expose().to_string()),
-            Some("two".into())
-        );
+        assert_eq!(ring.get(&key).expect("get").map(|s| s.expose().to_string()), Some("two".into()));
         assert!(ring.delete(&key).expect("delete"));
         assert!(!ring.delete(&key).expect("delete again"));
         assert_eq!(ring.get(&key).expect("get"), None);

@@ -51,10 +51,7 @@ impl Session {
     /// Starts a session with the given parts. Panics with a clear message when
     /// a required program is missing (the test set-up installs them).
     pub fn start(parts: Parts) -> Session {
-        let home = tempfile::Builder::new()
-            .prefix("lamplighter-session-")
-            .tempdir()
-            .expect("temp home");
+        let home = tempfile::Builder::new().prefix("lamplighter-session-").tempdir().expect("temp home");
         let h = home.path();
         let dirs = [
             ("XDG_CONFIG_HOME", ".config"),
@@ -70,16 +67,11 @@ impl Session {
             #[cfg(unix)]
             {
                 use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700))
-                    .expect("chmod");
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o700)).expect("chmod");
             }
             vars.push((var.to_string(), p.display().to_string()));
         }
-        let mut session = Session {
-            home,
-            vars,
-            children: Vec::new(),
-        };
+        let mut session = Session { home, vars, children: Vec::new() };
         session.start_bus();
         if parts.keyring {
             session.start_keyring();
@@ -93,11 +85,7 @@ impl Session {
     fn start_bus(&mut self) {
         let conf = self.home.path().join("bus.conf");
         let sock_dir = self.home.path().join("run");
-        std::fs::write(
-            &conf,
-            BUS_CONFIG.replace("@DIR@", &sock_dir.display().to_string()),
-        )
-        .expect("bus config");
+        std::fs::write(&conf, BUS_CONFIG.replace("@DIR@", &sock_dir.display().to_string())).expect("bus config");
         let mut child = Command::new("dbus-daemon")
             .arg(format!("--config-file={}", conf.display()))
             .args(["--nofork", "--print-address=1"])
@@ -107,14 +95,9 @@ impl Session {
             .spawn()
             .expect("dbus-daemon not found: run ./dev.sh setup");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("bus address");
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("bus address");
         let address = line.trim().to_string();
-        assert!(
-            address.starts_with("unix:"),
-            "dbus-daemon printed {address:?}"
-        );
+        assert!(address.starts_with("unix:"), "dbus-daemon printed {address:?}");
         self.vars.push(("DBUS_SESSION_BUS_ADDRESS".into(), address));
         self.children.push(child);
     }
@@ -132,9 +115,7 @@ impl Session {
             .expect("gnome-keyring-daemon not found: run ./dev.sh setup");
         {
             let mut stdin = child.stdin.take().expect("stdin");
-            stdin
-                .write_all(KEYRING_PASSWORD.as_bytes())
-                .expect("unlock password");
+            stdin.write_all(KEYRING_PASSWORD.as_bytes()).expect("unlock password");
         }
         self.children.push(child);
         // Ready when org.freedesktop.secrets is owned on the bus.
@@ -144,28 +125,16 @@ impl Session {
     fn start_display(&mut self) {
         // `-displayfd 1`: Xvfb picks a free display and prints its number on stdout.
         let mut child = Command::new("Xvfb")
-            .args([
-                "-displayfd",
-                "1",
-                "-screen",
-                "0",
-                "1280x800x24",
-                "-nolisten",
-                "tcp",
-            ])
+            .args(["-displayfd", "1", "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
             .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("Xvfb not found: run ./dev.sh setup");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("display number");
-        let n: u32 = line
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("Xvfb printed {line:?} instead of a display number"));
+        BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("display number");
+        let n: u32 =
+            line.trim().parse().unwrap_or_else(|_| panic!("Xvfb printed {line:?} instead of a display number"));
         self.children.push(child);
         self.vars.push(("DISPLAY".into(), format!(":{n}")));
     }
@@ -177,10 +146,7 @@ impl Session {
             if self.bus_names().iter().any(|n| n == name) {
                 return;
             }
-            assert!(
-                Instant::now() < end,
-                "{name} did not appear on the session bus within {timeout:?}"
-            );
+            assert!(Instant::now() < end, "{name} did not appear on the session bus within {timeout:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -216,10 +182,7 @@ impl Session {
 
     /// One variable of this session's environment.
     pub fn var(&self, name: &str) -> Option<&str> {
-        self.vars
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The session's home directory.

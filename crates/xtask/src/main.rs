@@ -34,24 +34,13 @@ fn png_bytes(img: &RgbaImage) -> anyhow::Result<Vec<u8>> {
 
 fn icons(dir: &Path) -> anyhow::Result<()> {
     let source = dir.join("source.png");
-    let src = image::open(&source)
-        .with_context(|| format!("reading {}", source.display()))?
-        .to_rgba8();
+    let src = image::open(&source).with_context(|| format!("reading {}", source.display()))?.to_rgba8();
     if src.width() != src.height() || src.width() < 512 {
-        bail!(
-            "{} must be square and at least 512 px, it is {}x{}",
-            source.display(),
-            src.width(),
-            src.height()
-        );
+        bail!("{} must be square and at least 512 px, it is {}x{}", source.display(), src.width(), src.height());
     }
-    for (name, size) in [
-        ("32x32.png", 32),
-        ("64x64.png", 64),
-        ("128x128.png", 128),
-        ("128x128@2x.png", 256),
-        ("icon.png", 512),
-    ] {
+    for (name, size) in
+        [("32x32.png", 32), ("64x64.png", 64), ("128x128.png", 128), ("128x128@2x.png", 256), ("icon.png", 512)]
+    {
         let path = dir.join(name);
         std::fs::write(&path, png_bytes(&resized(&src, size))?)
             .with_context(|| format!("writing {}", path.display()))?;
@@ -62,12 +51,7 @@ fn icons(dir: &Path) -> anyhow::Result<()> {
         .iter()
         .map(|&s| {
             let img = resized(&src, s);
-            image::codecs::ico::IcoFrame::as_png(
-                img.as_raw(),
-                s,
-                s,
-                image::ExtendedColorType::Rgba8,
-            )
+            image::codecs::ico::IcoFrame::as_png(img.as_raw(), s, s, image::ExtendedColorType::Rgba8)
         })
         .collect::<Result<Vec<_>, _>>()?;
     let ico = dir.join("icon.ico");
@@ -76,15 +60,9 @@ fn icons(dir: &Path) -> anyhow::Result<()> {
     println!("wrote {}", ico.display());
     // ICNS: 'icns' + total length, then entries of (type, length incl. 8-byte header, PNG data).
     let mut body = Vec::new();
-    for (kind, size) in [
-        (b"icp4", 16),
-        (b"icp5", 32),
-        (b"icp6", 64),
-        (b"ic07", 128),
-        (b"ic08", 256),
-        (b"ic09", 512),
-        (b"ic10", 1024),
-    ] {
+    for (kind, size) in
+        [(b"icp4", 16), (b"icp5", 32), (b"icp6", 64), (b"ic07", 128), (b"ic08", 256), (b"ic09", 512), (b"ic10", 1024)]
+    {
         let png = png_bytes(&resized(&src, size))?;
         body.extend_from_slice(kind);
         body.extend_from_slice(&u32::try_from(png.len() + 8)?.to_be_bytes());

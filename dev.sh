@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Lamplighter's developer entry point.
+#   ./dev.sh run    set up what is missing, then run Lamplighter (the tray app;
+#                   the headless agent when there is no display)
+#   ./dev.sh test   set up what is missing, then build and run the whole test suite
+#   ./dev.sh setup  only install what is missing (safe to repeat; quiet when nothing is)
+# Debian/Ubuntu. Installs with apt-get (through sudo when not root) and cargo.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# What each part needs, by Debian package name.
+BUILD_CLI=(build-essential pkg-config)
+BUILD_APP=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev)
+RUN_APP=(libwebkit2gtk-4.1-0 fonts-dejavu-core)
+TEST_PEERS=(xvfb xauth dbus gnome-keyring libsecret-tools libglib2.0-bin webkit2gtk-driver
+            haskell-status-notifier-item-utils)
+TAURI_DRIVER_VERSION='^2'
+
+say() { printf '%s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing_packages() {
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q '^install ok installed$' || printf '%s ' "$p"
+  done
+}
+
+ensure_packages() {
+  command -v dpkg-query >/dev/null || { say "dev.sh: this script installs with apt-get (Debian/Ubuntu); install by hand: $*"; return 0; }
+  local missing
+  missing=$(missing_packages "$@")
+  [ -z "$missing" ] && return 0
+  say "dev.sh: installing $missing"
+  as_root apt-get update -qq
+  # shellcheck disable=SC2086
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing >/dev/null
+}
+
+ensure_rust() {
+  if ! command -v cargo >/dev/null; then
+    say "dev.sh: cargo not found. Install Rust with rustup (https://rustup.rs); rust-toolchain.toml picks the version."
+    exit 1
+  fi
+}
+
+ensure_tauri_driver() {
+  if ! tauri-driver --help >/dev/null 2>&1; then
+    say "dev.sh: installing tauri-driver 2 (WebDriver for the window tests)"
+    cargo install tauri-driver --version "$TAURI_DRIVER_VERSION" --locked -j "$(nproc)" --quiet
+  fi
+}
+
+setup_all() {
+  ensure_rust
+  ensure_packages "${BUILD_CLI[@]}" "${BUILD_APP[@]}" "${RUN_APP[@]}" "${TEST_PEERS[@]}"
+  ensure_tauri_driver
+}
+
+have_display() { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }
+
+run() {
+  ensure_rust
+  if have_display; then
+    ensure_packages "${BUILD_CLI[@]}" "${BUILD_APP[@]}" "${RUN_APP[@]}"
+    cargo build --quiet -p lamplighter-app
+    exec "${CARGO_TARGET_DIR:-target}/debug/lamplighter" "$@"
+  else
+    say "dev.sh: no display (DISPLAY and WAYLAND_DISPLAY are unset): running the headless agent instead."
+    ensure_packages "${BUILD_CLI[@]}"
+    exec cargo run --quiet -p lamplighter-cli -- run "$@"
+  fi
+}
+
+# Libraries must build without WebKit/GTK: only the Tauri shell may pull them in.
+check_gui_free() {
+  local hits
+  hits=$(cargo tree --workspace --exclude lamplighter-app -e normal,build --prefix none 2>/dev/null \
+         | grep -E '^(gtk|gdk|webkit2gtk|javascriptcore-rs|soup3|tauri) ' | sort -u || true)
+  if [ -n "$hits" ]; then
+    say "dev.sh: a library crate depends on GUI crates (only src-tauri may):"; say "$hits"; return 1
+  fi
+  say "dev.sh: library crates are free of WebKit/GTK"
+}
+
+test_all() {
+  setup_all
+  cargo fmt --all -- --check
+  check_gui_free
+  cargo build --quiet -p lamplighter-app
+  local log status
+  log=$(mktemp)
+  set +e
+  cargo test --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
+  status=${PIPESTATUS[0]}
+  set -e
+  # One closing line over every test binary, e.g. "total: 97 passed, 0 failed, 4 skipped".
+  awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed;?$/) p += $i; if ($(i+1) ~ /^failed;?$/) f += $i; if ($(i+1) ~ /^ignored;?$/) s += $i } }
+       END { printf "total: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+  rm -f "$log"
+  return "$status"
+}
+
+case "${1:-}" in
+  run) shift; run "$@" ;;
+  test) shift; test_all "$@" ;;
+  setup) setup_all ;;
+  *) say "usage: ./dev.sh run | test | setup"; exit 2 ;;
+esac
