@@ -243,3 +243,16 @@ fn without_a_tray_host_the_app_says_so_and_shows_its_window() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no system tray is available"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_keyring_the_window_says_passwords_last_only_this_session() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let mut session = Session::start(Parts { display: true, keyring: false });
+    let _host = TrayHost::start(&mut session);
+    let driver = Driver::start(&session);
+    let c = driver.launch(&["--settings"]).await;
+    let banner = text_of(&c, "#problems p[data-code=keyring_unavailable]").await;
+    assert!(banner.contains("no keyring is available"), "{banner}");
+    text_becomes(&c, "#mailbox-password-note", "No keyring: the password is kept until Lamplighter quits.").await;
+    let _ = c.close().await;
+}
