@@ -234,7 +234,13 @@ fn without_a_tray_host_the_app_says_so_and_shows_its_window() {
         .expect("start the app");
     let end = Instant::now() + Duration::from_secs(30);
     while !window_open(&session) {
-        assert!(app.try_wait().expect("try_wait").is_none(), "the app died without a tray host");
+        if let Some(status) = app.try_wait().expect("try_wait") {
+            let mut err = String::new();
+            if let Some(mut e) = app.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            panic!("the app died without a tray host ({status}):\n{err}");
+        }
         assert!(Instant::now() < end, "no window without a tray host");
         std::thread::sleep(Duration::from_millis(100));
     }
