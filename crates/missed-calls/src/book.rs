@@ -130,7 +130,15 @@ pub struct CallBook {
 fn report_key(r: &CallRecord) -> String {
     match &r.report_id {
         Some(id) => format!("{:?}|{}|{}", r.source, r.device, id),
-        None => format!("{:?}|{}|{}|{}|{}", r.source, r.device, r.call_key().unwrap_or_default(), r.at, r.caller.key()),
+        None => format!(
+            "{:?}|{}|{}|{}|{}|{:?}",
+            r.source,
+            r.device,
+            r.call_key().unwrap_or_default(),
+            r.at,
+            r.caller.key(),
+            r.outcome
+        ),
     }
 }
 
@@ -148,11 +156,20 @@ pub fn link(a: &CallRecord, b: &CallRecord) -> u8 {
     if (a.at - b.at).abs() > window(a, b) {
         return 0;
     }
+    if !a.caller.same_as(&b.caller) {
+        return 0;
+    }
+    if a.caller.is_anonymous() {
+        // withheld callers: only a shared History-Info root ties two legs
+        return match (a.history.root(), b.history.root()) {
+            (Some(x), Some(y)) if x.target == y.target => 2,
+            _ => 0,
+        };
+    }
     match (a.original_target(), b.original_target()) {
         (Some(x), Some(y)) if x != y => 0,
-        (Some(_), Some(_)) if a.caller.same_as(&b.caller) => 2,
-        _ if a.caller.same_as(&b.caller) && !a.caller.is_anonymous() => 1,
-        _ => 0,
+        (Some(_), Some(_)) => 2,
+        _ => 1,
     }
 }
 

@@ -8,7 +8,7 @@
 //! | the original target (History-Info `index=1`, else the first diverter) is the user | [`Classification::Primary`] (also when it went on to the user's own phone or mobile) |
 //! | otherwise | [`Classification::Secondary`] with the reason: the `ms-retarget-reason` on the user's entry or its closest ancestor (`team-call`, `delegation`, `acd`, `forwarding`); without one, `mp` or a Diversion means forwarded |
 
-use crate::history_info::{HiEntry, Relation, RetargetReason};
+use crate::history_info::{HiEntry, HistoryInfo, Relation, RetargetReason};
 use crate::party::{Party, UserIdentity};
 use crate::record::{CallRecord, Outcome};
 
@@ -93,7 +93,7 @@ pub fn classify(record: &CallRecord, user: &UserIdentity) -> Classification {
         Some(RetargetReason::Acd) => SecondaryReason::ResponseGroup { group: owner },
         Some(RetargetReason::Forwarding) => {
             let from = carrier.map(|e| e.target.clone()).unwrap_or(owner);
-            SecondaryReason::Forwarded { cause: cause_leaving(&path, &from), from }
+            SecondaryReason::Forwarded { cause: forward_cause(hi, &path, &from), from }
         }
         Some(RetargetReason::Other(r)) => SecondaryReason::Other { from: owner, reason: r },
         None => {
@@ -107,7 +107,7 @@ pub fn classify(record: &CallRecord, user: &UserIdentity) -> Classification {
                     .unwrap_or(owner),
                 _ => owner,
             };
-            SecondaryReason::Forwarded { cause: cause_leaving(&path, &from), from }
+            SecondaryReason::Forwarded { cause: forward_cause(hi, &path, &from), from }
         }
     };
     Classification::Secondary(reason)
@@ -117,9 +117,24 @@ fn is_user(entry: &HiEntry, user: &UserIdentity) -> bool {
     user.is(&entry.target) || entry.target_phone.as_ref().is_some_and(|p| user.is(p))
 }
 
-/// The SIP cause with which the call left `from` (the Reason in its entry's URI).
-fn cause_leaving(path: &[&HiEntry], from: &Party) -> Option<u16> {
-    path.iter().rev().find(|e| &e.target == from).and_then(|e| e.reason.as_ref()).and_then(|r| r.cause)
+/// Why the call left `from`: the RFC 4458 `cause=` on the entry it was
+/// retargeted to (on the path), else the Reason on `from`'s own entry, else
+/// the Reason on the last of `from`'s contact branches (`rc` children),
+/// where a busy or unanswered device of theirs says why.
+fn forward_cause(hi: &HistoryInfo, path: &[&HiEntry], from: &Party) -> Option<u16> {
+    if let Some(c) = path.iter().find_map(|e| e.cause) {
+        return Some(c);
+    }
+    let from_entry = path.iter().rev().find(|e| &e.target == from)?;
+    if let Some(c) = from_entry.reason.as_ref().and_then(|r| r.cause) {
+        return Some(c);
+    }
+    let index = from_entry.index.as_ref()?;
+    hi.entries
+        .iter()
+        .filter(|e| matches!(&e.relation, Some(Relation::Contact(parent)) if parent == index))
+        .filter_map(|e| e.reason.as_ref().and_then(|r| r.cause))
+        .last()
 }
 
 fn diversion_cause(reason: &str) -> Option<u16> {

@@ -113,6 +113,9 @@ pub struct HiEntry {
     pub retarget_reason: Option<RetargetReason>,
     /// `ms-target-phone`, normalised.
     pub target_phone: Option<Party>,
+    /// RFC 4458 `cause=` URI parameter: why the call was retargeted to this
+    /// entry (302 unconditional, 486 busy, 408 no answer, 480 unavailable).
+    pub cause: Option<u16>,
     /// Every other parameter, kept.
     pub other_params: Vec<Param>,
 }
@@ -185,6 +188,11 @@ fn parse_entry(item: &str) -> Result<HiEntry, ParseError> {
         }
     }
     let reason = reason_from_headers(&uri_headers)?;
+    let cause = uri_param(uri, "cause").map(|c| {
+        c.parse::<u16>()
+            .map_err(|_| ParseError::Syntax { what: "History-Info", detail: format!("cause={c:?} is not a number") })
+    });
+    let cause = cause.transpose()?;
     let mut entry = HiEntry {
         display: na.display,
         uri: uri.to_string(),
@@ -195,6 +203,7 @@ fn parse_entry(item: &str) -> Result<HiEntry, ParseError> {
         relation: None,
         retarget_reason: None,
         target_phone: None,
+        cause,
         other_params: Vec::new(),
     };
     for p in parse_params(na.params)? {
@@ -210,6 +219,12 @@ fn parse_entry(item: &str) -> Result<HiEntry, ParseError> {
         }
     }
     Ok(entry)
+}
+
+/// A `;name=value` parameter of a URI (not of the header entry).
+fn uri_param(uri: &str, name: &str) -> Option<String> {
+    let params = &uri[uri.find(';')?..];
+    parse_params(params).ok()?.into_iter().find(|p| p.name == name).and_then(|p| p.value)
 }
 
 /// The Reason among URI headers. Lync writes it unescaped

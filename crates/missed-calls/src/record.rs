@@ -271,6 +271,7 @@ impl CallRecord {
         at: Millis,
     ) -> Result<CallRecord, ParseError> {
         let (start_line, headers) = invite.split_once('\n').unwrap_or((invite, ""));
+        let headers = header_section(headers);
         let mut words = start_line.split_whitespace();
         if words.next() != Some("INVITE") {
             return Err(ParseError::Syntax { what: "SIP", detail: format!("not an INVITE: {:?}", start_line.trim()) });
@@ -287,6 +288,7 @@ impl CallRecord {
         let mut outcome = if answered_here { Outcome::AnsweredHere } else { Outcome::Missed };
         if let (Some(c), false) = (cancel, answered_here) {
             let (cancel_line, cancel_headers) = c.split_once('\n').unwrap_or((c, ""));
+            let cancel_headers = header_section(cancel_headers);
             if !cancel_line.trim_start().starts_with("CANCEL") {
                 return Err(ParseError::Syntax {
                     what: "SIP",
@@ -329,6 +331,18 @@ impl CallRecord {
             .or_else(|| self.diversion.last().map(|d| d.from.clone()))
             .or_else(|| self.to.clone())
     }
+}
+
+/// The header lines of a message: everything before the first empty line.
+fn header_section(after_start_line: &str) -> &str {
+    let crlf = after_start_line.find("\r\n\r\n");
+    let lf = after_start_line.find("\n\n");
+    let end = match (crlf, lf) {
+        (Some(a), Some(b)) => a.min(b),
+        (Some(a), None) | (None, Some(a)) => a,
+        (None, None) => after_start_line.len(),
+    };
+    &after_start_line[..end]
 }
 
 /// Parses `2011-02-11 01:29:39Z`, `2011-02-11T01:29:39.5+01:00` and the like
