@@ -112,6 +112,22 @@ struct Slot {
     key: String,
     call: u64,
     class: Classification,
+    /// `record.caller.key()`, computed once.
+    caller_key: String,
+    /// `record.call_key()`, computed once.
+    call_key: Option<String>,
+    /// `record.original_target()`, computed once.
+    target: Option<Party>,
+}
+
+/// A call's members and two facts kept up to date so that most updates
+/// need no re-clustering.
+struct CallInfo {
+    members: Vec<RecordId>,
+    /// The Call-ID every member shares, if they all share one.
+    uniform_key: Option<String>,
+    /// No member links to a record outside the call.
+    closed: bool,
 }
 
 /// The user's calls, built from reports one at a time.
@@ -122,7 +138,7 @@ pub struct CallBook {
     by_report: HashMap<String, RecordId>,
     by_call_id: HashMap<String, Vec<RecordId>>,
     by_time: HashMap<(String, i64), Vec<RecordId>>,
-    calls: HashMap<u64, Vec<RecordId>>,
+    calls: HashMap<u64, CallInfo>,
     next_call: u64,
 }
 
@@ -148,7 +164,22 @@ fn window(a: &CallRecord, b: &CallRecord) -> Millis {
 
 /// How strongly two reports are the same call (0: not at all).
 pub fn link(a: &CallRecord, b: &CallRecord) -> u8 {
-    if let (Some(x), Some(y)) = (a.call_key(), b.call_key()) {
+    link_parts(
+        (a, a.call_key().as_ref(), a.original_target().as_ref()),
+        (b, b.call_key().as_ref(), b.original_target().as_ref()),
+    )
+}
+
+fn link_slots(a: &Slot, b: &Slot) -> u8 {
+    link_parts((&a.record, a.call_key.as_ref(), a.target.as_ref()), (&b.record, b.call_key.as_ref(), b.target.as_ref()))
+}
+
+/// [`link`] over a record with its Call-ID key and original target precomputed.
+fn link_parts(
+    (a, a_key, a_target): (&CallRecord, Option<&String>, Option<&Party>),
+    (b, b_key, b_target): (&CallRecord, Option<&String>, Option<&Party>),
+) -> u8 {
+    if let (Some(x), Some(y)) = (a_key, b_key) {
         if x == y {
             return 3;
         }
@@ -166,7 +197,7 @@ pub fn link(a: &CallRecord, b: &CallRecord) -> u8 {
             _ => 0,
         };
     }
-    match (a.original_target(), b.original_target()) {
+    match (a_target, b_target) {
         (Some(x), Some(y)) if x != y => 0,
         (Some(_), Some(_)) => 2,
         _ => 1,
@@ -174,9 +205,10 @@ pub fn link(a: &CallRecord, b: &CallRecord) -> u8 {
 }
 
 /// Whether two reports must never share a call.
-fn conflict(a: &CallRecord, b: &CallRecord) -> bool {
-    let same_device_other_call = a.device == b.device && (a.call_key().is_none() || a.call_key() != b.call_key());
-    let other_target = matches!((a.original_target(), b.original_target()), (Some(x), Some(y)) if x != y);
+fn conflict(a: &Slot, b: &Slot) -> bool {
+    let same_device_other_call =
+        a.record.device == b.record.device && (a.call_key.is_none() || a.call_key != b.call_key);
+    let other_target = matches!((&a.target, &b.target), (Some(x), Some(y)) if x != y);
     same_device_other_call || other_target
 }
 
@@ -225,28 +257,26 @@ impl CallBook {
         }
     }
 
-    fn time_keys(r: &CallRecord) -> [(String, i64); 3] {
-        let caller = r.caller.key();
-        let slot = r.at.div_euclid(LOGGED_WINDOW_MS);
-        [(caller.clone(), slot - 1), (caller.clone(), slot), (caller, slot + 1)]
-    }
-
-    /// Records linked to `r` (excluding `exclude`).
-    fn neighbours(&self, r: &CallRecord, exclude: Option<RecordId>) -> Vec<RecordId> {
+    /// Records linked to record `id`.
+    fn neighbours(&self, id: RecordId) -> Vec<RecordId> {
+        let me = self.slot(id);
         let mut out = Vec::new();
-        if let Some(key) = r.call_key() {
-            out.extend(self.by_call_id.get(&key).into_iter().flatten().copied());
+        if let Some(key) = &me.call_key {
+            out.extend(self.by_call_id.get(key).into_iter().flatten().copied());
         }
-        for key in Self::time_keys(r) {
-            for &id in self.by_time.get(&key).into_iter().flatten() {
-                if link(r, &self.slot(id).record) > 0 {
-                    out.push(id);
+        let slot = me.record.at.div_euclid(LOGGED_WINDOW_MS);
+        let mut probe = (me.caller_key.clone(), slot);
+        for s in slot - 1..=slot + 1 {
+            probe.1 = s;
+            for &other in self.by_time.get(&probe).into_iter().flatten() {
+                if link_slots(me, self.slot(other)) > 0 {
+                    out.push(other);
                 }
             }
         }
         out.sort();
         out.dedup();
-        out.retain(|&id| Some(id) != exclude);
+        out.retain(|&x| x != id);
         out
     }
 
@@ -265,20 +295,24 @@ impl CallBook {
                 RecordId((self.slots.len() - 1) as u32)
             }
         };
-        if let Some(k) = record.call_key() {
-            self.by_call_id.entry(k).or_default().push(id);
+        let call_key = record.call_key();
+        let caller_key = record.caller.key();
+        if let Some(k) = &call_key {
+            self.by_call_id.entry(k.clone()).or_default().push(id);
         }
-        let slot_key = (record.caller.key(), record.at.div_euclid(LOGGED_WINDOW_MS));
-        self.by_time.entry(slot_key).or_default().push(id);
+        self.by_time.entry((caller_key.clone(), record.at.div_euclid(LOGGED_WINDOW_MS))).or_default().push(id);
         self.by_report.insert(key.clone(), id);
-        self.slots[id.0 as usize] = Some(Slot { record, key, call: NO_CALL, class });
-        // Fast path: linked only to one call whose reports all share this Call-ID.
-        if let Some(call) = self.single_call_by_call_id(id) {
+        let target = record.original_target();
+        self.slots[id.0 as usize] = Some(Slot { record, key, call: NO_CALL, class, caller_key, call_key, target });
+        // Fast path: every record linked to this one is in one closed call
+        // whose reports all share this Call-ID; joining it changes nothing else.
+        let neighbours = self.neighbours(id);
+        if let Some(call) = self.joinable_call(id, &neighbours) {
             if let Some(Some(s)) = self.slots.get_mut(id.0 as usize) {
                 s.call = call;
             }
-            if let Some(v) = self.calls.get_mut(&call) {
-                v.push(id);
+            if let Some(info) = self.calls.get_mut(&call) {
+                info.members.push(id);
             }
             return id;
         }
@@ -286,69 +320,60 @@ impl CallBook {
         id
     }
 
-    /// The call `id` joins without re-clustering: every record linked to it
-    /// is in that one call, all of that call's records share `id`'s Call-ID,
-    /// none conflicts, and the call links to nothing outside itself.
-    fn single_call_by_call_id(&self, id: RecordId) -> Option<u64> {
-        let record = &self.slot(id).record;
-        let key = record.call_key()?;
-        let neighbours = self.neighbours(record, Some(id));
+    fn joinable_call(&self, id: RecordId, neighbours: &[RecordId]) -> Option<u64> {
+        let me = self.slot(id);
+        let key = me.call_key.as_ref()?;
         let call = self.slot(*neighbours.first()?).call;
-        let members = self.calls.get(&call)?;
-        let inside = |n: &RecordId| *n == id || self.slot(*n).call == call;
-        let all_same = members.iter().all(|&m| self.slot(m).record.call_key().as_deref() == Some(key.as_str()));
-        let no_conflict = members.iter().all(|&m| !conflict(record, &self.slot(m).record));
-        let closed = neighbours.iter().all(inside)
-            && members.iter().all(|&m| self.neighbours(&self.slot(m).record, Some(m)).iter().all(inside));
-        (all_same && no_conflict && closed).then_some(call)
+        let info = self.calls.get(&call)?;
+        let fits = info.closed
+            && info.uniform_key.as_ref() == Some(key)
+            && neighbours.iter().all(|&n| self.slot(n).call == call)
+            && info.members.iter().all(|&m| !conflict(me, self.slot(m)));
+        fits.then_some(call)
     }
 
     /// Removes a report; `None` when the id is not in the book.
     pub fn remove(&mut self, id: RecordId) -> Option<CallRecord> {
         self.slots.get(id.0 as usize)?.as_ref()?;
-        let record = self.slot(id).record.clone();
-        let call = self.slot(id).call;
-        let neighbours = self.neighbours(&record, Some(id));
-        let members: Vec<RecordId> = self.calls.get(&call).cloned().unwrap_or_default();
-        if let Some(k) = record.call_key() {
-            if let Some(v) = self.by_call_id.get_mut(&k) {
+        let neighbours = self.neighbours(id);
+        let Some(slot) = self.slots[id.0 as usize].take() else { return None };
+        self.free.push(id.0);
+        if let Some(k) = &slot.call_key {
+            if let Some(v) = self.by_call_id.get_mut(k) {
                 v.retain(|&x| x != id);
                 if v.is_empty() {
-                    self.by_call_id.remove(&k);
+                    self.by_call_id.remove(k);
                 }
             }
         }
-        let slot_key = (record.caller.key(), record.at.div_euclid(LOGGED_WINDOW_MS));
-        if let Some(v) = self.by_time.get_mut(&slot_key) {
+        let time_key = (slot.caller_key.clone(), slot.record.at.div_euclid(LOGGED_WINDOW_MS));
+        if let Some(v) = self.by_time.get_mut(&time_key) {
             v.retain(|&x| x != id);
             if v.is_empty() {
-                self.by_time.remove(&slot_key);
+                self.by_time.remove(&time_key);
             }
         }
-        let key = self.slot(id).key.clone();
-        self.by_report.remove(&key);
-        self.slots[id.0 as usize] = None;
-        self.free.push(id.0);
-        if let Some(v) = self.calls.get_mut(&call) {
-            v.retain(|&x| x != id);
-            if v.is_empty() {
-                self.calls.remove(&call);
+        self.by_report.remove(&slot.key);
+        let call = slot.call;
+        // A closed call of one Call-ID stays closed and uniform without this record.
+        let simple = self.calls.get(&call).is_some_and(|info| info.closed && info.uniform_key.is_some())
+            && neighbours.iter().all(|&n| self.slot(n).call == call);
+        let members = match self.calls.get_mut(&call) {
+            Some(info) => {
+                info.members.retain(|&x| x != id);
+                info.members.clone()
             }
+            None => Vec::new(),
+        };
+        if members.is_empty() {
+            self.calls.remove(&call);
         }
-        let key = record.call_key();
-        let simple = key.is_some()
-            && members.iter().filter(|&&m| m != id).all(|&m| self.slot(m).record.call_key() == key)
-            && neighbours.iter().all(|&n| self.slot(n).call == call)
-            && members
-                .iter()
-                .filter(|&&m| m != id)
-                .all(|&m| self.neighbours(&self.slot(m).record, Some(m)).iter().all(|&n| self.slot(n).call == call));
         if !simple {
             let mut seeds = neighbours;
-            seeds.extend(members.into_iter().filter(|&m| m != id));
+            seeds.extend(members);
             self.recluster(seeds);
         }
-        Some(record)
+        Some(slot.record)
     }
 
     /// Re-clusters the connected component(s) around `seeds`.
@@ -363,11 +388,10 @@ impl CallBook {
             component.push(id);
             // the records of its current call belong to the component too
             let call = self.slot(id).call;
-            if let Some(members) = self.calls.get(&call) {
-                stack.extend(members.iter().copied().filter(|m| !seen.contains(m)));
+            if let Some(info) = self.calls.get(&call) {
+                stack.extend(info.members.iter().copied().filter(|m| !seen.contains(m)));
             }
-            let r = &self.slot(id).record;
-            stack.extend(self.neighbours(r, Some(id)).into_iter().filter(|m| !seen.contains(m)));
+            stack.extend(self.neighbours(id).into_iter().filter(|m| !seen.contains(m)));
         }
         for &id in &component {
             let call = self.slot(id).call;
@@ -385,13 +409,14 @@ impl CallBook {
         });
         let mut clusters: Vec<Vec<RecordId>> = Vec::new();
         for &id in &component {
-            let r = &self.slot(id).record;
+            let me = self.slot(id);
+            let r = &me.record;
             let mut best: Option<(u8, std::cmp::Reverse<Millis>, std::cmp::Reverse<usize>, usize)> = None;
             for (ci, cluster) in clusters.iter().enumerate() {
-                if cluster.iter().any(|&m| conflict(r, &self.slot(m).record)) {
+                if cluster.iter().any(|&m| conflict(me, self.slot(m))) {
                     continue;
                 }
-                let strength = cluster.iter().map(|&m| link(r, &self.slot(m).record)).max().unwrap_or(0);
+                let strength = cluster.iter().map(|&m| link_slots(me, self.slot(m))).max().unwrap_or(0);
                 if strength == 0 {
                     continue;
                 }
@@ -406,6 +431,7 @@ impl CallBook {
                 None => clusters.push(vec![id]),
             }
         }
+        let mut made = Vec::with_capacity(clusters.len());
         for cluster in clusters {
             let call = self.next_call;
             self.next_call += 1;
@@ -414,7 +440,18 @@ impl CallBook {
                     s.call = call;
                 }
             }
-            self.calls.insert(call, cluster);
+            let first = cluster.first().and_then(|&m| self.slot(m).call_key.clone());
+            let uniform_key = first.filter(|k| cluster.iter().all(|&m| self.slot(m).call_key.as_ref() == Some(k)));
+            self.calls.insert(call, CallInfo { members: cluster, uniform_key, closed: false });
+            made.push(call);
+        }
+        for call in made {
+            let closed = self.calls.get(&call).is_some_and(|info| {
+                info.members.iter().all(|&m| self.neighbours(m).iter().all(|&n| self.slot(n).call == call))
+            });
+            if let Some(info) = self.calls.get_mut(&call) {
+                info.closed = closed;
+            }
         }
     }
 
@@ -443,7 +480,7 @@ impl CallBook {
 
     /// Every call, newest first.
     pub fn calls(&self) -> Vec<Call> {
-        let mut v: Vec<Call> = self.calls.values().map(|m| self.view(m)).collect();
+        let mut v: Vec<Call> = self.calls.values().map(|info| self.view(&info.members)).collect();
         v.sort_by(|a, b| b.at.cmp(&a.at).then_with(|| a.caller.cmp(&b.caller)));
         v
     }
@@ -473,7 +510,7 @@ impl CallBook {
     /// The call a report belongs to.
     pub fn call_of(&self, id: RecordId) -> Option<Call> {
         let slot = self.slots.get(id.0 as usize)?.as_ref()?;
-        self.calls.get(&slot.call).map(|m| self.view(m))
+        self.calls.get(&slot.call).map(|info| self.view(&info.members))
     }
 
     /// How many records the book holds.
