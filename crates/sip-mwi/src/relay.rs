@@ -1,0 +1,430 @@
+//! The relay policy, sans-IO: which message-summary to send to which phone,
+//! and when. It holds no sockets and reads no clock; the driver feeds it
+//! events and the time, and asks it what to send.
+//!
+//! ```text
+//!   set_counts / resend_now / phone_registered ──► Relay ──► poll_transmit(now) → Transmit
+//!   handle_result(now, phone, Ok | Err)        ──►       ──► poll_timeout() → when to call again
+//!                                                        ──► poll_event() → Delivered / Failed
+//! ```
+//!
+//! Per phone:
+//! - **coalescing**: a change is sent `coalesce` after it arrives, so a burst
+//!   of mailbox changes becomes one NOTIFY with the latest counts;
+//! - **no repeats**: a state the phone already acknowledged is not sent
+//!   again, except as the periodic **refresh** (Exchange UM refreshes at
+//!   least every 12 h, so a rebooted phone converges), on `resend_now` (the
+//!   user's "Resend lamp to phone"), or when the phone (re-)registers;
+//! - **one request in flight**: changes during a transaction are sent after it;
+//! - **retry with backoff** after a failure (timeout, error response):
+//!   `retry_initial`, doubling up to `retry_max`; every failure is reported
+//!   with the phone's response code, and a success resets the backoff.
+
+use crate::summary::{Counts, MessageSummary};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Timing of the relay.
+#[derive(Debug, Clone, Copy)]
+pub struct RelayConfig {
+    /// How long a change waits for more changes before it is sent.
+    pub coalesce: Duration,
+    /// First retry delay after a failure.
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        RelayConfig {
+            coalesce: Duration::from_millis(500),
+            retry_initial: Duration::from_secs(5),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// A phone's handle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PhoneId(pub usize);
+
+/// Why a NOTIFY did not get through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendFailure {
+    /// No final response before Timer F (32 s).
+    Timeout,
+    /// A final error response (e.g. 481, 403, 404, 489 or an auth failure).
+    Rejected {
+        /// The status code.
+        code: u16,
+        /// The reason phrase.
+        reason: String,
+    },
+    /// The transport failed (connection refused, name did not resolve).
+    Transport(String),
+}
+
+/// A NOTIFY to send now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    /// To which phone.
+    pub phone: PhoneId,
+    /// The phone's SIP URI.
+    pub uri: String,
+    /// The body.
+    pub summary: MessageSummary,
+}
+
+/// What happened, for the UI and the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RelayEvent {
+    /// The phone accepted this state.
+    Delivered {
+        /// Which phone.
+        phone: PhoneId,
+        /// What it now shows.
+        counts: Counts,
+    },
+    /// Sending failed; it is retried after `retry_in`.
+    Failed {
+        /// Which phone.
+        phone: PhoneId,
+        /// Why.
+        failure: SendFailure,
+        /// When the next attempt is made.
+        retry_in: Duration,
+    },
+}
+
+/// A phone as the relay sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PhoneStatus {
+    /// Nothing sent yet.
+    Pending,
+    /// The phone shows `counts`.
+    Showing {
+        /// What it shows.
+        counts: Counts,
+    },
+    /// Sending keeps failing.
+    Unreachable {
+        /// Failures in a row.
+        failures: u32,
+        /// The last one.
+        last: SendFailure,
+    },
+}
+
+#[derive(Debug)]
+struct Phone {
+    uri: String,
+    account: String,
+    refresh: Duration,
+    acked: Option<Counts>,
+    in_flight: Option<Counts>,
+    due: Option<Instant>,
+    refresh_at: Option<Instant>,
+    force: bool,
+    failures: u32,
+    last_failure: Option<SendFailure>,
+    backoff: Duration,
+}
+
+/// The relay for all paired phones of one mailbox.
+#[derive(Debug)]
+pub struct Relay {
+    config: RelayConfig,
+    wanted: Counts,
+    phones: Vec<Phone>,
+    events: VecDeque<RelayEvent>,
+}
+
+impl Relay {
+    /// A relay with no phones; the wanted state starts at zero counts.
+    pub fn new(config: RelayConfig) -> Self {
+        Relay { config, wanted: Counts::default(), phones: Vec::new(), events: VecDeque::new() }
+    }
+
+    /// Pairs a phone; its first NOTIFY is due at once.
+    pub fn add_phone(&mut self, now: Instant, uri: &str, account: &str, refresh: Duration) -> PhoneId {
+        self.phones.push(Phone {
+            uri: uri.to_string(),
+            account: account.to_string(),
+            refresh,
+            acked: None,
+            in_flight: None,
+            due: Some(now),
+            refresh_at: None,
+            force: true,
+            failures: 0,
+            last_failure: None,
+            backoff: self.config.retry_initial,
+        });
+        PhoneId(self.phones.len() - 1)
+    }
+
+    /// The counts the lamps should show. Unchanged counts schedule nothing.
+    pub fn set_counts(&mut self, now: Instant, counts: Counts) {
+        if counts == self.wanted {
+            return;
+        }
+        self.wanted = counts;
+        let at = now + self.config.coalesce;
+        for p in &mut self.phones {
+            if p.acked != Some(counts) || p.in_flight.is_some() {
+                // keep an earlier deadline (a burst does not postpone forever), unless backing off
+                p.due = Some(match p.due {
+                    Some(d) if d <= at => d,
+                    _ if p.failures > 0 => p.due.unwrap_or(at),
+                    _ => at,
+                });
+            }
+        }
+    }
+
+    /// Sends the current state now, even if the phone already shows it
+    /// (the user's "Resend lamp to phone"); `None` means every phone.
+    pub fn resend_now(&mut self, now: Instant, phone: Option<PhoneId>) {
+        for (i, p) in self.phones.iter_mut().enumerate() {
+            if phone.is_none_or(|id| id.0 == i) {
+                p.force = true;
+                p.due = Some(now);
+                p.backoff = self.config.retry_initial;
+            }
+        }
+    }
+
+    /// The phone registered (booted, reconnected): push the state to it.
+    pub fn phone_registered(&mut self, now: Instant, phone: PhoneId) {
+        self.resend_now(now, Some(phone));
+    }
+
+    /// The next NOTIFY that is due, if any.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let wanted = self.wanted;
+        for (i, p) in self.phones.iter_mut().enumerate() {
+            let refresh_due = p.refresh_at.is_some_and(|r| r <= now);
+            if p.in_flight.is_some() || !(refresh_due || p.due.is_some_and(|d| d <= now)) {
+                continue;
+            }
+            if p.acked == Some(wanted) && !p.force && !refresh_due {
+                // nothing new: next is the refresh
+                p.due = None;
+                continue;
+            }
+            p.force = false;
+            p.due = None;
+            p.refresh_at = None;
+            p.in_flight = Some(wanted);
+            return Some(Transmit {
+                phone: PhoneId(i),
+                uri: p.uri.clone(),
+                summary: MessageSummary::voice(&p.account, wanted),
+            });
+        }
+        None
+    }
+
+    /// The outcome of the transaction started by the last transmit to `phone`.
+    pub fn handle_result(&mut self, now: Instant, phone: PhoneId, result: Result<(), SendFailure>) {
+        let Some(p) = self.phones.get_mut(phone.0) else { return };
+        let Some(sent) = p.in_flight.take() else { return };
+        match result {
+            Ok(()) => {
+                p.acked = Some(sent);
+                p.failures = 0;
+                p.last_failure = None;
+                p.backoff = self.config.retry_initial;
+                p.refresh_at = Some(now + p.refresh);
+                p.due = (sent != self.wanted).then(|| now + self.config.coalesce);
+                self.events.push_back(RelayEvent::Delivered { phone, counts: sent });
+            }
+            Err(failure) => {
+                p.failures += 1;
+                let retry_in = p.backoff;
+                p.backoff = (p.backoff * 2).min(self.config.retry_max);
+                p.due = Some(now + retry_in);
+                p.force = true;
+                p.last_failure = Some(failure.clone());
+                self.events.push_back(RelayEvent::Failed { phone, failure, retry_in });
+            }
+        }
+    }
+
+    /// When the driver should call `poll_transmit` next.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.phones.iter().filter(|p| p.in_flight.is_none()).flat_map(|p| [p.due, p.refresh_at]).flatten().min()
+    }
+
+    /// The next event for the UI and the log.
+    pub fn poll_event(&mut self) -> Option<RelayEvent> {
+        self.events.pop_front()
+    }
+
+    /// What a phone shows, as far as the relay knows.
+    pub fn status(&self, phone: PhoneId) -> Option<PhoneStatus> {
+        let p = self.phones.get(phone.0)?;
+        Some(match (&p.last_failure, p.acked) {
+            (Some(last), _) => PhoneStatus::Unreachable { failures: p.failures, last: last.clone() },
+            (None, Some(counts)) => PhoneStatus::Showing { counts },
+            (None, None) => PhoneStatus::Pending,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn counts(new: u32, old: u32) -> Counts {
+        Counts { new, old, ..Counts::default() }
+    }
+
+    fn setup() -> (Relay, PhoneId, Instant) {
+        let t0 = Instant::now();
+        let mut r = Relay::new(RelayConfig::default());
+        let p = r.add_phone(t0, "sip:613@192.0.2.10", "sip:613@192.0.2.10", 12 * HOUR);
+        (r, p, t0)
+    }
+
+    /// Runs the relay with every send succeeding until nothing is due before `until`.
+    fn run_ok(r: &mut Relay, until: Instant) -> Vec<(Instant, Counts)> {
+        let mut sent = Vec::new();
+        while let Some(at) = r.poll_timeout().filter(|t| *t <= until) {
+            while let Some(tx) = r.poll_transmit(at) {
+                sent.push((at, tx.summary.voice_counts().expect("voice")));
+                r.handle_result(at, tx.phone, Ok(()));
+            }
+        }
+        sent
+    }
+
+    #[test]
+    fn first_state_is_sent_at_once_and_a_burst_is_coalesced() {
+        let (mut r, p, t0) = setup();
+        assert_eq!(run_ok(&mut r, t0), vec![(t0, counts(0, 0))]);
+        let ms = Duration::from_millis;
+        r.set_counts(t0 + ms(100), counts(1, 0));
+        r.set_counts(t0 + ms(200), counts(2, 0));
+        r.set_counts(t0 + ms(300), counts(3, 0));
+        assert_eq!(r.poll_transmit(t0 + ms(599)), None, "still coalescing");
+        let sent = run_ok(&mut r, t0 + ms(1000));
+        assert_eq!(sent, vec![(t0 + ms(600), counts(3, 0))]);
+        assert_eq!(r.status(p), Some(PhoneStatus::Showing { counts: counts(3, 0) }));
+    }
+
+    #[test]
+    fn identical_states_are_not_resent_but_refreshed() {
+        let (mut r, _, t0) = setup();
+        r.set_counts(t0, counts(2, 1));
+        run_ok(&mut r, t0 + Duration::from_secs(1));
+        r.set_counts(t0 + Duration::from_secs(2), counts(2, 1));
+        assert!(run_ok(&mut r, t0 + 11 * HOUR).is_empty(), "same counts: nothing sent");
+        let refresh = run_ok(&mut r, t0 + 13 * HOUR);
+        assert_eq!(refresh.len(), 1, "refreshed after 12 h");
+        assert_eq!(refresh[0].1, counts(2, 1));
+    }
+
+    #[test]
+    fn a_change_undone_within_the_burst_sends_nothing() {
+        let (mut r, _, t0) = setup();
+        run_ok(&mut r, t0);
+        r.set_counts(t0 + Duration::from_millis(100), counts(1, 0));
+        r.set_counts(t0 + Duration::from_millis(200), counts(0, 0));
+        assert!(run_ok(&mut r, t0 + HOUR).is_empty(), "the phone already shows 0/0");
+    }
+
+    #[test]
+    fn changes_during_a_transaction_follow_it() {
+        let (mut r, p, t0) = setup();
+        let tx = r.poll_transmit(t0).expect("first");
+        r.set_counts(t0 + Duration::from_millis(10), counts(5, 0));
+        assert_eq!(r.poll_transmit(t0 + Duration::from_secs(1)), None, "one in flight");
+        r.handle_result(t0 + Duration::from_secs(1), tx.phone, Ok(()));
+        let next = run_ok(&mut r, t0 + Duration::from_secs(3));
+        assert_eq!(next.last().map(|s| s.1), Some(counts(5, 0)));
+        assert_eq!(r.status(p), Some(PhoneStatus::Showing { counts: counts(5, 0) }));
+    }
+
+    #[test]
+    fn failures_back_off_are_reported_and_recover() {
+        let (mut r, p, t0) = setup();
+        let mut now = t0;
+        let mut delays = Vec::new();
+        for _ in 0..8 {
+            let tx = r.poll_transmit(now).expect("attempt");
+            r.handle_result(now, tx.phone, Err(SendFailure::Timeout));
+            match r.poll_event() {
+                Some(RelayEvent::Failed { retry_in, failure: SendFailure::Timeout, .. }) => {
+                    delays.push(retry_in.as_secs())
+                }
+                other => panic!("{other:?}"),
+            }
+            now = r.poll_timeout().expect("retry scheduled");
+        }
+        assert_eq!(delays, vec![5, 10, 20, 40, 80, 160, 300, 300]);
+        assert!(matches!(r.status(p), Some(PhoneStatus::Unreachable { failures: 8, .. })));
+        let tx = r.poll_transmit(now).expect("attempt");
+        r.handle_result(
+            now,
+            tx.phone,
+            Err(SendFailure::Rejected { code: 481, reason: "Subscription does not exist".into() }),
+        );
+        assert!(matches!(
+            r.poll_event(),
+            Some(RelayEvent::Failed { failure: SendFailure::Rejected { code: 481, .. }, .. })
+        ));
+        now = r.poll_timeout().expect("retry");
+        let tx = r.poll_transmit(now).expect("attempt");
+        r.handle_result(now, tx.phone, Ok(()));
+        assert_eq!(r.status(p), Some(PhoneStatus::Showing { counts: counts(0, 0) }));
+        // the backoff starts over
+        r.set_counts(now, counts(1, 0));
+        let tx = r.poll_transmit(now + Duration::from_secs(1)).expect("send");
+        r.handle_result(now + Duration::from_secs(1), tx.phone, Err(SendFailure::Transport("refused".into())));
+        assert!(matches!(r.poll_event(), Some(RelayEvent::Delivered { .. })));
+        assert!(
+            matches!(r.poll_event(), Some(RelayEvent::Failed { retry_in, .. }) if retry_in == Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn resend_now_and_registration_force_a_send_to_one_or_all_phones() {
+        let (mut r, p, t0) = setup();
+        let q = r.add_phone(t0, "sip:614@192.0.2.11", "sip:614@192.0.2.11", 12 * HOUR);
+        run_ok(&mut r, t0);
+        let later = t0 + Duration::from_secs(60);
+        r.resend_now(later, Some(q));
+        let tx = r.poll_transmit(later).expect("forced");
+        assert_eq!(tx.phone, q);
+        r.handle_result(later, q, Ok(()));
+        assert_eq!(r.poll_transmit(later), None);
+        r.phone_registered(later, p);
+        assert_eq!(r.poll_transmit(later).map(|t| t.phone), Some(p));
+        r.handle_result(later, p, Ok(()));
+        r.resend_now(later, None);
+        let mut phones = vec![];
+        while let Some(tx) = r.poll_transmit(later) {
+            phones.push(tx.phone);
+            r.handle_result(later, tx.phone, Ok(()));
+        }
+        assert_eq!(phones, vec![p, q]);
+    }
+
+    #[test]
+    fn each_phone_keeps_its_own_state() {
+        let (mut r, p, t0) = setup();
+        let q = r.add_phone(t0, "sip:614@192.0.2.11", "sip:614@192.0.2.11", 12 * HOUR);
+        let a = r.poll_transmit(t0).expect("p");
+        let b = r.poll_transmit(t0).expect("q");
+        r.handle_result(t0, a.phone, Ok(()));
+        r.handle_result(t0, b.phone, Err(SendFailure::Timeout));
+        assert_eq!(r.status(p), Some(PhoneStatus::Showing { counts: counts(0, 0) }));
+        assert!(matches!(r.status(q), Some(PhoneStatus::Unreachable { failures: 1, .. })));
+        let body = a.summary.to_string();
+        assert_eq!(body, "Messages-Waiting: no\r\nMessage-Account: sip:613@192.0.2.10\r\nVoice-Message: 0/0 (0/0)\r\n");
+    }
+}
