@@ -26,12 +26,94 @@ struct Cli {
 enum Command {
     /// Run the agent (the mailbox engine is not built yet: it says so and exits).
     Run,
+    /// Message-waiting lamps: send one state to one phone (admins test a phone with this).
+    Mwi {
+        #[command(subcommand)]
+        command: MwiCommand,
+    },
     /// Show the settings in use, where they live, and any problem with them.
     Settings {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum MwiCommand {
+    /// Send one message-summary NOTIFY and print the phone's final response.
+    Send {
+        /// The phone's SIP URI, e.g. sip:613@192.0.2.10:5060.
+        uri: String,
+        /// New (unheard) voicemails.
+        #[arg(long, default_value_t = 0)]
+        new: u32,
+        /// Old (heard) voicemails.
+        #[arg(long, default_value_t = 0)]
+        old: u32,
+        /// New urgent voicemails (a subset of --new).
+        #[arg(long, default_value_t = 0)]
+        urgent_new: u32,
+        /// Old urgent voicemails (a subset of --old).
+        #[arg(long, default_value_t = 0)]
+        urgent_old: u32,
+        /// udp or tcp.
+        #[arg(long, default_value = "udp")]
+        transport: String,
+        /// Message-Account URI (default: the phone's URI).
+        #[arg(long)]
+        account: Option<String>,
+        /// Digest user name, if the phone challenges.
+        #[arg(long)]
+        user: Option<String>,
+        /// The environment variable holding the digest password (never the password itself).
+        #[arg(long, value_name = "VAR")]
+        password_env: Option<String>,
+        /// Local address to send from.
+        #[arg(long, default_value = "0.0.0.0:0")]
+        bind: std::net::SocketAddr,
+    },
+}
+
+fn mwi(command: MwiCommand) -> anyhow::Result<std::process::ExitCode> {
+    let MwiCommand::Send { uri, new, old, urgent_new, urgent_old, transport, account, user, password_env, bind } =
+        command;
+    if urgent_new > new || urgent_old > old {
+        anyhow::bail!("urgent counts are part of the new/old counts: --urgent-new ≤ --new and --urgent-old ≤ --old");
+    }
+    let transport = match transport.to_ascii_lowercase().as_str() {
+        "udp" => lamplighter_sip_notify::Transport::Udp,
+        "tcp" => lamplighter_sip_notify::Transport::Tcp,
+        other => anyhow::bail!("unsupported transport {other:?} (udp or tcp)"),
+    };
+    let credentials = match (user, password_env) {
+        (Some(username), Some(var)) => {
+            let password = std::env::var(&var)
+                .with_context(|| format!("the environment variable {var} (--password-env) is not set"))?;
+            Some(lamplighter_sip_notify::Credentials { username, password })
+        }
+        (Some(_), None) => anyhow::bail!("--user needs --password-env VAR naming the variable that holds the password"),
+        (None, Some(_)) => anyhow::bail!("--password-env needs --user"),
+        (None, None) => None,
+    };
+    let counts = lamplighter_sip_mwi::summary::Counts { new, old, urgent_new, urgent_old };
+    let account = account.unwrap_or_else(|| uri.split(';').next().unwrap_or(&uri).to_string());
+    let summary = lamplighter_sip_mwi::summary::MessageSummary::voice(&account, counts);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
+    let result = runtime.block_on(async {
+        let sender = lamplighter_sip_notify::NotifySender::bind(bind).await?;
+        sender.send(&uri, transport, "lamplighter", &summary, credentials.as_ref()).await
+    });
+    match result {
+        Ok(d) => {
+            println!("{} {}{}", d.code, d.reason, if d.authenticated { " (after digest authentication)" } else { "" });
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("lamplighter-agent: NOTIFY to {uri} failed: {e}");
+            Ok(std::process::ExitCode::from(3))
+        }
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +136,7 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         let _ = log.install();
     }
     match cli.command {
+        Command::Mwi { command } => mwi(command),
         Command::Run => {
             println!(
                 "Lamplighter's headless agent is not built yet: it arrives with the mailbox engine.\n\

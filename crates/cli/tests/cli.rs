@@ -43,3 +43,72 @@ fn run_explains_itself_and_exits_zero() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("not built yet"));
 }
+
+/// `lamplighter-agent mwi send` as an admin runs it: against a sipp phone on
+/// TCP that challenges with digest; the password comes from the environment.
+#[test]
+fn mwi_send_over_tcp_with_digest_prints_the_phone_s_answer() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        l.local_addr().expect("addr").port()
+    };
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sipp/notify-uas-digest.xml");
+    let mut sipp = std::process::Command::new("sipp")
+        .arg("-sf")
+        .arg(&scenario)
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "t1",
+            "-m",
+            "1",
+            "-nostdin",
+            "-set",
+            "password",
+            "pw-from-env",
+        ])
+        .args(["-trace_msg", "-message_file"])
+        .arg(dir.path().join("messages.log"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sipp not found: run ./dev.sh setup");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < end, "sipp did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let out = std::process::Command::new(AGENT)
+        .args(["mwi", "send", &format!("sip:613@127.0.0.1:{port}"), "--new", "2", "--old", "5", "--urgent-new", "1"])
+        .args(["--transport", "tcp", "--user", "613", "--password-env", "PHONE_PW", "--bind", "127.0.0.1:0"])
+        .env("PHONE_PW", "pw-from-env")
+        .output()
+        .expect("run agent");
+    let _ = sipp.wait();
+    let messages = std::fs::read_to_string(dir.path().join("messages.log")).unwrap_or_default();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}\n{messages}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(stdout.trim(), "200 OK (after digest authentication)");
+    assert!(messages.contains("Voice-Message: 2/5 (1/0)") && messages.contains("SIP/2.0/TCP"), "{messages}");
+    assert!(!messages.contains("pw-from-env"), "the password never goes on the wire");
+}
+
+#[test]
+fn mwi_send_refuses_urgent_counts_beyond_the_totals_and_a_password_on_the_command_line() {
+    let out = std::process::Command::new(AGENT)
+        .args(["mwi", "send", "sip:613@127.0.0.1:9", "--new", "1", "--urgent-new", "2"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--urgent-new ≤ --new"));
+    let out = std::process::Command::new(AGENT)
+        .args(["mwi", "send", "sip:613@127.0.0.1:9", "--user", "613"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--password-env"));
+}

@@ -1,0 +1,298 @@
+//! Sends an unsolicited message-summary NOTIFY to a phone and reports the
+//! phone's final answer: the transport for [`lamplighter_sip_mwi`].
+//!
+//! This is the one place that knows the SIP stack (`rsipstack` 0.7, chosen
+//! in ARCHITECTURE.md): it builds the request, runs the RFC 3261 non-INVITE
+//! client transaction (retransmission per Timer E over UDP, Timer F giving
+//! up after 32 s, 1xx ignored), and answers a 401/407 once with
+//! [`lamplighter_sip_mwi::digest`] (MD5 or SHA-256, which rsipstack's own
+//! helper rejects) on a new transaction with CSeq + 1. Everything it decides
+//! about *what* to send lives in `lamplighter-sip-mwi`; swapping the stack
+//! means rewriting this crate only.
+//!
+//! The NOTIFY is what Exchange UM sends: out of dialog, `Event:
+//! message-summary`, `Subscription-State: terminated`, `Content-Type:
+//! application/simple-message-summary`.
+
+use lamplighter_sip_mwi::digest::{Challenge, RequestToSign, authorization, choose};
+use lamplighter_sip_mwi::summary::MessageSummary;
+use rsipstack::EndpointBuilder;
+use rsipstack::sip::{Header, Method, Request, SipMessage, Uri, Version, headers::*};
+use rsipstack::transaction::endpoint::Endpoint;
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::TransportLayer;
+use rsipstack::transport::udp::UdpConnection;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Why a NOTIFY did not get a 2xx.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotifyError {
+    /// No final response before Timer F (or a 408 from the phone).
+    #[error("the phone did not answer (timeout)")]
+    Timeout,
+    /// A final error response.
+    #[error("the phone answered {code} {reason}")]
+    Rejected {
+        /// Status code.
+        code: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+    /// Challenged, but no credentials are configured, or the challenge is unusable.
+    #[error("the phone asks for authentication ({code}): {detail}")]
+    AuthRequired {
+        /// 401 or 407.
+        code: u16,
+        /// What is missing.
+        detail: String,
+    },
+    /// Our credentials were refused.
+    #[error("the phone refused the credentials ({code} {reason})")]
+    AuthFailed {
+        /// Status code.
+        code: u16,
+        /// Reason phrase.
+        reason: String,
+    },
+    /// The target URI is not usable.
+    #[error("invalid target {0}")]
+    InvalidTarget(String),
+    /// Sockets, name resolution, connection refused.
+    #[error("transport error: {0}")]
+    Transport(String),
+}
+
+impl NotifyError {
+    /// The status code to report, where there is one.
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            NotifyError::Timeout => Some(408),
+            NotifyError::Rejected { code, .. }
+            | NotifyError::AuthRequired { code, .. }
+            | NotifyError::AuthFailed { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
+
+/// Digest credentials for a phone.
+#[derive(Clone)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).field("password", &"«redacted»").finish()
+    }
+}
+
+/// How the NOTIFY reaches the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// UDP with retransmissions.
+    Udp,
+    /// TCP, connected on demand.
+    Tcp,
+}
+
+/// The phone's final 2xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    /// Status code (200, 202, …).
+    pub code: u16,
+    /// Reason phrase.
+    pub reason: String,
+    /// Whether a digest challenge was answered on the way.
+    pub authenticated: bool,
+}
+
+/// A SIP endpoint that sends NOTIFYs; its socket lives as long as it does.
+pub struct NotifySender {
+    endpoint: Arc<Endpoint>,
+    local: SocketAddr,
+    cancel: CancellationToken,
+}
+
+impl Drop for NotifySender {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+fn transport_error(e: impl std::fmt::Display) -> NotifyError {
+    NotifyError::Transport(e.to_string())
+}
+
+impl NotifySender {
+    /// Binds a UDP socket at `local` (port 0 picks one) and starts the endpoint.
+    pub async fn bind(local: SocketAddr) -> Result<NotifySender, NotifyError> {
+        let cancel = CancellationToken::new();
+        let layer = TransportLayer::new(cancel.child_token());
+        let udp =
+            UdpConnection::create_connection(local, None, Some(cancel.child_token())).await.map_err(transport_error)?;
+        let local = udp.get_addr().get_socketaddr().map_err(transport_error)?;
+        layer.add_transport(udp.into());
+        let endpoint = Arc::new(
+            EndpointBuilder::new()
+                .with_user_agent(concat!("Lamplighter/", env!("CARGO_PKG_VERSION")))
+                .with_cancel_token(cancel.child_token())
+                .with_transport_layer(layer)
+                .build(),
+        );
+        let serving = endpoint.clone();
+        tokio::spawn(async move { serving.serve().await });
+        Ok(NotifySender { endpoint, local, cancel })
+    }
+
+    /// The local UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Sends `summary` to `uri` and waits for the final answer (at most
+    /// Timer F, 32 s, per transaction).
+    pub async fn send(
+        &self,
+        uri: &str,
+        transport: Transport,
+        account_from: &str,
+        summary: &MessageSummary,
+        credentials: Option<&Credentials>,
+    ) -> Result<Delivered, NotifyError> {
+        let target = match transport {
+            Transport::Udp => uri.to_string(),
+            Transport::Tcp if uri.to_ascii_lowercase().contains("transport=tcp") => uri.to_string(),
+            Transport::Tcp => format!("{uri};transport=tcp"),
+        };
+        let request_uri =
+            Uri::try_from(target.as_str()).map_err(|e| NotifyError::InvalidTarget(format!("{uri}: {e}")))?;
+        let body = summary.to_string().into_bytes();
+        let call_id = format!("{}@lamplighter", rsipstack::transaction::random_text(20));
+        let tag = rsipstack::transaction::random_text(10);
+        let mut cseq = 1u32;
+        let mut auth_header: Option<Header> = None;
+        let mut authenticated = false;
+        loop {
+            let request = self.request(
+                &request_uri,
+                &target,
+                transport,
+                account_from,
+                &call_id,
+                &tag,
+                cseq,
+                auth_header.clone(),
+                body.clone(),
+            );
+            let key = TransactionKey::from_request(&request, TransactionRole::Client).map_err(transport_error)?;
+            let mut tx = Transaction::new_client(key, request, self.endpoint.inner.clone(), None);
+            tx.send().await.map_err(transport_error)?;
+            let mut final_response = None;
+            while let Some(msg) = tx.receive().await {
+                if let SipMessage::Response(r) = msg {
+                    let code = r.status_code.code();
+                    if code >= 200 {
+                        final_response = Some(r);
+                        break;
+                    }
+                }
+            }
+            let Some(response) = final_response else { return Err(NotifyError::Timeout) };
+            let code = response.status_code.code();
+            let reason = response.wire_reason.clone().unwrap_or_else(|| {
+                // the stack's Display writes "200 OK": keep the phrase only
+                let text = response.status_code.to_string();
+                text.trim_start_matches(|c: char| c.is_ascii_digit()).trim().to_string()
+            });
+            match code {
+                200..=299 => return Ok(Delivered { code, reason, authenticated }),
+                401 | 407 if authenticated => return Err(NotifyError::AuthFailed { code, reason }),
+                401 | 407 => {
+                    let Some(creds) = credentials else {
+                        return Err(NotifyError::AuthRequired {
+                            code,
+                            detail: "no credentials configured for this phone".into(),
+                        });
+                    };
+                    let values: Vec<String> = response
+                        .headers
+                        .iter()
+                        .filter_map(|h| match (code, h) {
+                            (401, Header::WwwAuthenticate(v)) => Some(v.value().to_string()),
+                            (407, Header::ProxyAuthenticate(v)) => Some(v.value().to_string()),
+                            _ => None,
+                        })
+                        .collect();
+                    let challenges = Challenge::parse_list(&values)
+                        .map_err(|e| NotifyError::AuthRequired { code, detail: e.to_string() })?;
+                    let challenge = choose(&challenges)
+                        .ok_or_else(|| NotifyError::AuthRequired { code, detail: "no usable challenge".into() })?;
+                    let cnonce = rsipstack::transaction::random_text(16);
+                    let value = authorization(
+                        challenge,
+                        &creds.username,
+                        &creds.password,
+                        RequestToSign { method: "NOTIFY", uri: &target, body: &body },
+                        &cnonce,
+                        1,
+                    );
+                    auth_header = Some(if code == 401 {
+                        Header::Authorization(Authorization::new(value))
+                    } else {
+                        Header::ProxyAuthorization(ProxyAuthorization::new(value))
+                    });
+                    authenticated = true;
+                    cseq += 1;
+                }
+                408 => return Err(NotifyError::Timeout),
+                _ => return Err(NotifyError::Rejected { code, reason }),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn request(
+        &self,
+        uri: &Uri,
+        target: &str,
+        transport: Transport,
+        from_user: &str,
+        call_id: &str,
+        tag: &str,
+        cseq: u32,
+        auth: Option<Header>,
+        body: Vec<u8>,
+    ) -> Request {
+        let proto = match transport {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        };
+        let branch = format!("z9hG4bK{}", rsipstack::transaction::random_text(16));
+        let to = target.split(';').next().unwrap_or(target);
+        let mut headers: Vec<Header> = vec![
+            Via::new(format!("SIP/2.0/{proto} {};branch={branch};rport", self.local)).into(),
+            MaxForwards::new("70").into(),
+            From::new(format!("<sip:{from_user}@{}>;tag={tag}", self.local)).into(),
+            To::new(format!("<{to}>")).into(),
+            CallId::new(call_id).into(),
+            CSeq::new(format!("{cseq} NOTIFY")).into(),
+            Contact::new(format!("<sip:{from_user}@{}>", self.local)).into(),
+            Header::Other("Event".into(), "message-summary".into()),
+            Header::Other("Subscription-State".into(), "terminated".into()),
+            ContentType::new("application/simple-message-summary").into(),
+            UserAgent::new(concat!("Lamplighter/", env!("CARGO_PKG_VERSION"))).into(),
+        ];
+        if let Some(a) = auth {
+            headers.push(a);
+        }
+        headers.push(ContentLength::new(body.len().to_string()).into());
+        Request { method: Method::Notify, uri: uri.clone(), headers: headers.into(), version: Version::V2, body }
+    }
+}

@@ -1,0 +1,186 @@
+//! NOTIFYs to a real SIP peer: sipp (Debian `sip-tester`) playing the phone on
+//! 127.0.0.1, with scenarios under tests/fixtures/sipp that check our
+//! headers and body themselves (a failed check fails sipp's call and its
+//! exit status).
+
+use lamplighter_sip_mwi::summary::{Counts, MessageSummary};
+use lamplighter_sip_notify::{Credentials, NotifyError, NotifySender, Transport};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn scenario(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/sipp").join(name)
+}
+
+fn free_port() -> u16 {
+    // a port free for both UDP and TCP on loopback
+    loop {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        let port = udp.local_addr().expect("addr").port();
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+struct Sipp {
+    child: Child,
+    port: u16,
+    trace: tempfile::TempDir,
+}
+
+impl Drop for Sipp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Sipp {
+    fn start(name: &str, tcp: bool, vars: &[(&str, &str)]) -> Sipp {
+        let port = free_port();
+        let trace = tempfile::tempdir().expect("trace dir");
+        // placeholders (@NAME@) are filled in a copy; -set covers sipp variables
+        let mut text = std::fs::read_to_string(scenario(name)).expect("scenario");
+        for (k, v) in vars {
+            text = text.replace(&format!("@{}@", k.to_ascii_uppercase()), v);
+        }
+        let file = trace.path().join(name);
+        std::fs::write(&file, text).expect("scenario copy");
+        let mut cmd = Command::new("sipp");
+        cmd.arg("-sf").arg(&file);
+        cmd.args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            if tcp { "t1" } else { "u1" },
+            "-m",
+            "1",
+            "-nostdin",
+        ]);
+        cmd.args(["-trace_msg", "-message_file"]).arg(trace.path().join("messages.log"));
+        cmd.args(["-trace_err", "-error_file"]).arg(trace.path().join("errors.log"));
+        for (k, v) in vars.iter().filter(|(k, _)| *k == "password") {
+            cmd.args(["-set", k, v]);
+        }
+        let child =
+            cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("sipp not found: run ./dev.sh setup");
+        let sipp = Sipp { child, port, trace };
+        if tcp {
+            // listening before we connect (UDP needs no wait: Timer E retransmits)
+            let end = Instant::now() + Duration::from_secs(10);
+            while !std::process::Command::new("ss")
+                .args(["-ltn", &format!("sport = :{port}")])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).contains(&format!(":{port}")))
+                .unwrap_or(false)
+            {
+                assert!(Instant::now() < end, "sipp did not listen on TCP {port}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        sipp
+    }
+
+    fn uri(&self) -> String {
+        format!("sip:613@127.0.0.1:{}", self.port)
+    }
+
+    /// Waits for sipp to finish its one call; its exit status says whether every check passed.
+    fn finish(mut self) -> (bool, String) {
+        let end = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().expect("wait") {
+                break s;
+            }
+            assert!(Instant::now() < end, "sipp did not finish:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status.success(), self.log())
+    }
+
+    fn log(&self) -> String {
+        let read = |f: &str| std::fs::read_to_string(self.trace.path().join(f)).unwrap_or_default();
+        format!("--- messages\n{}\n--- errors\n{}", read("messages.log"), read("errors.log"))
+    }
+}
+
+fn summary(new: u32, old: u32, urgent_new: u32, port: u16) -> MessageSummary {
+    MessageSummary::voice(&format!("sip:613@127.0.0.1:{port}"), Counts { new, old, urgent_new, urgent_old: 0 })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_phone_checks_and_accepts_the_notify_over_udp() {
+    let sipp =
+        Sipp::start("notify-uas-ok.xml", false, &[("summary", r"Voice-Message: 2/5 \(1/0\)"), ("waiting", "yes")]);
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let delivered = sender.send(&sipp.uri(), Transport::Udp, "lamplighter", &summary(2, 5, 1, sipp.port), None).await;
+    let (ok, log) = sipp.finish();
+    let delivered = delivered.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!(delivered.code, 200);
+    assert!(!delivered.authenticated);
+    assert!(ok, "sipp's checks of our NOTIFY failed:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lamp_off_over_tcp() {
+    let sipp = Sipp::start("notify-uas-ok.xml", true, &[("summary", r"Voice-Message: 0/7 \(0/0\)"), ("waiting", "no")]);
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let delivered = sender.send(&sipp.uri(), Transport::Tcp, "lamplighter", &summary(0, 7, 0, sipp.port), None).await;
+    let (ok, log) = sipp.finish();
+    assert_eq!(delivered.map(|d| d.code), Ok(200), "{log}");
+    assert!(ok, "sipp's checks failed:\n{log}");
+    assert!(log.contains("SIP/2.0/TCP"), "sent over TCP:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_digest_challenge_is_answered_and_accepted() {
+    let sipp = Sipp::start("notify-uas-digest.xml", false, &[("password", "s3cret-613")]);
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let creds = Credentials { username: "613".into(), password: "s3cret-613".into() };
+    let delivered =
+        sender.send(&sipp.uri(), Transport::Udp, "lamplighter", &summary(1, 0, 0, sipp.port), Some(&creds)).await;
+    let (ok, log) = sipp.finish();
+    let delivered = delivered.unwrap_or_else(|e| panic!("{e}\n{log}"));
+    assert_eq!((delivered.code, delivered.authenticated), (200, true), "{log}");
+    assert!(ok, "{log}");
+    assert!(log.contains("qop=auth, nc=00000001"), "qop and nc are unquoted tokens:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_is_refused_once_not_retried() {
+    let sipp = Sipp::start("notify-uas-digest.xml", false, &[("password", "the-right-one")]);
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let creds = Credentials { username: "613".into(), password: "a-wrong-one".into() };
+    let result =
+        sender.send(&sipp.uri(), Transport::Udp, "lamplighter", &summary(1, 0, 0, sipp.port), Some(&creds)).await;
+    let (_, log) = sipp.finish();
+    assert_eq!(result.as_ref().map_err(NotifyError::code), Err(Some(403)), "{result:?}\n{log}");
+    assert_eq!(log.matches("NOTIFY sip:").count(), 2, "exactly one retry with credentials:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_credentials_a_challenge_is_a_clear_error() {
+    let sipp = Sipp::start("notify-uas-digest.xml", false, &[("password", "x")]);
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let result = sender.send(&sipp.uri(), Transport::Udp, "lamplighter", &summary(1, 0, 0, sipp.port), None).await;
+    assert!(matches!(result, Err(NotifyError::AuthRequired { code: 401, .. })), "{result:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_that_never_answers_times_out_after_timer_f_with_retransmissions() {
+    let sipp = Sipp::start("notify-uas-silent.xml", false, &[]);
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let started = Instant::now();
+    let result = sender.send(&sipp.uri(), Transport::Udp, "lamplighter", &summary(1, 0, 0, sipp.port), None).await;
+    let waited = started.elapsed();
+    assert_eq!(result, Err(NotifyError::Timeout));
+    let log = sipp.log();
+    let sends = log.matches("NOTIFY sip:").count();
+    // Timer E: 0, 0.5, 1.5, 3.5, 7.5, then every 4 s up to Timer F at 32 s: 11 transmissions
+    assert!((9..=12).contains(&sends), "{sends} transmissions seen by the phone:\n{log}");
+    assert!(waited >= Duration::from_secs(30), "gave up after {waited:?}, before Timer F");
+}
