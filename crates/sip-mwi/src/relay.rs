@@ -135,18 +135,20 @@ struct Phone {
 #[derive(Debug)]
 pub struct Relay {
     config: RelayConfig,
-    wanted: Counts,
+    /// Unknown until the mailbox first reports: nothing is sent before, so a
+    /// restart never switches a lamp off by mistake.
+    wanted: Option<Counts>,
     phones: Vec<Phone>,
     events: VecDeque<RelayEvent>,
 }
 
 impl Relay {
-    /// A relay with no phones; the wanted state starts at zero counts.
+    /// A relay with no phones and no counts yet.
     pub fn new(config: RelayConfig) -> Self {
-        Relay { config, wanted: Counts::default(), phones: Vec::new(), events: VecDeque::new() }
+        Relay { config, wanted: None, phones: Vec::new(), events: VecDeque::new() }
     }
 
-    /// Pairs a phone; its first NOTIFY is due at once.
+    /// Pairs a phone; its first NOTIFY is due at once (once counts are known).
     pub fn add_phone(&mut self, now: Instant, uri: &str, account: &str, refresh: Duration) -> PhoneId {
         self.phones.push(Phone {
             uri: uri.to_string(),
@@ -166,10 +168,10 @@ impl Relay {
 
     /// The counts the lamps should show. Unchanged counts schedule nothing.
     pub fn set_counts(&mut self, now: Instant, counts: Counts) {
-        if counts == self.wanted {
+        if self.wanted == Some(counts) {
             return;
         }
-        self.wanted = counts;
+        self.wanted = Some(counts);
         let at = now + self.config.coalesce;
         for p in &mut self.phones {
             if p.acked != Some(counts) || p.in_flight.is_some() {
@@ -202,7 +204,7 @@ impl Relay {
 
     /// The next NOTIFY that is due, if any.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        let wanted = self.wanted;
+        let wanted = self.wanted?;
         for (i, p) in self.phones.iter_mut().enumerate() {
             let refresh_due = p.refresh_at.is_some_and(|r| r <= now);
             if p.in_flight.is_some() || !(refresh_due || p.due.is_some_and(|d| d <= now)) {
@@ -237,7 +239,7 @@ impl Relay {
                 p.last_failure = None;
                 p.backoff = self.config.retry_initial;
                 p.refresh_at = Some(now + p.refresh);
-                p.due = (sent != self.wanted).then(|| now + self.config.coalesce);
+                p.due = (Some(sent) != self.wanted).then(|| now + self.config.coalesce);
                 self.events.push_back(RelayEvent::Delivered { phone, counts: sent });
             }
             Err(failure) => {
@@ -254,6 +256,7 @@ impl Relay {
 
     /// When the driver should call `poll_transmit` next.
     pub fn poll_timeout(&self) -> Option<Instant> {
+        self.wanted?;
         self.phones.iter().filter(|p| p.in_flight.is_none()).flat_map(|p| [p.due, p.refresh_at]).flatten().min()
     }
 
@@ -287,7 +290,21 @@ mod tests {
         let t0 = Instant::now();
         let mut r = Relay::new(RelayConfig::default());
         let p = r.add_phone(t0, "sip:613@192.0.2.10", "sip:613@192.0.2.10", 12 * HOUR);
+        r.set_counts(t0, counts(0, 0));
         (r, p, t0)
+    }
+
+    #[test]
+    fn nothing_is_sent_before_the_mailbox_reports() {
+        let t0 = Instant::now();
+        let mut r = Relay::new(RelayConfig::default());
+        let p = r.add_phone(t0, "sip:613@192.0.2.10", "sip:613@192.0.2.10", 12 * HOUR);
+        assert_eq!(r.poll_timeout(), None);
+        assert_eq!(r.poll_transmit(t0 + HOUR), None);
+        assert_eq!(r.status(p), Some(PhoneStatus::Pending));
+        r.set_counts(t0 + HOUR, counts(3, 2));
+        let tx = r.poll_transmit(t0 + HOUR).expect("the first state goes out at once");
+        assert_eq!(tx.summary.voice_counts(), Some(counts(3, 2)));
     }
 
     /// Runs the relay with every send succeeding until nothing is due before `until`.

@@ -14,6 +14,8 @@
 //! message-summary`, `Subscription-State: terminated`, `Content-Type:
 //! application/simple-message-summary`.
 
+pub mod driver;
+
 use lamplighter_sip_mwi::digest::{Challenge, RequestToSign, authorization, choose};
 use lamplighter_sip_mwi::summary::MessageSummary;
 use rsipstack::EndpointBuilder;

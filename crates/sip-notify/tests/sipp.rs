@@ -184,3 +184,43 @@ async fn a_phone_that_never_answers_times_out_after_timer_f_with_retransmissions
     assert!((9..=12).contains(&sends), "{sends} transmissions seen by the phone:\n{log}");
     assert!(waited >= Duration::from_secs(30), "gave up after {waited:?}, before Timer F");
 }
+
+/// The driver with two phones: one shows the new counts, the other refuses
+/// unsolicited NOTIFYs (481); each gets its own outcome.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_relay_lights_each_phone_and_reports_each_failure() {
+    use lamplighter_sip_mwi::relay::{RelayConfig, RelayEvent, SendFailure};
+    use lamplighter_sip_notify::driver::{PhoneTarget, spawn};
+    // the first NOTIFY carries the counts set before it is sent (coalescing)
+    let ok = Sipp::start("notify-uas-ok.xml", false, &[("summary", r"Voice-Message: 3/2 \(1/0\)"), ("waiting", "yes")]);
+    let refusing = Sipp::start("notify-uas-481.xml", false, &[]);
+    let sender = std::sync::Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
+    let phone = |s: &Sipp| PhoneTarget {
+        uri: s.uri(),
+        transport: Transport::Udp,
+        credentials: None,
+        account: s.uri(),
+        refresh: Duration::from_secs(3600),
+    };
+    let config = RelayConfig { coalesce: Duration::from_millis(200), ..RelayConfig::default() };
+    let relay = spawn(sender, vec![phone(&ok), phone(&refusing)], config);
+    let mut events = relay.events();
+    relay.set_counts(Counts { new: 3, old: 2, urgent_new: 1, urgent_old: 0 });
+    let mut delivered = None;
+    let mut refused = None;
+    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    while delivered.is_none() || refused.is_none() {
+        let e = tokio::time::timeout_at(end, events.recv()).await.expect("events in time").expect("event");
+        match e {
+            RelayEvent::Delivered { phone, counts } => delivered = Some((phone.0, counts)),
+            RelayEvent::Failed { phone, failure, retry_in } => refused = Some((phone.0, failure, retry_in)),
+        }
+    }
+    assert_eq!(delivered, Some((0, Counts { new: 3, old: 2, urgent_new: 1, urgent_old: 0 })));
+    let (phone, failure, retry_in) = refused.expect("refused");
+    assert_eq!(phone, 1);
+    assert!(matches!(failure, SendFailure::Rejected { code: 481, .. }), "{failure:?}");
+    assert_eq!(retry_in, Duration::from_secs(5));
+    let (ok_passed, log) = ok.finish();
+    assert!(ok_passed, "{log}");
+}

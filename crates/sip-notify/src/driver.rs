@@ -1,0 +1,119 @@
+//! The tokio driver of the relay: it runs [`Relay`] (all policy) with a
+//! [`NotifySender`] (all SIP), moving only commands, time and results
+//! between them, as quinn's driver does for quinn-proto:
+//! `poll_timeout` → sleep → `poll_transmit` → send → `handle_result`.
+
+use crate::{Credentials, NotifyError, NotifySender, Transport};
+use futures_util::stream::{FuturesUnordered, StreamExt};
+use lamplighter_sip_mwi::relay::{PhoneId, Relay, RelayConfig, RelayEvent, SendFailure};
+use lamplighter_sip_mwi::summary::Counts;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+/// A paired phone as the driver needs it.
+#[derive(Debug, Clone)]
+pub struct PhoneTarget {
+    /// SIP URI.
+    pub uri: String,
+    /// Transport.
+    pub transport: Transport,
+    /// Digest credentials, if it challenges.
+    pub credentials: Option<Credentials>,
+    /// `Message-Account` (the mailbox URI; the phone's own URI when unknown).
+    pub account: String,
+    /// Resend interval.
+    pub refresh: Duration,
+}
+
+enum Command {
+    SetCounts(Counts),
+    ResendNow(Option<PhoneId>),
+}
+
+/// Drives the relay; dropping every handle stops it.
+#[derive(Clone)]
+pub struct RelayHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<RelayEvent>,
+}
+
+impl RelayHandle {
+    /// The lamps should show these counts.
+    pub fn set_counts(&self, counts: Counts) {
+        let _ = self.commands.send(Command::SetCounts(counts));
+    }
+
+    /// Send the current state now (one phone, or all).
+    pub fn resend_now(&self, phone: Option<PhoneId>) {
+        let _ = self.commands.send(Command::ResendNow(phone));
+    }
+
+    /// Delivered / failed events from now on.
+    pub fn events(&self) -> broadcast::Receiver<RelayEvent> {
+        self.events.subscribe()
+    }
+}
+
+fn failure(e: NotifyError) -> SendFailure {
+    match e {
+        NotifyError::Timeout => SendFailure::Timeout,
+        NotifyError::Rejected { code, reason } | NotifyError::AuthFailed { code, reason } => {
+            SendFailure::Rejected { code, reason }
+        }
+        NotifyError::AuthRequired { code, detail } => SendFailure::Rejected { code, reason: detail },
+        NotifyError::InvalidTarget(t) => SendFailure::Transport(format!("invalid target {t}")),
+        NotifyError::Transport(t) => SendFailure::Transport(t),
+    }
+}
+
+/// Starts the driver on the current tokio runtime.
+pub fn spawn(sender: Arc<NotifySender>, phones: Vec<PhoneTarget>, config: RelayConfig) -> RelayHandle {
+    let (commands, mut rx) = mpsc::unbounded_channel();
+    let (events, _) = broadcast::channel(256);
+    let handle = RelayHandle { commands, events: events.clone() };
+    tokio::spawn(async move {
+        let now = || tokio::time::Instant::now().into_std();
+        let mut relay = Relay::new(config);
+        for p in &phones {
+            relay.add_phone(now(), &p.uri, &p.account, p.refresh);
+        }
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while let Some(t) = relay.poll_transmit(now()) {
+                let sender = sender.clone();
+                let phone = phones[t.phone.0].clone();
+                in_flight.push(async move {
+                    let r = sender
+                        .send(&phone.uri, phone.transport, "lamplighter", &t.summary, phone.credentials.as_ref())
+                        .await;
+                    (t.phone, r)
+                });
+            }
+            while let Some(e) = relay.poll_event() {
+                match &e {
+                    RelayEvent::Delivered { phone, counts } => {
+                        log::info!("lamp of {}: {}/{}", phones[phone.0].uri, counts.new, counts.old)
+                    }
+                    RelayEvent::Failed { phone, failure, retry_in } => {
+                        log::warn!("lamp of {}: {failure:?}, retry in {retry_in:?}", phones[phone.0].uri)
+                    }
+                }
+                let _ = events.send(e);
+            }
+            let deadline = relay.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(Command::SetCounts(c)) => relay.set_counts(now(), c),
+                    Some(Command::ResendNow(p)) => relay.resend_now(now(), p),
+                    None => break,
+                },
+                Some((phone, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    relay.handle_result(now(), phone, result.map(|_| ()).map_err(failure));
+                }
+                _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {}
+            }
+        }
+    });
+    handle
+}
