@@ -6,6 +6,7 @@
 //!   (RFC 3261 §22, RFC 7616/8760): MD5 and SHA-256, `-sess`, `qop=auth`,
 //!   nonce counting. rsipstack rejects `algorithm=SHA-256` and `qop` lists,
 //!   so this module answers the challenges itself.
+//! - [`notifier`]: phones that SUBSCRIBE to us (RFC 6665), sans-IO.
 //! - [`relay`]: the sans-IO relay policy: per phone the state wanted, the
 //!   state the phone acknowledged, coalescing of bursts, periodic refresh
 //!   and retry with backoff. Fed events and time, it says what to send.
@@ -18,6 +19,7 @@
 //! ```
 
 pub mod digest;
+pub mod notifier;
 pub mod relay;
 pub mod summary;
 

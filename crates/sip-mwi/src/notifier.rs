@@ -1,0 +1,415 @@
+//! Notifier mode, sans-IO: phones that SUBSCRIBE to us for
+//! `message-summary` (RFC 3842 §3, RFC 6665). The driver parses requests into
+//! [`Subscribe`], sends the [`Answer`] as the response, and sends each
+//! [`DialogNotify`] in the subscription's dialog.
+//!
+//! Rules kept (RFC 6665):
+//! - another event package → 489 Bad Event; an in-dialog SUBSCRIBE for an
+//!   unknown dialog → 481; a duration under the minimum → 423 with
+//!   `Min-Expires`; a phone that is not paired → 403 (the driver challenges
+//!   with digest before that);
+//! - 200 grants at most the maximum duration; a NOTIFY with the current state
+//!   follows **immediately** (`Subscription-State: active;expires=<left>`),
+//!   and again on every refresh and every change of counts;
+//! - `Expires: 0` unsubscribes: 200, then a final NOTIFY
+//!   `terminated;reason=timeout`; so does a subscription left to expire;
+//! - a NOTIFY answered 481, or not answered at all, ends the subscription.
+//!
+//! Before the mailbox has reported, the NOTIFY carries no body (as
+//! Kamailio's presence_mwi does before a PUBLISH) rather than a false 0/0.
+
+use crate::relay::SendFailure;
+use crate::summary::{Counts, MessageSummary};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// Limits of granted subscriptions.
+#[derive(Debug, Clone, Copy)]
+pub struct NotifierConfig {
+    /// The longest duration granted (RFC 3842 default: 3600 s).
+    pub max_expires: u32,
+    /// The shortest duration accepted.
+    pub min_expires: u32,
+}
+
+impl Default for NotifierConfig {
+    fn default() -> Self {
+        NotifierConfig { max_expires: 3600, min_expires: 60 }
+    }
+}
+
+/// A SUBSCRIBE as the driver parsed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscribe {
+    /// Call-ID.
+    pub call_id: String,
+    /// The subscriber's URI (From), e.g. `sip:613@192.0.2.10`.
+    pub from: String,
+    /// The From tag.
+    pub from_tag: String,
+    /// The To URI (the account subscribed to).
+    pub to: String,
+    /// The To tag: present on refreshes and unsubscribes.
+    pub to_tag: Option<String>,
+    /// Where NOTIFYs go (the Contact URI).
+    pub contact: String,
+    /// The Event header's package (`message-summary`).
+    pub event: String,
+    /// The requested duration.
+    pub expires: Option<u32>,
+}
+
+/// How to answer a SUBSCRIBE.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// 200 OK with this To tag and `Expires`.
+    Accept {
+        /// Our tag for the dialog.
+        to_tag: String,
+        /// Granted seconds.
+        expires: u32,
+    },
+    /// 489 Bad Event.
+    BadEvent,
+    /// 481 Subscription does not exist.
+    NoSuchSubscription,
+    /// 423 Interval Too Brief, with `Min-Expires`.
+    IntervalTooBrief {
+        /// The minimum.
+        min: u32,
+    },
+    /// 403 Forbidden: not a paired phone.
+    Forbidden,
+}
+
+impl Answer {
+    /// The status code.
+    pub fn code(&self) -> u16 {
+        match self {
+            Answer::Accept { .. } => 200,
+            Answer::BadEvent => 489,
+            Answer::NoSuchSubscription => 481,
+            Answer::IntervalTooBrief { .. } => 423,
+            Answer::Forbidden => 403,
+        }
+    }
+}
+
+/// A subscription's handle.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SubscriptionId {
+    /// Call-ID.
+    pub call_id: String,
+    /// The subscriber's tag.
+    pub remote_tag: String,
+    /// Our tag.
+    pub local_tag: String,
+}
+
+/// A NOTIFY to send in a subscription's dialog.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogNotify {
+    /// Which subscription.
+    pub id: SubscriptionId,
+    /// Request-URI: the subscriber's Contact.
+    pub request_uri: String,
+    /// To: the subscriber's URI (its tag is in `id`).
+    pub to: String,
+    /// From: the subscribed account URI (our tag is in `id`).
+    pub from: String,
+    /// Our CSeq in this dialog.
+    pub cseq: u32,
+    /// `active;expires=N` or `terminated;reason=timeout`.
+    pub subscription_state: String,
+    /// The body, once counts are known.
+    pub summary: Option<MessageSummary>,
+}
+
+#[derive(Debug)]
+struct Sub {
+    subscriber: String,
+    contact: String,
+    account: String,
+    cseq: u32,
+    expires_at: Instant,
+    pending: bool,
+    in_flight: bool,
+    terminating: bool,
+}
+
+/// The subscriptions of one mailbox.
+#[derive(Debug)]
+pub struct Notifier {
+    config: NotifierConfig,
+    paired: Vec<String>,
+    wanted: Option<Counts>,
+    subs: BTreeMap<SubscriptionId, Sub>,
+    tag_seed: u64,
+    tags: u64,
+}
+
+/// `sip:613@Host:5060;transport=udp` → `613@host:5060` (case of the user kept).
+fn aor(uri: &str) -> String {
+    let u = uri.trim().trim_start_matches('<').trim_end_matches('>');
+    let u = u.split(['?', ';']).next().unwrap_or(u);
+    let u = u.strip_prefix("sips:").or_else(|| u.strip_prefix("sip:")).unwrap_or(u);
+    match u.split_once('@') {
+        Some((user, host)) => format!("{user}@{}", host.to_ascii_lowercase()),
+        None => u.to_ascii_lowercase(),
+    }
+}
+
+impl Notifier {
+    /// A notifier for these paired phone URIs; `tag_seed` makes our dialog tags unique.
+    pub fn new<S: AsRef<str>>(config: NotifierConfig, paired: &[S], tag_seed: u64) -> Self {
+        Notifier {
+            config,
+            paired: paired.iter().map(|p| aor(p.as_ref())).collect(),
+            wanted: None,
+            subs: BTreeMap::new(),
+            tag_seed,
+            tags: 0,
+        }
+    }
+
+    /// Whether this URI is a paired phone.
+    pub fn is_paired(&self, uri: &str) -> bool {
+        let a = aor(uri);
+        // a phone paired without a port may subscribe from any port of its host
+        self.paired.iter().any(|p| *p == a || (!p.contains(':') && a.split(':').next() == Some(p.as_str())))
+    }
+
+    fn new_tag(&mut self) -> String {
+        self.tags += 1;
+        format!("ll{:x}{:x}", self.tag_seed, self.tags)
+    }
+
+    /// Answers a SUBSCRIBE; an accepted one gets its NOTIFY from `poll_transmit`.
+    pub fn handle_subscribe(&mut self, now: Instant, s: &Subscribe) -> Answer {
+        let package = s.event.split(';').next().unwrap_or("").trim();
+        if !package.eq_ignore_ascii_case("message-summary") {
+            return Answer::BadEvent;
+        }
+        let requested = s.expires.unwrap_or(self.config.max_expires);
+        if requested != 0 && requested < self.config.min_expires {
+            return Answer::IntervalTooBrief { min: self.config.min_expires };
+        }
+        let granted = requested.min(self.config.max_expires);
+        if let Some(tag) = &s.to_tag {
+            let id =
+                SubscriptionId { call_id: s.call_id.clone(), remote_tag: s.from_tag.clone(), local_tag: tag.clone() };
+            let Some(sub) = self.subs.get_mut(&id) else { return Answer::NoSuchSubscription };
+            sub.expires_at = now + Duration::from_secs(u64::from(granted));
+            sub.contact = s.contact.clone();
+            sub.pending = true;
+            sub.terminating = granted == 0;
+            return Answer::Accept { to_tag: tag.clone(), expires: granted };
+        }
+        if !self.is_paired(&s.from) {
+            return Answer::Forbidden;
+        }
+        let tag = self.new_tag();
+        let id = SubscriptionId { call_id: s.call_id.clone(), remote_tag: s.from_tag.clone(), local_tag: tag.clone() };
+        self.subs.insert(
+            id,
+            Sub {
+                subscriber: s.from.clone(),
+                contact: s.contact.clone(),
+                account: s.to.clone(),
+                cseq: 0,
+                expires_at: now + Duration::from_secs(u64::from(granted)),
+                pending: true,
+                in_flight: false,
+                terminating: granted == 0,
+            },
+        );
+        Answer::Accept { to_tag: tag, expires: granted }
+    }
+
+    /// New counts: every active subscription gets a NOTIFY.
+    pub fn set_counts(&mut self, counts: Counts) {
+        if self.wanted == Some(counts) {
+            return;
+        }
+        self.wanted = Some(counts);
+        for sub in self.subs.values_mut() {
+            sub.pending = true;
+        }
+    }
+
+    /// The next NOTIFY due.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<DialogNotify> {
+        let wanted = self.wanted;
+        for (id, sub) in self.subs.iter_mut() {
+            if sub.in_flight {
+                continue;
+            }
+            let expired = now >= sub.expires_at;
+            if expired {
+                sub.terminating = true;
+            }
+            if !(sub.pending || expired) {
+                continue;
+            }
+            sub.pending = false;
+            sub.in_flight = true;
+            sub.cseq += 1;
+            let left = sub.expires_at.saturating_duration_since(now).as_secs();
+            let state = if sub.terminating {
+                "terminated;reason=timeout".to_string()
+            } else {
+                format!("active;expires={left}")
+            };
+            return Some(DialogNotify {
+                id: id.clone(),
+                request_uri: sub.contact.clone(),
+                to: sub.subscriber.clone(),
+                from: sub.account.clone(),
+                cseq: sub.cseq,
+                subscription_state: state,
+                summary: wanted.map(|c| MessageSummary::voice(&sub.account, c)),
+            });
+        }
+        None
+    }
+
+    /// The outcome of a NOTIFY; 481, a timeout or the final NOTIFY end the subscription.
+    pub fn handle_result(&mut self, id: &SubscriptionId, result: Result<(), SendFailure>) {
+        let Some(sub) = self.subs.get_mut(id) else { return };
+        sub.in_flight = false;
+        let dead = match &result {
+            Ok(()) => sub.terminating,
+            Err(SendFailure::Rejected { code: 481, .. }) | Err(SendFailure::Timeout) => true,
+            Err(_) => sub.terminating,
+        };
+        if dead {
+            self.subs.remove(id);
+        }
+    }
+
+    /// When to call `poll_transmit` next.
+    pub fn poll_timeout(&self, now: Instant) -> Option<Instant> {
+        self.subs.values().filter(|s| !s.in_flight).map(|s| if s.pending { now } else { s.expires_at }).min()
+    }
+
+    /// How many subscriptions are alive.
+    pub fn active(&self) -> usize {
+        self.subs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sub(to_tag: Option<&str>, event: &str, expires: Option<u32>) -> Subscribe {
+        Subscribe {
+            call_id: "c1@phone".into(),
+            from: "sip:613@127.0.0.1".into(),
+            from_tag: "ph1".into(),
+            to: "sip:613@127.0.0.1".into(),
+            to_tag: to_tag.map(Into::into),
+            contact: "sip:613@127.0.0.1:5070".into(),
+            event: event.into(),
+            expires,
+        }
+    }
+
+    fn accept(n: &mut Notifier, now: Instant, s: &Subscribe) -> (String, u32) {
+        match n.handle_subscribe(now, s) {
+            Answer::Accept { to_tag, expires } => (to_tag, expires),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn subscribe_gets_200_and_an_immediate_notify_then_one_per_change() {
+        let t0 = Instant::now();
+        let mut n = Notifier::new(NotifierConfig::default(), &["sip:613@127.0.0.1"], 7);
+        let (tag, expires) = accept(&mut n, t0, &sub(None, "message-summary", Some(600)));
+        assert_eq!(expires, 600);
+        let first = n.poll_transmit(t0).expect("immediate NOTIFY");
+        assert_eq!(
+            (first.cseq, first.subscription_state.as_str(), first.summary.is_none()),
+            (1, "active;expires=600", true)
+        );
+        assert_eq!(first.id.local_tag, tag);
+        assert_eq!(first.request_uri, "sip:613@127.0.0.1:5070");
+        n.handle_result(&first.id, Ok(()));
+        assert_eq!(n.poll_transmit(t0), None);
+        n.set_counts(Counts { new: 2, old: 1, urgent_new: 0, urgent_old: 0 });
+        let second = n.poll_transmit(t0 + Duration::from_secs(10)).expect("change");
+        assert_eq!(second.cseq, 2);
+        assert_eq!(second.subscription_state, "active;expires=590");
+        assert_eq!(
+            second.summary.map(|s| s.to_string()),
+            Some("Messages-Waiting: yes\r\nMessage-Account: sip:613@127.0.0.1\r\nVoice-Message: 2/1 (0/0)\r\n".into())
+        );
+    }
+
+    #[test]
+    fn refusals() {
+        let t0 = Instant::now();
+        let mut n = Notifier::new(NotifierConfig::default(), &["sip:613@127.0.0.1"], 7);
+        assert_eq!(n.handle_subscribe(t0, &sub(None, "presence", Some(600))).code(), 489);
+        assert_eq!(n.handle_subscribe(t0, &sub(Some("nope"), "message-summary", Some(600))).code(), 481);
+        assert_eq!(
+            n.handle_subscribe(t0, &sub(None, "message-summary", Some(5))),
+            Answer::IntervalTooBrief { min: 60 }
+        );
+        let mut stranger = sub(None, "message-summary", Some(600));
+        stranger.from = "sip:666@127.0.0.1".into();
+        assert_eq!(n.handle_subscribe(t0, &stranger), Answer::Forbidden);
+        assert_eq!(n.active(), 0);
+        assert_eq!(n.poll_transmit(t0), None, "counts never reach a stranger");
+    }
+
+    #[test]
+    fn grants_are_capped_refreshed_and_expire_with_a_final_notify() {
+        let t0 = Instant::now();
+        let mut n = Notifier::new(NotifierConfig::default(), &["sip:613@127.0.0.1"], 7);
+        let (tag, expires) = accept(&mut n, t0, &sub(None, "message-summary", Some(86_400)));
+        assert_eq!(expires, 3600);
+        let f = n.poll_transmit(t0).expect("notify");
+        n.handle_result(&f.id, Ok(()));
+        // refresh in the dialog
+        let t1 = t0 + Duration::from_secs(1800);
+        accept(&mut n, t1, &sub(Some(&tag), "message-summary", Some(600)));
+        let r = n.poll_transmit(t1).expect("notify after refresh");
+        assert_eq!(r.subscription_state, "active;expires=600");
+        n.handle_result(&r.id, Ok(()));
+        assert_eq!(n.poll_timeout(t1), Some(t1 + Duration::from_secs(600)));
+        let end = t1 + Duration::from_secs(600);
+        let last = n.poll_transmit(end).expect("final notify");
+        assert_eq!(last.subscription_state, "terminated;reason=timeout");
+        n.handle_result(&last.id, Ok(()));
+        assert_eq!(n.active(), 0);
+    }
+
+    #[test]
+    fn unsubscribe_and_481_end_the_subscription() {
+        let t0 = Instant::now();
+        let mut n = Notifier::new(NotifierConfig::default(), &["sip:613@127.0.0.1"], 7);
+        let (tag, _) = accept(&mut n, t0, &sub(None, "message-summary", Some(600)));
+        let f = n.poll_transmit(t0).expect("notify");
+        n.handle_result(&f.id, Ok(()));
+        assert_eq!(accept(&mut n, t0, &sub(Some(&tag), "message-summary", Some(0))).1, 0);
+        let last = n.poll_transmit(t0).expect("final");
+        assert_eq!(last.subscription_state, "terminated;reason=timeout");
+        n.handle_result(&last.id, Ok(()));
+        assert_eq!(n.active(), 0);
+        let (_, _) = accept(&mut n, t0, &sub(None, "message-summary", Some(600)));
+        let f = n.poll_transmit(t0).expect("notify");
+        n.handle_result(&f.id, Err(SendFailure::Rejected { code: 481, reason: "gone".into() }));
+        assert_eq!(n.active(), 0);
+    }
+
+    #[test]
+    fn a_phone_paired_without_a_port_may_subscribe_from_any_port() {
+        let n = Notifier::new(NotifierConfig::default(), &["sip:613@127.0.0.1"], 1);
+        assert!(n.is_paired("<sip:613@127.0.0.1:5070;transport=udp>"));
+        assert!(!n.is_paired("sip:614@127.0.0.1"));
+        let m = Notifier::new(NotifierConfig::default(), &["sip:613@127.0.0.1:5062"], 1);
+        assert!(!m.is_paired("sip:613@127.0.0.1:5070"));
+    }
+}
