@@ -15,6 +15,7 @@
 //! application/simple-message-summary`.
 
 pub mod driver;
+pub mod subscriptions;
 
 use lamplighter_sip_mwi::digest::{Challenge, RequestToSign, authorization, choose};
 use lamplighter_sip_mwi::summary::MessageSummary;
@@ -158,6 +159,34 @@ impl NotifySender {
         self.local
     }
 
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// Runs one client transaction and returns the final response's code and phrase.
+    pub(crate) async fn transact(
+        &self,
+        request: Request,
+    ) -> Result<(u16, String, rsipstack::sip::Response), NotifyError> {
+        let key = TransactionKey::from_request(&request, TransactionRole::Client).map_err(transport_error)?;
+        let mut tx = Transaction::new_client(key, request, self.endpoint.inner.clone(), None);
+        tx.send().await.map_err(transport_error)?;
+        while let Some(msg) = tx.receive().await {
+            if let SipMessage::Response(r) = msg {
+                let code = r.status_code.code();
+                if code >= 200 {
+                    let reason = r.wire_reason.clone().unwrap_or_else(|| {
+                        // the stack's Display writes "200 OK": keep the phrase only
+                        let text = r.status_code.to_string();
+                        text.trim_start_matches(|c: char| c.is_ascii_digit()).trim().to_string()
+                    });
+                    return Ok((code, reason, r));
+                }
+            }
+        }
+        Err(NotifyError::Timeout)
+    }
+
     /// Sends `summary` to `uri` and waits for the final answer (at most
     /// Timer F, 32 s, per transaction).
     pub async fn send(
@@ -193,26 +222,7 @@ impl NotifySender {
                 auth_header.clone(),
                 body.clone(),
             );
-            let key = TransactionKey::from_request(&request, TransactionRole::Client).map_err(transport_error)?;
-            let mut tx = Transaction::new_client(key, request, self.endpoint.inner.clone(), None);
-            tx.send().await.map_err(transport_error)?;
-            let mut final_response = None;
-            while let Some(msg) = tx.receive().await {
-                if let SipMessage::Response(r) = msg {
-                    let code = r.status_code.code();
-                    if code >= 200 {
-                        final_response = Some(r);
-                        break;
-                    }
-                }
-            }
-            let Some(response) = final_response else { return Err(NotifyError::Timeout) };
-            let code = response.status_code.code();
-            let reason = response.wire_reason.clone().unwrap_or_else(|| {
-                // the stack's Display writes "200 OK": keep the phrase only
-                let text = response.status_code.to_string();
-                text.trim_start_matches(|c: char| c.is_ascii_digit()).trim().to_string()
-            });
+            let (code, reason, response) = self.transact(request).await?;
             match code {
                 200..=299 => return Ok(Delivered { code, reason, authenticated }),
                 401 | 407 if authenticated => return Err(NotifyError::AuthFailed { code, reason }),
