@@ -224,3 +224,83 @@ async fn the_relay_lights_each_phone_and_reports_each_failure() {
     let (ok_passed, log) = ok.finish();
     assert!(ok_passed, "{log}");
 }
+
+/// Malformed and oversized datagrams at our endpoint change nothing: the
+/// next NOTIFY still goes through.
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_on_the_wire_does_not_disturb_the_sender() {
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let us = sender.local_addr();
+    let noise = std::net::UdpSocket::bind("127.0.0.1:0").expect("noise");
+    let mut junk: Vec<Vec<u8>> = vec![
+        b"\x00\x01\x02 not sip at all".to_vec(),
+        b"SIP/2.0 200 OK\r\nVia: broken\r\n\r\n".to_vec(),
+        b"NOTIFY sip:x SIP/2.0\r\nContent-Length: 99999\r\n\r\nshort".to_vec(),
+        b"INVITE sip:a@b SIP/2.0\r\nCall-ID: \xff\xfe\r\n\r\n".to_vec(),
+        vec![b'A'; 65_000],
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..50 {
+        let len = (seed % 1500) as usize;
+        let mut d = Vec::with_capacity(len);
+        for _ in 0..len {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            d.push(seed as u8);
+        }
+        junk.push(d);
+    }
+    for d in &junk {
+        let _ = noise.send_to(d, us);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let sipp =
+        Sipp::start("notify-uas-ok.xml", false, &[("summary", r"Voice-Message: 1/0 \(0/0\)"), ("waiting", "yes")]);
+    let delivered = sender.send(&sipp.uri(), Transport::Udp, "lamplighter", &summary(1, 0, 0, sipp.port), None).await;
+    let (ok, log) = sipp.finish();
+    assert_eq!(delivered.map(|d| d.code), Ok(200), "{log}");
+    assert!(ok, "{log}");
+}
+
+/// The notifier's refusals, on the wire, to a sipp client.
+#[tokio::test(flavor = "multi_thread")]
+async fn subscriptions_are_refused_as_rfc_6665_says() {
+    use lamplighter_sip_mwi::notifier::NotifierConfig;
+    use lamplighter_sip_notify::subscriptions::serve;
+    let sender = std::sync::Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
+    let us = sender.local_addr();
+    let _subs = serve(sender.clone(), vec!["sip:613@127.0.0.1".into()], NotifierConfig::default()).expect("serve");
+    for (what, user, event, expires, to_tag, code) in [
+        ("another event package", "613", "presence", "600", "", "489"),
+        ("a phone that is not paired", "666", "message-summary", "600", "", "403"),
+        ("an unknown dialog", "613", "message-summary", "600", ";tag=nosuchdialog", "481"),
+        ("too brief an interval", "613", "message-summary", "5", "", "423"),
+    ] {
+        let dir = tempfile::tempdir().expect("dir");
+        let text = std::fs::read_to_string(scenario("subscribe-uac-refused.xml"))
+            .expect("scenario")
+            .replace("@USER@", user)
+            .replace("@EVENT@", event)
+            .replace("@EXPIRES@", expires)
+            .replace("@TOTAG@", to_tag)
+            .replace("@CODE@", code);
+        let file = dir.path().join("uac.xml");
+        std::fs::write(&file, text).expect("write");
+        let port = free_port();
+        let status = tokio::process::Command::new("sipp")
+            .arg(us.to_string())
+            .arg("-sf")
+            .arg(&file)
+            .args(["-i", "127.0.0.1", "-p", &port.to_string(), "-m", "1", "-nostdin", "-timeout", "15s"])
+            .args(["-trace_err", "-error_file"])
+            .arg(dir.path().join("errors.log"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await
+            .expect("sipp");
+        let errors = std::fs::read_to_string(dir.path().join("errors.log")).unwrap_or_default();
+        assert!(status.success(), "{what}: expected {code}\n{errors}");
+    }
+}
