@@ -17,7 +17,7 @@
 pub mod driver;
 pub mod subscriptions;
 
-use lamplighter_sip_mwi::digest::{Challenge, RequestToSign, authorization, choose};
+use lamplighter_sip_mwi::digest::{Challenge, Nonces, RequestToSign, authorization, choose};
 use lamplighter_sip_mwi::summary::MessageSummary;
 use rsipstack::EndpointBuilder;
 use rsipstack::sip::{Header, Method, Request, SipMessage, Uri, Version, headers::*};
@@ -26,8 +26,10 @@ use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transport::TransportLayer;
 use rsipstack::transport::udp::UdpConnection;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 /// Why a NOTIFY did not get a 2xx.
@@ -121,6 +123,10 @@ pub struct NotifySender {
     endpoint: Arc<Endpoint>,
     local: SocketAddr,
     cancel: CancellationToken,
+    /// The last challenge per target, so the next NOTIFY is authorised up
+    /// front with the same nonce and a growing `nc` (RFC 7616 §3.4).
+    challenges: Mutex<HashMap<String, (u16, Challenge)>>,
+    nonces: Mutex<Nonces>,
 }
 
 impl Drop for NotifySender {
@@ -151,7 +157,13 @@ impl NotifySender {
         );
         let serving = endpoint.clone();
         tokio::spawn(async move { serving.serve().await });
-        Ok(NotifySender { endpoint, local, cancel })
+        Ok(NotifySender {
+            endpoint,
+            local,
+            cancel,
+            challenges: Mutex::new(HashMap::new()),
+            nonces: Mutex::new(Nonces::default()),
+        })
     }
 
     /// The local UDP address.
@@ -208,8 +220,13 @@ impl NotifySender {
         let call_id = format!("{}@lamplighter", rsipstack::transaction::random_text(20));
         let tag = rsipstack::transaction::random_text(10);
         let mut cseq = 1u32;
-        let mut auth_header: Option<Header> = None;
         let mut authenticated = false;
+        let known = self.challenges.lock().unwrap_or_else(|p| p.into_inner()).get(&target).cloned();
+        let mut auth_header: Option<Header> = match (known, credentials) {
+            (Some((code, challenge)), Some(creds)) => Some(self.auth_header(code, &challenge, creds, &target, &body)),
+            _ => None,
+        };
+        let mut preauthorised = auth_header.is_some();
         loop {
             let request = self.request(
                 &request_uri,
@@ -224,8 +241,11 @@ impl NotifySender {
             );
             let (code, reason, response) = self.transact(request).await?;
             match code {
-                200..=299 => return Ok(Delivered { code, reason, authenticated }),
-                401 | 407 if authenticated => return Err(NotifyError::AuthFailed { code, reason }),
+                200..=299 => return Ok(Delivered { code, reason, authenticated: authenticated || preauthorised }),
+                401 | 407 if authenticated => {
+                    self.challenges.lock().unwrap_or_else(|p| p.into_inner()).remove(&target);
+                    return Err(NotifyError::AuthFailed { code, reason });
+                }
                 401 | 407 => {
                     let Some(creds) = credentials else {
                         return Err(NotifyError::AuthRequired {
@@ -246,26 +266,33 @@ impl NotifySender {
                         .map_err(|e| NotifyError::AuthRequired { code, detail: e.to_string() })?;
                     let challenge = choose(&challenges)
                         .ok_or_else(|| NotifyError::AuthRequired { code, detail: "no usable challenge".into() })?;
-                    let cnonce = rsipstack::transaction::random_text(16);
-                    let value = authorization(
-                        challenge,
-                        &creds.username,
-                        &creds.password,
-                        RequestToSign { method: "NOTIFY", uri: &target, body: &body },
-                        &cnonce,
-                        1,
-                    );
-                    auth_header = Some(if code == 401 {
-                        Header::Authorization(Authorization::new(value))
-                    } else {
-                        Header::ProxyAuthorization(ProxyAuthorization::new(value))
-                    });
+                    let challenge = challenge.clone();
+                    self.challenges
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(target.clone(), (code, challenge.clone()));
+                    auth_header = Some(self.auth_header(code, &challenge, creds, &target, &body));
+                    // a stale pre-authorisation gets one fresh try, like any first challenge
+                    preauthorised = false;
                     authenticated = true;
                     cseq += 1;
                 }
                 408 => return Err(NotifyError::Timeout),
                 _ => return Err(NotifyError::Rejected { code, reason }),
             }
+        }
+    }
+
+    /// `Authorization` (401) or `Proxy-Authorization` (407) for `challenge`, next `nc`.
+    fn auth_header(&self, code: u16, challenge: &Challenge, creds: &Credentials, target: &str, body: &[u8]) -> Header {
+        let nc = self.nonces.lock().unwrap_or_else(|p| p.into_inner()).next(&challenge.nonce);
+        let cnonce = rsipstack::transaction::random_text(16);
+        let request = RequestToSign { method: "NOTIFY", uri: target, body };
+        let value = authorization(challenge, &creds.username, &creds.password, request, &cnonce, nc);
+        if code == 407 {
+            Header::ProxyAuthorization(ProxyAuthorization::new(value))
+        } else {
+            Header::Authorization(Authorization::new(value))
         }
     }
 

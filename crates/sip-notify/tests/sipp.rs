@@ -39,7 +39,15 @@ impl Drop for Sipp {
 
 impl Sipp {
     fn start(name: &str, tcp: bool, vars: &[(&str, &str)]) -> Sipp {
-        let port = free_port();
+        Self::start_at(free_port(), name, tcp, vars)
+    }
+
+    /// A new phone on a port an earlier one used (the same address to the sender).
+    fn start_on(port: u16, name: &str, vars: &[(&str, &str)]) -> Sipp {
+        Self::start_at(port, name, false, vars)
+    }
+
+    fn start_at(port: u16, name: &str, tcp: bool, vars: &[(&str, &str)]) -> Sipp {
         let trace = tempfile::tempdir().expect("trace dir");
         // placeholders (@NAME@) are filled in a copy; -set covers sipp variables
         let mut text = std::fs::read_to_string(scenario(name)).expect("scenario");
@@ -303,4 +311,37 @@ async fn subscriptions_are_refused_as_rfc_6665_says() {
         let errors = std::fs::read_to_string(dir.path().join("errors.log")).unwrap_or_default();
         assert!(status.success(), "{what}: expected {code}\n{errors}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_nonce_is_reused_so_the_next_notify_is_not_challenged() {
+    let first_phone = Sipp::start("notify-uas-digest.xml", false, &[("password", "pw-613")]);
+    let port = first_phone.port;
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let creds = Credentials { username: "613".into(), password: "pw-613".into() };
+    let first =
+        sender.send(&first_phone.uri(), Transport::Udp, "lamplighter", &summary(1, 0, 0, port), Some(&creds)).await;
+    let (ok, log) = first_phone.finish();
+    assert_eq!(first.map(|d| (d.code, d.authenticated)), Ok((200, true)), "{log}");
+    assert!(ok, "{log}");
+    // the same phone (same address) now never challenges: only a pre-authorised NOTIFY passes
+    let second_phone = Sipp::start_on(port, "notify-uas-digest-required.xml", &[("password", "pw-613")]);
+    let second =
+        sender.send(&second_phone.uri(), Transport::Udp, "lamplighter", &summary(2, 0, 0, port), Some(&creds)).await;
+    let (ok, log) = second_phone.finish();
+    assert_eq!(second.map(|d| (d.code, d.authenticated)), Ok((200, true)), "{log}");
+    assert!(ok, "{log}");
+    assert!(log.contains("nc=00000002"), "the nonce is reused with nc 2:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_host_name_in_the_phone_uri_resolves() {
+    let sipp =
+        Sipp::start("notify-uas-ok.xml", false, &[("summary", r"Voice-Message: 4/0 \(0/0\)"), ("waiting", "yes")]);
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let uri = format!("sip:613@localhost:{}", sipp.port);
+    let delivered = sender.send(&uri, Transport::Udp, "lamplighter", &summary(4, 0, 0, sipp.port), None).await;
+    let (ok, log) = sipp.finish();
+    assert_eq!(delivered.map(|d| d.code), Ok(200), "{log}");
+    assert!(ok, "{log}");
 }
