@@ -48,6 +48,16 @@ async fn network(to: std::net::SocketAddr, delay: Duration) -> std::net::SocketA
     addr
 }
 
+/// Kills the softphone however the test ends, so a failure leaks no process.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("port")
 }
@@ -83,11 +93,12 @@ async fn baresip_subscribes_and_shows_the_lamp_on_and_off() {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
+        .map(KillOnDrop)
         .expect("baresip not found: run ./dev.sh setup");
     let output = Arc::new(Mutex::new(String::new()));
     for stream in [
-        baresip.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        baresip.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        baresip.0.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        baresip.0.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -131,6 +142,5 @@ async fn baresip_subscribes_and_shows_the_lamp_on_and_off() {
         seen.iter().filter(|e| matches!(e, SubscriptionEvent::Notified { code: Some(200..=299), .. })).count() >= 2,
         "{seen:?}"
     );
-    let _ = baresip.kill();
-    let _ = baresip.wait();
+    drop(baresip);
 }
