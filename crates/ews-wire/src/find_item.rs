@@ -1,0 +1,317 @@
+//! FindItem: list the items of a folder, a page at a time.
+//! See <https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/finditem-operation>.
+//!
+//! [`FindItemRequest`] asks for exactly what Lamplighter needs of voicemail
+//! and missed-call items: item class, read flag, importance, received time,
+//! subject, sender, and the MS-OXOUM properties 0x6801 (duration), 0x6802
+//! (caller number), 0x6803 (caller name), 0x6805 (attachment order) and
+//! 0x6806 (call id). [`parse_find_item`] reads the response into typed
+//! [`Item`]s; properties a server omits stay `None`, unknown elements are
+//! skipped.
+
+use crate::EwsError;
+use crate::response::{ResponseClass, ResponseCode, ResponseMessage, read_fault, read_message_xml};
+use crate::xml::{Node, Ns, Reader, attr};
+
+/// A FindItem request for one page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FindItemRequest {
+    /// A distinguished folder id: `voicemail` or `inbox`.
+    pub folder: &'static str,
+    /// Items to skip.
+    pub offset: u32,
+    /// Page size (1–1000).
+    pub max_entries: u32,
+    /// `RequestServerVersion`.
+    pub server_version: &'static str,
+}
+
+impl FindItemRequest {
+    /// The first page of `folder` with the given page size.
+    pub fn first_page(folder: &'static str, max_entries: u32) -> Self {
+        FindItemRequest {
+            folder,
+            offset: 0,
+            max_entries: max_entries.clamp(1, 1000),
+            server_version: "Exchange2013_SP1",
+        }
+    }
+
+    /// The SOAP envelope.
+    pub fn to_xml(&self) -> String {
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
+<soap:Header><t:RequestServerVersion Version="{version}"/></soap:Header>
+<soap:Body><m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:HasAttachments"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6802" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6805" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6806" PropertyType="String"/></t:AdditionalProperties></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned="{max}" Offset="{offset}" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="{folder}"/></m:ParentFolderIds></m:FindItem></soap:Body>
+</soap:Envelope>
+"#,
+            version = self.server_version,
+            max = self.max_entries,
+            offset = self.offset,
+            folder = self.folder,
+        )
+    }
+
+    /// The request for the page after `page`, or `None` when `page` was the last.
+    pub fn next(&self, page: &FindItemPage) -> Option<FindItemRequest> {
+        if page.includes_last_item_in_range {
+            return None;
+        }
+        let offset = page.indexed_paging_offset.unwrap_or(self.offset + page.items.len() as u32);
+        (offset > self.offset).then(|| FindItemRequest { offset, ..self.clone() })
+    }
+}
+
+/// An item's id and change key.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ItemId {
+    /// `Id`.
+    pub id: String,
+    /// `ChangeKey` (needed to update the item).
+    pub change_key: String,
+}
+
+/// A sender.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mailbox {
+    /// Display name.
+    pub name: Option<String>,
+    /// E-mail address (or a phone number for UM senders).
+    pub email: Option<String>,
+}
+
+/// The MS-OXOUM properties of a voicemail or missed-call item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UmProperties {
+    /// 0x6801 PidTagVoiceMessageDuration, seconds.
+    pub duration_secs: Option<u32>,
+    /// 0x6802 PidTagSenderTelephoneNumber.
+    pub caller_number: Option<String>,
+    /// 0x6803 PidTagVoiceMessageSenderName.
+    pub caller_name: Option<String>,
+    /// 0x6805 PidTagVoiceMessageAttachmentOrder (`;`-separated, newest first).
+    pub attachment_order: Option<String>,
+    /// 0x6806 PidTagCallId.
+    pub call_id: Option<String>,
+}
+
+/// One item of a FindItem page.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Item {
+    /// The element it came in (`Message`, `Item`, …).
+    pub element: String,
+    /// Id and change key.
+    pub id: ItemId,
+    /// `ItemClass`.
+    pub item_class: Option<String>,
+    /// `Subject`.
+    pub subject: Option<String>,
+    /// `DateTimeReceived` as written (ISO 8601).
+    pub date_time_received: Option<String>,
+    /// `Importance` (`Low`, `Normal`, `High`).
+    pub importance: Option<String>,
+    /// `HasAttachments`.
+    pub has_attachments: Option<bool>,
+    /// `IsRead`.
+    pub is_read: Option<bool>,
+    /// `From`.
+    pub from: Option<Mailbox>,
+    /// The UM properties.
+    pub um: UmProperties,
+}
+
+/// One page of results.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FindItemPage {
+    /// The items.
+    pub items: Vec<Item>,
+    /// `IndexedPagingOffset`: where the next page starts.
+    pub indexed_paging_offset: Option<u32>,
+    /// `TotalItemsInView`.
+    pub total_items_in_view: Option<u32>,
+    /// `IncludesLastItemInRange`.
+    pub includes_last_item_in_range: bool,
+}
+
+fn bool_text(s: &str) -> Option<bool> {
+    match s.trim() {
+        "true" | "1" => Some(true),
+        "false" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses a FindItem response. A SOAP fault is [`EwsError::Fault`]; per-message
+/// errors are data in each [`ResponseMessage`].
+pub fn parse_find_item(bytes: &[u8]) -> Result<Vec<ResponseMessage<FindItemPage>>, EwsError> {
+    let mut r = Reader::new(bytes)?;
+    let mut messages = Vec::new();
+    let mut saw_envelope = false;
+    loop {
+        match r.next()? {
+            Node::Start { ns, tag } => match (ns, tag.local_name().as_ref()) {
+                (Ns::Soap, b"Envelope") => saw_envelope = true,
+                (Ns::Soap, b"Header") => r.skip()?,
+                (Ns::Soap, b"Body") | (Ns::M, b"FindItemResponse") | (Ns::M, b"ResponseMessages") => {}
+                (Ns::Soap, b"Fault") => return Err(EwsError::Fault(Box::new(read_fault(&mut r)?))),
+                (Ns::M, b"FindItemResponseMessage") => {
+                    let class = match attr(&tag, b"ResponseClass").as_deref() {
+                        Some("Success") => ResponseClass::Success,
+                        Some("Warning") => ResponseClass::Warning,
+                        Some("Error") => ResponseClass::Error,
+                        other => return Err(EwsError::Malformed(format!("ResponseClass {other:?}"))),
+                    };
+                    messages.push(read_message(&mut r, class)?);
+                }
+                _ => r.skip()?,
+            },
+            Node::End | Node::Text(_) => {}
+            Node::Eof => break,
+        }
+    }
+    if !saw_envelope {
+        return Err(EwsError::Malformed("no SOAP Envelope".into()));
+    }
+    Ok(messages)
+}
+
+fn read_message(r: &mut Reader<'_>, class: ResponseClass) -> Result<ResponseMessage<FindItemPage>, EwsError> {
+    let mut msg =
+        ResponseMessage { class, code: ResponseCode::Other(String::new()), message: None, back_off: None, body: None };
+    let mut saw_code = false;
+    loop {
+        match r.next()? {
+            Node::Start { ns, tag } => match (ns, tag.local_name().as_ref()) {
+                (Ns::M, b"ResponseCode") => {
+                    msg.code = ResponseCode::parse(&r.text()?);
+                    saw_code = true;
+                }
+                (Ns::M, b"MessageText") => msg.message = Some(r.text()?.trim().to_string()),
+                (Ns::M, b"MessageXml") => msg.back_off = read_message_xml(r)?,
+                (Ns::M, b"RootFolder") => {
+                    let num = |n: &[u8]| attr(&tag, n).and_then(|v| v.trim().parse::<u32>().ok());
+                    let mut page = FindItemPage {
+                        items: Vec::new(),
+                        indexed_paging_offset: num(b"IndexedPagingOffset"),
+                        total_items_in_view: num(b"TotalItemsInView"),
+                        includes_last_item_in_range: attr(&tag, b"IncludesLastItemInRange")
+                            .as_deref()
+                            .and_then(bool_text)
+                            .unwrap_or(true),
+                    };
+                    read_root_folder(r, &mut page)?;
+                    msg.body = Some(page);
+                }
+                _ => r.skip()?,
+            },
+            Node::End => break,
+            Node::Text(_) => {}
+            Node::Eof => return Err(EwsError::Malformed("document ends inside FindItemResponseMessage".into())),
+        }
+    }
+    if !saw_code {
+        return Err(EwsError::Malformed("FindItemResponseMessage without ResponseCode".into()));
+    }
+    Ok(msg)
+}
+
+fn read_root_folder(r: &mut Reader<'_>, page: &mut FindItemPage) -> Result<(), EwsError> {
+    loop {
+        match r.next()? {
+            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Items" => loop {
+                match r.next()? {
+                    Node::Start { ns: Ns::T, tag } => {
+                        let item = read_item(r, String::from_utf8_lossy(tag.local_name().as_ref()).into_owned())?;
+                        page.items.push(item);
+                    }
+                    Node::Start { .. } => r.skip()?,
+                    Node::End => break,
+                    Node::Text(_) => {}
+                    Node::Eof => return Err(EwsError::Malformed("document ends inside Items".into())),
+                }
+            },
+            Node::Start { .. } => r.skip()?,
+            Node::End => return Ok(()),
+            Node::Text(_) => {}
+            Node::Eof => return Err(EwsError::Malformed("document ends inside RootFolder".into())),
+        }
+    }
+}
+
+fn read_item(r: &mut Reader<'_>, element: String) -> Result<Item, EwsError> {
+    let mut item = Item { element, ..Item::default() };
+    loop {
+        match r.next()? {
+            Node::Start { ns: Ns::T, tag } => match tag.local_name().as_ref() {
+                b"ItemId" => {
+                    item.id = ItemId {
+                        id: attr(&tag, b"Id").unwrap_or_default(),
+                        change_key: attr(&tag, b"ChangeKey").unwrap_or_default(),
+                    };
+                    r.skip()?;
+                }
+                b"ItemClass" => item.item_class = Some(r.text()?.trim().to_string()),
+                b"Subject" => item.subject = Some(r.text()?),
+                b"DateTimeReceived" => item.date_time_received = Some(r.text()?.trim().to_string()),
+                b"Importance" => item.importance = Some(r.text()?.trim().to_string()),
+                b"HasAttachments" => item.has_attachments = bool_text(&r.text()?),
+                b"IsRead" => item.is_read = bool_text(&r.text()?),
+                b"From" => item.from = Some(read_from(r)?),
+                b"ExtendedProperty" => read_extended(r, &mut item.um)?,
+                _ => r.skip()?,
+            },
+            Node::Start { .. } => r.skip()?,
+            Node::End => return Ok(item),
+            Node::Text(_) => {}
+            Node::Eof => return Err(EwsError::Malformed("document ends inside an item".into())),
+        }
+    }
+}
+
+fn read_from(r: &mut Reader<'_>) -> Result<Mailbox, EwsError> {
+    let mut mailbox = Mailbox::default();
+    let mut depth = 0usize;
+    loop {
+        match r.next()? {
+            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Name" => mailbox.name = Some(r.text()?),
+            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"EmailAddress" => {
+                mailbox.email = Some(r.text()?.trim().to_string())
+            }
+            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Mailbox" => depth += 1,
+            Node::Start { .. } => r.skip()?,
+            Node::End if depth == 0 => return Ok(mailbox),
+            Node::End => depth -= 1,
+            Node::Text(_) => {}
+            Node::Eof => return Err(EwsError::Malformed("document ends inside From".into())),
+        }
+    }
+}
+
+fn read_extended(r: &mut Reader<'_>, um: &mut UmProperties) -> Result<(), EwsError> {
+    let mut tag_value: Option<String> = None;
+    let mut value: Option<String> = None;
+    loop {
+        match r.next()? {
+            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"ExtendedFieldURI" => {
+                tag_value = attr(&tag, b"PropertyTag").map(|t| t.to_ascii_lowercase());
+                r.skip()?;
+            }
+            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Value" => value = Some(r.text()?),
+            Node::Start { .. } => r.skip()?,
+            Node::End => break,
+            Node::Text(_) => {}
+            Node::Eof => return Err(EwsError::Malformed("document ends inside ExtendedProperty".into())),
+        }
+    }
+    let Some(value) = value else { return Ok(()) };
+    match tag_value.as_deref() {
+        Some("0x6801") => um.duration_secs = value.trim().parse().ok(),
+        Some("0x6802") => um.caller_number = Some(value.trim().to_string()),
+        Some("0x6803") => um.caller_name = Some(value),
+        Some("0x6805") => um.attachment_order = Some(value),
+        Some("0x6806") => um.call_id = Some(value.trim().to_string()),
+        _ => {}
+    }
+    Ok(())
+}

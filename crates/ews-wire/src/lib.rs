@@ -1,0 +1,44 @@
+//! EWS on the wire, sans-IO: requests are built as bytes and responses are
+//! parsed from bytes; no HTTP, no clock (the HTTP layer comes in
+//! `ews-client`).
+//!
+//! - [`xml`]: namespace-aware reading on quick-xml. Elements are matched by
+//!   namespace URI and local name, never by prefix: servers write `s:`,
+//!   `soap:`, default namespaces, and unprefixed envelopes in streaming frames.
+//!   Unknown elements are skipped. No DTD, no entity expansion beyond XML's five.
+//! - [`response`]: `ResponseClass`, [`ResponseCode`], SOAP faults with their
+//!   `BackOffMilliseconds` (ErrorServerBusy).
+//! - [`find_item`]: the FindItem request for voicemail and missed-call items
+//!   (with the MS-OXOUM properties) and its response, page by page.
+//!
+//! Every response is bounded by [`MAX_RESPONSE_BYTES`] so a hostile server
+//! cannot make us parse without end.
+
+pub mod find_item;
+pub mod response;
+pub mod xml;
+
+pub use find_item::{FindItemPage, FindItemRequest, Item, ItemId, Mailbox, UmProperties, parse_find_item};
+pub use response::{ResponseClass, ResponseCode, ResponseMessage, SoapFault};
+
+/// The largest response body we parse (64 MiB; a 1,000-item page is ~1.2 MB).
+pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
+
+/// What went wrong with a response.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EwsError {
+    /// Not well-formed XML, or not the structure the operation answers with.
+    #[error("malformed EWS response: {0}")]
+    Malformed(String),
+    /// The server answered with a SOAP fault.
+    #[error("SOAP fault from the server: {}", .0.message)]
+    Fault(Box<SoapFault>),
+    /// The response is larger than we accept.
+    #[error("EWS response of {size} bytes exceeds the limit of {limit}")]
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+}

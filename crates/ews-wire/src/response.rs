@@ -1,0 +1,144 @@
+//! What every EWS response carries: the response class and code of each
+//! response message, and SOAP faults (HTTP 500) with their throttling
+//! back-off.
+
+use crate::EwsError;
+use crate::xml::{Node, Ns, Reader, attr};
+use std::time::Duration;
+
+/// `ResponseClass` of a response message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseClass {
+    /// It worked.
+    Success,
+    /// It worked, with a warning.
+    Warning,
+    /// It failed; see the code.
+    Error,
+}
+
+/// EWS response codes Lamplighter reacts to; every other code is kept as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseCode {
+    /// `NoError`.
+    NoError,
+    /// `ErrorServerBusy`: throttled; wait `BackOffMilliseconds`.
+    ServerBusy,
+    /// `ErrorSubscriptionNotFound`: subscribe again and resync.
+    SubscriptionNotFound,
+    /// `ErrorExpiredSubscription`.
+    ExpiredSubscription,
+    /// `ErrorInvalidSubscription`.
+    InvalidSubscription,
+    /// `ErrorInvalidSyncStateData`: start the sync over.
+    InvalidSyncStateData,
+    /// `ErrorMissedNotificationEvents`: resync.
+    MissedNotificationEvents,
+    /// `ErrorItemNotFound`.
+    ItemNotFound,
+    /// `ErrorIrresolvableConflict`: the ChangeKey is stale.
+    IrresolvableConflict,
+    /// `ErrorSchemaValidation`: our request is invalid (a bug on our side).
+    SchemaValidation,
+    /// `ErrorAccessDenied`.
+    AccessDenied,
+    /// `ErrorTimeoutExpired`.
+    TimeoutExpired,
+    /// `ErrorInternalServerError`.
+    InternalServerError,
+    /// Any other code, kept.
+    Other(String),
+}
+
+impl ResponseCode {
+    /// From the text of a `ResponseCode` element.
+    pub fn parse(s: &str) -> ResponseCode {
+        match s.trim() {
+            "NoError" => ResponseCode::NoError,
+            "ErrorServerBusy" => ResponseCode::ServerBusy,
+            "ErrorSubscriptionNotFound" => ResponseCode::SubscriptionNotFound,
+            "ErrorExpiredSubscription" => ResponseCode::ExpiredSubscription,
+            "ErrorInvalidSubscription" => ResponseCode::InvalidSubscription,
+            "ErrorInvalidSyncStateData" => ResponseCode::InvalidSyncStateData,
+            "ErrorMissedNotificationEvents" => ResponseCode::MissedNotificationEvents,
+            "ErrorItemNotFound" => ResponseCode::ItemNotFound,
+            "ErrorIrresolvableConflict" => ResponseCode::IrresolvableConflict,
+            "ErrorSchemaValidation" => ResponseCode::SchemaValidation,
+            "ErrorAccessDenied" => ResponseCode::AccessDenied,
+            "ErrorTimeoutExpired" => ResponseCode::TimeoutExpired,
+            "ErrorInternalServerError" => ResponseCode::InternalServerError,
+            other => ResponseCode::Other(other.to_string()),
+        }
+    }
+}
+
+/// One response message: class, code, and the operation's payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseMessage<T> {
+    /// `ResponseClass`.
+    pub class: ResponseClass,
+    /// `ResponseCode`.
+    pub code: ResponseCode,
+    /// `MessageText`, if any.
+    pub message: Option<String>,
+    /// `MessageXml/Value[@Name=BackOffMilliseconds]`, if any.
+    pub back_off: Option<Duration>,
+    /// The payload (absent on errors).
+    pub body: Option<T>,
+}
+
+/// A SOAP fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoapFault {
+    /// `faultcode`, e.g. `a:ErrorServerBusy`.
+    pub code: String,
+    /// `faultstring`.
+    pub message: String,
+    /// The EWS response code in `detail`, if any.
+    pub response_code: Option<ResponseCode>,
+    /// The throttling back-off in `detail/MessageXml`, if any.
+    pub back_off: Option<Duration>,
+}
+
+/// Reads `MessageXml`'s `Value Name="BackOffMilliseconds"` (the element was just opened).
+pub(crate) fn read_message_xml(r: &mut Reader<'_>) -> Result<Option<Duration>, EwsError> {
+    let mut back_off = None;
+    let mut depth = 0usize;
+    loop {
+        match r.next()? {
+            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Value" => {
+                let name = attr(&tag, b"Name");
+                let text = r.text()?;
+                if name.as_deref() == Some("BackOffMilliseconds") {
+                    back_off = text.trim().parse::<u64>().ok().map(Duration::from_millis);
+                }
+            }
+            Node::Start { .. } => depth += 1,
+            Node::End if depth == 0 => return Ok(back_off),
+            Node::End => depth -= 1,
+            Node::Text(_) => {}
+            Node::Eof => return Err(EwsError::Malformed("document ends inside MessageXml".into())),
+        }
+    }
+}
+
+/// Reads a `Fault` (the element was just opened).
+pub(crate) fn read_fault(r: &mut Reader<'_>) -> Result<SoapFault, EwsError> {
+    let mut fault = SoapFault { code: String::new(), message: String::new(), response_code: None, back_off: None };
+    let mut depth = 0usize;
+    loop {
+        match r.next()? {
+            Node::Start { ns, tag } => match (ns, tag.local_name().as_ref()) {
+                (Ns::None, b"faultcode") | (Ns::Soap, b"faultcode") => fault.code = r.text()?.trim().to_string(),
+                (Ns::None, b"faultstring") | (Ns::Soap, b"faultstring") => fault.message = r.text()?.trim().to_string(),
+                (Ns::E, b"ResponseCode") => fault.response_code = Some(ResponseCode::parse(&r.text()?)),
+                (Ns::T, b"MessageXml") => fault.back_off = read_message_xml(r)?,
+                _ => depth += 1,
+            },
+            Node::End if depth == 0 => return Ok(fault),
+            Node::End => depth -= 1,
+            Node::Text(_) => {}
+            Node::Eof => return Err(EwsError::Malformed("document ends inside Fault".into())),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Namespace-aware XML reading for EWS, on quick-xml's `NsReader`.
+//!
+//! [`Reader`] yields [`Node`]s that carry the resolved namespace URI and the
+//! local name of each element, so code matches `(NS_T, b"ItemClass")` and
+//! never a prefix. Text is collected with XML's five predefined entities and
+//! character references resolved; anything else (DTDs, custom entities) is
+//! refused.
+
+use crate::EwsError;
+use quick_xml::events::{BytesStart, Event};
+use quick_xml::name::ResolveResult;
+use quick_xml::reader::NsReader;
+
+/// SOAP 1.1 envelope namespace.
+pub const NS_SOAP: &[u8] = b"http://schemas.xmlsoap.org/soap/envelope/";
+/// EWS messages namespace (`m:`).
+pub const NS_M: &[u8] = b"http://schemas.microsoft.com/exchange/services/2006/messages";
+/// EWS types namespace (`t:`).
+pub const NS_T: &[u8] = b"http://schemas.microsoft.com/exchange/services/2006/types";
+/// EWS errors namespace (`e:`, in SOAP fault details).
+pub const NS_E: &[u8] = b"http://schemas.microsoft.com/exchange/services/2006/errors";
+
+/// The namespaces EWS uses, recognised once per element so matching
+/// costs no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ns {
+    /// No namespace.
+    None,
+    /// SOAP 1.1 envelope.
+    Soap,
+    /// EWS messages (`m:`).
+    M,
+    /// EWS types (`t:`).
+    T,
+    /// EWS errors (`e:`).
+    E,
+    /// Any other namespace.
+    Other,
+}
+
+fn classify(ns: &[u8]) -> Ns {
+    match ns {
+        NS_SOAP => Ns::Soap,
+        NS_M => Ns::M,
+        NS_T => Ns::T,
+        NS_E => Ns::E,
+        _ => Ns::Other,
+    }
+}
+
+/// One event of interest.
+#[derive(Debug)]
+pub enum Node<'a> {
+    /// An element opens (an empty element is followed by its `End`).
+    Start {
+        /// Its namespace.
+        ns: Ns,
+        /// The raw start tag: its local name and attributes.
+        tag: BytesStart<'a>,
+    },
+    /// An element closes.
+    End,
+    /// Text (entities resolved), borrowed from the input where possible.
+    Text(std::borrow::Cow<'a, str>),
+    /// End of input.
+    Eof,
+}
+
+/// A namespace-resolving reader over a byte slice.
+pub struct Reader<'a> {
+    inner: NsReader<&'a [u8]>,
+    pending_end: bool,
+}
+
+fn malformed(e: impl std::fmt::Display) -> EwsError {
+    EwsError::Malformed(e.to_string())
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over `bytes`, refusing more than [`crate::MAX_RESPONSE_BYTES`].
+    pub fn new(bytes: &'a [u8]) -> Result<Self, EwsError> {
+        if bytes.len() > crate::MAX_RESPONSE_BYTES {
+            return Err(EwsError::TooLarge { size: bytes.len(), limit: crate::MAX_RESPONSE_BYTES });
+        }
+        let mut inner = NsReader::from_reader(bytes);
+        inner.config_mut().trim_text(false);
+        Ok(Reader { inner, pending_end: false })
+    }
+
+    /// The next node.
+    pub fn next(&mut self) -> Result<Node<'a>, EwsError> {
+        if self.pending_end {
+            self.pending_end = false;
+            return Ok(Node::End);
+        }
+        loop {
+            let (res, event) = self.inner.read_resolved_event().map_err(malformed)?;
+            let ns = match res {
+                ResolveResult::Bound(ns) => classify(ns.as_ref()),
+                ResolveResult::Unbound => Ns::None,
+                ResolveResult::Unknown(p) => {
+                    return Err(EwsError::Malformed(format!(
+                        "undeclared namespace prefix {}",
+                        String::from_utf8_lossy(&p)
+                    )));
+                }
+            };
+            return Ok(match event {
+                Event::Start(tag) => Node::Start { ns, tag },
+                Event::Empty(tag) => {
+                    self.pending_end = true;
+                    Node::Start { ns, tag }
+                }
+                Event::End(_) => Node::End,
+                Event::Text(t) => Node::Text(match t.into_inner() {
+                    std::borrow::Cow::Borrowed(b) => {
+                        std::borrow::Cow::Borrowed(std::str::from_utf8(b).map_err(malformed)?)
+                    }
+                    std::borrow::Cow::Owned(v) => std::borrow::Cow::Owned(String::from_utf8(v).map_err(malformed)?),
+                }),
+                Event::CData(t) => Node::Text(std::borrow::Cow::Owned(String::from_utf8_lossy(&t).into_owned())),
+                Event::GeneralRef(r) => Node::Text(std::borrow::Cow::Owned(resolve_entity(&r)?)),
+                Event::DocType(_) => return Err(EwsError::Malformed("DTDs are not accepted".into())),
+                Event::Eof => Node::Eof,
+                Event::Decl(_) | Event::PI(_) | Event::Comment(_) => continue,
+            });
+        }
+    }
+
+    /// The text content of the element just opened (its children's text
+    /// concatenated), consuming up to its end.
+    pub fn text(&mut self) -> Result<String, EwsError> {
+        let mut depth = 0usize;
+        let mut out = String::new();
+        loop {
+            match self.next()? {
+                Node::Text(t) if out.is_empty() => out = t.into_owned(),
+                Node::Text(t) => out.push_str(&t),
+                Node::Start { .. } => depth += 1,
+                Node::End if depth == 0 => return Ok(out),
+                Node::End => depth -= 1,
+                Node::Eof => return Err(EwsError::Malformed("document ends inside an element".into())),
+            }
+        }
+    }
+
+    /// Skips the rest of the element just opened.
+    pub fn skip(&mut self) -> Result<(), EwsError> {
+        let mut depth = 0usize;
+        loop {
+            match self.next()? {
+                Node::Start { .. } => depth += 1,
+                Node::End if depth == 0 => return Ok(()),
+                Node::End => depth -= 1,
+                Node::Text(_) => {}
+                Node::Eof => return Err(EwsError::Malformed("document ends inside an element".into())),
+            }
+        }
+    }
+}
+
+fn resolve_entity(r: &[u8]) -> Result<String, EwsError> {
+    Ok(match r {
+        b"amp" => "&".into(),
+        b"lt" => "<".into(),
+        b"gt" => ">".into(),
+        b"quot" => "\"".into(),
+        b"apos" => "'".into(),
+        [b'#', b'x', hex @ ..] | [b'#', b'X', hex @ ..] => {
+            char_ref(std::str::from_utf8(hex).ok().and_then(|h| u32::from_str_radix(h, 16).ok()), r)?
+        }
+        [b'#', dec @ ..] => char_ref(std::str::from_utf8(dec).ok().and_then(|d| d.parse().ok()), r)?,
+        other => return Err(EwsError::Malformed(format!("unknown entity &{};", String::from_utf8_lossy(other)))),
+    })
+}
+
+fn char_ref(code: Option<u32>, raw: &[u8]) -> Result<String, EwsError> {
+    code.and_then(char::from_u32)
+        .map(String::from)
+        .ok_or_else(|| EwsError::Malformed(format!("bad character reference &{};", String::from_utf8_lossy(raw))))
+}
+
+/// An attribute's unescaped value, by local name.
+pub fn attr(tag: &BytesStart<'_>, name: &[u8]) -> Option<String> {
+    tag.attributes().flatten().find(|a| a.key.local_name().as_ref() == name).map(|a| {
+        a.unescape_value().map(|v| v.into_owned()).unwrap_or_else(|_| String::from_utf8_lossy(&a.value).into_owned())
+    })
+}
