@@ -196,9 +196,9 @@ impl CallRecord {
         use quick_xml::events::Event;
         let mut reader = quick_xml::Reader::from_str(xml);
         let config = reader.config_mut();
-        config.trim_text(true);
         config.expand_empty_elements = true;
         let mut path: Vec<String> = Vec::new();
+        let mut text = String::new();
         let (mut time, mut event_type, mut call_id, mut from, mut user) = (None, None, None, None, None);
         let bad = |e: quick_xml::Error| ParseError::Syntax { what: "UserNotification", detail: e.to_string() };
         loop {
@@ -213,23 +213,46 @@ impl CallRecord {
                         }
                     }
                     path.push(name);
+                    text.clear();
                 }
                 Event::End(_) => {
-                    path.pop();
-                }
-                Event::Text(t) => {
-                    let text = t
-                        .decode()
-                        .map_err(|e| ParseError::Syntax { what: "UserNotification", detail: e.to_string() })?
-                        .into_owned();
-                    let text = quick_xml::escape::unescape(&text).map(|c| c.into_owned()).unwrap_or(text);
-                    match path.last().map(String::as_str) {
-                        Some("Time") => time = Some(text),
-                        Some("CallId") => call_id = Some(text),
-                        Some("From") => from = Some(text),
-                        Some("User") => user = Some(text),
+                    let value = std::mem::take(&mut text).trim().to_string();
+                    match path.pop().as_deref() {
+                        Some("Time") => time = Some(value),
+                        Some("CallId") => call_id = Some(value),
+                        Some("From") => from = Some(value),
+                        Some("User") => user = Some(value),
                         _ => {}
                     }
+                }
+                Event::Text(t) => {
+                    text.push_str(
+                        &t.decode()
+                            .map_err(|e| ParseError::Syntax { what: "UserNotification", detail: e.to_string() })?,
+                    );
+                }
+                // quick-xml reports entity references apart from the text around them
+                Event::GeneralRef(r) => match r.as_ref() {
+                    b"amp" => text.push('&'),
+                    b"lt" => text.push('<'),
+                    b"gt" => text.push('>'),
+                    b"quot" => text.push('"'),
+                    b"apos" => text.push('\''),
+                    other => {
+                        let code = std::str::from_utf8(other).ok().and_then(|s| {
+                            s.strip_prefix("#x")
+                                .map(|h| u32::from_str_radix(h, 16).ok())
+                                .unwrap_or_else(|| s.strip_prefix('#').and_then(|d| d.parse().ok()))
+                        });
+                        let c = code.and_then(char::from_u32).ok_or_else(|| ParseError::Syntax {
+                            what: "UserNotification",
+                            detail: format!("unknown entity &{};", String::from_utf8_lossy(other)),
+                        })?;
+                        text.push(c);
+                    }
+                },
+                Event::DocType(_) => {
+                    return Err(ParseError::Syntax { what: "UserNotification", detail: "DTDs are not accepted".into() });
                 }
                 Event::Eof => break,
                 _ => {}
