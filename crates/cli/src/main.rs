@@ -57,9 +57,12 @@ enum MwiCommand {
         /// Old urgent voicemails (a subset of --old).
         #[arg(long, default_value_t = 0)]
         urgent_old: u32,
-        /// udp or tcp.
+        /// udp, tcp or tls.
         #[arg(long, default_value = "udp")]
         transport: String,
+        /// For tls: the CA certificate(s), PEM, that the phone's certificate must chain to.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<std::path::PathBuf>,
         /// Message-Account URI (default: the phone's URI).
         #[arg(long)]
         account: Option<String>,
@@ -76,15 +79,34 @@ enum MwiCommand {
 }
 
 fn mwi(command: MwiCommand) -> anyhow::Result<std::process::ExitCode> {
-    let MwiCommand::Send { uri, new, old, urgent_new, urgent_old, transport, account, user, password_env, bind } =
-        command;
+    let MwiCommand::Send {
+        uri,
+        new,
+        old,
+        urgent_new,
+        urgent_old,
+        transport,
+        ca_file,
+        account,
+        user,
+        password_env,
+        bind,
+    } = command;
     if urgent_new > new || urgent_old > old {
         anyhow::bail!("urgent counts are part of the new/old counts: --urgent-new ≤ --new and --urgent-old ≤ --old");
     }
     let transport = match transport.to_ascii_lowercase().as_str() {
         "udp" => lamplighter_sip_notify::Transport::Udp,
         "tcp" => lamplighter_sip_notify::Transport::Tcp,
-        other => anyhow::bail!("unsupported transport {other:?} (udp or tcp)"),
+        "tls" => lamplighter_sip_notify::Transport::Tls,
+        other => anyhow::bail!("unsupported transport {other:?} (udp, tcp or tls)"),
+    };
+    let ca = match &ca_file {
+        Some(path) => Some(std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))?),
+        None if transport == lamplighter_sip_notify::Transport::Tls => {
+            anyhow::bail!("--transport tls needs --ca-file: the phone's certificate is always verified")
+        }
+        None => None,
     };
     let credentials = match (user, password_env) {
         (Some(username), Some(var)) => {
@@ -101,7 +123,7 @@ fn mwi(command: MwiCommand) -> anyhow::Result<std::process::ExitCode> {
     let summary = lamplighter_sip_mwi::summary::MessageSummary::voice(&account, counts);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
     let result = runtime.block_on(async {
-        let sender = lamplighter_sip_notify::NotifySender::bind(bind).await?;
+        let sender = lamplighter_sip_notify::NotifySender::bind_with_ca(bind, ca).await?;
         sender.send(&uri, transport, "lamplighter", &summary, credentials.as_ref()).await
     });
     match result {

@@ -252,7 +252,10 @@ impl CallRecord {
                     }
                 },
                 Event::DocType(_) => {
-                    return Err(ParseError::Syntax { what: "UserNotification", detail: "DTDs are not accepted".into() });
+                    return Err(ParseError::Syntax {
+                        what: "UserNotification",
+                        detail: "DTDs are not accepted".into(),
+                    });
                 }
                 Event::Eof => break,
                 _ => {}

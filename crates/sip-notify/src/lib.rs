@@ -105,6 +105,9 @@ pub enum Transport {
     Udp,
     /// TCP, connected on demand.
     Tcp,
+    /// TLS over TCP; the phone's certificate must chain to the CA given to
+    /// [`NotifySender::bind_with_ca`] (verification is always on).
+    Tls,
 }
 
 /// The phone's final 2xx.
@@ -142,12 +145,25 @@ fn transport_error(e: impl std::fmt::Display) -> NotifyError {
 impl NotifySender {
     /// Binds a UDP socket at `local` (port 0 picks one) and starts the endpoint.
     pub async fn bind(local: SocketAddr) -> Result<NotifySender, NotifyError> {
+        Self::bind_with_ca(local, None).await
+    }
+
+    /// Like [`bind`](Self::bind), trusting the PEM CA certificates in
+    /// `ca_pem` for TLS phones (phones usually carry PBX-issued or private
+    /// certificates; without a CA every TLS phone is refused).
+    pub async fn bind_with_ca(local: SocketAddr, ca_pem: Option<Vec<u8>>) -> Result<NotifySender, NotifyError> {
         let cancel = CancellationToken::new();
         let layer = TransportLayer::new(cancel.child_token());
         let udp =
             UdpConnection::create_connection(local, None, Some(cancel.child_token())).await.map_err(transport_error)?;
         let local = udp.get_addr().get_socketaddr().map_err(transport_error)?;
         layer.add_transport(udp.into());
+        if let Some(ca) = ca_pem {
+            // rustls needs a process-wide crypto provider; ring is the one in the tree.
+            // An error only means one is installed already.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            layer.set_tls_config(rsipstack::transport::tls::TlsConfig { ca_certs: Some(ca), ..Default::default() });
+        }
         let endpoint = Arc::new(
             EndpointBuilder::new()
                 .with_user_agent(concat!("Lamplighter/", env!("CARGO_PKG_VERSION")))
@@ -213,6 +229,8 @@ impl NotifySender {
             Transport::Udp => uri.to_string(),
             Transport::Tcp if uri.to_ascii_lowercase().contains("transport=tcp") => uri.to_string(),
             Transport::Tcp => format!("{uri};transport=tcp"),
+            Transport::Tls if uri.to_ascii_lowercase().contains("transport=tls") => uri.to_string(),
+            Transport::Tls => format!("{uri};transport=tls"),
         };
         let request_uri =
             Uri::try_from(target.as_str()).map_err(|e| NotifyError::InvalidTarget(format!("{uri}: {e}")))?;
@@ -312,6 +330,7 @@ impl NotifySender {
         let proto = match transport {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
         };
         let branch = format!("z9hG4bK{}", rsipstack::transaction::random_text(16));
         let to = target.split(';').next().unwrap_or(target);

@@ -144,3 +144,153 @@ async fn baresip_subscribes_and_shows_the_lamp_on_and_off() {
     );
     drop(baresip);
 }
+
+/// A private CA and a phone certificate signed by it (CA:FALSE, SAN
+/// 127.0.0.1), made with the openssl command line; returns (ca.pem, phone
+/// cert+key for baresip).
+fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl not found: run ./dev.sh setup");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=Lamplighter Test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "phone.key",
+        "-out",
+        "phone.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "phone.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "phone.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    let both =
+        [std::fs::read(dir.join("phone.pem")).expect("cert"), std::fs::read(dir.join("phone.key")).expect("key")]
+            .concat();
+    std::fs::write(dir.join("baresip.pem"), both).expect("pem");
+    (dir.join("ca.pem"), dir.join("baresip.pem"))
+}
+
+/// baresip listening for TLS (on its SIP port + 1) with `cert`; returns the TLS port.
+fn baresip_tls(dir: &std::path::Path, cert: &std::path::Path) -> (KillOnDrop, u16) {
+    let port = free_udp_port();
+    let conf = dir.join("conf");
+    std::fs::create_dir_all(&conf).expect("conf");
+    std::fs::write(
+        conf.join("config"),
+        format!("poll_method epoll\nsip_listen 127.0.0.1:{port}\nsip_certificate {}\nmodule_path /usr/lib/baresip/modules\nmodule_app account.so\n", cert.display()),
+    )
+    .expect("config");
+    std::fs::write(conf.join("accounts"), "<sip:613@127.0.0.1>;regint=0\n").expect("accounts");
+    let child = Command::new("baresip")
+        .arg("-f")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(KillOnDrop)
+        .expect("baresip");
+    let tls = port + 1;
+    let end = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", tls)).is_err() {
+        assert!(Instant::now() < end, "baresip did not listen for TLS on {tls}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, tls)
+}
+
+/// An unsolicited NOTIFY over TLS reaches a real TLS peer and its final
+/// answer comes back (baresip takes MWI only on its own subscription, so it
+/// answers 481): the request went out and the response was matched over TLS.
+#[tokio::test(flavor = "multi_thread")]
+async fn notify_over_tls_to_a_phone_with_a_certificate_from_our_ca() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (ca, cert) = certificates(dir.path());
+    let (_phone, tls) = baresip_tls(dir.path(), &cert);
+    let sender =
+        NotifySender::bind_with_ca("127.0.0.1:0".parse().expect("addr"), Some(std::fs::read(&ca).expect("ca")))
+            .await
+            .expect("bind");
+    let summary = lamplighter_sip_mwi::summary::MessageSummary::voice(
+        "sip:613@127.0.0.1",
+        Counts { new: 1, old: 0, urgent_new: 0, urgent_old: 0 },
+    );
+    let result = sender
+        .send(
+            &format!("sip:613@127.0.0.1:{tls}"),
+            lamplighter_sip_notify::Transport::Tls,
+            "lamplighter",
+            &summary,
+            None,
+        )
+        .await;
+    assert_eq!(result.map_err(|e| e.code()), Err(Some(481)), "baresip's own answer over TLS");
+}
+
+/// A phone whose certificate does not chain to the configured CA gets nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_phone_with_an_untrusted_certificate_is_not_sent_to() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (_, cert) = certificates(dir.path());
+    let other = tempfile::tempdir().expect("other");
+    let (other_ca, _) = certificates(other.path());
+    let (_phone, tls) = baresip_tls(dir.path(), &cert);
+    let sender =
+        NotifySender::bind_with_ca("127.0.0.1:0".parse().expect("addr"), Some(std::fs::read(&other_ca).expect("ca")))
+            .await
+            .expect("bind");
+    let summary = lamplighter_sip_mwi::summary::MessageSummary::voice("sip:613@127.0.0.1", Counts::default());
+    let result = sender
+        .send(
+            &format!("sip:613@127.0.0.1:{tls}"),
+            lamplighter_sip_notify::Transport::Tls,
+            "lamplighter",
+            &summary,
+            None,
+        )
+        .await;
+    assert!(result.is_err(), "{result:?}");
+}
