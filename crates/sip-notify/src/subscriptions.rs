@@ -83,7 +83,9 @@ fn uri_and_tag(value: &str) -> (String, Option<String>) {
     (uri, tag)
 }
 
-fn parse_subscribe(req: &Request) -> Option<Subscribe> {
+/// A SUBSCRIBE request as the notifier needs it; `None` when From, To,
+/// Contact or Call-ID is missing or the From tag is absent.
+pub fn parse_subscribe(req: &Request) -> Option<Subscribe> {
     let (from, from_tag) = uri_and_tag(&header_value(req, "From").or_else(|| header_value(req, "f"))?);
     let (to, to_tag) = uri_and_tag(&header_value(req, "To").or_else(|| header_value(req, "t"))?);
     let contact = uri_and_tag(&header_value(req, "Contact").or_else(|| header_value(req, "m"))?).0;
