@@ -345,3 +345,30 @@ async fn a_host_name_in_the_phone_uri_resolves() {
     assert_eq!(delivered.map(|d| d.code), Ok(200), "{log}");
     assert!(ok, "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_provisional_answer_is_followed_by_waiting_for_the_final_one() {
+    let sipp = Sipp::start("notify-uas-trying.xml", false, &[]);
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let delivered = sender.send(&sipp.uri(), Transport::Udp, "lamplighter", &summary(1, 0, 0, sipp.port), None).await;
+    let (ok, log) = sipp.finish();
+    assert_eq!(delivered.map(|d| d.code), Ok(200), "{log}");
+    assert!(ok, "{log}");
+    // RFC 3261 §17.1.2.2: Timer E still fires once at T1 (0.5 s), then every
+    // T2 (4 s) in Proceeding; without the 1xx a third send would follow at 1.5 s.
+    let sends = log.matches("NOTIFY sip:").count();
+    assert!((1..=2).contains(&sends), "{sends} transmissions within 2 s after the 100 Trying:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_proxy_challenge_is_answered_with_proxy_authorization() {
+    let sipp = Sipp::start("notify-uas-proxy-auth.xml", false, &[]);
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let creds = Credentials { username: "613".into(), password: "proxy-pw".into() };
+    let delivered =
+        sender.send(&sipp.uri(), Transport::Udp, "lamplighter", &summary(1, 0, 0, sipp.port), Some(&creds)).await;
+    let (ok, log) = sipp.finish();
+    assert_eq!(delivered.map(|d| (d.code, d.authenticated)), Ok((200, true)), "{log}");
+    assert!(ok, "{log}");
+    assert!(log.contains("Proxy-Authorization: Digest"), "{log}");
+}
