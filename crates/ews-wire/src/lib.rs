@@ -10,16 +10,20 @@
 //!   `BackOffMilliseconds` (ErrorServerBusy).
 //! - [`find_item`]: the FindItem request for voicemail and missed-call items
 //!   (with the MS-OXOUM properties) and its response, page by page.
+//! - [`streaming`]: GetStreamingEvents bodies split into envelopes as the
+//!   bytes arrive, and each envelope read into typed events.
 //!
 //! Every response is bounded by [`MAX_RESPONSE_BYTES`] so a hostile server
 //! cannot make us parse without end.
 
 pub mod find_item;
 pub mod response;
+pub mod streaming;
 pub mod xml;
 
 pub use find_item::{FindItemPage, FindItemRequest, Item, ItemId, Mailbox, UmProperties, parse_find_item};
 pub use response::{ResponseClass, ResponseCode, ResponseMessage, SoapFault};
+pub use streaming::{ConnectionStatus, Event, EventKind, FrameSplitter, StreamingBody, parse_streaming_frame};
 
 /// The largest response body we parse (64 MiB; a 1,000-item page is ~1.2 MB).
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;
