@@ -71,12 +71,7 @@ impl Algorithm {
     }
 
     fn hash(self, data: &str) -> String {
-        let bytes = match self {
-            Algorithm::Md5 | Algorithm::Md5Sess => Md5::digest(data.as_bytes()).to_vec(),
-            Algorithm::Sha256 | Algorithm::Sha256Sess => Sha256::digest(data.as_bytes()).to_vec(),
-            Algorithm::Sha512_256 | Algorithm::Sha512_256Sess => Sha512_256::digest(data.as_bytes()).to_vec(),
-        };
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
+        self.hash_bytes(data.as_bytes())
     }
 
     fn hash_bytes(self, data: &[u8]) -> String {
