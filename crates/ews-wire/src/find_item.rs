@@ -96,7 +96,20 @@ pub struct UmProperties {
     pub call_id: Option<String>,
 }
 
-/// One item of a FindItem page.
+/// An attachment's metadata (GetItem); the content comes with GetAttachment.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Attachment {
+    /// `AttachmentId`.
+    pub id: String,
+    /// `Name` (the voicemail's audio file name, matched against 0x6805).
+    pub name: Option<String>,
+    /// `ContentType` (`audio/wav`, `audio/mp3`, …).
+    pub content_type: Option<String>,
+    /// `Size` in bytes.
+    pub size: Option<u64>,
+}
+
+/// One item of a FindItem page or a GetItem response.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Item {
     /// The element it came in (`Message`, `Item`, …).
@@ -119,6 +132,11 @@ pub struct Item {
     pub from: Option<Mailbox>,
     /// The UM properties.
     pub um: UmProperties,
+    /// `InternetMessageHeaders` (GetItem): name and value, in order; where a
+    /// PBX copied the call's SIP headers (History-Info, Reason, Call-ID).
+    pub headers: Vec<(String, String)>,
+    /// `Attachments` metadata (GetItem).
+    pub attachments: Vec<Attachment>,
 }
 
 /// One page of results.
@@ -259,6 +277,31 @@ fn read_item(r: &mut Reader<'_>, element: String) -> Result<Item, EwsError> {
                 b"IsRead" => item.is_read = bool_text(&r.text()?),
                 b"From" => item.from = Some(read_from(r)?),
                 b"ExtendedProperty" => read_extended(r, &mut item.um)?,
+                b"InternetMessageHeaders" => loop {
+                    match r.next()? {
+                        Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"InternetMessageHeader" => {
+                            let name = attr(&tag, b"HeaderName").unwrap_or_default();
+                            item.headers.push((name, r.text()?));
+                        }
+                        Node::Start { .. } => r.skip()?,
+                        Node::End => break,
+                        Node::Text(_) => {}
+                        Node::Eof => {
+                            return Err(EwsError::Malformed("document ends inside InternetMessageHeaders".into()));
+                        }
+                    }
+                },
+                b"Attachments" => loop {
+                    match r.next()? {
+                        Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"FileAttachment" => {
+                            item.attachments.push(read_attachment(r)?)
+                        }
+                        Node::Start { .. } => r.skip()?,
+                        Node::End => break,
+                        Node::Text(_) => {}
+                        Node::Eof => return Err(EwsError::Malformed("document ends inside Attachments".into())),
+                    }
+                },
                 _ => r.skip()?,
             },
             Node::Start { .. } => r.skip()?,
@@ -314,4 +357,141 @@ fn read_extended(r: &mut Reader<'_>, um: &mut UmProperties) -> Result<(), EwsErr
         _ => {}
     }
     Ok(())
+}
+
+fn read_attachment(r: &mut Reader<'_>) -> Result<Attachment, EwsError> {
+    let mut a = Attachment::default();
+    loop {
+        match r.next()? {
+            Node::Start { ns: Ns::T, tag } => match tag.local_name().as_ref() {
+                b"AttachmentId" => {
+                    a.id = attr(&tag, b"Id").unwrap_or_default();
+                    r.skip()?;
+                }
+                b"Name" => a.name = Some(r.text()?),
+                b"ContentType" => a.content_type = Some(r.text()?.trim().to_string()),
+                b"Size" => a.size = r.text()?.trim().parse().ok(),
+                _ => r.skip()?,
+            },
+            Node::Start { .. } => r.skip()?,
+            Node::End => return Ok(a),
+            Node::Text(_) => {}
+            Node::Eof => return Err(EwsError::Malformed("document ends inside FileAttachment".into())),
+        }
+    }
+}
+
+/// A GetItem request for the properties Lamplighter reads of voicemail and
+/// missed-call items, including internet headers and attachment metadata.
+/// See <https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/getitem-operation-email-message>.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetItemRequest {
+    /// The items (1 or more).
+    pub ids: Vec<ItemId>,
+    /// `RequestServerVersion`.
+    pub server_version: &'static str,
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+impl GetItemRequest {
+    /// The SOAP envelope.
+    pub fn to_xml(&self) -> String {
+        let ids: String = self
+            .ids
+            .iter()
+            .map(|i| {
+                if i.change_key.is_empty() {
+                    format!(r#"<t:ItemId Id="{}"/>"#, xml_escape(&i.id))
+                } else {
+                    format!(r#"<t:ItemId Id="{}" ChangeKey="{}"/>"#, xml_escape(&i.id), xml_escape(&i.change_key))
+                }
+            })
+            .collect();
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
+<soap:Header><t:RequestServerVersion Version="{version}"/></soap:Header>
+<soap:Body><m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:InternetMessageHeaders"/><t:FieldURI FieldURI="item:Attachments"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6802" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6805" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6806" PropertyType="String"/></t:AdditionalProperties></m:ItemShape><m:ItemIds>{ids}</m:ItemIds></m:GetItem></soap:Body>
+</soap:Envelope>
+"#,
+            version = self.server_version,
+        )
+    }
+}
+
+/// Parses a GetItem response: one response message per requested item.
+pub fn parse_get_item(bytes: &[u8]) -> Result<Vec<ResponseMessage<Vec<Item>>>, EwsError> {
+    let mut r = Reader::new(bytes)?;
+    let mut messages = Vec::new();
+    let mut saw_envelope = false;
+    loop {
+        match r.next()? {
+            Node::Start { ns, tag } => match (ns, tag.local_name().as_ref()) {
+                (Ns::Soap, b"Envelope") => saw_envelope = true,
+                (Ns::Soap, b"Header") => r.skip()?,
+                (Ns::Soap, b"Body") | (Ns::M, b"GetItemResponse") | (Ns::M, b"ResponseMessages") => {}
+                (Ns::Soap, b"Fault") => return Err(EwsError::Fault(Box::new(read_fault(&mut r)?))),
+                (Ns::M, b"GetItemResponseMessage") => {
+                    let class = match attr(&tag, b"ResponseClass").as_deref() {
+                        Some("Success") => ResponseClass::Success,
+                        Some("Warning") => ResponseClass::Warning,
+                        Some("Error") => ResponseClass::Error,
+                        other => return Err(EwsError::Malformed(format!("ResponseClass {other:?}"))),
+                    };
+                    let mut msg = ResponseMessage {
+                        class,
+                        code: ResponseCode::Other(String::new()),
+                        message: None,
+                        back_off: None,
+                        body: None,
+                    };
+                    loop {
+                        match r.next()? {
+                            Node::Start { ns: Ns::M, tag } => match tag.local_name().as_ref() {
+                                b"ResponseCode" => msg.code = ResponseCode::parse(&r.text()?),
+                                b"MessageText" => msg.message = Some(r.text()?.trim().to_string()),
+                                b"MessageXml" => msg.back_off = read_message_xml(&mut r)?,
+                                b"Items" => {
+                                    let mut items = Vec::new();
+                                    loop {
+                                        match r.next()? {
+                                            Node::Start { ns: Ns::T, tag } => items.push(read_item(
+                                                &mut r,
+                                                String::from_utf8_lossy(tag.local_name().as_ref()).into_owned(),
+                                            )?),
+                                            Node::Start { .. } => r.skip()?,
+                                            Node::End => break,
+                                            Node::Text(_) => {}
+                                            Node::Eof => {
+                                                return Err(EwsError::Malformed("document ends inside Items".into()));
+                                            }
+                                        }
+                                    }
+                                    msg.body = Some(items);
+                                }
+                                _ => r.skip()?,
+                            },
+                            Node::Start { .. } => r.skip()?,
+                            Node::End => break,
+                            Node::Text(_) => {}
+                            Node::Eof => {
+                                return Err(EwsError::Malformed("document ends inside GetItemResponseMessage".into()));
+                            }
+                        }
+                    }
+                    messages.push(msg);
+                }
+                _ => r.skip()?,
+            },
+            Node::End | Node::Text(_) => {}
+            Node::Eof => break,
+        }
+    }
+    if !saw_envelope {
+        return Err(EwsError::Malformed("no SOAP Envelope".into()));
+    }
+    Ok(messages)
 }

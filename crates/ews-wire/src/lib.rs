@@ -21,7 +21,10 @@ pub mod response;
 pub mod streaming;
 pub mod xml;
 
-pub use find_item::{FindItemPage, FindItemRequest, Item, ItemId, Mailbox, UmProperties, parse_find_item};
+pub use find_item::{
+    Attachment, FindItemPage, FindItemRequest, GetItemRequest, Item, ItemId, Mailbox, UmProperties, parse_find_item,
+    parse_get_item,
+};
 pub use response::{ResponseClass, ResponseCode, ResponseMessage, SoapFault};
 pub use streaming::{ConnectionStatus, Event, EventKind, FrameSplitter, StreamingBody, parse_streaming_frame};
 

@@ -181,3 +181,64 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn getitem_voicemail_with_its_audio_attachment() {
+    let m = parse_get_item(&fixture("getitem-voicemail.xml")).expect("parse");
+    let items = m[0].body.as_ref().expect("items");
+    assert_eq!(items.len(), 1);
+    let vm = &items[0];
+    assert_eq!(vm.um.attachment_order.as_deref(), Some("audio.mp3"));
+    assert_eq!(
+        vm.attachments,
+        [Attachment {
+            id: "AAMkAGVmVoicemail001AttAAA=".into(),
+            name: Some("audio.mp3".into()),
+            content_type: Some("audio/mp3".into()),
+            size: Some(89_412)
+        }]
+    );
+}
+
+#[test]
+fn getitem_missed_call_carries_the_sip_headers_the_pbx_copied() {
+    let m = parse_get_item(&fixture("getitem-missedcall-headers.xml")).expect("parse");
+    let item = &m[0].body.as_ref().expect("items")[0];
+    assert_eq!(item.item_class.as_deref(), Some("IPM.Note.Microsoft.Missed.Voice"));
+    let header = |name: &str| item.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+    assert_eq!(header("Call-ID"), Some("team-call-0001@192.0.2.20"));
+    let hi = header("History-Info").expect("History-Info");
+    assert!(hi.starts_with("<sip:frank.carius2@netatwork.de>;index=1;ms-retarget-reason=team-call"), "{hi}");
+    assert!(hi.contains(r#"ms-target-phone="tel:+495251304613;ext=613""#), "entities decoded: {hi}");
+}
+
+/// The reconstructed fixture is schema-valid, and so is the GetItem request.
+#[test]
+fn getitem_fixture_and_request_validate_against_the_schema() {
+    let dir = std::env::temp_dir().join(format!("ews-wire-getitem-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    // the response body element, cut out of the envelope
+    let text = String::from_utf8(fixture("getitem-missedcall-headers.xml")).expect("utf8");
+    let start = text.find("<m:GetItemResponse").expect("start");
+    let end = text.find("</m:GetItemResponse>").expect("end") + "</m:GetItemResponse>".len();
+    let body = dir.join("body.xml");
+    std::fs::write(&body, &text[start..end]).expect("write");
+    let request = dir.join("getitem.xml");
+    let ids = vec![
+        ItemId { id: "AAMkAGVmMissedCall003AAA=".into(), change_key: "CQAAABYAAAAmc003".into() },
+        ItemId { id: "AAMk<&>".into(), change_key: String::new() },
+    ];
+    std::fs::write(&request, GetItemRequest { ids, server_version: "Exchange2013_SP1" }.to_xml()).expect("write");
+    let schemas = fixtures().join("ews-schema");
+    for (file, schema) in [(&body, "ews-validate.xsd"), (&request, "ews-envelope-validate.xsd")] {
+        let out = std::process::Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(schemas.join(schema))
+            .arg(file)
+            .output()
+            .expect("xmllint not found: run ./dev.sh setup");
+        assert!(out.status.success(), "{}: {}", file.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
