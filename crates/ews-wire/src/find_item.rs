@@ -10,7 +10,7 @@
 //! skipped.
 
 use crate::EwsError;
-use crate::response::{ResponseClass, ResponseCode, ResponseMessage, read_fault, read_message_xml};
+use crate::response::{ResponseMessage, parse_messages};
 use crate::xml::{Node, Ns, Reader, attr};
 
 /// A FindItem request for one page.
@@ -152,7 +152,7 @@ pub struct FindItemPage {
     pub includes_last_item_in_range: bool,
 }
 
-fn bool_text(s: &str) -> Option<bool> {
+pub(crate) fn bool_text(s: &str) -> Option<bool> {
     match s.trim() {
         "true" | "1" => Some(true),
         "false" | "0" => Some(false),
@@ -163,75 +163,18 @@ fn bool_text(s: &str) -> Option<bool> {
 /// Parses a FindItem response. A SOAP fault is [`EwsError::Fault`]; per-message
 /// errors are data in each [`ResponseMessage`].
 pub fn parse_find_item(bytes: &[u8]) -> Result<Vec<ResponseMessage<FindItemPage>>, EwsError> {
-    let mut r = Reader::new(bytes)?;
-    let mut messages = Vec::new();
-    let mut saw_envelope = false;
-    loop {
-        match r.next()? {
-            Node::Start { ns, tag } => match (ns, tag.local_name().as_ref()) {
-                (Ns::Soap, b"Envelope") => saw_envelope = true,
-                (Ns::Soap, b"Header") => r.skip()?,
-                (Ns::Soap, b"Body") | (Ns::M, b"FindItemResponse") | (Ns::M, b"ResponseMessages") => {}
-                (Ns::Soap, b"Fault") => return Err(EwsError::Fault(Box::new(read_fault(&mut r)?))),
-                (Ns::M, b"FindItemResponseMessage") => {
-                    let class = match attr(&tag, b"ResponseClass").as_deref() {
-                        Some("Success") => ResponseClass::Success,
-                        Some("Warning") => ResponseClass::Warning,
-                        Some("Error") => ResponseClass::Error,
-                        other => return Err(EwsError::Malformed(format!("ResponseClass {other:?}"))),
-                    };
-                    messages.push(read_message(&mut r, class)?);
-                }
-                _ => r.skip()?,
-            },
-            Node::End | Node::Text(_) => {}
-            Node::Eof => break,
+    parse_messages(bytes, b"FindItemResponseMessage", |r, tag, page: &mut FindItemPage| {
+        if tag.local_name().as_ref() != b"RootFolder" {
+            return Ok(false);
         }
-    }
-    if !saw_envelope {
-        return Err(EwsError::Malformed("no SOAP Envelope".into()));
-    }
-    Ok(messages)
-}
-
-fn read_message(r: &mut Reader<'_>, class: ResponseClass) -> Result<ResponseMessage<FindItemPage>, EwsError> {
-    let mut msg =
-        ResponseMessage { class, code: ResponseCode::Other(String::new()), message: None, back_off: None, body: None };
-    let mut saw_code = false;
-    loop {
-        match r.next()? {
-            Node::Start { ns, tag } => match (ns, tag.local_name().as_ref()) {
-                (Ns::M, b"ResponseCode") => {
-                    msg.code = ResponseCode::parse(&r.text()?);
-                    saw_code = true;
-                }
-                (Ns::M, b"MessageText") => msg.message = Some(r.text()?.trim().to_string()),
-                (Ns::M, b"MessageXml") => msg.back_off = read_message_xml(r)?,
-                (Ns::M, b"RootFolder") => {
-                    let num = |n: &[u8]| attr(&tag, n).and_then(|v| v.trim().parse::<u32>().ok());
-                    let mut page = FindItemPage {
-                        items: Vec::new(),
-                        indexed_paging_offset: num(b"IndexedPagingOffset"),
-                        total_items_in_view: num(b"TotalItemsInView"),
-                        includes_last_item_in_range: attr(&tag, b"IncludesLastItemInRange")
-                            .as_deref()
-                            .and_then(bool_text)
-                            .unwrap_or(true),
-                    };
-                    read_root_folder(r, &mut page)?;
-                    msg.body = Some(page);
-                }
-                _ => r.skip()?,
-            },
-            Node::End => break,
-            Node::Text(_) => {}
-            Node::Eof => return Err(EwsError::Malformed("document ends inside FindItemResponseMessage".into())),
-        }
-    }
-    if !saw_code {
-        return Err(EwsError::Malformed("FindItemResponseMessage without ResponseCode".into()));
-    }
-    Ok(msg)
+        let num = |n: &[u8]| attr(tag, n).and_then(|v| v.trim().parse::<u32>().ok());
+        page.indexed_paging_offset = num(b"IndexedPagingOffset");
+        page.total_items_in_view = num(b"TotalItemsInView");
+        page.includes_last_item_in_range =
+            attr(tag, b"IncludesLastItemInRange").as_deref().and_then(bool_text).unwrap_or(true);
+        read_root_folder(r, page)?;
+        Ok(true)
+    })
 }
 
 fn read_root_folder(r: &mut Reader<'_>, page: &mut FindItemPage) -> Result<(), EwsError> {
@@ -257,7 +200,7 @@ fn read_root_folder(r: &mut Reader<'_>, page: &mut FindItemPage) -> Result<(), E
     }
 }
 
-fn read_item(r: &mut Reader<'_>, element: String) -> Result<Item, EwsError> {
+pub(crate) fn read_item(r: &mut Reader<'_>, element: String) -> Result<Item, EwsError> {
     let mut item = Item { element, ..Item::default() };
     loop {
         match r.next()? {
@@ -424,74 +367,26 @@ impl GetItemRequest {
 
 /// Parses a GetItem response: one response message per requested item.
 pub fn parse_get_item(bytes: &[u8]) -> Result<Vec<ResponseMessage<Vec<Item>>>, EwsError> {
-    let mut r = Reader::new(bytes)?;
-    let mut messages = Vec::new();
-    let mut saw_envelope = false;
+    parse_messages(bytes, b"GetItemResponseMessage", |r, tag, items: &mut Vec<Item>| {
+        if tag.local_name().as_ref() != b"Items" {
+            return Ok(false);
+        }
+        read_items(r, items)?;
+        Ok(true)
+    })
+}
+
+/// Reads the items in an `Items` (or `Create`/`Update`) container until its end.
+pub(crate) fn read_items(r: &mut Reader<'_>, items: &mut Vec<Item>) -> Result<(), EwsError> {
     loop {
         match r.next()? {
-            Node::Start { ns, tag } => match (ns, tag.local_name().as_ref()) {
-                (Ns::Soap, b"Envelope") => saw_envelope = true,
-                (Ns::Soap, b"Header") => r.skip()?,
-                (Ns::Soap, b"Body") | (Ns::M, b"GetItemResponse") | (Ns::M, b"ResponseMessages") => {}
-                (Ns::Soap, b"Fault") => return Err(EwsError::Fault(Box::new(read_fault(&mut r)?))),
-                (Ns::M, b"GetItemResponseMessage") => {
-                    let class = match attr(&tag, b"ResponseClass").as_deref() {
-                        Some("Success") => ResponseClass::Success,
-                        Some("Warning") => ResponseClass::Warning,
-                        Some("Error") => ResponseClass::Error,
-                        other => return Err(EwsError::Malformed(format!("ResponseClass {other:?}"))),
-                    };
-                    let mut msg = ResponseMessage {
-                        class,
-                        code: ResponseCode::Other(String::new()),
-                        message: None,
-                        back_off: None,
-                        body: None,
-                    };
-                    loop {
-                        match r.next()? {
-                            Node::Start { ns: Ns::M, tag } => match tag.local_name().as_ref() {
-                                b"ResponseCode" => msg.code = ResponseCode::parse(&r.text()?),
-                                b"MessageText" => msg.message = Some(r.text()?.trim().to_string()),
-                                b"MessageXml" => msg.back_off = read_message_xml(&mut r)?,
-                                b"Items" => {
-                                    let mut items = Vec::new();
-                                    loop {
-                                        match r.next()? {
-                                            Node::Start { ns: Ns::T, tag } => items.push(read_item(
-                                                &mut r,
-                                                String::from_utf8_lossy(tag.local_name().as_ref()).into_owned(),
-                                            )?),
-                                            Node::Start { .. } => r.skip()?,
-                                            Node::End => break,
-                                            Node::Text(_) => {}
-                                            Node::Eof => {
-                                                return Err(EwsError::Malformed("document ends inside Items".into()));
-                                            }
-                                        }
-                                    }
-                                    msg.body = Some(items);
-                                }
-                                _ => r.skip()?,
-                            },
-                            Node::Start { .. } => r.skip()?,
-                            Node::End => break,
-                            Node::Text(_) => {}
-                            Node::Eof => {
-                                return Err(EwsError::Malformed("document ends inside GetItemResponseMessage".into()));
-                            }
-                        }
-                    }
-                    messages.push(msg);
-                }
-                _ => r.skip()?,
-            },
-            Node::End | Node::Text(_) => {}
-            Node::Eof => break,
+            Node::Start { ns: Ns::T, tag } => {
+                items.push(read_item(r, String::from_utf8_lossy(tag.local_name().as_ref()).into_owned())?)
+            }
+            Node::Start { .. } => r.skip()?,
+            Node::End => return Ok(()),
+            Node::Text(_) => {}
+            Node::Eof => return Err(EwsError::Malformed("document ends inside Items".into())),
         }
     }
-    if !saw_envelope {
-        return Err(EwsError::Malformed("no SOAP Envelope".into()));
-    }
-    Ok(messages)
 }

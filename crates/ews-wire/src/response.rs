@@ -142,3 +142,86 @@ pub(crate) fn read_fault(r: &mut Reader<'_>) -> Result<SoapFault, EwsError> {
         }
     }
 }
+
+/// Walks a response envelope: a SOAP fault becomes [`EwsError::Fault`]; each
+/// `<m:{message}>` becomes a [`ResponseMessage`] whose class, code, text and
+/// back-off are read here, and whose payload elements (in the messages
+/// namespace) are handed to `payload`, which returns `false` for elements it
+/// does not know (they are skipped).
+pub(crate) fn parse_messages<T: Default>(
+    bytes: &[u8],
+    message: &[u8],
+    mut payload: impl FnMut(&mut Reader<'_>, &quick_xml::events::BytesStart<'_>, &mut T) -> Result<bool, EwsError>,
+) -> Result<Vec<ResponseMessage<T>>, EwsError> {
+    let mut r = Reader::new(bytes)?;
+    let mut out = Vec::new();
+    let mut saw_envelope = false;
+    loop {
+        match r.next()? {
+            Node::Start { ns, tag } => match (ns, tag.local_name().as_ref()) {
+                (Ns::Soap, b"Envelope") => saw_envelope = true,
+                (Ns::Soap, b"Header") => r.skip()?,
+                (Ns::Soap, b"Body") | (Ns::M, b"ResponseMessages") => {}
+                (Ns::Soap, b"Fault") => return Err(EwsError::Fault(Box::new(read_fault(&mut r)?))),
+                (Ns::M, name) if name == message => {
+                    let class = match attr(&tag, b"ResponseClass").as_deref() {
+                        Some("Success") => ResponseClass::Success,
+                        Some("Warning") => ResponseClass::Warning,
+                        Some("Error") => ResponseClass::Error,
+                        other => return Err(EwsError::Malformed(format!("ResponseClass {other:?}"))),
+                    };
+                    let mut msg = ResponseMessage {
+                        class,
+                        code: ResponseCode::Other(String::new()),
+                        message: None,
+                        back_off: None,
+                        body: None,
+                    };
+                    let mut body = T::default();
+                    let mut saw_code = false;
+                    let mut saw_payload = false;
+                    loop {
+                        match r.next()? {
+                            Node::Start { ns: Ns::M, tag } => match tag.local_name().as_ref() {
+                                b"ResponseCode" => {
+                                    msg.code = ResponseCode::parse(&r.text()?);
+                                    saw_code = true;
+                                }
+                                b"MessageText" => msg.message = Some(r.text()?.trim().to_string()),
+                                b"MessageXml" => msg.back_off = read_message_xml(&mut r)?,
+                                b"DescriptiveLinkKey" => r.skip()?,
+                                _ => {
+                                    if payload(&mut r, &tag, &mut body)? {
+                                        saw_payload = true;
+                                    } else {
+                                        r.skip()?;
+                                    }
+                                }
+                            },
+                            Node::Start { .. } => r.skip()?,
+                            Node::End => break,
+                            Node::Text(_) => {}
+                            Node::Eof => {
+                                return Err(EwsError::Malformed("document ends inside a response message".into()));
+                            }
+                        }
+                    }
+                    if !saw_code {
+                        return Err(EwsError::Malformed("response message without ResponseCode".into()));
+                    }
+                    msg.body = saw_payload.then_some(body);
+                    out.push(msg);
+                }
+                // the operation's response element (any name in the messages namespace) is a container
+                (Ns::M, _) => {}
+                _ => r.skip()?,
+            },
+            Node::End | Node::Text(_) => {}
+            Node::Eof => break,
+        }
+    }
+    if !saw_envelope {
+        return Err(EwsError::Malformed("no SOAP Envelope".into()));
+    }
+    Ok(out)
+}

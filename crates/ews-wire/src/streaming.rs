@@ -13,7 +13,7 @@
 //! namespace (what servers send) or the types namespace (what the schema
 //! says).
 
-use crate::response::{ResponseClass, ResponseCode, ResponseMessage, read_fault};
+use crate::response::{ResponseMessage, parse_messages};
 use crate::xml::{Node, Ns, Reader, attr};
 use crate::{EwsError, ItemId};
 
@@ -246,85 +246,38 @@ pub struct StreamingBody {
 
 /// Parses one streaming envelope.
 pub fn parse_streaming_frame(bytes: &[u8]) -> Result<Vec<ResponseMessage<StreamingBody>>, EwsError> {
-    let mut r = Reader::new(bytes)?;
-    let mut out = Vec::new();
-    let mut saw_envelope = false;
-    loop {
-        match r.next()? {
-            Node::Start { ns, tag } => match (ns, tag.local_name().as_ref()) {
-                (Ns::Soap, b"Envelope") => saw_envelope = true,
-                (Ns::Soap, b"Header") => r.skip()?,
-                (Ns::Soap, b"Body") | (Ns::M, b"GetStreamingEventsResponse") | (Ns::M, b"ResponseMessages") => {}
-                (Ns::Soap, b"Fault") => return Err(EwsError::Fault(Box::new(read_fault(&mut r)?))),
-                (Ns::M, b"GetStreamingEventsResponseMessage") => {
-                    let class = match attr(&tag, b"ResponseClass").as_deref() {
-                        Some("Success") => ResponseClass::Success,
-                        Some("Warning") => ResponseClass::Warning,
-                        Some("Error") => ResponseClass::Error,
-                        other => return Err(EwsError::Malformed(format!("ResponseClass {other:?}"))),
-                    };
-                    out.push(read_message(&mut r, class)?);
+    parse_messages(bytes, b"GetStreamingEventsResponseMessage", |r, tag, body: &mut StreamingBody| {
+        match tag.local_name().as_ref() {
+            b"ConnectionStatus" => {
+                body.connection_status = match r.text()?.trim() {
+                    "OK" => Some(ConnectionStatus::Ok),
+                    "Closed" => Some(ConnectionStatus::Closed),
+                    other => return Err(EwsError::Malformed(format!("ConnectionStatus {other:?}"))),
                 }
-                _ => r.skip()?,
-            },
-            Node::End | Node::Text(_) => {}
-            Node::Eof => break,
-        }
-    }
-    if !saw_envelope {
-        return Err(EwsError::Malformed("no SOAP Envelope".into()));
-    }
-    Ok(out)
-}
-
-fn read_message(r: &mut Reader<'_>, class: ResponseClass) -> Result<ResponseMessage<StreamingBody>, EwsError> {
-    let mut msg =
-        ResponseMessage { class, code: ResponseCode::Other(String::new()), message: None, back_off: None, body: None };
-    let mut body = StreamingBody::default();
-    loop {
-        match r.next()? {
-            Node::Start { ns: Ns::M, tag } => match tag.local_name().as_ref() {
-                b"ResponseCode" => msg.code = ResponseCode::parse(&r.text()?),
-                b"MessageText" => msg.message = Some(r.text()?.trim().to_string()),
-                b"MessageXml" => msg.back_off = crate::response::read_message_xml(r)?,
-                b"ConnectionStatus" => {
-                    body.connection_status = match r.text()?.trim() {
-                        "OK" => Some(ConnectionStatus::Ok),
-                        "Closed" => Some(ConnectionStatus::Closed),
-                        other => return Err(EwsError::Malformed(format!("ConnectionStatus {other:?}"))),
+            }
+            b"Notifications" => loop {
+                match r.next()? {
+                    Node::Start { ns: Ns::M | Ns::T, tag } if tag.local_name().as_ref() == b"Notification" => {
+                        body.notifications.push(read_notification(r)?)
                     }
+                    Node::Start { .. } => r.skip()?,
+                    Node::End => break,
+                    Node::Text(_) => {}
+                    Node::Eof => return Err(EwsError::Malformed("document ends inside Notifications".into())),
                 }
-                b"Notifications" => loop {
-                    match r.next()? {
-                        Node::Start { ns: Ns::M | Ns::T, tag } if tag.local_name().as_ref() == b"Notification" => {
-                            body.notifications.push(read_notification(r)?)
-                        }
-                        Node::Start { .. } => r.skip()?,
-                        Node::End => break,
-                        Node::Text(_) => {}
-                        Node::Eof => return Err(EwsError::Malformed("document ends inside Notifications".into())),
-                    }
-                },
-                b"ErrorSubscriptionIds" => loop {
-                    match r.next()? {
-                        Node::Start { .. } => body.error_subscription_ids.push(r.text()?.trim().to_string()),
-                        Node::End => break,
-                        Node::Text(_) => {}
-                        Node::Eof => {
-                            return Err(EwsError::Malformed("document ends inside ErrorSubscriptionIds".into()));
-                        }
-                    }
-                },
-                _ => r.skip()?,
             },
-            Node::Start { .. } => r.skip()?,
-            Node::End => break,
-            Node::Text(_) => {}
-            Node::Eof => return Err(EwsError::Malformed("document ends inside a response message".into())),
+            b"ErrorSubscriptionIds" => loop {
+                match r.next()? {
+                    Node::Start { .. } => body.error_subscription_ids.push(r.text()?.trim().to_string()),
+                    Node::End => break,
+                    Node::Text(_) => {}
+                    Node::Eof => return Err(EwsError::Malformed("document ends inside ErrorSubscriptionIds".into())),
+                }
+            },
+            _ => return Ok(false),
         }
-    }
-    msg.body = Some(body);
-    Ok(msg)
+        Ok(true)
+    })
 }
 
 fn read_notification(r: &mut Reader<'_>) -> Result<(String, Vec<Event>), EwsError> {
