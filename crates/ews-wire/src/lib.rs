@@ -10,6 +10,8 @@
 //!   `BackOffMilliseconds` (ErrorServerBusy).
 //! - [`find_item`]: the FindItem request for voicemail and missed-call items
 //!   (with the MS-OXOUM properties) and its response, page by page.
+//! - [`subscribe`], [`sync_folder_items`]: subscriptions and the resync from
+//!   a stored sync state.
 //! - [`streaming`]: GetStreamingEvents bodies split into envelopes as the
 //!   bytes arrive, and each envelope read into typed events.
 //!
@@ -19,6 +21,8 @@
 pub mod find_item;
 pub mod response;
 pub mod streaming;
+pub mod subscribe;
+pub mod sync_folder_items;
 pub mod xml;
 
 pub use find_item::{
@@ -27,6 +31,8 @@ pub use find_item::{
 };
 pub use response::{ResponseClass, ResponseCode, ResponseMessage, SoapFault};
 pub use streaming::{ConnectionStatus, Event, EventKind, FrameSplitter, StreamingBody, parse_streaming_frame};
+pub use subscribe::{SubscribeRequest, Subscription, SubscriptionKind, parse_subscribe};
+pub use sync_folder_items::{Change, MaxChanges, SyncFolderItemsRequest, SyncPage, parse_sync_folder_items};
 
 /// The largest response body we parse (64 MiB; a 1,000-item page is ~1.2 MB).
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;

@@ -242,3 +242,114 @@ fn getitem_fixture_and_request_validate_against_the_schema() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn syncfolderitems_changes_in_order_ignoring_effective_rights() {
+    let m = parse_sync_folder_items(&fixture("syncfolderitems-changes.xml")).expect("parse");
+    let page = m[0].body.as_ref().expect("page");
+    assert!(page.includes_last_item_in_range);
+    assert!(page.sync_state.starts_with("H4sIAAAAAAAEAO29B2AcSZY"), "{}", page.sync_state);
+    let kinds: Vec<&str> = page
+        .changes
+        .iter()
+        .map(|c| match c {
+            Change::Create(_) => "create",
+            Change::Update(_) => "update",
+            Change::Delete(_) => "delete",
+            Change::ReadFlagChange { .. } => "read",
+        })
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "create").count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "update").count(), 1, "{kinds:?}");
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "delete").count(),
+        1,
+        "EffectiveRights/Delete is not a change: {kinds:?}"
+    );
+    assert_eq!(kinds.iter().filter(|k| **k == "read").count(), 1, "{kinds:?}");
+    let Some(Change::Update(item)) = page.changes.iter().find(|c| matches!(c, Change::Update(_))) else {
+        panic!("update")
+    };
+    assert_eq!((item.item_class.as_deref(), item.is_read), (Some("IPM.Note"), Some(true)));
+}
+
+#[test]
+fn subscribe_streaming_and_pull_responses() {
+    let m = parse_subscribe(&fixture("subscribe-streaming.xml")).expect("streaming");
+    let s = m[0].body.as_ref().expect("subscription");
+    assert!(s.id.starts_with("JgBibjFwcjAzbWIy") && s.watermark.is_none(), "{s:?}");
+    let m = parse_subscribe(&fixture("subscribe-pull.xml")).expect("pull");
+    let s = m[0].body.as_ref().expect("subscription");
+    assert_eq!(
+        (s.id.as_str(), s.watermark.as_deref()),
+        ("39ea5d0f-f062-455e-a1e9-89c0304390f4", Some("AAAAAHgGAAAAAAAAAQ=="))
+    );
+}
+
+#[test]
+fn max_changes_holds_only_what_ews_accepts() {
+    assert_eq!(MaxChanges::new(0), None);
+    assert_eq!(MaxChanges::new(513), None);
+    assert_eq!(MaxChanges::new(512), Some(MaxChanges::MAX));
+}
+
+#[test]
+fn subscribe_and_sync_requests_validate_against_the_schema() {
+    let dir = std::env::temp_dir().join(format!("ews-wire-sync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let v = "Exchange2013_SP1";
+    let requests = [
+        (
+            "sync-first.xml",
+            SyncFolderItemsRequest {
+                folder: "inbox",
+                sync_state: None,
+                max_changes: MaxChanges::MAX,
+                server_version: v,
+            }
+            .to_xml(),
+        ),
+        (
+            "sync-next.xml",
+            SyncFolderItemsRequest {
+                folder: "inbox",
+                sync_state: Some("H4sIAAAAAAAEAO29B2AcSZY==".into()),
+                max_changes: MaxChanges::new(100).expect("100"),
+                server_version: v,
+            }
+            .to_xml(),
+        ),
+        (
+            "subscribe-streaming.xml",
+            SubscribeRequest {
+                folders: vec!["inbox", "voicemail"],
+                kind: SubscriptionKind::Streaming,
+                server_version: v,
+            }
+            .to_xml(),
+        ),
+        (
+            "subscribe-pull.xml",
+            SubscribeRequest {
+                folders: vec!["inbox"],
+                kind: SubscriptionKind::Pull { timeout_minutes: 30 },
+                server_version: v,
+            }
+            .to_xml(),
+        ),
+    ];
+    let schema = fixtures().join("ews-schema").join("ews-envelope-validate.xsd");
+    for (name, xml) in requests {
+        let f = dir.join(name);
+        std::fs::write(&f, xml).expect("write");
+        let out = std::process::Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&schema)
+            .arg(&f)
+            .output()
+            .expect("xmllint");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
