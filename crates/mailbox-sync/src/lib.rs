@@ -1,0 +1,352 @@
+//! Change tracking for one mailbox folder, sans-IO: which EWS request to send
+//! next, and what the responses mean as mailbox changes. No HTTP, no clock:
+//! the driver passes `now` and the parsed responses in, and sends what
+//! [`MailboxSync::poll_request`] asks for.
+//!
+//! ```text
+//!   start ─► Subscribe ─► SyncFolderItems(state) … until IncludesLastItemInRange
+//!                              │ changes ─► poll_change()   state ─► poll_sync_state() (persist it)
+//!                              ▼
+//!                         GetStreamingEvents ── a notification ─► SyncFolderItems(state) ─► back to streaming
+//!                              │ ConnectionStatus Closed (timeout) ─► GetStreamingEvents again
+//!                              │ SubscriptionNotFound / Expired / Invalid, or the stream or a request fails
+//!                              ▼
+//!                         wait (backoff, or the server's BackOffMilliseconds) ─► Subscribe ─► SyncFolderItems …
+//! ```
+//!
+//! Subscribing *before* syncing means nothing created, read or deleted
+//! between the sync and the stream is lost; notifications only trigger a
+//! sync, so every change is reported once, by the sync, whatever the stream
+//! repeats. The sync state survives restarts (the driver stores each one
+//! [`MailboxSync::poll_sync_state`] hands out), so a restart neither misses
+//! nor re-announces items. `ErrorInvalidSyncStateData` restarts from no
+//! state and says so ([`Change::Reset`]), so the consumer can reconcile
+//! instead of re-announcing.
+
+use lamplighter_ews_wire::{
+    Change as WireChange, ConnectionStatus, EwsError, Item, ItemId, ResponseClass, ResponseCode, ResponseMessage,
+    StreamingBody, Subscription, SyncPage,
+};
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// A request for the driver to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Subscribe (streaming) to the folder.
+    Subscribe,
+    /// SyncFolderItems from this state (`None`: from the beginning).
+    Sync {
+        /// The stored state.
+        state: Option<String>,
+    },
+    /// Open GetStreamingEvents for this subscription.
+    Stream {
+        /// The subscription.
+        subscription_id: String,
+    },
+}
+
+/// A change of the mailbox, for the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// An item appeared.
+    Added(Item),
+    /// An item changed.
+    Updated(Item),
+    /// An item is gone.
+    Removed(ItemId),
+    /// An item was read or unread elsewhere.
+    ReadChanged {
+        /// The item.
+        id: ItemId,
+        /// Its state.
+        is_read: bool,
+    },
+    /// The server forgot our sync state: what follows is the whole folder again.
+    Reset,
+}
+
+/// What the driver tells the core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response {
+    /// The Subscribe answer.
+    Subscribed(Result<Vec<ResponseMessage<Subscription>>, EwsError>),
+    /// A SyncFolderItems answer.
+    Synced(Result<Vec<ResponseMessage<SyncPage>>, EwsError>),
+    /// A streaming frame.
+    Frame(Result<Vec<ResponseMessage<StreamingBody>>, EwsError>),
+    /// The stream ended or broke (connection dropped, read timeout).
+    StreamEnded,
+    /// A request failed below EWS (HTTP error, connection refused, timeout).
+    Failed,
+}
+
+/// Where the tracking is, for the UI.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Setting up or catching up.
+    Syncing,
+    /// Up to date, listening.
+    Live,
+    /// Waiting before the next attempt.
+    Waiting {
+        /// Until when.
+        until: Instant,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Phase {
+    NeedSubscribe,
+    AwaitSubscribe,
+    NeedSync,
+    AwaitSync,
+    NeedStream,
+    Streaming,
+    Wait { until: Instant, then_resubscribe: bool, retry: Request },
+}
+
+/// Limits of the retries.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncConfig {
+    /// First wait after a failure.
+    pub retry_initial: Duration,
+    /// Longest wait.
+    pub retry_max: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig { retry_initial: Duration::from_secs(2), retry_max: Duration::from_secs(300) }
+    }
+}
+
+/// The change tracker of one folder.
+#[derive(Debug)]
+pub struct MailboxSync {
+    config: SyncConfig,
+    phase: Phase,
+    sync_state: Option<String>,
+    subscription: Option<String>,
+    /// A notification arrived while a sync was running: sync again after it.
+    dirty: bool,
+    backoff: Duration,
+    changes: VecDeque<Change>,
+    states: VecDeque<String>,
+}
+
+fn first<T>(messages: Vec<ResponseMessage<T>>) -> Option<ResponseMessage<T>> {
+    messages.into_iter().next()
+}
+
+impl MailboxSync {
+    /// A tracker resuming from `stored_state` (from the last run, or `None`).
+    pub fn new(config: SyncConfig, stored_state: Option<String>) -> Self {
+        MailboxSync {
+            config,
+            phase: Phase::NeedSubscribe,
+            sync_state: stored_state,
+            subscription: None,
+            dirty: false,
+            backoff: config.retry_initial,
+            changes: VecDeque::new(),
+            states: VecDeque::new(),
+        }
+    }
+
+    /// The next request to send, if one is due.
+    pub fn poll_request(&mut self, now: Instant) -> Option<Request> {
+        match self.phase.clone() {
+            Phase::NeedSubscribe => {
+                self.phase = Phase::AwaitSubscribe;
+                Some(Request::Subscribe)
+            }
+            Phase::NeedSync => {
+                self.phase = Phase::AwaitSync;
+                self.dirty = false;
+                Some(Request::Sync { state: self.sync_state.clone() })
+            }
+            Phase::NeedStream => {
+                let id = self.subscription.clone()?;
+                self.phase = Phase::Streaming;
+                Some(Request::Stream { subscription_id: id })
+            }
+            Phase::Wait { until, then_resubscribe, retry } if now >= until => {
+                if then_resubscribe {
+                    self.subscription = None;
+                    self.phase = Phase::AwaitSubscribe;
+                    Some(Request::Subscribe)
+                } else {
+                    self.phase = match &retry {
+                        Request::Subscribe => Phase::AwaitSubscribe,
+                        Request::Sync { .. } => Phase::AwaitSync,
+                        Request::Stream { .. } => Phase::Streaming,
+                    };
+                    Some(match retry {
+                        Request::Sync { .. } => Request::Sync { state: self.sync_state.clone() },
+                        other => other,
+                    })
+                }
+            }
+            _ => None,
+        }
+    }
+
+    /// When `poll_request` will have something (a wait ends).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.phase {
+            Phase::Wait { until, .. } => Some(*until),
+            _ => None,
+        }
+    }
+
+    /// The next change for the engine.
+    pub fn poll_change(&mut self) -> Option<Change> {
+        self.changes.pop_front()
+    }
+
+    /// The next sync state to persist (after its changes were handed out).
+    pub fn poll_sync_state(&mut self) -> Option<String> {
+        if self.changes.is_empty() { self.states.pop_front() } else { None }
+    }
+
+    /// Where the tracking is.
+    pub fn status(&self) -> Status {
+        match &self.phase {
+            Phase::Streaming if !self.dirty => Status::Live,
+            Phase::Wait { until, .. } => Status::Waiting { until: *until },
+            _ => Status::Syncing,
+        }
+    }
+
+    fn wait(&mut self, now: Instant, server_back_off: Option<Duration>, then_resubscribe: bool, retry: Request) {
+        let delay = match server_back_off {
+            Some(d) => d,
+            None => {
+                let d = self.backoff;
+                self.backoff = (self.backoff * 2).min(self.config.retry_max);
+                d
+            }
+        };
+        self.phase = Phase::Wait { until: now + delay, then_resubscribe, retry };
+    }
+
+    /// Handles what the driver got back.
+    pub fn handle(&mut self, now: Instant, response: Response) {
+        match response {
+            Response::Subscribed(result) => match result.map(first) {
+                Ok(Some(ResponseMessage {
+                    class: ResponseClass::Success | ResponseClass::Warning,
+                    body: Some(sub),
+                    ..
+                })) => {
+                    self.subscription = Some(sub.id);
+                    self.phase = Phase::NeedSync;
+                }
+                Ok(Some(m)) => self.failed_message(now, m.code, m.back_off, Request::Subscribe),
+                Err(EwsError::Fault(f)) => self.fault(now, &f, Request::Subscribe),
+                Ok(None) | Err(_) => self.wait(now, None, false, Request::Subscribe),
+            },
+            Response::Synced(result) => match result.map(first) {
+                Ok(Some(ResponseMessage {
+                    class: ResponseClass::Success | ResponseClass::Warning,
+                    body: Some(page),
+                    ..
+                })) => {
+                    self.backoff = self.config.retry_initial;
+                    for c in page.changes {
+                        self.changes.push_back(match c {
+                            WireChange::Create(i) => Change::Added(i),
+                            WireChange::Update(i) => Change::Updated(i),
+                            WireChange::Delete(id) => Change::Removed(id),
+                            WireChange::ReadFlagChange { id, is_read } => Change::ReadChanged { id, is_read },
+                        });
+                    }
+                    self.sync_state = Some(page.sync_state.clone());
+                    self.states.push_back(page.sync_state);
+                    self.phase = if !page.includes_last_item_in_range || self.dirty {
+                        Phase::NeedSync
+                    } else {
+                        Phase::NeedStream
+                    };
+                }
+                Ok(Some(m)) if m.code == ResponseCode::InvalidSyncStateData => {
+                    self.sync_state = None;
+                    self.changes.push_back(Change::Reset);
+                    self.phase = Phase::NeedSync;
+                }
+                Ok(Some(m)) => self.failed_message(now, m.code, m.back_off, Request::Sync { state: None }),
+                Err(EwsError::Fault(f)) => self.fault(now, &f, Request::Sync { state: None }),
+                Ok(None) | Err(_) => self.wait(now, None, false, Request::Sync { state: None }),
+            },
+            Response::Frame(result) => match result {
+                Ok(messages) => {
+                    for m in messages {
+                        match (m.class, m.body) {
+                            (ResponseClass::Error, _) => {
+                                self.failed_message(now, m.code, m.back_off, Request::Subscribe);
+                                return;
+                            }
+                            (_, Some(body)) => {
+                                if !body.notifications.is_empty() {
+                                    // the sync reports the changes; the events only say "look"
+                                    self.dirty = true;
+                                }
+                                if body.connection_status == Some(ConnectionStatus::Closed) {
+                                    self.phase = if self.dirty { Phase::NeedSync } else { Phase::NeedStream };
+                                }
+                            }
+                            _ => {}
+                        }
+                    }
+                    if self.dirty && self.phase == Phase::Streaming {
+                        // sync while the stream stays open; reopen it after
+                        self.phase = Phase::NeedSync;
+                    }
+                }
+                Err(EwsError::Fault(f)) => self.fault(now, &f, Request::Subscribe),
+                Err(_) => self.wait(now, None, true, Request::Subscribe),
+            },
+            Response::StreamEnded => {
+                if matches!(self.phase, Phase::Streaming) {
+                    // the connection dropped: resubscribe and resync, as after any outage
+                    self.wait(now, None, true, Request::Subscribe);
+                }
+            }
+            Response::Failed => {
+                let retry = match &self.phase {
+                    Phase::AwaitSync => Request::Sync { state: None },
+                    _ => Request::Subscribe,
+                };
+                let resubscribe = retry == Request::Subscribe;
+                self.wait(now, None, resubscribe, retry);
+            }
+        }
+    }
+
+    /// A SOAP fault: its response code decides, like a failed response message.
+    fn fault(&mut self, now: Instant, f: &lamplighter_ews_wire::SoapFault, retry: Request) {
+        let code = f.response_code.clone().unwrap_or(ResponseCode::Other(f.code.clone()));
+        self.failed_message(now, code, f.back_off, retry);
+    }
+
+    fn failed_message(
+        &mut self,
+        now: Instant,
+        code: ResponseCode,
+        back_off: Option<std::time::Duration>,
+        retry: Request,
+    ) {
+        match code {
+            ResponseCode::ServerBusy => self.wait(now, back_off.or(Some(self.backoff)), false, retry),
+            ResponseCode::SubscriptionNotFound
+            | ResponseCode::ExpiredSubscription
+            | ResponseCode::InvalidSubscription => {
+                self.subscription = None;
+                self.phase = Phase::NeedSubscribe;
+            }
+            _ => self.wait(now, None, true, Request::Subscribe),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The change tracker fed real server responses (tests/fixtures/ews) and the
+//! outages a mailbox lives through, on a virtual clock.
+
+use lamplighter_ews_wire::*;
+use lamplighter_mailbox_sync::{Change, MailboxSync, Request, Response, Status, SyncConfig};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ews").join(name))
+        .expect("fixture")
+}
+
+fn page(state: &str, last: bool, changes: Vec<lamplighter_ews_wire::Change>) -> Response {
+    Response::Synced(Ok(vec![ResponseMessage {
+        class: ResponseClass::Success,
+        code: ResponseCode::NoError,
+        message: None,
+        back_off: None,
+        body: Some(SyncPage { sync_state: state.into(), includes_last_item_in_range: last, changes }),
+    }]))
+}
+
+fn item(id: &str) -> Item {
+    Item { element: "Message".into(), id: ItemId { id: id.into(), change_key: "ck".into() }, ..Item::default() }
+}
+
+fn frames() -> Vec<Vec<u8>> {
+    FrameSplitter::new(1 << 20).push(&fixture("getstreamingevents-chunked-body.xml")).expect("frames")
+}
+
+fn frame(i: usize) -> Response {
+    Response::Frame(parse_streaming_frame(&frames()[i]))
+}
+
+fn drain(s: &mut MailboxSync) -> Vec<Change> {
+    std::iter::from_fn(|| s.poll_change()).collect()
+}
+
+/// Subscribes, syncs two pages, then streams.
+fn live(t: Instant, stored: Option<&str>) -> MailboxSync {
+    let mut s = MailboxSync::new(SyncConfig::default(), stored.map(Into::into));
+    assert_eq!(s.poll_request(t), Some(Request::Subscribe), "subscribe before syncing");
+    s.handle(t, Response::Subscribed(parse_subscribe(&fixture("subscribe-streaming.xml"))));
+    assert_eq!(s.poll_request(t), Some(Request::Sync { state: stored.map(Into::into) }));
+    s.handle(t, page("S1", false, vec![lamplighter_ews_wire::Change::Create(item("a"))]));
+    assert_eq!(s.poll_request(t), Some(Request::Sync { state: Some("S1".into()) }), "pages until the last");
+    s.handle(t, page("S2", true, vec![lamplighter_ews_wire::Change::Create(item("b"))]));
+    match s.poll_request(t) {
+        Some(Request::Stream { subscription_id }) => assert!(subscription_id.starts_with("JgBibjFw")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.status(), Status::Live);
+    s
+}
+
+#[test]
+fn start_subscribes_syncs_every_page_then_streams_and_hands_out_states_after_changes() {
+    let t = Instant::now();
+    let mut s = live(t, None);
+    assert_eq!(s.poll_sync_state(), None, "a state is released only after its changes are taken");
+    let changes = drain(&mut s);
+    assert_eq!(changes, vec![Change::Added(item("a")), Change::Added(item("b"))]);
+    assert_eq!(
+        (s.poll_sync_state(), s.poll_sync_state(), s.poll_sync_state()),
+        (Some("S1".into()), Some("S2".into()), None)
+    );
+}
+
+#[test]
+fn a_notification_triggers_a_sync_keepalives_do_nothing_and_closed_reopens_the_stream() {
+    let t = Instant::now();
+    let mut s = live(t, None);
+    drain(&mut s);
+    s.handle(t, frame(0));
+    assert_eq!(s.poll_request(t), None, "keep-alive");
+    s.handle(t, frame(1));
+    assert_eq!(s.poll_request(t), Some(Request::Sync { state: Some("S2".into()) }), "events say: look");
+    s.handle(t, page("S3", true, vec![lamplighter_ews_wire::Change::Create(item("vm"))]));
+    assert!(matches!(s.poll_request(t), Some(Request::Stream { .. })));
+    assert_eq!(drain(&mut s), vec![Change::Added(item("vm"))]);
+    s.handle(t, frame(3));
+    assert!(matches!(s.poll_request(t), Some(Request::Stream { .. })), "ConnectionTimeout: stream again");
+}
+
+#[test]
+fn a_dropped_connection_resubscribes_and_resyncs_from_the_stored_state() {
+    let t = Instant::now();
+    let mut s = live(t, None);
+    drain(&mut s);
+    s.handle(t, Response::StreamEnded);
+    let until = match s.status() {
+        Status::Waiting { until } => until,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(s.poll_request(t), None, "waits first");
+    assert_eq!(s.poll_timeout(), Some(until));
+    assert_eq!(s.poll_request(until), Some(Request::Subscribe));
+    s.handle(until, Response::Subscribed(parse_subscribe(&fixture("subscribe-pull.xml"))));
+    assert_eq!(
+        s.poll_request(until),
+        Some(Request::Sync { state: Some("S2".into()) }),
+        "nothing missed: from the last state"
+    );
+}
+
+#[test]
+fn server_busy_waits_the_servers_back_off_then_retries_from_the_current_state() {
+    let t = Instant::now();
+    let mut s = live(t, None);
+    drain(&mut s);
+    s.handle(t, frame(1));
+    assert!(matches!(s.poll_request(t), Some(Request::Sync { .. })));
+    s.handle(t, Response::Synced(parse_sync_folder_items(&fixture("fault-serverbusy.xml"))));
+    assert_eq!(s.poll_timeout(), Some(t + Duration::from_millis(297_749)), "BackOffMilliseconds honoured");
+    assert_eq!(s.poll_request(t + Duration::from_secs(297)), None);
+    assert_eq!(s.poll_request(t + Duration::from_millis(297_749)), Some(Request::Sync { state: Some("S2".into()) }));
+}
+
+#[test]
+fn a_lost_subscription_in_the_stream_resubscribes_at_once() {
+    let t = Instant::now();
+    let mut s = live(t, None);
+    drain(&mut s);
+    s.handle(t, Response::Frame(parse_streaming_frame(&fixture("getstreamingevents-error-invalidsubscription.xml"))));
+    assert_eq!(s.poll_request(t), Some(Request::Subscribe));
+}
+
+#[test]
+fn an_invalid_sync_state_restarts_from_nothing_and_says_so() {
+    let t = Instant::now();
+    let mut s = MailboxSync::new(SyncConfig::default(), Some("OLD".into()));
+    s.poll_request(t);
+    s.handle(t, Response::Subscribed(parse_subscribe(&fixture("subscribe-streaming.xml"))));
+    assert_eq!(
+        s.poll_request(t),
+        Some(Request::Sync { state: Some("OLD".into()) }),
+        "a restart resumes its stored state"
+    );
+    s.handle(
+        t,
+        Response::Synced(Ok(vec![ResponseMessage {
+            class: ResponseClass::Error,
+            code: ResponseCode::InvalidSyncStateData,
+            message: None,
+            back_off: None,
+            body: None,
+        }])),
+    );
+    assert_eq!(drain(&mut s), vec![Change::Reset]);
+    assert_eq!(s.poll_request(t), Some(Request::Sync { state: None }));
+}
+
+#[test]
+fn repeated_failures_back_off_exponentially_up_to_the_limit() {
+    let t = Instant::now();
+    let mut s = MailboxSync::new(
+        SyncConfig { retry_initial: Duration::from_secs(2), retry_max: Duration::from_secs(60) },
+        None,
+    );
+    let mut now = t;
+    let mut waits = Vec::new();
+    for _ in 0..7 {
+        assert_eq!(s.poll_request(now), Some(Request::Subscribe));
+        s.handle(now, Response::Failed);
+        let until = s.poll_timeout().expect("waiting");
+        waits.push((until - now).as_secs());
+        now = until;
+    }
+    assert_eq!(waits, vec![2, 4, 8, 16, 32, 60, 60]);
+}
