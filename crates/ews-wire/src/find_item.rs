@@ -180,18 +180,7 @@ pub fn parse_find_item(bytes: &[u8]) -> Result<Vec<ResponseMessage<FindItemPage>
 fn read_root_folder(r: &mut Reader<'_>, page: &mut FindItemPage) -> Result<(), EwsError> {
     loop {
         match r.next()? {
-            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Items" => loop {
-                match r.next()? {
-                    Node::Start { ns: Ns::T, tag } => {
-                        let item = read_item(r, String::from_utf8_lossy(tag.local_name().as_ref()).into_owned())?;
-                        page.items.push(item);
-                    }
-                    Node::Start { .. } => r.skip()?,
-                    Node::End => break,
-                    Node::Text(_) => {}
-                    Node::Eof => return Err(EwsError::Malformed("document ends inside Items".into())),
-                }
-            },
+            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Items" => read_items(r, &mut page.items)?,
             Node::Start { .. } => r.skip()?,
             Node::End => return Ok(()),
             Node::Text(_) => {}

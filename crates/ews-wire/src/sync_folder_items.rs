@@ -6,7 +6,7 @@
 //! is missed. [`MaxChanges`] cannot hold a value EWS refuses (1–512).
 
 use crate::EwsError;
-use crate::find_item::{Item, ItemId, bool_text, read_item};
+use crate::find_item::{Item, ItemId, bool_text, read_items};
 use crate::response::{ResponseMessage, parse_messages};
 use crate::xml::{Node, Ns, Reader, attr};
 
@@ -125,20 +125,7 @@ pub fn parse_sync_folder_items(bytes: &[u8]) -> Result<Vec<ResponseMessage<SyncP
                         kind @ (b"Create" | b"Update") => {
                             let create = kind == b"Create";
                             let mut items = Vec::new();
-                            loop {
-                                match r.next()? {
-                                    Node::Start { ns: Ns::T, tag } => items.push(read_item(
-                                        r,
-                                        String::from_utf8_lossy(tag.local_name().as_ref()).into_owned(),
-                                    )?),
-                                    Node::Start { .. } => r.skip()?,
-                                    Node::End => break,
-                                    Node::Text(_) => {}
-                                    Node::Eof => {
-                                        return Err(EwsError::Malformed("document ends inside a change".into()));
-                                    }
-                                }
-                            }
+                            read_items(r, &mut items)?;
                             for item in items {
                                 page.changes.push(if create { Change::Create(item) } else { Change::Update(item) });
                             }
