@@ -10,6 +10,7 @@
 //! skipped.
 
 use crate::EwsError;
+use crate::request::{SERVER_VERSION, envelope, escape};
 use crate::response::{ResponseMessage, parse_messages};
 use crate::xml::{Node, Ns, Reader, attr};
 
@@ -29,27 +30,19 @@ pub struct FindItemRequest {
 impl FindItemRequest {
     /// The first page of `folder` with the given page size.
     pub fn first_page(folder: &'static str, max_entries: u32) -> Self {
-        FindItemRequest {
-            folder,
-            offset: 0,
-            max_entries: max_entries.clamp(1, 1000),
-            server_version: "Exchange2013_SP1",
-        }
+        FindItemRequest { folder, offset: 0, max_entries: max_entries.clamp(1, 1000), server_version: SERVER_VERSION }
     }
 
     /// The SOAP envelope.
     pub fn to_xml(&self) -> String {
-        format!(
-            r#"<?xml version="1.0" encoding="utf-8"?>
-<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
-<soap:Header><t:RequestServerVersion Version="{version}"/></soap:Header>
-<soap:Body><m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:HasAttachments"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6802" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6805" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6806" PropertyType="String"/></t:AdditionalProperties></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned="{max}" Offset="{offset}" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="{folder}"/></m:ParentFolderIds></m:FindItem></soap:Body>
-</soap:Envelope>
-"#,
-            version = self.server_version,
-            max = self.max_entries,
-            offset = self.offset,
-            folder = self.folder,
+        envelope(
+            self.server_version,
+            &format!(
+                r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:HasAttachments"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6802" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6805" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6806" PropertyType="String"/></t:AdditionalProperties></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned="{max}" Offset="{offset}" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="{folder}"/></m:ParentFolderIds></m:FindItem>"#,
+                max = self.max_entries,
+                offset = self.offset,
+                folder = self.folder,
+            ),
         )
     }
 
@@ -324,10 +317,6 @@ pub struct GetItemRequest {
     pub server_version: &'static str,
 }
 
-fn xml_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 impl GetItemRequest {
     /// The SOAP envelope.
     pub fn to_xml(&self) -> String {
@@ -336,20 +325,17 @@ impl GetItemRequest {
             .iter()
             .map(|i| {
                 if i.change_key.is_empty() {
-                    format!(r#"<t:ItemId Id="{}"/>"#, xml_escape(&i.id))
+                    format!(r#"<t:ItemId Id="{}"/>"#, escape(&i.id))
                 } else {
-                    format!(r#"<t:ItemId Id="{}" ChangeKey="{}"/>"#, xml_escape(&i.id), xml_escape(&i.change_key))
+                    format!(r#"<t:ItemId Id="{}" ChangeKey="{}"/>"#, escape(&i.id), escape(&i.change_key))
                 }
             })
             .collect();
-        format!(
-            r#"<?xml version="1.0" encoding="utf-8"?>
-<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
-<soap:Header><t:RequestServerVersion Version="{version}"/></soap:Header>
-<soap:Body><m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:InternetMessageHeaders"/><t:FieldURI FieldURI="item:Attachments"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6802" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6805" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6806" PropertyType="String"/></t:AdditionalProperties></m:ItemShape><m:ItemIds>{ids}</m:ItemIds></m:GetItem></soap:Body>
-</soap:Envelope>
-"#,
-            version = self.server_version,
+        envelope(
+            self.server_version,
+            &format!(
+                r#"<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:InternetMessageHeaders"/><t:FieldURI FieldURI="item:Attachments"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6802" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6805" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6806" PropertyType="String"/></t:AdditionalProperties></m:ItemShape><m:ItemIds>{ids}</m:ItemIds></m:GetItem>"#
+            ),
         )
     }
 }

@@ -13,26 +13,40 @@
 //! - [`subscribe`], [`sync_folder_items`]: subscriptions and the resync from
 //!   a stored sync state.
 //! - [`streaming`]: GetStreamingEvents bodies split into envelopes as the
-//!   bytes arrive, and each envelope read into typed events.
+//!   bytes arrive, and each envelope read into typed events; GetEvents (pull).
+//! - [`update_item`]: mark items read or unread, with the change key.
+//! - [`get_attachment`]: the audio, base64-decoded as it arrives.
+//! - [`request`]: the envelope every request shares.
 //!
 //! Every response is bounded by [`MAX_RESPONSE_BYTES`] so a hostile server
 //! cannot make us parse without end.
 
 pub mod find_item;
+pub mod get_attachment;
+pub mod request;
 pub mod response;
 pub mod streaming;
 pub mod subscribe;
 pub mod sync_folder_items;
+pub mod update_item;
 pub mod xml;
 
 pub use find_item::{
     Attachment, FindItemPage, FindItemRequest, GetItemRequest, Item, ItemId, Mailbox, UmProperties, parse_find_item,
     parse_get_item,
 };
+pub use get_attachment::{AttachmentDecoder, AttachmentMeta, GetAttachmentRequest, parse_get_attachment};
+pub use request::SERVER_VERSION;
 pub use response::{ResponseClass, ResponseCode, ResponseMessage, SoapFault};
-pub use streaming::{ConnectionStatus, Event, EventKind, FrameSplitter, StreamingBody, parse_streaming_frame};
-pub use subscribe::{SubscribeRequest, Subscription, SubscriptionKind, parse_subscribe};
+pub use streaming::{
+    ConnectionStatus, Event, EventKind, FrameSplitter, GetEventsRequest, GetStreamingEventsRequest, PullNotification,
+    StreamingBody, parse_get_events, parse_streaming_frame,
+};
+pub use subscribe::{
+    SubscribeRequest, Subscription, SubscriptionKind, UnsubscribeRequest, parse_subscribe, parse_unsubscribe,
+};
 pub use sync_folder_items::{Change, MaxChanges, SyncFolderItemsRequest, SyncPage, parse_sync_folder_items};
+pub use update_item::{ConflictPolicy, MarkReadRequest, parse_update_item};
 
 /// The largest response body we parse (64 MiB; a 1,000-item page is ~1.2 MB).
 pub const MAX_RESPONSE_BYTES: usize = 64 << 20;

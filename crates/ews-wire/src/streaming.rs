@@ -13,6 +13,7 @@
 //! namespace (what servers send) or the types namespace (what the schema
 //! says).
 
+use crate::request::{envelope, escape};
 use crate::response::{ResponseMessage, parse_messages};
 use crate::xml::{Node, Ns, Reader, attr};
 use crate::{EwsError, ItemId};
@@ -258,7 +259,8 @@ pub fn parse_streaming_frame(bytes: &[u8]) -> Result<Vec<ResponseMessage<Streami
             b"Notifications" => loop {
                 match r.next()? {
                     Node::Start { ns: Ns::M | Ns::T, tag } if tag.local_name().as_ref() == b"Notification" => {
-                        body.notifications.push(read_notification(r)?)
+                        let n = read_notification(r)?;
+                        body.notifications.push((n.subscription_id, n.events))
                     }
                     Node::Start { .. } => r.skip()?,
                     Node::End => break,
@@ -280,16 +282,26 @@ pub fn parse_streaming_frame(bytes: &[u8]) -> Result<Vec<ResponseMessage<Streami
     })
 }
 
-fn read_notification(r: &mut Reader<'_>) -> Result<(String, Vec<Event>), EwsError> {
-    let mut id = String::new();
-    let mut events = Vec::new();
+fn read_notification(r: &mut Reader<'_>) -> Result<PullNotification, EwsError> {
+    let mut n = PullNotification::default();
     loop {
         match r.next()? {
             Node::Start { ns: Ns::T, tag } => {
                 let name = tag.local_name().as_ref().to_vec();
-                if name == b"SubscriptionId" {
-                    id = r.text()?.trim().to_string();
-                    continue;
+                match name.as_slice() {
+                    b"SubscriptionId" => {
+                        n.subscription_id = r.text()?.trim().to_string();
+                        continue;
+                    }
+                    b"PreviousWatermark" => {
+                        n.previous_watermark = Some(r.text()?.trim().to_string());
+                        continue;
+                    }
+                    b"MoreEvents" => {
+                        n.more_events = crate::find_item::bool_text(&r.text()?).unwrap_or(false);
+                        continue;
+                    }
+                    _ => {}
                 }
                 let kind = match name.as_slice() {
                     b"CreatedEvent" => EventKind::Created,
@@ -299,16 +311,12 @@ fn read_notification(r: &mut Reader<'_>) -> Result<(String, Vec<Event>), EwsErro
                     b"CopiedEvent" => EventKind::Copied,
                     b"NewMailEvent" => EventKind::NewMail,
                     b"StatusEvent" => EventKind::Status,
-                    b"PreviousWatermark" | b"MoreEvents" => {
-                        r.skip()?;
-                        continue;
-                    }
                     other => EventKind::Other(String::from_utf8_lossy(other).into_owned()),
                 };
-                events.push(read_event(r, kind)?);
+                n.events.push(read_event(r, kind)?);
             }
             Node::Start { .. } => r.skip()?,
-            Node::End => return Ok((id, events)),
+            Node::End => return Ok(n),
             Node::Text(_) => {}
             Node::Eof => return Err(EwsError::Malformed("document ends inside Notification".into())),
         }
@@ -359,4 +367,85 @@ fn read_event(r: &mut Reader<'_>, kind: EventKind) -> Result<Event, EwsError> {
             Node::Eof => return Err(EwsError::Malformed("document ends inside an event".into())),
         }
     }
+}
+
+/// Opens the stream of a streaming subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetStreamingEventsRequest {
+    /// The subscription.
+    pub subscription_id: String,
+    /// Minutes until the server closes the connection (1–30).
+    pub connection_timeout_minutes: u8,
+    /// `RequestServerVersion`.
+    pub server_version: &'static str,
+}
+
+impl GetStreamingEventsRequest {
+    /// The SOAP envelope.
+    pub fn to_xml(&self) -> String {
+        envelope(
+            self.server_version,
+            &format!(
+                "<m:GetStreamingEvents><m:SubscriptionIds><t:SubscriptionId>{}</t:SubscriptionId></m:SubscriptionIds><m:ConnectionTimeout>{}</m:ConnectionTimeout></m:GetStreamingEvents>",
+                escape(&self.subscription_id),
+                self.connection_timeout_minutes.clamp(1, 30)
+            ),
+        )
+    }
+}
+
+/// Polls a pull subscription from a watermark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GetEventsRequest {
+    /// The subscription.
+    pub subscription_id: String,
+    /// The last watermark seen.
+    pub watermark: String,
+    /// `RequestServerVersion`.
+    pub server_version: &'static str,
+}
+
+impl GetEventsRequest {
+    /// The SOAP envelope.
+    pub fn to_xml(&self) -> String {
+        envelope(
+            self.server_version,
+            &format!(
+                "<m:GetEvents><m:SubscriptionId>{}</m:SubscriptionId><m:Watermark>{}</m:Watermark></m:GetEvents>",
+                escape(&self.subscription_id),
+                escape(&self.watermark)
+            ),
+        )
+    }
+}
+
+/// One notification of a pull subscription (GetEvents).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullNotification {
+    /// `SubscriptionId`.
+    pub subscription_id: String,
+    /// `PreviousWatermark`.
+    pub previous_watermark: Option<String>,
+    /// `MoreEvents`: poll again at once.
+    pub more_events: bool,
+    /// The events, each with its watermark.
+    pub events: Vec<Event>,
+}
+
+impl PullNotification {
+    /// The watermark to poll from next: the last event's, else the previous one.
+    pub fn next_watermark(&self) -> Option<&str> {
+        self.events.iter().rev().find_map(|e| e.watermark.as_deref()).or(self.previous_watermark.as_deref())
+    }
+}
+
+/// Parses a GetEvents response.
+pub fn parse_get_events(bytes: &[u8]) -> Result<Vec<ResponseMessage<PullNotification>>, EwsError> {
+    parse_messages(bytes, b"GetEventsResponseMessage", |r, tag, n: &mut PullNotification| {
+        if tag.local_name().as_ref() != b"Notification" {
+            return Ok(false);
+        }
+        *n = read_notification(r)?;
+        Ok(true)
+    })
 }

@@ -2,6 +2,7 @@
 //! See <https://learn.microsoft.com/en-us/exchange/client-developer/web-service-reference/subscribe-operation>.
 
 use crate::EwsError;
+use crate::request::{envelope, escape};
 use crate::response::{ResponseMessage, parse_messages};
 
 /// How notifications are delivered.
@@ -41,15 +42,7 @@ impl SubscribeRequest {
                 timeout_minutes.clamp(1, 1440)
             ),
         };
-        format!(
-            r#"<?xml version="1.0" encoding="utf-8"?>
-<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
-<soap:Header><t:RequestServerVersion Version="{version}"/></soap:Header>
-<soap:Body><m:Subscribe>{request}</m:Subscribe></soap:Body>
-</soap:Envelope>
-"#,
-            version = self.server_version
-        )
+        envelope(self.server_version, &format!("<m:Subscribe>{request}</m:Subscribe>"))
     }
 }
 
@@ -72,4 +65,31 @@ pub fn parse_subscribe(bytes: &[u8]) -> Result<Vec<ResponseMessage<Subscription>
         }
         Ok(true)
     })
+}
+
+/// Unsubscribe: end a subscription (on shutdown, so the server frees it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsubscribeRequest {
+    /// The subscription.
+    pub subscription_id: String,
+    /// `RequestServerVersion`.
+    pub server_version: &'static str,
+}
+
+impl UnsubscribeRequest {
+    /// The SOAP envelope.
+    pub fn to_xml(&self) -> String {
+        envelope(
+            self.server_version,
+            &format!(
+                "<m:Unsubscribe><m:SubscriptionId>{}</m:SubscriptionId></m:Unsubscribe>",
+                escape(&self.subscription_id)
+            ),
+        )
+    }
+}
+
+/// Parses an Unsubscribe response (no payload: class and code say it all).
+pub fn parse_unsubscribe(bytes: &[u8]) -> Result<Vec<ResponseMessage<()>>, EwsError> {
+    parse_messages(bytes, b"UnsubscribeResponseMessage", |_, _, _: &mut ()| Ok(false))
 }

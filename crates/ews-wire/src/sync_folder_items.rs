@@ -7,6 +7,7 @@
 
 use crate::EwsError;
 use crate::find_item::{Item, ItemId, bool_text, read_items};
+use crate::request::{envelope, escape};
 use crate::response::{ResponseMessage, parse_messages};
 use crate::xml::{Node, Ns, Reader, attr};
 
@@ -45,21 +46,15 @@ pub struct SyncFolderItemsRequest {
 impl SyncFolderItemsRequest {
     /// The SOAP envelope.
     pub fn to_xml(&self) -> String {
-        let state = self
-            .sync_state
-            .as_ref()
-            .map(|s| format!("<m:SyncState>{}</m:SyncState>", s.replace('&', "&amp;").replace('<', "&lt;")))
-            .unwrap_or_default();
-        format!(
-            r#"<?xml version="1.0" encoding="utf-8"?>
-<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
-<soap:Header><t:RequestServerVersion Version="{version}"/></soap:Header>
-<soap:Body><m:SyncFolderItems><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6802" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6806" PropertyType="String"/></t:AdditionalProperties></m:ItemShape><m:SyncFolderId><t:DistinguishedFolderId Id="{folder}"/></m:SyncFolderId>{state}<m:MaxChangesReturned>{max}</m:MaxChangesReturned><m:SyncScope>NormalItems</m:SyncScope></m:SyncFolderItems></soap:Body>
-</soap:Envelope>
-"#,
-            version = self.server_version,
-            folder = self.folder,
-            max = self.max_changes.get(),
+        let state =
+            self.sync_state.as_ref().map(|s| format!("<m:SyncState>{}</m:SyncState>", escape(s))).unwrap_or_default();
+        envelope(
+            self.server_version,
+            &format!(
+                r#"<m:SyncFolderItems><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6802" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6806" PropertyType="String"/></t:AdditionalProperties></m:ItemShape><m:SyncFolderId><t:DistinguishedFolderId Id="{folder}"/></m:SyncFolderId>{state}<m:MaxChangesReturned>{max}</m:MaxChangesReturned><m:SyncScope>NormalItems</m:SyncScope></m:SyncFolderItems>"#,
+                folder = self.folder,
+                max = self.max_changes.get(),
+            ),
         )
     }
 }

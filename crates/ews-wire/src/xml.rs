@@ -127,6 +127,16 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The byte offset just after the last node read.
+    pub fn position(&self) -> usize {
+        usize::try_from(self.inner.buffer_position()).unwrap_or(usize::MAX)
+    }
+
+    /// Whether the element just opened was an empty element (`<a/>`).
+    pub fn just_empty(&self) -> bool {
+        self.pending_end
+    }
+
     /// The text content of the element just opened (its children's text
     /// concatenated), consuming up to its end.
     pub fn text(&mut self) -> Result<String, EwsError> {

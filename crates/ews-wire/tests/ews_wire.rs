@@ -353,3 +353,155 @@ fn subscribe_and_sync_requests_validate_against_the_schema() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn updateitem_markread_gives_the_new_change_key_or_a_conflict() {
+    let m = parse_update_item(&fixture("updateitem-markread.xml")).expect("parse");
+    assert_eq!(m.len(), 2);
+    let item = &m[0].body.as_ref().expect("items")[0];
+    assert_eq!((item.id.id.as_str(), item.id.change_key.as_str()), ("AAMkAGVmVoicemail001AAA=", "CQAAABYAAAB2"));
+    assert_eq!((m[1].class, &m[1].code), (ResponseClass::Error, &ResponseCode::IrresolvableConflict));
+}
+
+#[test]
+fn getevents_pull_notification_with_watermarks() {
+    let m = parse_get_events(&fixture("getevents-newmail.xml")).expect("parse");
+    let n = m[0].body.as_ref().expect("notification");
+    assert_eq!(n.subscription_id, "f6bc657d-dde1-4f94-952d-143b95d6483d");
+    assert_eq!(n.previous_watermark.as_deref(), Some("AAAAAMAGAAAAAAAAAQ=="));
+    assert!(!n.more_events);
+    assert_eq!(n.events.len(), 2);
+    assert!(n.events.iter().all(|e| e.kind == EventKind::NewMail));
+    assert_eq!(n.next_watermark(), Some("AAAAAOQGAAAAAAAAAQ=="));
+}
+
+#[test]
+fn unsubscribe_subscription_not_found_is_a_typed_code() {
+    let m = parse_unsubscribe(&fixture("unsubscribe-subscriptionnotfound.xml")).expect("parse");
+    assert_eq!((m[0].class, &m[0].code), (ResponseClass::Error, &ResponseCode::SubscriptionNotFound));
+}
+
+#[test]
+fn getattachment_decodes_the_content_however_the_bytes_arrive() {
+    let body = fixture("getattachment-fileattachment.xml");
+    for cut in 0..=body.len() {
+        let mut d = AttachmentDecoder::new();
+        let mut got = d.push(&body[..cut]).expect("first");
+        got.extend(d.push(&body[cut..]).expect("second"));
+        assert_eq!(got, b"This is a file attachment.", "cut at {cut}");
+        let m = d.finish().expect("finish");
+        assert_eq!(m[0].body.as_ref().and_then(|b| b.name.as_deref()), Some("FileAttachment.txt"));
+    }
+}
+
+#[test]
+fn getattachment_of_a_large_file_is_decoded_in_chunks() {
+    let audio: Vec<u8> = (0..300_000u32).map(|i| (i * 7 + i / 13) as u8).collect();
+    let b64 = {
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut s = String::new();
+        for (n, c) in audio.chunks(3).enumerate() {
+            let v = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for k in 0..4 {
+                if k <= c.len() {
+                    s.push(A[((v >> (18 - 6 * k)) & 63) as usize] as char);
+                } else {
+                    s.push('=');
+                }
+            }
+            if n % 19 == 18 {
+                s.push_str("\r\n");
+            }
+        }
+        s
+    };
+    let doc = format!(
+        r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><m:GetAttachmentResponse xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><m:ResponseMessages><m:GetAttachmentResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode><m:Attachments><t:FileAttachment><t:AttachmentId Id="a1"/><t:Name>audio.wav</t:Name><t:ContentType>audio/wav</t:ContentType><t:Content>{b64}</t:Content></t:FileAttachment></m:Attachments></m:GetAttachmentResponseMessage></m:ResponseMessages></m:GetAttachmentResponse></s:Body></s:Envelope>"#
+    );
+    let mut d = AttachmentDecoder::new();
+    let mut got = Vec::new();
+    let mut largest_chunk = 0;
+    for chunk in doc.as_bytes().chunks(16 * 1024) {
+        let out = d.push(chunk).expect("push");
+        largest_chunk = largest_chunk.max(out.len());
+        got.extend(out);
+    }
+    assert_eq!(d.decoded(), audio.len() as u64);
+    assert!(largest_chunk <= 16 * 1024, "output comes in chunk-sized pieces, not whole: {largest_chunk}");
+    assert_eq!(got, audio);
+    let meta = d.finish().expect("finish");
+    assert_eq!(meta[0].body.as_ref().and_then(|b| b.content_type.as_deref()), Some("audio/wav"));
+}
+
+#[test]
+fn getattachment_errors_and_damage() {
+    // an error response has no content: nothing decoded, the code comes out
+    let mut d = AttachmentDecoder::new();
+    let body = br#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><m:GetAttachmentResponse xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"><m:ResponseMessages><m:GetAttachmentResponseMessage ResponseClass="Error"><m:MessageText>gone</m:MessageText><m:ResponseCode>ErrorItemNotFound</m:ResponseCode></m:GetAttachmentResponseMessage></m:ResponseMessages></m:GetAttachmentResponse></soap:Body></soap:Envelope>"#;
+    assert!(d.push(body).expect("push").is_empty());
+    assert_eq!(d.finish().expect("finish")[0].code, ResponseCode::ItemNotFound);
+    // a body cut inside the content is an error, not a short file
+    let full = fixture("getattachment-fileattachment.xml");
+    let at = full.windows(8).position(|w| w == b"VGhpcyBp").expect("content") + 6;
+    let mut d = AttachmentDecoder::new();
+    d.push(&full[..at]).expect("push");
+    assert!(matches!(d.finish(), Err(EwsError::Malformed(_))));
+    // bad base64 is refused
+    let bad = String::from_utf8_lossy(&full).replace("VGhpcyBp", "VGh!cyBp");
+    assert!(AttachmentDecoder::new().push(bad.as_bytes()).is_err());
+}
+
+#[test]
+fn update_attachment_events_and_unsubscribe_requests_validate_against_the_schema() {
+    let dir = std::env::temp_dir().join(format!("ews-wire-ops-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("tmp");
+    let v = SERVER_VERSION;
+    let id = ItemId { id: "AAMkAGVm<&>\"'=".into(), change_key: "CQAAABYAAAB2".into() };
+    let requests = [
+        (
+            "updateitem-markread.xml",
+            MarkReadRequest {
+                items: vec![(id.clone(), true), (ItemId { id: "b".into(), change_key: String::new() }, false)],
+                conflict: ConflictPolicy::AlwaysOverwrite,
+                server_version: v,
+            }
+            .to_xml(),
+        ),
+        ("getattachment.xml", GetAttachmentRequest { id: "AAMkADVoice&Att=".into(), server_version: v }.to_xml()),
+        ("unsubscribe.xml", UnsubscribeRequest { subscription_id: "sub-1".into(), server_version: v }.to_xml()),
+        (
+            "getevents.xml",
+            GetEventsRequest {
+                subscription_id: "sub-1".into(),
+                watermark: "AAAAAMAGAAAAAAAAAQ==".into(),
+                server_version: v,
+            }
+            .to_xml(),
+        ),
+        (
+            "getstreamingevents.xml",
+            GetStreamingEventsRequest {
+                subscription_id: "sub-1".into(),
+                connection_timeout_minutes: 30,
+                server_version: v,
+            }
+            .to_xml(),
+        ),
+    ];
+    let schema = fixtures().join("ews-schema").join("ews-envelope-validate.xsd");
+    for (name, xml) in requests {
+        let f = dir.join(name);
+        std::fs::write(&f, xml).expect("write");
+        let out = std::process::Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&schema)
+            .arg(&f)
+            .output()
+            .expect("xmllint");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
