@@ -21,6 +21,7 @@
 //! Every response is bounded by [`MAX_RESPONSE_BYTES`] so a hostile server
 //! cannot make us parse without end.
 
+pub mod autodiscover;
 pub mod find_item;
 pub mod get_attachment;
 pub mod request;

@@ -505,3 +505,24 @@ fn update_attachment_events_and_unsubscribe_requests_validate_against_the_schema
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn autodiscover_pox_sample_gives_the_ews_url_and_redirects_are_read() {
+    use lamplighter_ews_wire::autodiscover::{Answer, parse_pox, parse_soap, pox_request, soap_request};
+    assert_eq!(
+        parse_pox(&fixture("autodiscover-pox-settings.xml")).expect("pox"),
+        Answer::EwsUrl("https://mail.contoso.com/EWS/Exchange.asmx".into())
+    );
+    let redirect = br#"<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"><Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a"><Account><Action>redirectAddr</Action><RedirectAddr>mara@corp.example</RedirectAddr></Account></Response></Autodiscover>"#;
+    assert_eq!(parse_pox(redirect).expect("redirect"), Answer::RedirectAddress("mara@corp.example".into()));
+    let soap = br#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><GetUserSettingsResponseMessage xmlns="http://schemas.microsoft.com/exchange/2010/Autodiscover"><Response><ErrorCode>NoError</ErrorCode><UserResponses><UserResponse><ErrorCode>NoError</ErrorCode><UserSettings><UserSetting><Name>InternalEwsUrl</Name><Value>https://in/EWS/Exchange.asmx</Value></UserSetting><UserSetting><Name>ExternalEwsUrl</Name><Value>https://out/EWS/Exchange.asmx</Value></UserSetting></UserSettings></UserResponse></UserResponses></Response></GetUserSettingsResponseMessage></s:Body></s:Envelope>"#;
+    assert_eq!(parse_soap(soap).expect("soap"), Answer::EwsUrl("https://out/EWS/Exchange.asmx".into()));
+    let invalid = br#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"><s:Body><GetUserSettingsResponseMessage xmlns="http://schemas.microsoft.com/exchange/2010/Autodiscover"><Response><ErrorCode>NoError</ErrorCode><UserResponses><UserResponse><ErrorCode>InvalidUser</ErrorCode><ErrorMessage>Invalid user.</ErrorMessage></UserResponse></UserResponses></Response></GetUserSettingsResponseMessage></s:Body></s:Envelope>"#;
+    assert!(matches!(parse_soap(invalid).expect("error"), Answer::Error(m) if m.contains("InvalidUser")));
+    assert!(parse_pox(b"<html>not autodiscover").is_err());
+    assert!(pox_request("a&b@example.test").contains("a&amp;b@example.test"));
+    assert!(
+        soap_request("mara@example.test", "https://x/autodiscover/autodiscover.svc")
+            .contains("GetUserSettingsRequestMessage")
+    );
+}

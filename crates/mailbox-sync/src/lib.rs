@@ -24,8 +24,8 @@
 //! instead of re-announcing.
 
 use lamplighter_ews_wire::{
-    Change as WireChange, ConnectionStatus, EwsError, Item, ItemId, ResponseClass, ResponseCode, ResponseMessage,
-    StreamingBody, Subscription, SyncPage,
+    Change as WireChange, ConnectionStatus, EventKind, EwsError, Item, ItemId, PullNotification, ResponseClass,
+    ResponseCode, ResponseMessage, StreamingBody, Subscription, SyncPage,
 };
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -44,6 +44,13 @@ pub enum Request {
     Stream {
         /// The subscription.
         subscription_id: String,
+    },
+    /// GetEvents for this pull subscription from this watermark.
+    Poll {
+        /// The subscription.
+        subscription_id: String,
+        /// The last watermark.
+        watermark: String,
     },
 }
 
@@ -76,6 +83,8 @@ pub enum Response {
     Synced(Result<Vec<ResponseMessage<SyncPage>>, EwsError>),
     /// A streaming frame.
     Frame(Result<Vec<ResponseMessage<StreamingBody>>, EwsError>),
+    /// A GetEvents answer.
+    Polled(Result<Vec<ResponseMessage<PullNotification>>, EwsError>),
     /// The stream ended or broke (connection dropped, read timeout).
     StreamEnded,
     /// A request failed below EWS (HTTP error, connection refused, timeout).
@@ -104,7 +113,21 @@ enum Phase {
     AwaitSync,
     NeedStream,
     Streaming,
+    PollWait { until: Instant },
+    AwaitPoll,
     Wait { until: Instant, then_resubscribe: bool, retry: Request },
+}
+
+/// How changes are noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// GetStreamingEvents (the default).
+    Streaming,
+    /// GetEvents every `interval` (servers or proxies without streaming).
+    Pull {
+        /// Between polls.
+        interval: Duration,
+    },
 }
 
 /// Limits of the retries.
@@ -114,11 +137,20 @@ pub struct SyncConfig {
     pub retry_initial: Duration,
     /// Longest wait.
     pub retry_max: Duration,
+    /// Streaming, or pull from the start.
+    pub mode: Mode,
+    /// The poll interval when streaming turns out to be unsupported.
+    pub fallback_poll_interval: Duration,
 }
 
 impl Default for SyncConfig {
     fn default() -> Self {
-        SyncConfig { retry_initial: Duration::from_secs(2), retry_max: Duration::from_secs(300) }
+        SyncConfig {
+            retry_initial: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+            mode: Mode::Streaming,
+            fallback_poll_interval: Duration::from_secs(30),
+        }
     }
 }
 
@@ -129,6 +161,11 @@ pub struct MailboxSync {
     phase: Phase,
     sync_state: Option<String>,
     subscription: Option<String>,
+    /// The pull subscription's last watermark.
+    watermark: Option<String>,
+    mode: Mode,
+    /// The driver holds an open stream.
+    stream_open: bool,
     /// A notification arrived while a sync was running: sync again after it.
     dirty: bool,
     backoff: Duration,
@@ -148,6 +185,9 @@ impl MailboxSync {
             phase: Phase::NeedSubscribe,
             sync_state: stored_state,
             subscription: None,
+            watermark: None,
+            mode: config.mode,
+            stream_open: false,
             dirty: false,
             backoff: config.retry_initial,
             changes: VecDeque::new(),
@@ -170,7 +210,14 @@ impl MailboxSync {
             Phase::NeedStream => {
                 let id = self.subscription.clone()?;
                 self.phase = Phase::Streaming;
+                self.stream_open = true;
                 Some(Request::Stream { subscription_id: id })
+            }
+            Phase::PollWait { until } if now >= until => {
+                let id = self.subscription.clone()?;
+                let watermark = self.watermark.clone()?;
+                self.phase = Phase::AwaitPoll;
+                Some(Request::Poll { subscription_id: id, watermark })
             }
             Phase::Wait { until, then_resubscribe, retry } if now >= until => {
                 if then_resubscribe {
@@ -181,7 +228,11 @@ impl MailboxSync {
                     self.phase = match &retry {
                         Request::Subscribe => Phase::AwaitSubscribe,
                         Request::Sync { .. } => Phase::AwaitSync,
-                        Request::Stream { .. } => Phase::Streaming,
+                        Request::Stream { .. } => {
+                            self.stream_open = true;
+                            Phase::Streaming
+                        }
+                        Request::Poll { .. } => Phase::AwaitPoll,
                     };
                     Some(match retry {
                         Request::Sync { .. } => Request::Sync { state: self.sync_state.clone() },
@@ -196,8 +247,31 @@ impl MailboxSync {
     /// When `poll_request` will have something (a wait ends).
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.phase {
-            Phase::Wait { until, .. } => Some(*until),
+            Phase::Wait { until, .. } | Phase::PollWait { until } => Some(*until),
             _ => None,
+        }
+    }
+
+    /// Ends a wait now (the user asked to retry, or the network came back).
+    pub fn wake(&mut self, now: Instant) {
+        match &mut self.phase {
+            Phase::Wait { until, .. } | Phase::PollWait { until } => *until = now,
+            _ => {}
+        }
+        self.backoff = self.config.retry_initial;
+    }
+
+    /// Streaming or pull (pull after a fallback).
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// After Subscribe, SyncFolderItems ends in streaming, or in polling.
+    fn after_sync(&self, now: Instant) -> Phase {
+        match self.mode {
+            Mode::Streaming if self.stream_open => Phase::Streaming,
+            Mode::Streaming => Phase::NeedStream,
+            Mode::Pull { interval } => Phase::PollWait { until: now + interval },
         }
     }
 
@@ -214,7 +288,7 @@ impl MailboxSync {
     /// Where the tracking is.
     pub fn status(&self) -> Status {
         match &self.phase {
-            Phase::Streaming if !self.dirty => Status::Live,
+            Phase::Streaming | Phase::PollWait { .. } | Phase::AwaitPoll if !self.dirty => Status::Live,
             Phase::Wait { until, .. } => Status::Waiting { until: *until },
             _ => Status::Syncing,
         }
@@ -242,6 +316,8 @@ impl MailboxSync {
                     ..
                 })) => {
                     self.subscription = Some(sub.id);
+                    self.watermark = sub.watermark;
+                    self.stream_open = false;
                     self.phase = Phase::NeedSync;
                 }
                 Ok(Some(m)) => self.failed_message(now, m.code, m.back_off, Request::Subscribe),
@@ -268,7 +344,7 @@ impl MailboxSync {
                     self.phase = if !page.includes_last_item_in_range || self.dirty {
                         Phase::NeedSync
                     } else {
-                        Phase::NeedStream
+                        self.after_sync(now)
                     };
                 }
                 Ok(Some(m)) if m.code == ResponseCode::InvalidSyncStateData => {
@@ -285,6 +361,7 @@ impl MailboxSync {
                     for m in messages {
                         match (m.class, m.body) {
                             (ResponseClass::Error, _) => {
+                                self.stream_open = false;
                                 self.failed_message(now, m.code, m.back_off, Request::Subscribe);
                                 return;
                             }
@@ -294,7 +371,10 @@ impl MailboxSync {
                                     self.dirty = true;
                                 }
                                 if body.connection_status == Some(ConnectionStatus::Closed) {
-                                    self.phase = if self.dirty { Phase::NeedSync } else { Phase::NeedStream };
+                                    self.stream_open = false;
+                                    if self.phase == Phase::Streaming {
+                                        self.phase = if self.dirty { Phase::NeedSync } else { Phase::NeedStream };
+                                    }
                                 }
                             }
                             _ => {}
@@ -305,16 +385,48 @@ impl MailboxSync {
                         self.phase = Phase::NeedSync;
                     }
                 }
+                Err(EwsError::Fault(f)) => {
+                    self.stream_open = false;
+                    self.fault(now, &f, Request::Subscribe)
+                }
+                Err(_) => {
+                    self.stream_open = false;
+                    self.wait(now, None, true, Request::Subscribe)
+                }
+            },
+            Response::Polled(result) => match result.map(first) {
+                Ok(Some(ResponseMessage {
+                    class: ResponseClass::Success | ResponseClass::Warning,
+                    body: Some(n),
+                    ..
+                })) => {
+                    if let Some(w) = n.next_watermark() {
+                        self.watermark = Some(w.to_string());
+                    }
+                    if n.events.iter().any(|e| e.kind != EventKind::Status) {
+                        self.dirty = true;
+                        self.phase = Phase::NeedSync;
+                    } else {
+                        let interval = match self.mode {
+                            Mode::Pull { interval } => interval,
+                            Mode::Streaming => self.config.fallback_poll_interval,
+                        };
+                        self.phase = Phase::PollWait { until: if n.more_events { now } else { now + interval } };
+                    }
+                }
+                Ok(Some(m)) => self.failed_message(now, m.code, m.back_off, Request::Subscribe),
                 Err(EwsError::Fault(f)) => self.fault(now, &f, Request::Subscribe),
-                Err(_) => self.wait(now, None, true, Request::Subscribe),
+                Ok(None) | Err(_) => self.wait(now, None, true, Request::Subscribe),
             },
             Response::StreamEnded => {
+                self.stream_open = false;
                 if matches!(self.phase, Phase::Streaming) {
                     // the connection dropped: resubscribe and resync, as after any outage
                     self.wait(now, None, true, Request::Subscribe);
                 }
             }
             Response::Failed => {
+                self.stream_open = false;
                 let retry = match &self.phase {
                     Phase::AwaitSync => Request::Sync { state: None },
                     _ => Request::Subscribe,
@@ -338,6 +450,16 @@ impl MailboxSync {
         back_off: Option<std::time::Duration>,
         retry: Request,
     ) {
+        if self.mode == Mode::Streaming
+            && matches!(&code, ResponseCode::Other(c) if c == "ErrorInvalidServerVersion" || c == "ErrorInvalidSubscriptionRequest" || c == "ErrorInvalidRequest")
+        {
+            // no streaming here: poll instead, from a new pull subscription
+            self.mode = Mode::Pull { interval: self.config.fallback_poll_interval };
+            self.subscription = None;
+            self.stream_open = false;
+            self.phase = Phase::NeedSubscribe;
+            return;
+        }
         match code {
             ResponseCode::ServerBusy => self.wait(now, back_off.or(Some(self.backoff)), false, retry),
             ResponseCode::SubscriptionNotFound

@@ -155,7 +155,11 @@ fn an_invalid_sync_state_restarts_from_nothing_and_says_so() {
 fn repeated_failures_back_off_exponentially_up_to_the_limit() {
     let t = Instant::now();
     let mut s = MailboxSync::new(
-        SyncConfig { retry_initial: Duration::from_secs(2), retry_max: Duration::from_secs(60) },
+        SyncConfig {
+            retry_initial: Duration::from_secs(2),
+            retry_max: Duration::from_secs(60),
+            ..SyncConfig::default()
+        },
         None,
     );
     let mut now = t;

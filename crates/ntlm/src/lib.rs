@@ -249,7 +249,12 @@ pub fn authenticate(creds: &Credentials, challenge: &Challenge) -> Vec<u8> {
 }
 
 /// [`authenticate`] with the client challenge and time given (for tests).
-pub fn authenticate_with(creds: &Credentials, challenge: &Challenge, client_challenge: [u8; 8], timestamp: u64) -> Vec<u8> {
+pub fn authenticate_with(
+    creds: &Credentials,
+    challenge: &Challenge,
+    client_challenge: [u8; 8],
+    timestamp: u64,
+) -> Vec<u8> {
     let (domain, user) = creds.split();
     let key = ntowf_v2(&creds.password, user, domain);
     let nt = ntlmv2_response(&key, &challenge.server_challenge, &client_challenge, timestamp, &challenge.target_info);
@@ -379,7 +384,10 @@ mod tests {
         assert_eq!(key.to_vec(), hex("0c868a403bfd7a93a3001ef22ef02e3f"));
         let server = [0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef];
         let client = [0xaa; 8];
-        assert_eq!(lmv2_response(&key, &server, &client).to_vec(), hex("86c35097ac9cec102554764a57cccc19 aaaaaaaaaaaaaaaa"));
+        assert_eq!(
+            lmv2_response(&key, &server, &client).to_vec(),
+            hex("86c35097ac9cec102554764a57cccc19 aaaaaaaaaaaaaaaa")
+        );
         let mut info = Vec::new();
         for (id, v) in [(AV_NB_DOMAIN_NAME, utf16le("Domain")), (AV_NB_COMPUTER_NAME, utf16le("Server"))] {
             info.extend_from_slice(&id.to_le_bytes());
@@ -406,7 +414,8 @@ mod tests {
         assert!(other.verify(&auth, known).is_err());
         // the user name is case-insensitive, as in Windows
         let upper = Credentials { user: "CONTOSO\\JDOE".into(), ..good };
-        let ok = |d: &str, u: &str| (d == "CONTOSO" && u.eq_ignore_ascii_case("jdoe")).then(|| "Sommer2026!".to_string());
+        let ok =
+            |d: &str, u: &str| (d == "CONTOSO" && u.eq_ignore_ascii_case("jdoe")).then(|| "Sommer2026!".to_string());
         assert!(server.verify(&authenticate(&upper, &challenge), ok).is_ok());
     }
 

@@ -1,0 +1,397 @@
+//! HTTP/1.1 for EWS, on hyper's connection API rather than a pooled client,
+//! because NTLM authenticates *connections*: the negotiate, challenge and
+//! authenticate legs must share one kept-alive connection, which then stays
+//! signed in. A general-purpose pool (reqwest's) may hand each leg a
+//! different connection, so we keep our own: idle connections per origin,
+//! each knowing whether it is authenticated. The streaming request takes a
+//! connection for itself.
+//!
+//! TLS is rustls with the system's roots plus an optional extra CA, and
+//! verification is never off. Credentials are only ever sent over HTTPS or
+//! to loopback (the simulator). The backend cookie Exchange sets for
+//! affinity is kept and replayed.
+
+use crate::{ClientError, Credentials};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, Response, Uri};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+    pub path: String,
+}
+
+impl Target {
+    pub(crate) fn parse(url: &str) -> Result<Target, ClientError> {
+        let bad = |reason: &str| ClientError::Url { url: url.to_string(), reason: reason.to_string() };
+        let uri: Uri = url.parse().map_err(|_| bad("not a URL"))?;
+        let https = match uri.scheme_str() {
+            Some("https") => true,
+            Some("http") => false,
+            _ => return Err(bad("the scheme must be https (or http for loopback)")),
+        };
+        let host = uri.host().ok_or_else(|| bad("no host"))?.trim_start_matches('[').trim_end_matches(']').to_string();
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let path = uri.path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+        Ok(Target { https, host, port, path })
+    }
+
+    pub(crate) fn origin(&self) -> String {
+        format!("{}://{}:{}", if self.https { "https" } else { "http" }, self.host, self.port)
+    }
+
+    fn authority(&self) -> String {
+        let host = if self.host.contains(':') { format!("[{}]", self.host) } else { self.host.clone() };
+        let default = if self.https { 443 } else { 80 };
+        if self.port == default { host } else { format!("{host}:{}", self.port) }
+    }
+
+    /// Credentials may go here: HTTPS, or plain HTTP to this machine.
+    pub(crate) fn may_carry_credentials(&self, resolved: Option<SocketAddr>) -> bool {
+        self.https
+            || self.host == "localhost"
+            || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+            || resolved.is_some_and(|a| a.ip().is_loopback())
+    }
+}
+
+struct Conn {
+    origin: String,
+    sender: SendRequest<Full<Bytes>>,
+    authenticated: bool,
+}
+
+/// A response whose connection goes back to the pool once its body is read.
+pub(crate) struct Reply {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Incoming,
+    conn: Conn,
+}
+
+/// Options of the transport.
+#[derive(Clone)]
+pub(crate) struct HttpOptions {
+    pub extra_ca_pem: Option<Vec<u8>>,
+    pub resolve: HashMap<String, SocketAddr>,
+    pub connect_timeout: Duration,
+    pub user_agent: String,
+}
+
+pub(crate) struct Http {
+    tls: tokio_rustls::TlsConnector,
+    options: HttpOptions,
+    idle: Mutex<Vec<Conn>>,
+    cookies: Mutex<Vec<(String, String)>>,
+}
+
+fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_native_certs::load_native_certs().certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(pem) = extra_ca_pem {
+        let mut n = 0;
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| ClientError::Tls { target: "CA file".into(), reason: e.to_string() })?;
+            roots.add(cert).map_err(|e| ClientError::Tls { target: "CA file".into(), reason: e.to_string() })?;
+            n += 1;
+        }
+        if n == 0 {
+            return Err(ClientError::Tls { target: "CA file".into(), reason: "no PEM certificate in it".into() });
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls { target: "TLS setup".into(), reason: e.to_string() })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+impl Http {
+    pub(crate) fn new(options: HttpOptions) -> Result<Http, ClientError> {
+        let config = tls_config(options.extra_ca_pem.as_deref())?;
+        Ok(Http {
+            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            options,
+            idle: Mutex::new(Vec::new()),
+            cookies: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn resolved(&self, t: &Target) -> Option<SocketAddr> {
+        self.options.resolve.get(&t.host.to_ascii_lowercase()).copied()
+    }
+
+    async fn connect(&self, t: &Target) -> Result<Conn, ClientError> {
+        let origin = t.origin();
+        let connect_err = |reason: String| ClientError::Connect { target: origin.clone(), reason };
+        let addrs: Vec<SocketAddr> = match self.resolved(t) {
+            Some(a) => vec![a],
+            None => tokio::net::lookup_host((t.host.as_str(), t.port))
+                .await
+                .map_err(|e| connect_err(format!("cannot resolve {}: {e}", t.host)))?
+                .collect(),
+        };
+        let mut last = String::from("no address");
+        let mut tcp = None;
+        for a in addrs {
+            match tokio::time::timeout(self.options.connect_timeout, tokio::net::TcpStream::connect(a)).await {
+                Ok(Ok(s)) => {
+                    tcp = Some(s);
+                    break;
+                }
+                Ok(Err(e)) => last = e.to_string(),
+                Err(_) => last = format!("no answer within {} s", self.options.connect_timeout.as_secs()),
+            }
+        }
+        let tcp = tcp.ok_or_else(|| connect_err(last))?;
+        let _ = tcp.set_nodelay(true);
+        let sender = if t.https {
+            let name = rustls::pki_types::ServerName::try_from(t.host.clone())
+                .map_err(|e| ClientError::Tls { target: origin.clone(), reason: e.to_string() })?;
+            let tls = tokio::time::timeout(self.options.connect_timeout, self.tls.connect(name, tcp))
+                .await
+                .map_err(|_| ClientError::Timeout {
+                    target: origin.clone(),
+                    secs: self.options.connect_timeout.as_secs(),
+                })?
+                .map_err(|e| ClientError::Tls { target: origin.clone(), reason: e.to_string() })?;
+            let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| connect_err(e.to_string()))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
+                .await
+                .map_err(|e| connect_err(e.to_string()))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            sender
+        };
+        Ok(Conn { origin, sender, authenticated: false })
+    }
+
+    async fn checkout(&self, t: &Target, fresh: bool) -> Result<Conn, ClientError> {
+        if !fresh {
+            let origin = t.origin();
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.retain(|c| !c.sender.is_closed());
+            if let Some(i) = idle.iter().position(|c| c.origin == origin && c.sender.is_ready()) {
+                return Ok(idle.swap_remove(i));
+            }
+        }
+        self.connect(t).await
+    }
+
+    /// Returns a connection whose response body was read completely.
+    pub(crate) fn checkin(&self, reply_conn: ReplyConn) {
+        let conn = reply_conn.0;
+        if !conn.sender.is_closed() {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < 4 {
+                idle.push(conn);
+            }
+        }
+    }
+
+    /// Drops every idle connection (after a server restart, or on shutdown).
+    pub(crate) fn forget_connections(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+
+    fn remember_cookies(&self, headers: &hyper::HeaderMap) {
+        for v in headers.get_all("set-cookie") {
+            let Ok(v) = v.to_str() else { continue };
+            let Some((name, rest)) = v.split_once('=') else { continue };
+            let name = name.trim();
+            if name.eq_ignore_ascii_case("X-BackEndOverrideCookie") || name.eq_ignore_ascii_case("X-BackEndCookie") {
+                let value = rest.split(';').next().unwrap_or("").trim().to_string();
+                let mut jar = self.cookies.lock().unwrap_or_else(|p| p.into_inner());
+                jar.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+                jar.push((name.to_string(), value));
+            }
+        }
+    }
+
+    fn build(
+        &self,
+        method: &str,
+        t: &Target,
+        body: &Bytes,
+        headers: &[(&str, String)],
+        authorization: Option<&str>,
+    ) -> Result<Request<Full<Bytes>>, ClientError> {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(t.path.as_str())
+            .header("host", t.authority())
+            .header("user-agent", self.options.user_agent.as_str())
+            .header("accept", "text/xml");
+        if !body.is_empty() {
+            b = b.header("content-type", "text/xml; charset=utf-8");
+        }
+        let cookies: Vec<String> =
+            self.cookies.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(n, v)| format!("{n}={v}")).collect();
+        if !cookies.is_empty() {
+            b = b.header("cookie", cookies.join("; "));
+        }
+        for (k, v) in headers {
+            b = b.header(*k, v.as_str());
+        }
+        if let Some(a) = authorization {
+            b = b.header("authorization", a);
+        }
+        b.body(Full::new(body.clone())).map_err(|e| ClientError::Url { url: t.origin(), reason: e.to_string() })
+    }
+
+    async fn send_on(&self, conn: &mut Conn, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, ClientError> {
+        conn.sender.ready().await.map_err(|e| ClientError::Broken(e.to_string()))?;
+        let resp = conn.sender.send_request(req).await.map_err(|e| ClientError::Broken(e.to_string()))?;
+        self.remember_cookies(resp.headers());
+        Ok(resp)
+    }
+
+    /// Sends one request with authentication; `fresh` asks for a new connection (the stream).
+    pub(crate) async fn send(
+        &self,
+        method: &str,
+        t: &Target,
+        body: Bytes,
+        headers: &[(&str, String)],
+        creds: &Credentials,
+        fresh: bool,
+    ) -> Result<Reply, ClientError> {
+        let origin = t.origin();
+        let secure = t.may_carry_credentials(self.resolved(t));
+        if !secure && !matches!(creds, Credentials::None) {
+            return Err(ClientError::Insecure { target: origin });
+        }
+        let mut conn = self.checkout(t, fresh).await?;
+        let reply = |conn: Conn, resp: Response<Incoming>| {
+            let (parts, body) = resp.into_parts();
+            Reply { status: parts.status.as_u16(), headers: parts.headers, body, conn }
+        };
+        match creds {
+            Credentials::None => {
+                let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, None)?).await?;
+                Ok(reply(conn, resp))
+            }
+            Credentials::Basic { user, password } => {
+                use base64::Engine as _;
+                let value = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()))
+                );
+                let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&value))?).await?;
+                if resp.status() == 401 {
+                    return Err(ClientError::Auth { target: origin, scheme: "Basic" });
+                }
+                Ok(reply(conn, resp))
+            }
+            Credentials::Bearer(provider) => {
+                for refresh in [false, true] {
+                    let token = (provider)(refresh).await.map_err(ClientError::Token)?;
+                    let value = format!("Bearer {}", token.expose());
+                    let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&value))?).await?;
+                    if resp.status() != 401 {
+                        return Ok(reply(conn, resp));
+                    }
+                    drain(resp.into_body()).await;
+                }
+                Err(ClientError::Auth { target: origin, scheme: "OAuth2" })
+            }
+            Credentials::Ntlm { user, password } => {
+                if conn.authenticated {
+                    let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, None)?).await?;
+                    if resp.status() != 401 {
+                        return Ok(reply(conn, resp));
+                    }
+                    // the server forgot this connection: sign in again once
+                    drain(resp.into_body()).await;
+                    conn.authenticated = false;
+                }
+                let negotiate = lamplighter_ntlm::header_from_token(&lamplighter_ntlm::negotiate());
+                let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&negotiate))?).await?;
+                if resp.status() != 401 {
+                    // no authentication needed after all
+                    return Ok(reply(conn, resp));
+                }
+                let challenge = resp
+                    .headers()
+                    .get_all("www-authenticate")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .find_map(lamplighter_ntlm::token_from_header);
+                drain(resp.into_body()).await;
+                let Some(challenge) = challenge else {
+                    return Err(ClientError::Auth { target: origin, scheme: "NTLM (not offered)" });
+                };
+                let challenge = lamplighter_ntlm::Challenge::parse(&challenge)
+                    .map_err(|e| ClientError::Broken(format!("NTLM challenge: {e}")))?;
+                let creds =
+                    lamplighter_ntlm::Credentials { user: user.clone(), password: password.expose().to_string() };
+                let auth = lamplighter_ntlm::header_from_token(&lamplighter_ntlm::authenticate(&creds, &challenge));
+                let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&auth))?).await?;
+                if resp.status() == 401 {
+                    return Err(ClientError::Auth { target: origin, scheme: "NTLM" });
+                }
+                conn.authenticated = true;
+                Ok(reply(conn, resp))
+            }
+        }
+    }
+}
+
+/// The connection of a [`Reply`], to hand back with [`Http::checkin`].
+pub(crate) struct ReplyConn(Conn);
+
+impl Reply {
+    /// Splits off the connection (give it back once the body is read).
+    pub(crate) fn into_parts(self) -> (u16, hyper::HeaderMap, Incoming, ReplyConn) {
+        (self.status, self.headers, self.body, ReplyConn(self.conn))
+    }
+}
+
+async fn drain(body: Incoming) {
+    let _ = http_body_util::Limited::new(body, 1 << 20).collect().await;
+}
+
+/// Reads a whole body, at most `limit` bytes, within `timeout`.
+pub(crate) async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+    target: &str,
+) -> Result<Bytes, ClientError> {
+    match tokio::time::timeout(timeout, http_body_util::Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ClientError::Timeout { target: target.to_string(), secs: timeout.as_secs() }),
+        Ok(Err(e)) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                Err(ClientError::Ews(lamplighter_ews_wire::EwsError::TooLarge { size: limit + 1, limit }))
+            } else {
+                Err(ClientError::Broken(e.to_string()))
+            }
+        }
+        Ok(Ok(c)) => Ok(c.to_bytes()),
+    }
+}

@@ -1,0 +1,1165 @@
+//! The HTTP side: a hyper server on loopback (plain or TLS with a generated
+//! CA), Basic/NTLM/Bearer authentication as IIS does it (NTLM per
+//! connection), schema validation of every EWS request with `xmllint`,
+//! throttling and fault injection, and the long-lived chunked
+//! GetStreamingEvents responses with heartbeats and a timed close.
+
+use crate::soap::{self, El, Shape, esc};
+use crate::store::{NewItem, Store, SubError, SubKind, UpdateError};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// How incoming EWS requests are checked against the official schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Validation {
+    /// With `xmllint` against this wrapper schema (`ews-envelope-validate.xsd`).
+    Schema(PathBuf),
+    /// Not at all (the demo on a machine without the schema).
+    Off,
+}
+
+impl Validation {
+    /// The schema vendored in this repository, when it is there.
+    pub fn repo_schema() -> Validation {
+        let p =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ews-schema/ews-envelope-validate.xsd");
+        if p.exists() { Validation::Schema(p) } else { Validation::Off }
+    }
+}
+
+/// Which authentication schemes the server offers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthSchemes {
+    /// Basic.
+    pub basic: bool,
+    /// NTLM (and `Negotiate` falling back to NTLM).
+    pub ntlm: bool,
+    /// OAuth2 bearer tokens accepted.
+    pub bearer_tokens: Vec<String>,
+}
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The mailbox's address (Autodiscover answers for it).
+    pub email: String,
+    /// Accepted users: (name, password). Names compare case-insensitively, with or without `DOMAIN\`.
+    pub users: Vec<(String, String)>,
+    /// The NTLM domain.
+    pub domain: String,
+    /// Offered schemes.
+    pub auth: AuthSchemes,
+    /// Serve HTTPS with a generated certificate.
+    pub tls: bool,
+    /// Extra host names for the certificate (e.g. `autodiscover.example.test`).
+    pub tls_names: Vec<String>,
+    /// Schema validation.
+    pub validation: Validation,
+    /// Interval of `ConnectionStatus OK` frames.
+    pub heartbeat: Duration,
+    /// Caps the `ConnectionTimeout` clients ask for (tests: seconds instead of minutes).
+    pub max_connection_time: Option<Duration>,
+    /// Autodiscover redirects: address → other address.
+    pub redirect_addresses: Vec<(String, String)>,
+    /// Where to listen.
+    pub listen: SocketAddr,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            email: "mara@example.test".into(),
+            users: vec![("mara".into(), "Sommer2026!".into())],
+            domain: "EXAMPLE".into(),
+            auth: AuthSchemes { basic: true, ntlm: true, bearer_tokens: Vec::new() },
+            tls: false,
+            tls_names: Vec::new(),
+            validation: Validation::repo_schema(),
+            heartbeat: Duration::from_secs(45),
+            max_connection_time: None,
+            redirect_addresses: Vec::new(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+}
+
+/// One request the simulator served, for tests to inspect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// The operation (`FindItem`, …), or the path for non-EWS requests.
+    pub op: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// Whether the body passed schema validation (`true` when validation is off or not applicable).
+    pub schema_valid: bool,
+    /// `X-AnchorMailbox` was sent.
+    pub anchor: bool,
+    /// The backend cookie was replayed.
+    pub cookie: bool,
+}
+
+struct Shared {
+    config: Mutex<SimConfig>,
+    store: Mutex<Store>,
+    /// Bumped on every mailbox change (wakes streams).
+    changed: watch::Sender<u64>,
+    /// Bumped to drop every streaming connection.
+    drop_streams: watch::Sender<u64>,
+    /// Bumped to drop every connection (restart).
+    restart: watch::Sender<u64>,
+    /// (calls left, back-off ms) of injected ErrorServerBusy.
+    throttle: Mutex<(u32, u64)>,
+    served: Mutex<Vec<Served>>,
+    auth_failures: AtomicU32,
+    open_streams: AtomicU32,
+    base_url: String,
+}
+
+/// A running simulator. Dropping it stops the server.
+pub struct Simulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ca_pem: Option<String>,
+    stop: watch::Sender<bool>,
+}
+
+/// What the simulator failed to do.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Listening failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// Where.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The certificate could not be made.
+    #[error("certificate: {0}")]
+    Certificate(String),
+}
+
+/// A voicemail to deposit.
+#[derive(Debug, Clone, Default)]
+pub struct Voicemail {
+    /// Caller number (`+49 5251 304613`).
+    pub caller_number: String,
+    /// Caller name, if known.
+    pub caller_name: Option<String>,
+    /// Seconds.
+    pub duration_secs: u32,
+    /// Importance High.
+    pub urgent: bool,
+    /// Already read.
+    pub is_read: bool,
+    /// The audio: file name, content type, bytes.
+    pub audio: Option<(String, String, Vec<u8>)>,
+    /// A transcription preview (goes into the subject, as UM's does not fit here).
+    pub subject: Option<String>,
+    /// `DateTimeReceived`, if not now.
+    pub received: Option<String>,
+}
+
+/// A missed call to deposit.
+#[derive(Debug, Clone, Default)]
+pub struct MissedCall {
+    /// Caller number.
+    pub caller_number: String,
+    /// Caller name.
+    pub caller_name: Option<String>,
+    /// The call's SIP data copied into internet headers (History-Info, Call-ID, Reason, …).
+    pub headers: Vec<(String, String)>,
+    /// PidTagCallId.
+    pub call_id: Option<String>,
+    /// `DateTimeReceived`, if not now.
+    pub received: Option<String>,
+}
+
+impl Simulator {
+    /// Starts a simulator.
+    pub async fn start(config: SimConfig) -> Result<Simulator, SimError> {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| SimError::Listen { addr: config.listen, source })?;
+        let addr = listener.local_addr().map_err(|source| SimError::Listen { addr: config.listen, source })?;
+        let (tls, ca_pem) = if config.tls {
+            let (acceptor, ca) = tls_acceptor(&config.tls_names)?;
+            (Some(acceptor), Some(ca))
+        } else {
+            (None, None)
+        };
+        let scheme = if config.tls { "https" } else { "http" };
+        let shared = Arc::new(Shared {
+            config: Mutex::new(config),
+            store: Mutex::new(Store::new()),
+            changed: watch::channel(0).0,
+            drop_streams: watch::channel(0).0,
+            restart: watch::channel(0).0,
+            throttle: Mutex::new((0, 0)),
+            served: Mutex::new(Vec::new()),
+            auth_failures: AtomicU32::new(0),
+            open_streams: AtomicU32::new(0),
+            base_url: format!("{scheme}://{addr}"),
+        });
+        let (stop, mut stopped) = watch::channel(false);
+        let s = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    a = listener.accept() => a,
+                    _ = stopped.changed() => return,
+                };
+                let Ok((tcp, _)) = accepted else { continue };
+                let _ = tcp.set_nodelay(true);
+                let s = s.clone();
+                let tls = tls.clone();
+                let stopped = stopped.clone();
+                tokio::spawn(async move {
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(tcp).await {
+                                serve(s, hyper_util::rt::TokioIo::new(stream), stopped).await;
+                            }
+                        }
+                        None => serve(s, hyper_util::rt::TokioIo::new(tcp), stopped).await,
+                    }
+                });
+            }
+        });
+        Ok(Simulator { shared, addr, ca_pem, stop })
+    }
+
+    /// `http(s)://127.0.0.1:port`.
+    pub fn base_url(&self) -> &str {
+        &self.shared.base_url
+    }
+
+    /// The EWS endpoint.
+    pub fn ews_url(&self) -> String {
+        format!("{}/EWS/Exchange.asmx", self.shared.base_url)
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The CA certificate (PEM) that signed the server certificate, when TLS is on.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    fn mutate<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        let out = f(&mut self.shared.store.lock().unwrap_or_else(|p| p.into_inner()));
+        self.shared.changed.send_modify(|v| *v += 1);
+        out
+    }
+
+    /// Deposits any item; returns its id.
+    pub fn deposit(&self, item: NewItem) -> String {
+        self.mutate(|s| s.deposit(item))
+    }
+
+    /// Deposits a voicemail as Exchange UM does (class `IPM.Note.Microsoft.Voicemail.UM.CA`).
+    pub fn deposit_voicemail(&self, v: Voicemail) -> String {
+        let who = v.caller_name.clone().unwrap_or_else(|| v.caller_number.clone());
+        let attachments: Vec<(String, String, Vec<u8>)> = v.audio.into_iter().collect();
+        let order = attachments.first().map(|a| a.0.clone());
+        self.deposit(NewItem {
+            item_class: "IPM.Note.Microsoft.Voicemail.UM.CA".into(),
+            subject: v.subject.unwrap_or_else(|| format!("Voice Mail from {who} ({} seconds)", v.duration_secs)),
+            received: v.received,
+            importance: if v.urgent { "High".into() } else { "Normal".into() },
+            is_read: v.is_read,
+            from_name: Some(who),
+            from_email: Some(v.caller_number.clone()),
+            um: crate::store::UmProps {
+                duration_secs: Some(v.duration_secs),
+                caller_number: Some(v.caller_number),
+                caller_name: v.caller_name,
+                attachment_order: order,
+                call_id: None,
+            },
+            headers: Vec::new(),
+            attachments,
+        })
+    }
+
+    /// Deposits a missed-call notification (class `IPM.Note.Microsoft.Missed.Voice`).
+    pub fn deposit_missed_call(&self, m: MissedCall) -> String {
+        let who = m.caller_name.clone().unwrap_or_else(|| m.caller_number.clone());
+        self.deposit(NewItem {
+            item_class: "IPM.Note.Microsoft.Missed.Voice".into(),
+            subject: format!("Missed call from {who}"),
+            received: m.received,
+            importance: "Normal".into(),
+            is_read: false,
+            from_name: Some(who),
+            from_email: Some(m.caller_number.clone()),
+            um: crate::store::UmProps {
+                caller_number: Some(m.caller_number),
+                caller_name: m.caller_name,
+                call_id: m.call_id,
+                ..Default::default()
+            },
+            headers: m.headers,
+            attachments: Vec::new(),
+        })
+    }
+
+    /// Marks an item read or unread, as another client would.
+    pub fn set_read(&self, id: &str, read: bool) -> bool {
+        self.mutate(|s| s.set_read(id, read))
+    }
+
+    /// Deletes an item, as another client would.
+    pub fn delete(&self, id: &str) -> bool {
+        self.mutate(|s| s.delete(id))
+    }
+
+    /// The mailbox now: (id, item class, is_read), newest first.
+    pub fn items(&self) -> Vec<(String, String, bool)> {
+        let s = self.shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        s.items().into_iter().map(|i| (i.id.clone(), i.data.item_class.clone(), i.data.is_read)).collect()
+    }
+
+    /// Drops every streaming connection mid-stream (no `Closed` frame).
+    pub fn drop_streams(&self) {
+        self.shared.drop_streams.send_modify(|v| *v += 1);
+    }
+
+    /// A server restart: every connection is dropped and every subscription forgotten; the mailbox stays.
+    pub fn restart(&self) {
+        self.shared.store.lock().unwrap_or_else(|p| p.into_inner()).forget_subscriptions();
+        self.shared.restart.send_modify(|v| *v += 1);
+    }
+
+    /// Makes every sync state handed out so far invalid (`ErrorInvalidSyncStateData`).
+    pub fn forget_sync_states(&self) {
+        self.shared.store.lock().unwrap_or_else(|p| p.into_inner()).forget_sync_states();
+    }
+
+    /// The next `calls` EWS requests get `ErrorServerBusy` with this back-off.
+    pub fn throttle(&self, calls: u32, back_off: Duration) {
+        *self.shared.throttle.lock().unwrap_or_else(|p| p.into_inner()) = (calls, back_off.as_millis() as u64);
+    }
+
+    /// Changes a user's password.
+    pub fn set_password(&self, user: &str, password: &str) {
+        let mut c = self.shared.config.lock().unwrap_or_else(|p| p.into_inner());
+        c.users.retain(|(u, _)| !u.eq_ignore_ascii_case(user));
+        c.users.push((user.to_string(), password.to_string()));
+    }
+
+    /// Every request served so far.
+    pub fn served(&self) -> Vec<Served> {
+        self.shared.served.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Authentication attempts that failed (wrong password, bad token).
+    pub fn auth_failures(&self) -> u32 {
+        self.shared.auth_failures.load(Ordering::SeqCst)
+    }
+
+    /// Streaming connections open now.
+    pub fn open_streams(&self) -> u32 {
+        self.shared.open_streams.load(Ordering::SeqCst)
+    }
+
+    /// Subscriptions the server holds.
+    pub fn subscriptions(&self) -> usize {
+        self.shared.store.lock().unwrap_or_else(|p| p.into_inner()).subscription_count()
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        self.shared.restart.send_modify(|v| *v += 1);
+    }
+}
+
+fn tls_acceptor(extra: &[String]) -> Result<(tokio_rustls::TlsAcceptor, String), SimError> {
+    let err = |e: rcgen::Error| SimError::Certificate(e.to_string());
+    let ca_key = rcgen::KeyPair::generate().map_err(err)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Lamplighter EWS simulator CA");
+    let ca = ca_params.self_signed(&ca_key).map_err(err)?;
+    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "::1".to_string()];
+    names.extend(extra.iter().cloned());
+    let leaf_key = rcgen::KeyPair::generate().map_err(err)?;
+    let leaf = rcgen::CertificateParams::new(names).map_err(err)?.signed_by(&leaf_key, &ca, &ca_key).map_err(err)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SimError::Certificate(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .map_err(|e| SimError::Certificate(e.to_string()))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem()))
+}
+
+/// Per-connection authentication state (NTLM authenticates connections).
+#[derive(Default)]
+struct ConnAuth {
+    user: Option<String>,
+    pending: Option<lamplighter_ntlm::ServerChallenge>,
+}
+
+async fn serve<I>(shared: Arc<Shared>, io: I, mut stopped: watch::Receiver<bool>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn_auth = Arc::new(Mutex::new(ConnAuth::default()));
+    let mut restart = shared.restart.subscribe();
+    let s = shared.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let s = s.clone();
+        let a = conn_auth.clone();
+        async move { Ok::<_, std::convert::Infallible>(handle(s, a, req).await) }
+    });
+    let conn = hyper::server::conn::http1::Builder::new().keep_alive(true).serve_connection(io, service);
+    tokio::select! {
+        _ = conn => {}
+        _ = restart.changed() => {}
+        _ = stopped.changed() => {}
+    }
+}
+
+fn full(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).map_err(|never| match never {}).boxed());
+    *r.status_mut() = status;
+    r
+}
+
+fn xml(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = full(status, body);
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"));
+    r
+}
+
+fn unauthorized(shared: &Shared, extra: Option<String>) -> Response<Body> {
+    let c = shared.config.lock().unwrap_or_else(|p| p.into_inner()).auth.clone();
+    let mut r = full(StatusCode::UNAUTHORIZED, "401 - Unauthorized: Access is denied due to invalid credentials.");
+    let h = r.headers_mut();
+    match extra {
+        Some(challenge) => {
+            h.append("www-authenticate", challenge.parse().expect("header"));
+        }
+        None => {
+            if c.ntlm {
+                h.append("www-authenticate", "Negotiate".parse().expect("header"));
+                h.append("www-authenticate", "NTLM".parse().expect("header"));
+            }
+            if c.basic {
+                h.append("www-authenticate", "Basic realm=\"127.0.0.1\"".parse().expect("header"));
+            }
+            if !c.bearer_tokens.is_empty() {
+                h.append(
+                    "www-authenticate",
+                    "Bearer authorization_uri=\"https://login.invalid\"".parse().expect("header"),
+                );
+            }
+        }
+    }
+    r
+}
+
+fn password_of(config: &SimConfig, user: &str) -> Option<String> {
+    let bare = user.rsplit('\\').next().unwrap_or(user);
+    let bare = bare.split('@').next().unwrap_or(bare);
+    config.users.iter().find(|(u, _)| u.eq_ignore_ascii_case(bare)).map(|(_, p)| p.clone())
+}
+
+enum AuthOutcome {
+    Ok,
+    Respond(Response<Body>),
+}
+
+fn authenticate(shared: &Shared, conn: &Mutex<ConnAuth>, req: &Request<Incoming>) -> AuthOutcome {
+    let mut conn = conn.lock().unwrap_or_else(|p| p.into_inner());
+    let config = shared.config.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let fail = |shared: &Shared| {
+        shared.auth_failures.fetch_add(1, Ordering::SeqCst);
+        AuthOutcome::Respond(unauthorized(shared, None))
+    };
+    match header {
+        Some(h) if config.auth.basic && h.starts_with("Basic ") => {
+            let decoded = base64_decode(&h[6..]).and_then(|b| String::from_utf8(b).ok());
+            match decoded.as_deref().and_then(|d| d.split_once(':')) {
+                Some((user, pass)) if password_of(&config, user).as_deref() == Some(pass) => AuthOutcome::Ok,
+                _ => fail(shared),
+            }
+        }
+        Some(h) if !config.auth.bearer_tokens.is_empty() && h.starts_with("Bearer ") => {
+            if config.auth.bearer_tokens.iter().any(|t| t == h[7..].trim()) {
+                AuthOutcome::Ok
+            } else {
+                shared.auth_failures.fetch_add(1, Ordering::SeqCst);
+                AuthOutcome::Respond(unauthorized(shared, Some("Bearer error=\"invalid_token\"".into())))
+            }
+        }
+        Some(h) if config.auth.ntlm && (h.starts_with("NTLM ") || h.starts_with("Negotiate ")) => {
+            let Some(token) = lamplighter_ntlm::token_from_header(&h) else { return fail(shared) };
+            match token.get(8) {
+                Some(1) => match lamplighter_ntlm::ServerChallenge::new(&token, &config.domain, "EXCH01") {
+                    Ok(ch) => {
+                        let header = lamplighter_ntlm::header_from_token(ch.message());
+                        conn.pending = Some(ch);
+                        conn.user = None;
+                        AuthOutcome::Respond(unauthorized(shared, Some(header)))
+                    }
+                    Err(_) => fail(shared),
+                },
+                Some(3) => {
+                    let Some(ch) = conn.pending.take() else { return fail(shared) };
+                    match ch.verify(&token, |_, u| password_of(&config, u)) {
+                        Ok((_, user)) => {
+                            conn.user = Some(user);
+                            AuthOutcome::Ok
+                        }
+                        Err(_) => fail(shared),
+                    }
+                }
+                _ => fail(shared),
+            }
+        }
+        // an NTLM-authenticated connection stays authenticated
+        _ if conn.user.is_some() => AuthOutcome::Ok,
+        _ => AuthOutcome::Respond(unauthorized(shared, None)),
+    }
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
+}
+
+async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_ascii_lowercase();
+    let anchor = req.headers().contains_key("x-anchormailbox") && req.headers().contains_key("x-preferserveraffinity");
+    let cookie = req
+        .headers()
+        .get_all("cookie")
+        .iter()
+        .any(|v| v.to_str().map(|s| s.contains("X-BackEndOverrideCookie=")).unwrap_or(false));
+    let auth = authenticate(&shared, &conn, &req);
+    // read the body in any case, so the connection stays usable for the next leg
+    let body = match http_body_util::Limited::new(req.into_body(), 8 << 20).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => return full(StatusCode::PAYLOAD_TOO_LARGE, "request too large"),
+    };
+    let log = |op: &str, status: u16, schema_valid: bool| {
+        shared.served.lock().unwrap_or_else(|p| p.into_inner()).push(Served {
+            op: op.to_string(),
+            status,
+            schema_valid,
+            anchor,
+            cookie,
+        });
+    };
+    if let AuthOutcome::Respond(r) = auth {
+        log(&path, r.status().as_u16(), true);
+        return r;
+    }
+    let response = match path.as_str() {
+        "/ews/exchange.asmx" => return ews(&shared, &body, &log).await,
+        "/autodiscover/autodiscover.xml" => autodiscover_pox(&shared, &body),
+        "/autodiscover/autodiscover.svc" => autodiscover_soap(&shared, &body),
+        _ => full(StatusCode::NOT_FOUND, "404 - File or directory not found."),
+    };
+    log(&path, response.status().as_u16(), true);
+    response
+}
+
+/// Validates with xmllint; `Err(message, line, position)` when invalid.
+async fn validate(validation: &Validation, body: &[u8]) -> Result<(), (String, u32, u32)> {
+    let Validation::Schema(schema) = validation else { return Ok(()) };
+    use tokio::io::AsyncWriteExt as _;
+    let child = tokio::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(schema)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => return Err((format!("xmllint cannot run ({e}); install libxml2-utils"), 0, 0)),
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(body).await;
+    }
+    let out = match child.wait_with_output().await {
+        Ok(o) => o,
+        Err(e) => return Err((format!("xmllint failed: {e}"), 0, 0)),
+    };
+    if out.status.success() {
+        return Ok(());
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    let first = err.lines().find(|l| !l.contains("fails to validate")).unwrap_or("invalid request").to_string();
+    // "-:3: element FindItem: Schemas validity error : …"
+    let line = first.split(':').nth(1).and_then(|n| n.trim().parse().ok()).unwrap_or(0);
+    Err((first, line, 0))
+}
+
+async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool)) -> Response<Body> {
+    let validation = shared.config.lock().unwrap_or_else(|p| p.into_inner()).validation.clone();
+    let doc = match soap::parse(body) {
+        Ok(d) => d,
+        Err(e) => {
+            log("(malformed)", 500, false);
+            return xml(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                soap::fault("ErrorSchemaValidation", &format!("The request failed schema validation: {e}"), None, ""),
+            );
+        }
+    };
+    let op_el = doc.child("Body").and_then(|b| b.children.first()).cloned().unwrap_or_default();
+    let op = op_el.name.clone();
+    if let Err((message, line, position)) = validate(&validation, body).await {
+        log(&op, 500, false);
+        let detail = format!(
+            r#"<e:Line xmlns:e="http://schemas.microsoft.com/exchange/services/2006/errors">{line}</e:Line><e:Position xmlns:e="http://schemas.microsoft.com/exchange/services/2006/errors">{position}</e:Position><e:Violation xmlns:e="http://schemas.microsoft.com/exchange/services/2006/errors">{}</e:Violation>"#,
+            esc(&message)
+        );
+        return xml(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            soap::fault(
+                "ErrorSchemaValidation",
+                &format!("The request failed schema validation: {message}"),
+                None,
+                &detail,
+            ),
+        );
+    }
+    {
+        let mut t = shared.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        if t.0 > 0 {
+            t.0 -= 1;
+            log(&op, 500, true);
+            return xml(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                soap::fault(
+                    "ErrorServerBusy",
+                    "The server cannot service this request right now. Try again later.",
+                    Some(t.1),
+                    "",
+                ),
+            );
+        }
+    }
+    let version = doc
+        .child("Header")
+        .and_then(|h| h.child("RequestServerVersion"))
+        .and_then(|v| v.attr("Version"))
+        .unwrap_or("Exchange2007_SP1")
+        .to_string();
+    let (status, response) = match op.as_str() {
+        "FindItem" => (200, find_item(shared, &op_el)),
+        "GetItem" => (200, get_item(shared, &op_el)),
+        "UpdateItem" => (200, update_item(shared, &op_el)),
+        "GetAttachment" => (200, get_attachment(shared, &op_el)),
+        "SyncFolderItems" => (200, sync_folder_items(shared, &op_el)),
+        "Subscribe" => {
+            let r = subscribe(shared, &op_el);
+            log(&op, 200, true);
+            let mut resp = xml(StatusCode::OK, r);
+            resp.headers_mut().append(
+                "set-cookie",
+                "X-BackEndOverrideCookie=EXCH01.example.test~1941996295; path=/; secure; HttpOnly"
+                    .parse()
+                    .expect("cookie"),
+            );
+            return resp;
+        }
+        "Unsubscribe" => (200, unsubscribe(shared, &op_el)),
+        "GetEvents" => (200, get_events(shared, &op_el)),
+        "GetStreamingEvents" => {
+            if version.starts_with("Exchange2007") || version == "Exchange2010" {
+                (
+                    200,
+                    soap::response(
+                        "GetStreamingEvents",
+                        &soap::error(
+                            "GetStreamingEvents",
+                            "ErrorInvalidServerVersion",
+                            "The specified server version is invalid.",
+                        ),
+                    ),
+                )
+            } else {
+                log(&op, 200, true);
+                return streaming(shared.clone(), &op_el);
+            }
+        }
+        _ => (
+            500,
+            soap::fault("ErrorInvalidRequest", "The request is valid but is not supported by this server.", None, ""),
+        ),
+    };
+    log(&op, status, true);
+    xml(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), response)
+}
+
+fn folder_of(el: &El, container: &str) -> Option<String> {
+    el.child(container)?.child("DistinguishedFolderId")?.attr("Id").map(str::to_string)
+}
+
+fn find_item(shared: &Shared, el: &El) -> String {
+    let shape = Shape::from(el.child("ItemShape"));
+    let folder = folder_of(el, "ParentFolderIds").unwrap_or_default();
+    if folder != "inbox" && folder != "voicemail" {
+        return soap::response(
+            "FindItem",
+            &soap::error("FindItem", "ErrorFolderNotFound", "The specified folder could not be found in the store."),
+        );
+    }
+    let view = el.child("IndexedPageItemView");
+    let max = view.and_then(|v| v.attr("MaxEntriesReturned")).and_then(|v| v.parse().ok()).unwrap_or(1000usize);
+    let offset = view.and_then(|v| v.attr("Offset")).and_then(|v| v.parse().ok()).unwrap_or(0usize);
+    let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let (items, total) = store.find(&folder, offset, max);
+    let next = offset + items.len();
+    let rendered: String = items.iter().map(|i| soap::item(i, &shape)).collect();
+    soap::response(
+        "FindItem",
+        &soap::success(
+            "FindItem",
+            &format!(
+                r#"<m:RootFolder IndexedPagingOffset="{next}" TotalItemsInView="{total}" IncludesLastItemInRange="{}"><t:Items>{rendered}</t:Items></m:RootFolder>"#,
+                next >= total
+            ),
+        ),
+    )
+}
+
+fn get_item(shared: &Shared, el: &El) -> String {
+    let shape = Shape::from(el.child("ItemShape"));
+    let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut messages = String::new();
+    for id in el.child("ItemIds").map(|i| i.all("ItemId").collect::<Vec<_>>()).unwrap_or_default() {
+        match id.attr("Id").and_then(|i| store.get(i)) {
+            Some(item) => {
+                messages += &soap::success("GetItem", &format!("<m:Items>{}</m:Items>", soap::item(item, &shape)))
+            }
+            None => {
+                messages +=
+                    &soap::error("GetItem", "ErrorItemNotFound", "The specified object was not found in the store.")
+            }
+        }
+    }
+    soap::response("GetItem", &messages)
+}
+
+fn update_item(shared: &Shared, el: &El) -> String {
+    let never = el.attr("ConflictResolution") == Some("NeverOverwrite");
+    let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut messages = String::new();
+    let mut changed = false;
+    for change in el.child("ItemChanges").map(|c| c.all("ItemChange").collect::<Vec<_>>()).unwrap_or_default() {
+        let id = change.child("ItemId");
+        let fields: Vec<&El> = change.child("Updates").map(|u| u.children.iter().collect()).unwrap_or_default();
+        let is_read = fields.iter().all(|f| {
+            f.name == "SetItemField" && f.child("FieldURI").and_then(|u| u.attr("FieldURI")) == Some("message:IsRead")
+        });
+        let value = fields.first().and_then(|f| f.path_text(&["Message", "IsRead"])).map(|v| v == "true" || v == "1");
+        let (Some(id), true, Some(value)) = (id, is_read && !fields.is_empty(), value) else {
+            messages +=
+                &soap::error("UpdateItem", "ErrorInvalidPropertySet", "This simulator only updates message:IsRead.");
+            continue;
+        };
+        match store.update_read(id.attr("Id").unwrap_or_default(), id.attr("ChangeKey"), value, never) {
+            Ok(item) => {
+                changed = true;
+                messages += &soap::success(
+                    "UpdateItem",
+                    &format!(
+                        r#"<m:Items><t:Message><t:ItemId Id="{}" ChangeKey="{}"/></t:Message></m:Items><m:ConflictResults><t:Count>0</t:Count></m:ConflictResults>"#,
+                        esc(&item.id),
+                        esc(&item.change_key())
+                    ),
+                )
+            }
+            Err(UpdateError::NotFound) => {
+                messages +=
+                    &soap::error("UpdateItem", "ErrorItemNotFound", "The specified object was not found in the store.")
+            }
+            Err(UpdateError::Conflict) => {
+                messages += &soap::error(
+                    "UpdateItem",
+                    "ErrorIrresolvableConflict",
+                    "The send or update operation could not be performed because the change key passed in the request does not match the current change key for the item.",
+                )
+            }
+        }
+    }
+    drop(store);
+    if changed {
+        shared.changed.send_modify(|v| *v += 1);
+    }
+    soap::response("UpdateItem", &messages)
+}
+
+fn get_attachment(shared: &Shared, el: &El) -> String {
+    let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut messages = String::new();
+    for id in el.child("AttachmentIds").map(|i| i.all("AttachmentId").collect::<Vec<_>>()).unwrap_or_default() {
+        match id.attr("Id").and_then(|i| store.attachment(i)) {
+            Some(a) => {
+                messages += &soap::success(
+                    "GetAttachment",
+                    &format!(
+                        r#"<m:Attachments><t:FileAttachment><t:AttachmentId Id="{}"/><t:Name>{}</t:Name><t:ContentType>{}</t:ContentType><t:Content>{}</t:Content></t:FileAttachment></m:Attachments>"#,
+                        esc(&a.id),
+                        esc(&a.name),
+                        esc(&a.content_type),
+                        soap::b64(&a.data)
+                    ),
+                )
+            }
+            None => {
+                messages += &soap::error("GetAttachment", "ErrorInvalidIdNotAnItemAttachmentId", "The Id is invalid.")
+            }
+        }
+    }
+    soap::response("GetAttachment", &messages)
+}
+
+fn sync_folder_items(shared: &Shared, el: &El) -> String {
+    let shape = Shape::from(el.child("ItemShape"));
+    let folder = folder_of(el, "SyncFolderId").unwrap_or_default();
+    if folder != "inbox" {
+        return soap::response(
+            "SyncFolderItems",
+            &soap::error(
+                "SyncFolderItems",
+                "ErrorFolderNotFound",
+                "The specified folder could not be found in the store.",
+            ),
+        );
+    }
+    let max = el.path_text(&["MaxChangesReturned"]).and_then(|m| m.parse().ok()).unwrap_or(512usize);
+    let state = el.path_text(&["SyncState"]).filter(|s| !s.is_empty());
+    let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    match store.sync(state, max) {
+        Ok(page) => soap::response(
+            "SyncFolderItems",
+            &soap::success(
+                "SyncFolderItems",
+                &format!(
+                    "<m:SyncState>{}</m:SyncState><m:IncludesLastItemInRange>{}</m:IncludesLastItemInRange>{}",
+                    esc(&page.state),
+                    page.includes_last,
+                    soap::changes(&page.changes, &shape)
+                ),
+            ),
+        ),
+        Err(_) => soap::response(
+            "SyncFolderItems",
+            &soap::error(
+                "SyncFolderItems",
+                "ErrorInvalidSyncStateData",
+                "Synchronization state data is corrupt or otherwise invalid.",
+            ),
+        ),
+    }
+}
+
+fn subscribe(shared: &Shared, el: &El) -> String {
+    let (kind, req) = match (el.child("StreamingSubscriptionRequest"), el.child("PullSubscriptionRequest")) {
+        (Some(r), _) => (SubKind::Streaming, r),
+        (_, Some(r)) => (SubKind::Pull, r),
+        _ => {
+            return soap::response(
+                "Subscribe",
+                &soap::error(
+                    "Subscribe",
+                    "ErrorInvalidSubscriptionRequest",
+                    "Push subscriptions are not supported here.",
+                ),
+            );
+        }
+    };
+    let mut folders = Vec::new();
+    if let Some(f) = req.child("FolderIds") {
+        folders.extend(f.all("DistinguishedFolderId").filter_map(|d| d.attr("Id")));
+    }
+    if folders.iter().any(|f| *f != "inbox" && *f != "voicemail") {
+        return soap::response(
+            "Subscribe",
+            &soap::error("Subscribe", "ErrorFolderNotFound", "The specified folder could not be found in the store."),
+        );
+    }
+    let (id, wm) = shared.store.lock().unwrap_or_else(|p| p.into_inner()).subscribe(kind);
+    let watermark =
+        if kind == SubKind::Pull { format!("<m:Watermark>{}</m:Watermark>", esc(&wm)) } else { String::new() };
+    soap::response(
+        "Subscribe",
+        &soap::success("Subscribe", &format!("<m:SubscriptionId>{}</m:SubscriptionId>{watermark}", esc(&id))),
+    )
+}
+
+fn unsubscribe(shared: &Shared, el: &El) -> String {
+    let id = el.path_text(&["SubscriptionId"]).unwrap_or_default().to_string();
+    match shared.store.lock().unwrap_or_else(|p| p.into_inner()).unsubscribe(&id) {
+        Ok(()) => soap::response("Unsubscribe", &soap::success("Unsubscribe", "")),
+        Err(_) => soap::response(
+            "Unsubscribe",
+            &soap::error("Unsubscribe", "ErrorSubscriptionNotFound", "The specified subscription was not found."),
+        ),
+    }
+}
+
+fn get_events(shared: &Shared, el: &El) -> String {
+    let id = el.path_text(&["SubscriptionId"]).unwrap_or_default().to_string();
+    let wm = el.path_text(&["Watermark"]).unwrap_or_default().to_string();
+    let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    if !store.has_subscription(&id, SubKind::Pull) {
+        return soap::response(
+            "GetEvents",
+            &soap::error("GetEvents", "ErrorSubscriptionNotFound", "The specified subscription was not found."),
+        );
+    }
+    match store.get_events(&id, &wm) {
+        Ok((events, previous, current)) => {
+            let body: String = if events.is_empty() {
+                format!("<t:StatusEvent><t:Watermark>{}</t:Watermark></t:StatusEvent>", esc(&current))
+            } else {
+                events.iter().map(|e| soap::event(e, INBOX_ID, true)).collect()
+            };
+            soap::response(
+                "GetEvents",
+                &soap::success(
+                    "GetEvents",
+                    &format!(
+                        "<m:Notification><t:SubscriptionId>{}</t:SubscriptionId><t:PreviousWatermark>{}</t:PreviousWatermark><t:MoreEvents>false</t:MoreEvents>{body}</m:Notification>",
+                        esc(&id),
+                        esc(&previous)
+                    ),
+                ),
+            )
+        }
+        Err(SubError::InvalidWatermark) => soap::response(
+            "GetEvents",
+            &soap::error("GetEvents", "ErrorInvalidWatermark", "The watermark used for this subscription is invalid."),
+        ),
+        Err(SubError::NotFound) => soap::response(
+            "GetEvents",
+            &soap::error("GetEvents", "ErrorSubscriptionNotFound", "The specified subscription was not found."),
+        ),
+    }
+}
+
+const INBOX_ID: &str = "AQMkAGLampSimInboxFolderAAA=";
+
+/// A response body fed from a channel; an `Err` aborts the connection.
+struct ChannelBody(mpsc::Receiver<Result<Bytes, std::io::Error>>);
+
+impl http_body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.0.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
+
+struct StreamGuard(Arc<Shared>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
+    let ids: Vec<String> = el
+        .child("SubscriptionIds")
+        .map(|s| s.all("SubscriptionId").map(|i| i.text.trim().to_string()).collect())
+        .unwrap_or_default();
+    let minutes: u64 = el.path_text(&["ConnectionTimeout"]).and_then(|m| m.parse().ok()).unwrap_or(30);
+    let (heartbeat, cap) = {
+        let c = shared.config.lock().unwrap_or_else(|p| p.into_inner());
+        (c.heartbeat, c.max_connection_time)
+    };
+    let lifetime = cap.map_or(Duration::from_secs(minutes * 60), |c| c.min(Duration::from_secs(minutes * 60)));
+    let missing: Vec<&String> = {
+        let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        ids.iter().filter(|i| !store.has_subscription(i, SubKind::Streaming)).collect()
+    };
+    if !missing.is_empty() || ids.is_empty() {
+        let errs: String = missing.iter().map(|i| format!("<m:SubscriptionId>{}</m:SubscriptionId>", esc(i))).collect();
+        let frame = soap::streaming_frame(&format!(
+            r#"<m:GetStreamingEventsResponseMessage ResponseClass="Error"><m:MessageText>The specified subscription was not found.</m:MessageText><m:ResponseCode>ErrorSubscriptionNotFound</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey><m:ErrorSubscriptionIds>{errs}</m:ErrorSubscriptionIds><m:ConnectionStatus>Closed</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"#
+        ));
+        return xml(StatusCode::OK, frame);
+    }
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    shared.open_streams.fetch_add(1, Ordering::SeqCst);
+    let guard = StreamGuard(shared.clone());
+    tokio::spawn(async move {
+        let _guard = guard;
+        let deadline = tokio::time::Instant::now() + lifetime;
+        let mut changed = shared.changed.subscribe();
+        let mut dropper = shared.drop_streams.subscribe();
+        let mut restart = shared.restart.subscribe();
+        let ok = |status: &str| {
+            Bytes::from(soap::streaming_frame(&format!(
+                r#"<m:GetStreamingEventsResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode><m:ConnectionStatus>{status}</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"#
+            )))
+        };
+        loop {
+            // events first (a change may have arrived before we listened)
+            changed.borrow_and_update();
+            let mut notifications = String::new();
+            let mut gone = false;
+            {
+                let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+                for id in &ids {
+                    match store.take_events(id) {
+                        Ok(events) => {
+                            for chunk in events.chunks(50) {
+                                let evs: String = chunk.iter().map(|e| soap::event(e, INBOX_ID, false)).collect();
+                                notifications += &format!(
+                                    "<m:Notification><t:SubscriptionId>{}</t:SubscriptionId>{evs}</m:Notification>",
+                                    esc(id)
+                                );
+                            }
+                        }
+                        Err(_) => gone = true,
+                    }
+                }
+            }
+            if gone {
+                let _ = tx.send(Err(std::io::Error::other("subscription gone"))).await;
+                return;
+            }
+            if !notifications.is_empty() {
+                let frame = soap::streaming_frame(&format!(
+                    r#"<m:GetStreamingEventsResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode><m:Notifications>{notifications}</m:Notifications></m:GetStreamingEventsResponseMessage>"#
+                ));
+                if tx.send(Ok(Bytes::from(frame))).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                _ = changed.changed() => {}
+                _ = tokio::time::sleep(heartbeat) => {
+                    if tx.send(Ok(ok("OK"))).await.is_err() { return; }
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    let _ = tx.send(Ok(ok("Closed"))).await;
+                    return;
+                }
+                _ = dropper.changed() => {
+                    let _ = tx.send(Err(std::io::Error::other("stream dropped by the test"))).await;
+                    return;
+                }
+                _ = restart.changed() => {
+                    let _ = tx.send(Err(std::io::Error::other("server restart"))).await;
+                    return;
+                }
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let mut r = Response::new(BodyExt::boxed(ChannelBody(rx)));
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"));
+    r
+}
+
+fn autodiscover_pox(shared: &Shared, body: &[u8]) -> Response<Body> {
+    let (email, redirects) = {
+        let c = shared.config.lock().unwrap_or_else(|p| p.into_inner());
+        (c.email.clone(), c.redirect_addresses.clone())
+    };
+    let asked = soap::parse(body)
+        .ok()
+        .and_then(|d| d.path_text(&["Request", "EMailAddress"]).map(str::to_string))
+        .unwrap_or_default();
+    let ews = format!("{}/EWS/Exchange.asmx", shared.base_url);
+    let inner = if let Some((_, to)) = redirects.iter().find(|(from, _)| from.eq_ignore_ascii_case(&asked)) {
+        format!(
+            "<Account><AccountType>email</AccountType><Action>redirectAddr</Action><RedirectAddr>{}</RedirectAddr></Account>",
+            esc(to)
+        )
+    } else if asked.eq_ignore_ascii_case(&email) {
+        format!(
+            "<User><DisplayName>Lamplighter demo</DisplayName><AutoDiscoverSMTPAddress>{}</AutoDiscoverSMTPAddress></User><Account><AccountType>email</AccountType><Action>settings</Action><MicrosoftOnline>False</MicrosoftOnline><Protocol><Type>EXCH</Type><Server>EXCH01.example.test</Server><ASUrl>{ews}</ASUrl><EwsUrl>{ews}</EwsUrl><EmwsUrl>{ews}</EmwsUrl></Protocol><Protocol><Type>EXPR</Type><Server>127.0.0.1</Server><SSL>On</SSL><AuthPackage>Ntlm</AuthPackage><EwsUrl>{ews}</EwsUrl></Protocol></Account>",
+            esc(&email)
+        )
+    } else {
+        r#"<Error Time="00:00:00.0000000" Id="2477272013"><ErrorCode>500</ErrorCode><Message>The email address can't be found.</Message><DebugData /></Error>"#.to_string()
+    };
+    xml(
+        StatusCode::OK,
+        format!(
+            r#"<?xml version="1.0" encoding="utf-8"?><Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006"><Response xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a">{inner}</Response></Autodiscover>"#
+        ),
+    )
+}
+
+fn autodiscover_soap(shared: &Shared, body: &[u8]) -> Response<Body> {
+    let (email, redirects) = {
+        let c = shared.config.lock().unwrap_or_else(|p| p.into_inner());
+        (c.email.clone(), c.redirect_addresses.clone())
+    };
+    let doc = match soap::parse(body) {
+        Ok(d) => d,
+        Err(e) => return xml(StatusCode::BAD_REQUEST, soap::fault("ErrorInvalidRequest", &e, None, "")),
+    };
+    let mut users = Vec::new();
+    if let Some(req) =
+        doc.child("Body").and_then(|b| b.child("GetUserSettingsRequestMessage")).and_then(|m| m.child("Request"))
+        && let Some(u) = req.child("Users")
+    {
+        users.extend(u.all("User").filter_map(|u| u.path_text(&["Mailbox"]).map(str::to_string)));
+    }
+    let ews = format!("{}/EWS/Exchange.asmx", shared.base_url);
+    let mut responses = String::new();
+    for u in users {
+        if let Some((_, to)) = redirects.iter().find(|(from, _)| from.eq_ignore_ascii_case(&u)) {
+            responses += &format!(
+                "<UserResponse><ErrorCode>RedirectAddress</ErrorCode><ErrorMessage>Redirection address.</ErrorMessage><RedirectTarget>{}</RedirectTarget><UserSettingErrors/><UserSettings/></UserResponse>",
+                esc(to)
+            );
+        } else if u.eq_ignore_ascii_case(&email) {
+            responses += &format!(
+                r#"<UserResponse><ErrorCode>NoError</ErrorCode><ErrorMessage>No error.</ErrorMessage><RedirectTarget i:nil="true"/><UserSettingErrors/><UserSettings><UserSetting i:type="StringSetting"><Name>InternalEwsUrl</Name><Value>{ews}</Value></UserSetting><UserSetting i:type="StringSetting"><Name>ExternalEwsUrl</Name><Value>{ews}</Value></UserSetting><UserSetting i:type="StringSetting"><Name>GroupingInformation</Name><Value>EXAMPLE-SIM</Value></UserSetting></UserSettings></UserResponse>"#
+            );
+        } else {
+            responses += "<UserResponse><ErrorCode>InvalidUser</ErrorCode><ErrorMessage>Invalid user.</ErrorMessage><RedirectTarget i:nil=\"true\"/><UserSettingErrors/><UserSettings/></UserResponse>";
+        }
+    }
+    xml(
+        StatusCode::OK,
+        format!(
+            r#"<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/" xmlns:a="http://www.w3.org/2005/08/addressing"><s:Header><a:Action s:mustUnderstand="1">http://schemas.microsoft.com/exchange/2010/Autodiscover/Autodiscover/GetUserSettingsResponse</a:Action><h:ServerVersionInfo xmlns:h="http://schemas.microsoft.com/exchange/2010/Autodiscover" xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><h:MajorVersion>15</h:MajorVersion><h:MinorVersion>1</h:MinorVersion><h:MajorBuildNumber>2507</h:MajorBuildNumber><h:MinorBuildNumber>6</h:MinorBuildNumber><h:Version>Exchange2015</h:Version></h:ServerVersionInfo></s:Header><s:Body><GetUserSettingsResponseMessage xmlns="http://schemas.microsoft.com/exchange/2010/Autodiscover"><Response xmlns:i="http://www.w3.org/2001/XMLSchema-instance"><ErrorCode>NoError</ErrorCode><ErrorMessage/><UserResponses>{responses}</UserResponses></Response></GetUserSettingsResponseMessage></s:Body></s:Envelope>"#
+        ),
+    )
+}

@@ -1,0 +1,583 @@
+//! The mailbox behind the simulator, sans-IO: items, the change log that
+//! SyncFolderItems answers from, and subscriptions with their pending
+//! events. Everything the SOAP layer answers comes from here; nothing here
+//! knows XML or HTTP.
+//!
+//! Sync states are opaque to clients (`base64("lamp-sync:<epoch>:<seq>")`),
+//! survive a restart like Exchange's (they live with the mailbox), and stop
+//! being valid when the mailbox's epoch changes ([`Store::forget_sync_states`]),
+//! which is what `ErrorInvalidSyncStateData` means. Subscriptions do not
+//! survive a restart.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+/// The MS-OXOUM properties of an item.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UmProps {
+    /// 0x6801 duration in seconds.
+    pub duration_secs: Option<u32>,
+    /// 0x6802 caller number.
+    pub caller_number: Option<String>,
+    /// 0x6803 caller name.
+    pub caller_name: Option<String>,
+    /// 0x6805 attachment order.
+    pub attachment_order: Option<String>,
+    /// 0x6806 call id.
+    pub call_id: Option<String>,
+}
+
+/// An attachment as stored.
+#[derive(Debug, Clone)]
+pub struct StoredAttachment {
+    /// `AttachmentId`.
+    pub id: String,
+    /// File name.
+    pub name: String,
+    /// MIME type.
+    pub content_type: String,
+    /// The bytes.
+    pub data: Arc<Vec<u8>>,
+}
+
+/// What a test or the demo deposits.
+#[derive(Debug, Clone, Default)]
+pub struct NewItem {
+    /// `ItemClass`, e.g. `IPM.Note.Microsoft.Voicemail.UM.CA`.
+    pub item_class: String,
+    /// Subject.
+    pub subject: String,
+    /// `DateTimeReceived` (ISO 8601, UTC); now when `None`.
+    pub received: Option<String>,
+    /// `Importance`: Low, Normal, High.
+    pub importance: String,
+    /// Read already.
+    pub is_read: bool,
+    /// Sender display name.
+    pub from_name: Option<String>,
+    /// Sender address.
+    pub from_email: Option<String>,
+    /// UM properties.
+    pub um: UmProps,
+    /// Internet message headers.
+    pub headers: Vec<(String, String)>,
+    /// Attachments: name, content type, bytes.
+    pub attachments: Vec<(String, String, Vec<u8>)>,
+}
+
+/// An item in the mailbox.
+#[derive(Debug, Clone)]
+pub struct StoredItem {
+    /// `Id`.
+    pub id: String,
+    /// Bumped on every change; the change key is derived from it.
+    pub version: u32,
+    /// What was deposited.
+    pub data: NewItem,
+    /// `DateTimeReceived`.
+    pub received: String,
+    /// Attachments with ids.
+    pub attachments: Vec<StoredAttachment>,
+    /// When it was created, changed at all, and changed other than its read flag.
+    pub created_seq: u64,
+    changed_seq: u64,
+    content_seq: u64,
+}
+
+impl StoredItem {
+    /// The current `ChangeKey`.
+    pub fn change_key(&self) -> String {
+        STANDARD.encode(format!("CQAAABYAAAD{:08}{}", self.version, &self.id[self.id.len().saturating_sub(6)..]))
+    }
+
+    /// Whether its class is a voicemail (what the `voicemail` search folder shows).
+    pub fn is_voicemail(&self) -> bool {
+        let c = self.data.item_class.to_ascii_lowercase();
+        c.starts_with("ipm.note.microsoft.voicemail") || c.starts_with("ipm.note.rpmsg.microsoft.voicemail")
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Tombstone {
+    id: String,
+    change_key: String,
+    created_seq: u64,
+    deleted_seq: u64,
+}
+
+/// One change a sync reports.
+#[derive(Debug, Clone)]
+pub enum SyncChange {
+    /// New since the state.
+    Create(StoredItem),
+    /// Changed beyond its read flag.
+    Update(StoredItem),
+    /// Only the read flag changed.
+    ReadFlag(StoredItem),
+    /// Deleted: id and last change key.
+    Delete(String, String),
+}
+
+/// A page of SyncFolderItems.
+#[derive(Debug, Clone)]
+pub struct SyncResult {
+    /// The changes, oldest first.
+    pub changes: Vec<SyncChange>,
+    /// The state to hand out.
+    pub state: String,
+    /// Whether this was the last page.
+    pub includes_last: bool,
+}
+
+/// A sync state this mailbox did not hand out, or one from before
+/// [`Store::forget_sync_states`]: `ErrorInvalidSyncStateData`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InvalidSyncState;
+
+/// Event kinds the simulator emits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `NewMailEvent`.
+    NewMail,
+    /// `CreatedEvent`.
+    Created,
+    /// `ModifiedEvent`.
+    Modified,
+    /// `DeletedEvent`.
+    Deleted,
+}
+
+impl EventKind {
+    /// The element name.
+    pub fn element(self) -> &'static str {
+        match self {
+            EventKind::NewMail => "NewMailEvent",
+            EventKind::Created => "CreatedEvent",
+            EventKind::Modified => "ModifiedEvent",
+            EventKind::Deleted => "DeletedEvent",
+        }
+    }
+}
+
+/// A pending notification event.
+#[derive(Debug, Clone)]
+pub struct SimEvent {
+    /// Which.
+    pub kind: EventKind,
+    /// The item and its change key.
+    pub item: (String, String),
+    /// When (ISO 8601).
+    pub timestamp: String,
+    /// Its watermark number.
+    pub watermark: u64,
+}
+
+/// Streaming or pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubKind {
+    /// GetStreamingEvents.
+    Streaming,
+    /// GetEvents.
+    Pull,
+}
+
+#[derive(Debug)]
+struct Subscription {
+    kind: SubKind,
+    events: VecDeque<SimEvent>,
+    /// Pull: the watermark last acknowledged.
+    acked: u64,
+}
+
+/// Why a subscription operation failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubError {
+    /// `ErrorSubscriptionNotFound`.
+    NotFound,
+    /// `ErrorInvalidWatermark`.
+    InvalidWatermark,
+}
+
+/// Why an update failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateError {
+    /// `ErrorItemNotFound`.
+    NotFound,
+    /// `ErrorIrresolvableConflict`.
+    Conflict,
+}
+
+/// The simulated mailbox.
+#[derive(Debug)]
+pub struct Store {
+    items: BTreeMap<String, StoredItem>,
+    tombstones: Vec<Tombstone>,
+    seq: u64,
+    epoch: u32,
+    next_id: u64,
+    next_sub: u64,
+    watermark: u64,
+    subscriptions: HashMap<String, Subscription>,
+    /// Part of every id, so ids of different simulator runs differ.
+    salt: String,
+}
+
+/// Now as ISO 8601 UTC (`2026-11-24T09:14:03Z`).
+pub fn now_iso() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    iso_from_unix(secs)
+}
+
+/// A Unix time as ISO 8601 UTC.
+pub fn iso_from_unix(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // civil from days (H. Hinnant)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Store {
+    /// An empty mailbox.
+    pub fn new() -> Self {
+        let salt = format!(
+            "{:x}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+                & 0xffff_ffff
+        );
+        Store {
+            items: BTreeMap::new(),
+            tombstones: Vec::new(),
+            seq: 0,
+            epoch: 1,
+            next_id: 1,
+            next_sub: 1,
+            watermark: 1,
+            subscriptions: HashMap::new(),
+            salt,
+        }
+    }
+
+    fn push_event(&mut self, kind: EventKind, item: (String, String)) {
+        self.watermark += 1;
+        let ev = SimEvent { kind, item, timestamp: now_iso(), watermark: self.watermark };
+        for sub in self.subscriptions.values_mut() {
+            sub.events.push_back(ev.clone());
+        }
+    }
+
+    /// Adds an item to the Inbox; returns its id.
+    pub fn deposit(&mut self, new: NewItem) -> String {
+        self.seq += 1;
+        let n = self.next_id;
+        self.next_id += 1;
+        let id = STANDARD.encode(format!("AAMkAGLamp{}-{n:010}", self.salt));
+        let attachments = new
+            .attachments
+            .iter()
+            .enumerate()
+            .map(|(k, (name, ct, data))| StoredAttachment {
+                id: STANDARD.encode(format!("AAMkAGAtt{}-{n:010}-{k}", self.salt)),
+                name: name.clone(),
+                content_type: ct.clone(),
+                data: Arc::new(data.clone()),
+            })
+            .collect();
+        let item = StoredItem {
+            id: id.clone(),
+            version: 1,
+            received: new.received.clone().unwrap_or_else(now_iso),
+            data: new,
+            attachments,
+            created_seq: self.seq,
+            changed_seq: self.seq,
+            content_seq: self.seq,
+        };
+        let key = (id.clone(), item.change_key());
+        self.items.insert(id.clone(), item);
+        self.push_event(EventKind::Created, key.clone());
+        self.push_event(EventKind::NewMail, key);
+        id
+    }
+
+    /// Sets the read flag (as the user would elsewhere). `false` when there is no such item.
+    pub fn set_read(&mut self, id: &str, read: bool) -> bool {
+        let Some(item) = self.items.get_mut(id) else { return false };
+        if item.data.is_read == read {
+            return true;
+        }
+        self.seq += 1;
+        item.data.is_read = read;
+        item.version += 1;
+        item.changed_seq = self.seq;
+        let key = (item.id.clone(), item.change_key());
+        self.push_event(EventKind::Modified, key);
+        true
+    }
+
+    /// Deletes an item (as the user would elsewhere). `false` when there is no such item.
+    pub fn delete(&mut self, id: &str) -> bool {
+        let Some(item) = self.items.remove(id) else { return false };
+        self.seq += 1;
+        self.tombstones.push(Tombstone {
+            id: item.id.clone(),
+            change_key: item.change_key(),
+            created_seq: item.created_seq,
+            deleted_seq: self.seq,
+        });
+        self.push_event(EventKind::Deleted, (item.id.clone(), item.change_key()));
+        true
+    }
+
+    /// UpdateItem of the read flag with a change key and a conflict policy.
+    pub fn update_read(
+        &mut self,
+        id: &str,
+        change_key: Option<&str>,
+        read: bool,
+        never_overwrite: bool,
+    ) -> Result<StoredItem, UpdateError> {
+        let item = self.items.get(id).ok_or(UpdateError::NotFound)?;
+        if let Some(ck) = change_key
+            && ck != item.change_key()
+            && never_overwrite
+        {
+            return Err(UpdateError::Conflict);
+        }
+        self.set_read(id, read);
+        self.items.get(id).cloned().ok_or(UpdateError::NotFound)
+    }
+
+    /// An item.
+    pub fn get(&self, id: &str) -> Option<&StoredItem> {
+        self.items.get(id)
+    }
+
+    /// All items, newest first.
+    pub fn items(&self) -> Vec<&StoredItem> {
+        let mut v: Vec<&StoredItem> = self.items.values().collect();
+        v.sort_by(|a, b| b.received.cmp(&a.received).then(b.created_seq.cmp(&a.created_seq)));
+        v
+    }
+
+    /// An attachment by id.
+    pub fn attachment(&self, id: &str) -> Option<&StoredAttachment> {
+        self.items.values().flat_map(|i| &i.attachments).find(|a| a.id == id)
+    }
+
+    /// FindItem on `folder` (`inbox` or `voicemail`): the page and the total.
+    pub fn find(&self, folder: &str, offset: usize, max: usize) -> (Vec<&StoredItem>, usize) {
+        let all: Vec<&StoredItem> =
+            self.items().into_iter().filter(|i| folder != "voicemail" || i.is_voicemail()).collect();
+        let total = all.len();
+        (all.into_iter().skip(offset).take(max).collect(), total)
+    }
+
+    fn state_string(&self, seq: u64) -> String {
+        STANDARD.encode(format!("lamp-sync:{}:{seq}", self.epoch))
+    }
+
+    fn parse_state(&self, state: &str) -> Option<u64> {
+        let raw = STANDARD.decode(state.trim()).ok()?;
+        let s = String::from_utf8(raw).ok()?;
+        let mut parts = s.strip_prefix("lamp-sync:")?.split(':');
+        let epoch: u32 = parts.next()?.parse().ok()?;
+        let seq: u64 = parts.next()?.parse().ok()?;
+        (epoch == self.epoch && seq <= self.seq).then_some(seq)
+    }
+
+    /// SyncFolderItems from `state` (`None`: from the beginning), at most `max` changes.
+    pub fn sync(&self, state: Option<&str>, max: usize) -> Result<SyncResult, InvalidSyncState> {
+        let since = match state {
+            None => 0,
+            Some(s) => self.parse_state(s).ok_or(InvalidSyncState)?,
+        };
+        // (seq of the last change, change)
+        let mut changes: Vec<(u64, SyncChange)> = Vec::new();
+        for item in self.items.values() {
+            if item.changed_seq <= since {
+                continue;
+            }
+            let c = if item.created_seq > since {
+                SyncChange::Create(item.clone())
+            } else if item.content_seq > since {
+                SyncChange::Update(item.clone())
+            } else {
+                SyncChange::ReadFlag(item.clone())
+            };
+            changes.push((item.changed_seq, c));
+        }
+        for t in &self.tombstones {
+            if t.deleted_seq > since && t.created_seq <= since {
+                changes.push((t.deleted_seq, SyncChange::Delete(t.id.clone(), t.change_key.clone())));
+            }
+        }
+        changes.sort_by_key(|(s, _)| *s);
+        let includes_last = changes.len() <= max;
+        let page: Vec<(u64, SyncChange)> = changes.into_iter().take(max).collect();
+        let upto = if includes_last { self.seq } else { page.last().map(|(s, _)| *s).unwrap_or(self.seq) };
+        Ok(SyncResult {
+            changes: page.into_iter().map(|(_, c)| c).collect(),
+            state: self.state_string(upto),
+            includes_last,
+        })
+    }
+
+    /// Makes every sync state handed out so far invalid.
+    pub fn forget_sync_states(&mut self) {
+        self.epoch += 1;
+    }
+
+    fn watermark_string(n: u64) -> String {
+        STANDARD.encode(format!("lamp-wm:{n}"))
+    }
+
+    fn parse_watermark(s: &str) -> Option<u64> {
+        let raw = STANDARD.decode(s.trim()).ok()?;
+        String::from_utf8(raw).ok()?.strip_prefix("lamp-wm:")?.parse().ok()
+    }
+
+    /// A new subscription: its id and (for pull) its watermark.
+    pub fn subscribe(&mut self, kind: SubKind) -> (String, String) {
+        let id = STANDARD.encode(format!("FwBsYW1wLXNpbQ{}-{:06}", self.salt, self.next_sub));
+        self.next_sub += 1;
+        self.subscriptions.insert(id.clone(), Subscription { kind, events: VecDeque::new(), acked: self.watermark });
+        (id, Self::watermark_string(self.watermark))
+    }
+
+    /// Whether a subscription exists and is of `kind`.
+    pub fn has_subscription(&self, id: &str, kind: SubKind) -> bool {
+        self.subscriptions.get(id).is_some_and(|s| s.kind == kind)
+    }
+
+    /// Unsubscribe.
+    pub fn unsubscribe(&mut self, id: &str) -> Result<(), SubError> {
+        self.subscriptions.remove(id).map(|_| ()).ok_or(SubError::NotFound)
+    }
+
+    /// The pending events of a streaming subscription (taken).
+    pub fn take_events(&mut self, id: &str) -> Result<Vec<SimEvent>, SubError> {
+        let sub = self.subscriptions.get_mut(id).ok_or(SubError::NotFound)?;
+        Ok(sub.events.drain(..).collect())
+    }
+
+    /// GetEvents: events after `watermark`, the previous watermark, and the current one.
+    pub fn get_events(&mut self, id: &str, watermark: &str) -> Result<(Vec<SimEvent>, String, String), SubError> {
+        let from = Self::parse_watermark(watermark).ok_or(SubError::InvalidWatermark)?;
+        let current = self.watermark;
+        let sub = self.subscriptions.get_mut(id).ok_or(SubError::NotFound)?;
+        if from < sub.acked {
+            return Err(SubError::InvalidWatermark);
+        }
+        sub.acked = from;
+        sub.events.retain(|e| e.watermark > from);
+        let events: Vec<SimEvent> = sub.events.iter().cloned().collect();
+        Ok((events, Self::watermark_string(from), Self::watermark_string(current)))
+    }
+
+    /// Forgets every subscription (a restart of the server).
+    pub fn forget_subscriptions(&mut self) {
+        self.subscriptions.clear();
+    }
+
+    /// How many subscriptions exist.
+    pub fn subscription_count(&self) -> usize {
+        self.subscriptions.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(n: u32) -> NewItem {
+        NewItem {
+            item_class: "IPM.Note.Microsoft.Voicemail.UM.CA".into(),
+            subject: format!("vm {n}"),
+            importance: "Normal".into(),
+            ..NewItem::default()
+        }
+    }
+
+    fn ids(r: &SyncResult) -> Vec<String> {
+        r.changes
+            .iter()
+            .map(|c| match c {
+                SyncChange::Create(i) => format!("+{}", i.data.subject),
+                SyncChange::Update(i) => format!("~{}", i.data.subject),
+                SyncChange::ReadFlag(i) => format!("r{}", i.data.subject),
+                SyncChange::Delete(..) => "-".into(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sync_reports_net_changes_since_a_state_in_pages() {
+        let mut s = Store::new();
+        let a = s.deposit(vm(1));
+        let _b = s.deposit(vm(2));
+        let first = s.sync(None, 1).expect("sync");
+        assert_eq!((ids(&first), first.includes_last), (vec!["+vm 1".to_string()], false));
+        let second = s.sync(Some(&first.state), 1).expect("sync");
+        assert_eq!((ids(&second), second.includes_last), (vec!["+vm 2".to_string()], true));
+        let c = s.deposit(vm(3));
+        s.set_read(&a, true);
+        s.delete(&c); // created and deleted since the state: nothing to say
+        let d = s.deposit(vm(4));
+        s.delete(&_b);
+        let third = s.sync(Some(&second.state), 512).expect("sync");
+        assert_eq!(ids(&third), ["rvm 1", "+vm 4", "-"]);
+        assert!(s.sync(Some(&third.state), 512).expect("sync").changes.is_empty());
+        s.forget_sync_states();
+        assert!(s.sync(Some(&third.state), 512).is_err());
+        assert!(s.sync(Some("garbage"), 512).is_err());
+        assert_eq!(s.get(&d).map(|i| i.is_voicemail()), Some(true));
+    }
+
+    #[test]
+    fn pull_events_follow_watermarks() {
+        let mut s = Store::new();
+        let (id, wm) = s.subscribe(SubKind::Pull);
+        s.deposit(vm(1));
+        let (events, _, next) = s.get_events(&id, &wm).expect("events");
+        assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Created, EventKind::NewMail]);
+        assert!(s.get_events(&id, &next).expect("events").0.is_empty());
+        assert_eq!(s.get_events(&id, &wm).err(), Some(SubError::InvalidWatermark));
+        s.forget_subscriptions();
+        assert_eq!(s.get_events(&id, &next).err(), Some(SubError::NotFound));
+    }
+
+    #[test]
+    fn change_keys_guard_updates() {
+        let mut s = Store::new();
+        let a = s.deposit(vm(1));
+        let old = s.get(&a).expect("item").change_key();
+        assert!(s.update_read(&a, Some(&old), true, true).is_ok());
+        assert_eq!(s.update_read(&a, Some(&old), false, true).err(), Some(UpdateError::Conflict));
+        assert!(s.update_read(&a, Some(&old), false, false).is_ok());
+        assert_eq!(s.update_read("nope", None, true, false).err(), Some(UpdateError::NotFound));
+    }
+
+    #[test]
+    fn iso_dates() {
+        assert_eq!(iso_from_unix(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso_from_unix(1_795_517_643), "2026-11-24T10:54:03Z");
+    }
+}
