@@ -767,7 +767,7 @@ fn get_item(shared: &Shared, el: &El) -> String {
             }
             None => {
                 messages +=
-                    &soap::error("GetItem", "ErrorItemNotFound", "The specified object was not found in the store.")
+                    &soap::error_with("GetItem", "ErrorItemNotFound", "The specified object was not found in the store.", "<m:Items/>")
             }
         }
     }
@@ -788,7 +788,7 @@ fn update_item(shared: &Shared, el: &El) -> String {
         let value = fields.first().and_then(|f| f.path_text(&["Message", "IsRead"])).map(|v| v == "true" || v == "1");
         let (Some(id), true, Some(value)) = (id, is_read && !fields.is_empty(), value) else {
             messages +=
-                &soap::error("UpdateItem", "ErrorInvalidPropertySet", "This simulator only updates message:IsRead.");
+                &soap::error_with("UpdateItem", "ErrorInvalidPropertySet", "This simulator only updates message:IsRead.", "<m:Items/>");
             continue;
         };
         match store.update_read(id.attr("Id").unwrap_or_default(), id.attr("ChangeKey"), value, never) {
@@ -805,13 +805,14 @@ fn update_item(shared: &Shared, el: &El) -> String {
             }
             Err(UpdateError::NotFound) => {
                 messages +=
-                    &soap::error("UpdateItem", "ErrorItemNotFound", "The specified object was not found in the store.")
+                    &soap::error_with("UpdateItem", "ErrorItemNotFound", "The specified object was not found in the store.", "<m:Items/>")
             }
             Err(UpdateError::Conflict) => {
-                messages += &soap::error(
+                messages += &soap::error_with(
                     "UpdateItem",
                     "ErrorIrresolvableConflict",
                     "The send or update operation could not be performed because the change key passed in the request does not match the current change key for the item.",
+                    "<m:Items/>",
                 )
             }
         }
@@ -841,7 +842,7 @@ fn get_attachment(shared: &Shared, el: &El) -> String {
                 )
             }
             None => {
-                messages += &soap::error("GetAttachment", "ErrorInvalidIdNotAnItemAttachmentId", "The Id is invalid.")
+                messages += &soap::error_with("GetAttachment", "ErrorInvalidIdNotAnItemAttachmentId", "The Id is invalid.", "<m:Attachments/>")
             }
         }
     }

@@ -187,8 +187,14 @@ pub fn success(op: &str, payload: &str) -> String {
 
 /// An error response message.
 pub fn error(op: &str, code: &str, text: &str) -> String {
+    error_with(op, code, text, "")
+}
+
+/// An error response message with the (empty) payload elements the schema
+/// requires, e.g. `<m:Items/>` for GetItem, as Exchange sends them.
+pub fn error_with(op: &str, code: &str, text: &str, empty_payload: &str) -> String {
     format!(
-        r#"<m:{op}ResponseMessage ResponseClass="Error"><m:MessageText>{}</m:MessageText><m:ResponseCode>{code}</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey></m:{op}ResponseMessage>"#,
+        r#"<m:{op}ResponseMessage ResponseClass="Error"><m:MessageText>{}</m:MessageText><m:ResponseCode>{code}</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey>{empty_payload}</m:{op}ResponseMessage>"#,
         esc(text)
     )
 }

@@ -1,0 +1,155 @@
+//! The simulator against a client that is not ours: curl (its own NTLM and
+//! HTTP code), with hand-written SOAP requests, and every response checked
+//! against the official schema with xmllint. This keeps the simulator
+//! honest: it must follow the schema, not our client's assumptions.
+
+use lamplighter_ews_sim::{AuthSchemes, SimConfig, Simulator, Validation, Voicemail};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const HEAD: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
+  <soap:Header><t:RequestServerVersion Version="Exchange2016"/></soap:Header>
+  <soap:Body>"#;
+const TAIL: &str = "</soap:Body></soap:Envelope>";
+
+fn schema() -> PathBuf {
+    match Validation::repo_schema() {
+        Validation::Schema(p) => p,
+        Validation::Off => panic!("the vendored schema must be there"),
+    }
+}
+
+/// curl POST; returns (HTTP status, body).
+async fn curl(url: &str, auth: &[&str], body: String) -> (u16, String) {
+    let mut args: Vec<String> = vec!["-s".into(), "-H".into(), "Content-Type: text/xml; charset=utf-8".into()];
+    args.extend(auth.iter().map(|s| s.to_string()));
+    args.extend(["--data-binary".into(), "@-".into(), "-w".into(), "\n%{http_code}".into(), url.to_string()]);
+    let mut child = tokio::process::Command::new("curl")
+        .args(&args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl is installed");
+    use tokio::io::AsyncWriteExt as _;
+    child.stdin.take().expect("stdin").write_all(body.as_bytes()).await.expect("write");
+    let out = child.wait_with_output().await.expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').expect("status line");
+    (code.trim().parse().expect("status"), body.to_string())
+}
+
+fn validates(doc: &str) -> Result<(), String> {
+    let dir = tempfile::tempdir().expect("tmp");
+    let f = dir.path().join("response.xml");
+    std::fs::write(&f, doc).expect("write");
+    let out = std::process::Command::new("xmllint").arg("--noout").arg("--schema").arg(schema()).arg(&f).output().expect("xmllint");
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
+}
+
+fn between<'a>(s: &'a str, a: &str, b: &str) -> &'a str {
+    let start = s.find(a).map(|i| i + a.len()).expect(a);
+    &s[start..start + s[start..].find(b).expect(b)]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curl_signs_in_with_ntlm_and_a_wrong_password_is_refused() {
+    let sim = Simulator::start(SimConfig { auth: AuthSchemes { basic: false, ntlm: true, bearer_tokens: vec![] }, ..SimConfig::default() })
+        .await
+        .expect("sim");
+    sim.deposit_voicemail(Voicemail { caller_number: "+49 5251 304613".into(), duration_secs: 42, ..Voicemail::default() });
+    let find = format!(
+        r#"{HEAD}<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>Default</t:BaseShape></m:ItemShape><m:ParentFolderIds><t:DistinguishedFolderId Id="voicemail"/></m:ParentFolderIds></m:FindItem>{TAIL}"#
+    );
+    let (status, body) = curl(&sim.ews_url(), &["--ntlm", "-u", "EXAMPLE\\mara:Sommer2026!"], find.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let pages = lamplighter_ews_wire::parse_find_item(body.as_bytes()).expect("parse");
+    assert_eq!(pages[0].body.as_ref().expect("page").items.len(), 1);
+    assert_eq!(sim.auth_failures(), 0);
+    let (status, _) = curl(&sim.ews_url(), &["--ntlm", "-u", "EXAMPLE\\mara:Winter2026!"], find.clone()).await;
+    assert_eq!(status, 401);
+    assert_eq!(sim.auth_failures(), 1);
+    let (status, _) = curl(&sim.ews_url(), &["-u", "mara:Sommer2026!"], find).await;
+    assert_eq!(status, 401, "Basic is not offered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_validates_against_the_schema() {
+    let sim = Simulator::start(SimConfig { heartbeat: Duration::from_millis(300), max_connection_time: Some(Duration::from_millis(1000)), ..SimConfig::default() })
+        .await
+        .expect("sim");
+    let auth = ["-u", "mara:Sommer2026!"];
+    let vm = sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 5251 304613".into(),
+        caller_name: Some("Jörg Müller & Co".into()),
+        duration_secs: 42,
+        urgent: true,
+        audio: Some(("vm.wav".into(), "audio/wav".into(), b"RIFF....WAVEfmt ".to_vec())),
+        ..Voicemail::default()
+    });
+    let props = r#"<m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:Attachments"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:InternetMessageHeaders"/><t:FieldURI FieldURI="item:HasAttachments"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/></t:AdditionalProperties></m:ItemShape>"#;
+    let mut responses: Vec<(&str, String)> = Vec::new();
+    let mut post = async |name: &'static str, body: String| {
+        let (status, resp) = curl(&sim.ews_url(), &auth, format!("{HEAD}{body}{TAIL}")).await;
+        assert_eq!(status, 200, "{name}: {resp}");
+        responses.push((name, resp.clone()));
+        resp
+    };
+    post("FindItem", format!(r#"<m:FindItem Traversal="Shallow">{props}<m:IndexedPageItemView MaxEntriesReturned="10" Offset="0" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="inbox"/></m:ParentFolderIds></m:FindItem>"#)).await;
+    let got = post("GetItem", format!(r#"<m:GetItem>{props}<m:ItemIds><t:ItemId Id="{vm}"/><t:ItemId Id="AAMkNoSuchItem="/></m:ItemIds></m:GetItem>"#)).await;
+    assert!(got.contains("ErrorItemNotFound") && got.contains("Jörg Müller &amp; Co"));
+    let attachment = between(&got, "<t:AttachmentId Id=\"", "\"").to_string();
+    let change_key = between(&got, "ChangeKey=\"", "\"").to_string();
+    post("GetAttachment", format!(r#"<m:GetAttachment><m:AttachmentIds><t:AttachmentId Id="{attachment}"/></m:AttachmentIds></m:GetAttachment>"#)).await;
+    let sync = post("SyncFolderItems", format!(r#"<m:SyncFolderItems>{props}<m:SyncFolderId><t:DistinguishedFolderId Id="inbox"/></m:SyncFolderId><m:MaxChangesReturned>100</m:MaxChangesReturned></m:SyncFolderItems>"#)).await;
+    let state = between(&sync, "<m:SyncState>", "<").to_string();
+    let pull = post("Subscribe (pull)", r#"<m:Subscribe><m:PullSubscriptionRequest><t:FolderIds><t:DistinguishedFolderId Id="inbox"/></t:FolderIds><t:EventTypes><t:EventType>NewMailEvent</t:EventType></t:EventTypes><t:Timeout>10</t:Timeout></m:PullSubscriptionRequest></m:Subscribe>"#.into()).await;
+    let pull_id = between(&pull, "<m:SubscriptionId>", "<").to_string();
+    let watermark = between(&pull, "<m:Watermark>", "<").to_string();
+    post("UpdateItem (conflict)", format!(r#"<m:UpdateItem MessageDisposition="SaveOnly" ConflictResolution="NeverOverwrite"><m:ItemChanges><t:ItemChange><t:ItemId Id="{vm}" ChangeKey="stale"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="message:IsRead"/><t:Message><t:IsRead>true</t:IsRead></t:Message></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>"#)).await;
+    let upd = post("UpdateItem", format!(r#"<m:UpdateItem MessageDisposition="SaveOnly" ConflictResolution="NeverOverwrite"><m:ItemChanges><t:ItemChange><t:ItemId Id="{vm}" ChangeKey="{change_key}"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="message:IsRead"/><t:Message><t:IsRead>true</t:IsRead></t:Message></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>"#)).await;
+    assert!(upd.contains("NoError"), "{upd}");
+    let events = post("GetEvents", format!(r#"<m:GetEvents><m:SubscriptionId>{pull_id}</m:SubscriptionId><m:Watermark>{watermark}</m:Watermark></m:GetEvents>"#)).await;
+    assert!(events.contains("ModifiedEvent"), "{events}");
+    let sync2 = post("SyncFolderItems (read flag)", format!(r#"<m:SyncFolderItems>{props}<m:SyncFolderId><t:DistinguishedFolderId Id="inbox"/></m:SyncFolderId><m:SyncState>{state}</m:SyncState><m:MaxChangesReturned>100</m:MaxChangesReturned></m:SyncFolderItems>"#)).await;
+    assert!(sync2.contains("ReadFlagChange"), "{sync2}");
+    post("Unsubscribe", format!(r#"<m:Unsubscribe><m:SubscriptionId>{pull_id}</m:SubscriptionId></m:Unsubscribe>"#)).await;
+    post("Unsubscribe (again)", format!(r#"<m:Unsubscribe><m:SubscriptionId>{pull_id}</m:SubscriptionId></m:Unsubscribe>"#)).await;
+    let bad = post("SyncFolderItems (bad state)", format!(r#"<m:SyncFolderItems>{props}<m:SyncFolderId><t:DistinguishedFolderId Id="inbox"/></m:SyncFolderId><m:SyncState>bm90IG91cnM=</m:SyncState><m:MaxChangesReturned>100</m:MaxChangesReturned></m:SyncFolderItems>"#)).await;
+    assert!(bad.contains("ErrorInvalidSyncStateData"));
+    let streaming = post("Subscribe (streaming)", r#"<m:Subscribe><m:StreamingSubscriptionRequest><t:FolderIds><t:DistinguishedFolderId Id="inbox"/></t:FolderIds><t:EventTypes><t:EventType>NewMailEvent</t:EventType></t:EventTypes></m:StreamingSubscriptionRequest></m:Subscribe>"#.into()).await;
+    let stream_id = between(&streaming, "<m:SubscriptionId>", "<").to_string();
+    // the stream: heartbeats every 300 ms, then Closed after the (capped) connection time
+    let body = post("GetStreamingEvents", format!(r#"<m:GetStreamingEvents><m:SubscriptionIds><t:SubscriptionId>{stream_id}</t:SubscriptionId></m:SubscriptionIds><m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents>"#)).await;
+    responses.pop();
+    let frames = lamplighter_ews_wire::FrameSplitter::new(1 << 20).push(body.as_bytes()).expect("frames");
+    assert!(frames.len() >= 2, "heartbeats and the final frame: {}", frames.len());
+    let last = lamplighter_ews_wire::parse_streaming_frame(frames.last().expect("last")).expect("parse");
+    assert_eq!(last[0].body.as_ref().and_then(|b| b.connection_status), Some(lamplighter_ews_wire::ConnectionStatus::Closed));
+    for f in &frames {
+        validates(std::str::from_utf8(f).expect("utf-8")).expect("a streaming frame validates");
+    }
+    for (name, doc) in &responses {
+        if let Err(e) = validates(doc) {
+            panic!("{name} does not validate: {e}\n{doc}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_request_gets_the_schema_validation_fault_exchange_sends() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let wrong = format!(r#"{HEAD}<m:FindItem Traversal="Shallow"><m:ParentFolderIds><t:DistinguishedFolderId Id="voicemail"/></m:ParentFolderIds><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape></m:FindItem>{TAIL}"#);
+    let (status, body) = curl(&sim.ews_url(), &["-u", "mara:Sommer2026!"], wrong).await;
+    assert_eq!(status, 500);
+    match lamplighter_ews_wire::parse_find_item(body.as_bytes()) {
+        Err(lamplighter_ews_wire::EwsError::Fault(f)) => {
+            assert_eq!(f.response_code, Some(lamplighter_ews_wire::ResponseCode::SchemaValidation));
+            assert!(f.message.contains("failed schema validation"), "{}", f.message);
+        }
+        other => panic!("expected a fault: {other:?}"),
+    }
+    let (status, body) = curl(&sim.ews_url(), &["-u", "mara:Sommer2026!"], "<not-xml".into()).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(sim.served().iter().all(|s| !s.schema_valid));
+}
