@@ -766,8 +766,12 @@ fn get_item(shared: &Shared, el: &El) -> String {
                 messages += &soap::success("GetItem", &format!("<m:Items>{}</m:Items>", soap::item(item, &shape)))
             }
             None => {
-                messages +=
-                    &soap::error_with("GetItem", "ErrorItemNotFound", "The specified object was not found in the store.", "<m:Items/>")
+                messages += &soap::error_with(
+                    "GetItem",
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                    "<m:Items/>",
+                )
             }
         }
     }
@@ -787,8 +791,12 @@ fn update_item(shared: &Shared, el: &El) -> String {
         });
         let value = fields.first().and_then(|f| f.path_text(&["Message", "IsRead"])).map(|v| v == "true" || v == "1");
         let (Some(id), true, Some(value)) = (id, is_read && !fields.is_empty(), value) else {
-            messages +=
-                &soap::error_with("UpdateItem", "ErrorInvalidPropertySet", "This simulator only updates message:IsRead.", "<m:Items/>");
+            messages += &soap::error_with(
+                "UpdateItem",
+                "ErrorInvalidPropertySet",
+                "This simulator only updates message:IsRead.",
+                "<m:Items/>",
+            );
             continue;
         };
         match store.update_read(id.attr("Id").unwrap_or_default(), id.attr("ChangeKey"), value, never) {
@@ -804,8 +812,12 @@ fn update_item(shared: &Shared, el: &El) -> String {
                 )
             }
             Err(UpdateError::NotFound) => {
-                messages +=
-                    &soap::error_with("UpdateItem", "ErrorItemNotFound", "The specified object was not found in the store.", "<m:Items/>")
+                messages += &soap::error_with(
+                    "UpdateItem",
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                    "<m:Items/>",
+                )
             }
             Err(UpdateError::Conflict) => {
                 messages += &soap::error_with(
@@ -842,7 +854,12 @@ fn get_attachment(shared: &Shared, el: &El) -> String {
                 )
             }
             None => {
-                messages += &soap::error_with("GetAttachment", "ErrorInvalidIdNotAnItemAttachmentId", "The Id is invalid.", "<m:Attachments/>")
+                messages += &soap::error_with(
+                    "GetAttachment",
+                    "ErrorInvalidIdNotAnItemAttachmentId",
+                    "The Id is invalid.",
+                    "<m:Attachments/>",
+                )
             }
         }
     }

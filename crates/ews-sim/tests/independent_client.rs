@@ -43,7 +43,13 @@ fn validates(doc: &str) -> Result<(), String> {
     let dir = tempfile::tempdir().expect("tmp");
     let f = dir.path().join("response.xml");
     std::fs::write(&f, doc).expect("write");
-    let out = std::process::Command::new("xmllint").arg("--noout").arg("--schema").arg(schema()).arg(&f).output().expect("xmllint");
+    let out = std::process::Command::new("xmllint")
+        .arg("--noout")
+        .arg("--schema")
+        .arg(schema())
+        .arg(&f)
+        .output()
+        .expect("xmllint");
     if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).into_owned()) }
 }
 
@@ -54,10 +60,17 @@ fn between<'a>(s: &'a str, a: &str, b: &str) -> &'a str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_signs_in_with_ntlm_and_a_wrong_password_is_refused() {
-    let sim = Simulator::start(SimConfig { auth: AuthSchemes { basic: false, ntlm: true, bearer_tokens: vec![] }, ..SimConfig::default() })
-        .await
-        .expect("sim");
-    sim.deposit_voicemail(Voicemail { caller_number: "+49 5251 304613".into(), duration_secs: 42, ..Voicemail::default() });
+    let sim = Simulator::start(SimConfig {
+        auth: AuthSchemes { basic: false, ntlm: true, bearer_tokens: vec![] },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 5251 304613".into(),
+        duration_secs: 42,
+        ..Voicemail::default()
+    });
     let find = format!(
         r#"{HEAD}<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>Default</t:BaseShape></m:ItemShape><m:ParentFolderIds><t:DistinguishedFolderId Id="voicemail"/></m:ParentFolderIds></m:FindItem>{TAIL}"#
     );
@@ -75,9 +88,13 @@ async fn curl_signs_in_with_ntlm_and_a_wrong_password_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_response_validates_against_the_schema() {
-    let sim = Simulator::start(SimConfig { heartbeat: Duration::from_millis(300), max_connection_time: Some(Duration::from_millis(1000)), ..SimConfig::default() })
-        .await
-        .expect("sim");
+    let sim = Simulator::start(SimConfig {
+        heartbeat: Duration::from_millis(300),
+        max_connection_time: Some(Duration::from_millis(1000)),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
     let auth = ["-u", "mara:Sommer2026!"];
     let vm = sim.deposit_voicemail(Voicemail {
         caller_number: "+49 5251 304613".into(),
@@ -113,8 +130,13 @@ async fn every_response_validates_against_the_schema() {
     assert!(events.contains("ModifiedEvent"), "{events}");
     let sync2 = post("SyncFolderItems (read flag)", format!(r#"<m:SyncFolderItems>{props}<m:SyncFolderId><t:DistinguishedFolderId Id="inbox"/></m:SyncFolderId><m:SyncState>{state}</m:SyncState><m:MaxChangesReturned>100</m:MaxChangesReturned></m:SyncFolderItems>"#)).await;
     assert!(sync2.contains("ReadFlagChange"), "{sync2}");
-    post("Unsubscribe", format!(r#"<m:Unsubscribe><m:SubscriptionId>{pull_id}</m:SubscriptionId></m:Unsubscribe>"#)).await;
-    post("Unsubscribe (again)", format!(r#"<m:Unsubscribe><m:SubscriptionId>{pull_id}</m:SubscriptionId></m:Unsubscribe>"#)).await;
+    post("Unsubscribe", format!(r#"<m:Unsubscribe><m:SubscriptionId>{pull_id}</m:SubscriptionId></m:Unsubscribe>"#))
+        .await;
+    post(
+        "Unsubscribe (again)",
+        format!(r#"<m:Unsubscribe><m:SubscriptionId>{pull_id}</m:SubscriptionId></m:Unsubscribe>"#),
+    )
+    .await;
     let bad = post("SyncFolderItems (bad state)", format!(r#"<m:SyncFolderItems>{props}<m:SyncFolderId><t:DistinguishedFolderId Id="inbox"/></m:SyncFolderId><m:SyncState>bm90IG91cnM=</m:SyncState><m:MaxChangesReturned>100</m:MaxChangesReturned></m:SyncFolderItems>"#)).await;
     assert!(bad.contains("ErrorInvalidSyncStateData"));
     let streaming = post("Subscribe (streaming)", r#"<m:Subscribe><m:StreamingSubscriptionRequest><t:FolderIds><t:DistinguishedFolderId Id="inbox"/></t:FolderIds><t:EventTypes><t:EventType>NewMailEvent</t:EventType></t:EventTypes></m:StreamingSubscriptionRequest></m:Subscribe>"#.into()).await;
@@ -125,7 +147,10 @@ async fn every_response_validates_against_the_schema() {
     let frames = lamplighter_ews_wire::FrameSplitter::new(1 << 20).push(body.as_bytes()).expect("frames");
     assert!(frames.len() >= 2, "heartbeats and the final frame: {}", frames.len());
     let last = lamplighter_ews_wire::parse_streaming_frame(frames.last().expect("last")).expect("parse");
-    assert_eq!(last[0].body.as_ref().and_then(|b| b.connection_status), Some(lamplighter_ews_wire::ConnectionStatus::Closed));
+    assert_eq!(
+        last[0].body.as_ref().and_then(|b| b.connection_status),
+        Some(lamplighter_ews_wire::ConnectionStatus::Closed)
+    );
     for f in &frames {
         validates(std::str::from_utf8(f).expect("utf-8")).expect("a streaming frame validates");
     }
@@ -139,7 +164,9 @@ async fn every_response_validates_against_the_schema() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_request_gets_the_schema_validation_fault_exchange_sends() {
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
-    let wrong = format!(r#"{HEAD}<m:FindItem Traversal="Shallow"><m:ParentFolderIds><t:DistinguishedFolderId Id="voicemail"/></m:ParentFolderIds><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape></m:FindItem>{TAIL}"#);
+    let wrong = format!(
+        r#"{HEAD}<m:FindItem Traversal="Shallow"><m:ParentFolderIds><t:DistinguishedFolderId Id="voicemail"/></m:ParentFolderIds><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape></m:FindItem>{TAIL}"#
+    );
     let (status, body) = curl(&sim.ews_url(), &["-u", "mara:Sommer2026!"], wrong).await;
     assert_eq!(status, 500);
     match lamplighter_ews_wire::parse_find_item(body.as_bytes()) {

@@ -55,7 +55,7 @@ fn leaves(bytes: &[u8]) -> Result<Vec<(Vec<String>, String)>, EwsError> {
                 path.push(String::from_utf8_lossy(tag.local_name().as_ref()).into_owned());
                 text.clear();
             }
-            Node::Text(t) => text.push_str(&t),
+            Node::Text(t) => text.push_str(&t.into_str()?),
             Node::End => {
                 out.push((path.clone(), std::mem::take(&mut text).trim().to_string()));
                 path.pop();

@@ -106,17 +106,17 @@ pub struct Attachment {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Item {
     /// The element it came in (`Message`, `Item`, …).
-    pub element: String,
+    pub element: std::borrow::Cow<'static, str>,
     /// Id and change key.
     pub id: ItemId,
-    /// `ItemClass`.
-    pub item_class: Option<String>,
+    /// `ItemClass` (the common classes are not allocated).
+    pub item_class: Option<std::borrow::Cow<'static, str>>,
     /// `Subject`.
     pub subject: Option<String>,
     /// `DateTimeReceived` as written (ISO 8601).
     pub date_time_received: Option<String>,
     /// `Importance` (`Low`, `Normal`, `High`).
-    pub importance: Option<String>,
+    pub importance: Option<std::borrow::Cow<'static, str>>,
     /// `HasAttachments`.
     pub has_attachments: Option<bool>,
     /// `IsRead`.
@@ -165,6 +165,8 @@ pub fn parse_find_item(bytes: &[u8]) -> Result<Vec<ResponseMessage<FindItemPage>
         page.total_items_in_view = num(b"TotalItemsInView");
         page.includes_last_item_in_range =
             attr(tag, b"IncludesLastItemInRange").as_deref().and_then(bool_text).unwrap_or(true);
+        // one allocation for the page's items, not a doubling per thousand
+        page.items.reserve(page.total_items_in_view.unwrap_or(0).min(1000) as usize);
         read_root_folder(r, page)?;
         Ok(true)
     })
@@ -182,24 +184,21 @@ fn read_root_folder(r: &mut Reader<'_>, page: &mut FindItemPage) -> Result<(), E
     }
 }
 
-pub(crate) fn read_item(r: &mut Reader<'_>, element: String) -> Result<Item, EwsError> {
+pub(crate) fn read_item(r: &mut Reader<'_>, element: std::borrow::Cow<'static, str>) -> Result<Item, EwsError> {
     let mut item = Item { element, ..Item::default() };
     loop {
         match r.next()? {
             Node::Start { ns: Ns::T, tag } => match tag.local_name().as_ref() {
                 b"ItemId" => {
-                    item.id = ItemId {
-                        id: attr(&tag, b"Id").unwrap_or_default(),
-                        change_key: attr(&tag, b"ChangeKey").unwrap_or_default(),
-                    };
+                    item.id = item_id(&tag);
                     r.skip()?;
                 }
-                b"ItemClass" => item.item_class = Some(r.text()?.trim().to_string()),
+                b"ItemClass" => item.item_class = Some(r.text_map(|t| interned(t.trim()))?),
                 b"Subject" => item.subject = Some(r.text()?),
-                b"DateTimeReceived" => item.date_time_received = Some(r.text()?.trim().to_string()),
-                b"Importance" => item.importance = Some(r.text()?.trim().to_string()),
-                b"HasAttachments" => item.has_attachments = bool_text(&r.text()?),
-                b"IsRead" => item.is_read = bool_text(&r.text()?),
+                b"DateTimeReceived" => item.date_time_received = Some(r.text_trim()?),
+                b"Importance" => item.importance = Some(r.text_map(|t| interned(t.trim()))?),
+                b"HasAttachments" => item.has_attachments = r.text_map(bool_text)?,
+                b"IsRead" => item.is_read = r.text_map(bool_text)?,
                 b"From" => item.from = Some(read_from(r)?),
                 b"ExtendedProperty" => read_extended(r, &mut item.um)?,
                 b"InternetMessageHeaders" => loop {
@@ -237,6 +236,50 @@ pub(crate) fn read_item(r: &mut Reader<'_>, element: String) -> Result<Item, Ews
     }
 }
 
+/// Values that repeat in every item, shared instead of allocated.
+const INTERNED: &[&str] = &[
+    "IPM.Note.Microsoft.Voicemail.UM.CA",
+    "IPM.Note.Microsoft.Voicemail.UM",
+    "IPM.Note.Microsoft.Missed.Voice",
+    "IPM.Note",
+    "Normal",
+    "High",
+    "Low",
+];
+
+fn interned(s: &str) -> std::borrow::Cow<'static, str> {
+    match INTERNED.iter().find(|i| **i == s) {
+        Some(i) => std::borrow::Cow::Borrowed(i),
+        None => std::borrow::Cow::Owned(s.to_string()),
+    }
+}
+
+/// The item element's name, without allocating for the usual ones.
+fn element_name(name: &[u8]) -> std::borrow::Cow<'static, str> {
+    match name {
+        b"Message" => "Message".into(),
+        b"Item" => "Item".into(),
+        other => String::from_utf8_lossy(other).into_owned().into(),
+    }
+}
+
+/// `Id` and `ChangeKey` in one pass over the attributes.
+pub(crate) fn item_id(tag: &quick_xml::events::BytesStart<'_>) -> ItemId {
+    let mut id = ItemId::default();
+    for a in tag.attributes().with_checks(false).flatten() {
+        let slot = match a.key.local_name().as_ref() {
+            b"Id" => &mut id.id,
+            b"ChangeKey" => &mut id.change_key,
+            _ => continue,
+        };
+        *slot = a
+            .unescape_value()
+            .map(|v| v.into_owned())
+            .unwrap_or_else(|_| String::from_utf8_lossy(&a.value).into_owned());
+    }
+    id
+}
+
 fn read_from(r: &mut Reader<'_>) -> Result<Mailbox, EwsError> {
     let mut mailbox = Mailbox::default();
     let mut depth = 0usize;
@@ -244,7 +287,7 @@ fn read_from(r: &mut Reader<'_>) -> Result<Mailbox, EwsError> {
         match r.next()? {
             Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Name" => mailbox.name = Some(r.text()?),
             Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"EmailAddress" => {
-                mailbox.email = Some(r.text()?.trim().to_string())
+                mailbox.email = Some(r.text_trim()?)
             }
             Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Mailbox" => depth += 1,
             Node::Start { .. } => r.skip()?,
@@ -257,31 +300,43 @@ fn read_from(r: &mut Reader<'_>) -> Result<Mailbox, EwsError> {
 }
 
 fn read_extended(r: &mut Reader<'_>, um: &mut UmProperties) -> Result<(), EwsError> {
-    let mut tag_value: Option<String> = None;
-    let mut value: Option<String> = None;
+    // which UM property (by the low byte of 0x68xx), known before its Value (schema order)
+    let mut which: Option<u8> = None;
     loop {
         match r.next()? {
             Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"ExtendedFieldURI" => {
-                tag_value = attr(&tag, b"PropertyTag").map(|t| t.to_ascii_lowercase());
+                which = tag
+                    .attributes()
+                    .with_checks(false)
+                    .flatten()
+                    .find(|a| a.key.local_name().as_ref() == b"PropertyTag")
+                    .and_then(|a| um_tag(&a.value));
                 r.skip()?;
             }
-            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Value" => value = Some(r.text()?),
+            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"Value" => match which {
+                Some(0x01) => um.duration_secs = r.text_map(|t| t.trim().parse().ok())?,
+                Some(0x02) => um.caller_number = Some(r.text_trim()?),
+                Some(0x03) => um.caller_name = Some(r.text()?),
+                Some(0x05) => um.attachment_order = Some(r.text()?),
+                Some(0x06) => um.call_id = Some(r.text_trim()?),
+                _ => r.skip()?,
+            },
             Node::Start { .. } => r.skip()?,
-            Node::End => break,
+            Node::End => return Ok(()),
             Node::Text(_) => {}
             Node::Eof => return Err(EwsError::Malformed("document ends inside ExtendedProperty".into())),
         }
     }
-    let Some(value) = value else { return Ok(()) };
-    match tag_value.as_deref() {
-        Some("0x6801") => um.duration_secs = value.trim().parse().ok(),
-        Some("0x6802") => um.caller_number = Some(value.trim().to_string()),
-        Some("0x6803") => um.caller_name = Some(value),
-        Some("0x6805") => um.attachment_order = Some(value),
-        Some("0x6806") => um.call_id = Some(value.trim().to_string()),
-        _ => {}
-    }
-    Ok(())
+}
+
+/// `0x6801`…`0x6806` (any case, or decimal 26625…26630) → the low byte.
+fn um_tag(v: &[u8]) -> Option<u8> {
+    let v = v.trim_ascii();
+    let n = match v {
+        [b'0', b'x' | b'X', hex @ ..] => u32::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?,
+        dec => std::str::from_utf8(dec).ok()?.parse().ok()?,
+    };
+    (0x6801..=0x6806).contains(&n).then_some((n & 0xff) as u8)
 }
 
 fn read_attachment(r: &mut Reader<'_>) -> Result<Attachment, EwsError> {
@@ -294,8 +349,8 @@ fn read_attachment(r: &mut Reader<'_>) -> Result<Attachment, EwsError> {
                     r.skip()?;
                 }
                 b"Name" => a.name = Some(r.text()?),
-                b"ContentType" => a.content_type = Some(r.text()?.trim().to_string()),
-                b"Size" => a.size = r.text()?.trim().parse().ok(),
+                b"ContentType" => a.content_type = Some(r.text_trim()?),
+                b"Size" => a.size = r.text_map(|t| t.trim().parse().ok())?,
                 _ => r.skip()?,
             },
             Node::Start { .. } => r.skip()?,
@@ -355,9 +410,7 @@ pub fn parse_get_item(bytes: &[u8]) -> Result<Vec<ResponseMessage<Vec<Item>>>, E
 pub(crate) fn read_items(r: &mut Reader<'_>, items: &mut Vec<Item>) -> Result<(), EwsError> {
     loop {
         match r.next()? {
-            Node::Start { ns: Ns::T, tag } => {
-                items.push(read_item(r, String::from_utf8_lossy(tag.local_name().as_ref()).into_owned())?)
-            }
+            Node::Start { ns: Ns::T, tag } => items.push(read_item(r, element_name(tag.local_name().as_ref()))?),
             Node::Start { .. } => r.skip()?,
             Node::End => return Ok(()),
             Node::Text(_) => {}

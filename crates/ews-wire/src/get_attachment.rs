@@ -232,7 +232,7 @@ pub fn parse_get_attachment(bytes: &[u8]) -> Result<Vec<ResponseMessage<Attachme
                     match r.next()? {
                         Node::Start { ns: Ns::T, tag } => match tag.local_name().as_ref() {
                             b"Name" => meta.name = Some(r.text()?),
-                            b"ContentType" => meta.content_type = Some(r.text()?.trim().to_string()),
+                            b"ContentType" => meta.content_type = Some(r.text_trim()?),
                             _ => r.skip()?,
                         },
                         Node::Start { .. } => r.skip()?,

@@ -129,9 +129,9 @@ pub(crate) fn read_fault(r: &mut Reader<'_>) -> Result<SoapFault, EwsError> {
     loop {
         match r.next()? {
             Node::Start { ns, tag } => match (ns, tag.local_name().as_ref()) {
-                (Ns::None, b"faultcode") | (Ns::Soap, b"faultcode") => fault.code = r.text()?.trim().to_string(),
-                (Ns::None, b"faultstring") | (Ns::Soap, b"faultstring") => fault.message = r.text()?.trim().to_string(),
-                (Ns::E, b"ResponseCode") => fault.response_code = Some(ResponseCode::parse(&r.text()?)),
+                (Ns::None, b"faultcode") | (Ns::Soap, b"faultcode") => fault.code = r.text_trim()?,
+                (Ns::None, b"faultstring") | (Ns::Soap, b"faultstring") => fault.message = r.text_trim()?,
+                (Ns::E, b"ResponseCode") => fault.response_code = Some(r.text_map(ResponseCode::parse)?),
                 (Ns::T, b"MessageXml") => fault.back_off = read_message_xml(r)?,
                 _ => depth += 1,
             },
@@ -184,10 +184,10 @@ pub(crate) fn parse_messages<T: Default>(
                         match r.next()? {
                             Node::Start { ns: Ns::M, tag } => match tag.local_name().as_ref() {
                                 b"ResponseCode" => {
-                                    msg.code = ResponseCode::parse(&r.text()?);
+                                    msg.code = r.text_map(ResponseCode::parse)?;
                                     saw_code = true;
                                 }
-                                b"MessageText" => msg.message = Some(r.text()?.trim().to_string()),
+                                b"MessageText" => msg.message = Some(r.text_trim()?),
                                 b"MessageXml" => msg.back_off = read_message_xml(&mut r)?,
                                 b"DescriptiveLinkKey" => r.skip()?,
                                 _ => {

@@ -270,7 +270,7 @@ pub fn parse_streaming_frame(bytes: &[u8]) -> Result<Vec<ResponseMessage<Streami
             },
             b"ErrorSubscriptionIds" => loop {
                 match r.next()? {
-                    Node::Start { .. } => body.error_subscription_ids.push(r.text()?.trim().to_string()),
+                    Node::Start { .. } => body.error_subscription_ids.push(r.text_trim()?),
                     Node::End => break,
                     Node::Text(_) => {}
                     Node::Eof => return Err(EwsError::Malformed("document ends inside ErrorSubscriptionIds".into())),
@@ -290,15 +290,15 @@ fn read_notification(r: &mut Reader<'_>) -> Result<PullNotification, EwsError> {
                 let name = tag.local_name().as_ref().to_vec();
                 match name.as_slice() {
                     b"SubscriptionId" => {
-                        n.subscription_id = r.text()?.trim().to_string();
+                        n.subscription_id = r.text_trim()?;
                         continue;
                     }
                     b"PreviousWatermark" => {
-                        n.previous_watermark = Some(r.text()?.trim().to_string());
+                        n.previous_watermark = Some(r.text_trim()?);
                         continue;
                     }
                     b"MoreEvents" => {
-                        n.more_events = crate::find_item::bool_text(&r.text()?).unwrap_or(false);
+                        n.more_events = r.text_map(crate::find_item::bool_text)?.unwrap_or(false);
                         continue;
                     }
                     _ => {}
@@ -337,9 +337,9 @@ fn read_event(r: &mut Reader<'_>, kind: EventKind) -> Result<Event, EwsError> {
     loop {
         match r.next()? {
             Node::Start { ns: Ns::T, tag } => match tag.local_name().as_ref() {
-                b"TimeStamp" => e.timestamp = Some(r.text()?.trim().to_string()),
-                b"Watermark" => e.watermark = Some(r.text()?.trim().to_string()),
-                b"UnreadCount" => e.unread_count = r.text()?.trim().parse().ok(),
+                b"TimeStamp" => e.timestamp = Some(r.text_trim()?),
+                b"Watermark" => e.watermark = Some(r.text_trim()?),
+                b"UnreadCount" => e.unread_count = r.text_map(|t| t.trim().parse().ok())?,
                 b"ItemId" => {
                     e.item_id = Some(ItemId {
                         id: attr(&tag, b"Id").unwrap_or_default(),

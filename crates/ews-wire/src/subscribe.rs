@@ -59,8 +59,8 @@ pub struct Subscription {
 pub fn parse_subscribe(bytes: &[u8]) -> Result<Vec<ResponseMessage<Subscription>>, EwsError> {
     parse_messages(bytes, b"SubscribeResponseMessage", |r, tag, sub: &mut Subscription| {
         match tag.local_name().as_ref() {
-            b"SubscriptionId" => sub.id = r.text()?.trim().to_string(),
-            b"Watermark" => sub.watermark = Some(r.text()?.trim().to_string()),
+            b"SubscriptionId" => sub.id = r.text_trim()?,
+            b"Watermark" => sub.watermark = Some(r.text_trim()?),
             _ => return Ok(false),
         }
         Ok(true)

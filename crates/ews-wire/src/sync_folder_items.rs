@@ -99,7 +99,9 @@ fn item_id(r: &mut Reader<'_>) -> Result<(ItemId, Option<bool>), EwsError> {
                 };
                 r.skip()?;
             }
-            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"IsRead" => is_read = bool_text(&r.text()?),
+            Node::Start { ns: Ns::T, tag } if tag.local_name().as_ref() == b"IsRead" => {
+                is_read = r.text_map(bool_text)?
+            }
             Node::Start { .. } => r.skip()?,
             Node::End => return Ok((id, is_read)),
             Node::Text(_) => {}
@@ -112,8 +114,8 @@ fn item_id(r: &mut Reader<'_>) -> Result<(ItemId, Option<bool>), EwsError> {
 pub fn parse_sync_folder_items(bytes: &[u8]) -> Result<Vec<ResponseMessage<SyncPage>>, EwsError> {
     parse_messages(bytes, b"SyncFolderItemsResponseMessage", |r, tag, page: &mut SyncPage| {
         match tag.local_name().as_ref() {
-            b"SyncState" => page.sync_state = r.text()?.trim().to_string(),
-            b"IncludesLastItemInRange" => page.includes_last_item_in_range = bool_text(&r.text()?).unwrap_or(false),
+            b"SyncState" => page.sync_state = r.text_trim()?,
+            b"IncludesLastItemInRange" => page.includes_last_item_in_range = r.text_map(bool_text)?.unwrap_or(false),
             b"Changes" => loop {
                 match r.next()? {
                     Node::Start { ns: Ns::T, tag } => match tag.local_name().as_ref() {

@@ -60,16 +60,36 @@ pub enum Node<'a> {
     },
     /// An element closes.
     End,
-    /// Text (entities resolved), borrowed from the input where possible.
-    Text(std::borrow::Cow<'a, str>),
+    /// Text (entities resolved), borrowed from the input where possible;
+    /// checked for UTF-8 only when read ([`Text::into_str`]), so text that
+    /// is skipped costs nothing.
+    Text(Text<'a>),
     /// End of input.
     Eof,
+}
+
+/// Raw text of a [`Node::Text`].
+#[derive(Debug)]
+pub struct Text<'a>(std::borrow::Cow<'a, [u8]>);
+
+impl<'a> Text<'a> {
+    /// The text, checked to be UTF-8.
+    pub fn into_str(self) -> Result<std::borrow::Cow<'a, str>, EwsError> {
+        Ok(match self.0 {
+            std::borrow::Cow::Borrowed(b) => std::borrow::Cow::Borrowed(std::str::from_utf8(b).map_err(malformed)?),
+            std::borrow::Cow::Owned(v) => std::borrow::Cow::Owned(String::from_utf8(v).map_err(malformed)?),
+        })
+    }
 }
 
 /// A namespace-resolving reader over a byte slice.
 pub struct Reader<'a> {
     inner: NsReader<&'a [u8]>,
     pending_end: bool,
+    /// The last namespace classified, by address and length: a document
+    /// binds each namespace once, so most lookups end here without comparing
+    /// the URI again.
+    last_ns: (usize, usize, Ns),
 }
 
 fn malformed(e: impl std::fmt::Display) -> EwsError {
@@ -84,7 +104,7 @@ impl<'a> Reader<'a> {
         }
         let mut inner = NsReader::from_reader(bytes);
         inner.config_mut().trim_text(false);
-        Ok(Reader { inner, pending_end: false })
+        Ok(Reader { inner, pending_end: false, last_ns: (0, 0, Ns::None) })
     }
 
     /// The next node.
@@ -94,37 +114,49 @@ impl<'a> Reader<'a> {
             return Ok(Node::End);
         }
         loop {
-            let (res, event) = self.inner.read_resolved_event().map_err(malformed)?;
-            let ns = match res {
-                ResolveResult::Bound(ns) => classify(ns.as_ref()),
-                ResolveResult::Unbound => Ns::None,
-                ResolveResult::Unknown(p) => {
-                    return Err(EwsError::Malformed(format!(
-                        "undeclared namespace prefix {}",
-                        String::from_utf8_lossy(&p)
-                    )));
-                }
-            };
+            // End tags need no resolution (the reader keeps the scopes
+            // itself), so only start tags are resolved, on demand.
+            let event = self.inner.read_event().map_err(malformed)?;
             return Ok(match event {
-                Event::Start(tag) => Node::Start { ns, tag },
+                Event::Start(tag) => Node::Start { ns: self.resolve(&tag)?, tag },
                 Event::Empty(tag) => {
+                    let ns = self.resolve(&tag)?;
                     self.pending_end = true;
                     Node::Start { ns, tag }
                 }
                 Event::End(_) => Node::End,
-                Event::Text(t) => Node::Text(match t.into_inner() {
-                    std::borrow::Cow::Borrowed(b) => {
-                        std::borrow::Cow::Borrowed(std::str::from_utf8(b).map_err(malformed)?)
-                    }
-                    std::borrow::Cow::Owned(v) => std::borrow::Cow::Owned(String::from_utf8(v).map_err(malformed)?),
-                }),
-                Event::CData(t) => Node::Text(std::borrow::Cow::Owned(String::from_utf8_lossy(&t).into_owned())),
-                Event::GeneralRef(r) => Node::Text(std::borrow::Cow::Owned(resolve_entity(&r)?)),
+                Event::Text(t) => Node::Text(Text(t.into_inner())),
+                Event::CData(t) => Node::Text(Text(t.into_inner())),
+                Event::GeneralRef(r) => Node::Text(Text(std::borrow::Cow::Owned(resolve_entity(&r)?.into_bytes()))),
                 Event::DocType(_) => return Err(EwsError::Malformed("DTDs are not accepted".into())),
                 Event::Eof => Node::Eof,
                 Event::Decl(_) | Event::PI(_) | Event::Comment(_) => continue,
             });
         }
+    }
+
+    fn resolve(&mut self, tag: &BytesStart<'_>) -> Result<Ns, EwsError> {
+        let (res, _) = self.inner.resolve_element(tag.name());
+        Ok(match res {
+            ResolveResult::Bound(ns) => {
+                let b = ns.as_ref();
+                let key = (b.as_ptr() as usize, b.len());
+                if key == (self.last_ns.0, self.last_ns.1) {
+                    self.last_ns.2
+                } else {
+                    let c = classify(b);
+                    self.last_ns = (key.0, key.1, c);
+                    c
+                }
+            }
+            ResolveResult::Unbound => Ns::None,
+            ResolveResult::Unknown(p) => {
+                return Err(EwsError::Malformed(format!(
+                    "undeclared namespace prefix {}",
+                    String::from_utf8_lossy(&p)
+                )));
+            }
+        })
     }
 
     /// The byte offset just after the last node read.
@@ -144,13 +176,49 @@ impl<'a> Reader<'a> {
         let mut out = String::new();
         loop {
             match self.next()? {
-                Node::Text(t) if out.is_empty() => out = t.into_owned(),
-                Node::Text(t) => out.push_str(&t),
+                Node::Text(t) if out.is_empty() => out = t.into_str()?.into_owned(),
+                Node::Text(t) => out.push_str(&t.into_str()?),
                 Node::Start { .. } => depth += 1,
                 Node::End if depth == 0 => return Ok(out),
                 Node::End => depth -= 1,
                 Node::Eof => return Err(EwsError::Malformed("document ends inside an element".into())),
             }
+        }
+    }
+
+    /// [`Reader::text`] with surrounding whitespace removed, allocating once.
+    pub fn text_trim(&mut self) -> Result<String, EwsError> {
+        self.text_map(|s| s.trim().to_string())
+    }
+
+    /// Applies `f` to the text content of the element just opened, without
+    /// copying it when it is one plain text node (the usual case).
+    pub fn text_map<T>(&mut self, f: impl FnOnce(&str) -> T) -> Result<T, EwsError> {
+        let first = match self.next()? {
+            Node::End => return Ok(f("")),
+            Node::Text(t) => t.into_str()?,
+            Node::Start { .. } => {
+                self.skip()?;
+                let rest = self.text()?;
+                return Ok(f(&rest));
+            }
+            Node::Eof => return Err(EwsError::Malformed("document ends inside an element".into())),
+        };
+        match self.next()? {
+            Node::End => Ok(f(&first)),
+            Node::Text(t) => {
+                let mut all = first.into_owned();
+                all.push_str(&t.into_str()?);
+                all.push_str(&self.text()?);
+                Ok(f(&all))
+            }
+            Node::Start { .. } => {
+                self.skip()?;
+                let mut all = first.into_owned();
+                all.push_str(&self.text()?);
+                Ok(f(&all))
+            }
+            Node::Eof => Err(EwsError::Malformed("document ends inside an element".into())),
         }
     }
 
@@ -192,7 +260,7 @@ fn char_ref(code: Option<u32>, raw: &[u8]) -> Result<String, EwsError> {
 
 /// An attribute's unescaped value, by local name.
 pub fn attr(tag: &BytesStart<'_>, name: &[u8]) -> Option<String> {
-    tag.attributes().flatten().find(|a| a.key.local_name().as_ref() == name).map(|a| {
+    tag.attributes().with_checks(false).flatten().find(|a| a.key.local_name().as_ref() == name).map(|a| {
         a.unescape_value().map(|v| v.into_owned()).unwrap_or_else(|_| String::from_utf8_lossy(&a.value).into_owned())
     })
 }
