@@ -13,7 +13,7 @@ BUILD_CLI=(build-essential pkg-config)
 BUILD_APP=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev)
 RUN_APP=(libwebkit2gtk-4.1-0 fonts-dejavu-core)
 TEST_PEERS=(xvfb xauth dbus gnome-keyring libsecret-tools libglib2.0-bin webkit2gtk-driver
-            haskell-status-notifier-item-utils sip-tester iproute2 baresip-core libxml2-utils openssl)
+            haskell-status-notifier-item-utils sip-tester iproute2 baresip-core libxml2-utils openssl curl)
 TAURI_DRIVER_VERSION='^2'
 
 say() { printf '%s\n' "$*" >&2; }
