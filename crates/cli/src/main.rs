@@ -10,6 +10,12 @@ use lamplighter_config::Paths;
 use lamplighter_engine::{Engine, Options};
 use std::path::PathBuf;
 
+mod live;
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().context("starting tokio")
+}
+
 /// Lamplighter's headless agent: voicemail and missed calls from Exchange,
 /// the message-waiting lamp on your SIP phone.
 #[derive(Parser)]
@@ -24,8 +30,26 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the agent (the mailbox engine is not built yet: it says so and exits).
-    Run,
+    /// Run the agent: the mailbox, the analysis and the phones' lamps, until stopped
+    /// (SIGTERM or Ctrl-C). Without a configured mailbox it runs the demo.
+    Run {
+        /// One JSON object per line for each event, instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The built-in demo: an Exchange simulator and a demo phone in this process, with
+    /// a voicemail or missed call every few seconds.
+    Demo {
+        /// One JSON object per line for each event, instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Stop after this many seconds (default: run until stopped).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Seconds between the demo's steps.
+        #[arg(long, default_value_t = 4)]
+        every: u64,
+    },
     /// Message-waiting lamps: send one state to one phone (admins test a phone with this).
     Mwi {
         #[command(subcommand)]
@@ -159,12 +183,17 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
     }
     match cli.command {
         Command::Mwi { command } => mwi(command),
-        Command::Run => {
-            println!(
-                "Lamplighter's headless agent is not built yet: it arrives with the mailbox engine.\n\
-                 Nothing to run. Settings are read from {}; check them with `lamplighter-agent settings`.",
-                paths.config_file.display()
-            );
+        Command::Run { json } => {
+            let engine = Engine::open(Options::standard(paths));
+            runtime()?.block_on(live::run(engine, live::Printer { json }))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Demo { json, seconds, every } => {
+            runtime()?.block_on(live::demo(
+                live::Printer { json },
+                seconds,
+                std::time::Duration::from_secs(every.max(1)),
+            ))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Settings { json } => {

@@ -112,3 +112,42 @@ fn mwi_send_refuses_urgent_counts_beyond_the_totals_and_a_password_on_the_comman
         .expect("run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--password-env"));
 }
+
+/// `lamplighter-agent demo --json`: the engine against the in-process Exchange
+/// simulator and demo phone, over loopback sockets. Every stdout line is one
+/// JSON event, and the events tell the demo's story consistently.
+#[test]
+fn demo_json_events_tell_a_consistent_story() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lamplighter-agent"))
+        .args(["demo", "--json", "--seconds", "15", "--every", "2"])
+        .env("HOME", std::env::temp_dir())
+        .output()
+        .expect("agent");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line: {l:?}: {e}")))
+        .collect();
+    let of = |kind: &str| events.iter().filter(|e| e["event"] == kind).collect::<Vec<_>>();
+    let lamps: Vec<&str> =
+        of("mwi").iter().filter(|e| e["result"] == "ok").filter_map(|e| e["counts"].as_str()).collect();
+    assert_eq!(lamps.first().copied(), Some("3/2 (1/0)"), "start-up: 3 unheard (1 urgent), 2 heard; {lamps:?}");
+    assert!(lamps.contains(&"4/2 (1/0)"), "a new voicemail: {lamps:?}");
+    assert!(lamps.contains(&"3/3 (1/0)"), "the voicemail marked heard: {lamps:?}");
+    let notifies = of("notify");
+    let voicemails = notifies.iter().filter(|e| e["kind"] == "voicemail").count();
+    let missed = notifies.iter().filter(|e| e["kind"] == "missed_call").count();
+    assert!(voicemails >= 1 && missed >= 1, "{notifies:?}");
+    // each missed call came from three devices but was announced once, and counted once
+    let last = of("state").last().copied().expect("a state line").clone();
+    assert_eq!(last["missed_calls"].as_u64(), Some(missed as u64), "{last}");
+    assert_eq!(last["secondary_calls"].as_u64(), Some(1), "the team call is kept apart: {last}");
+    assert_eq!(last["connection"], "connected");
+    // the last state's voicemail counts are what the phone was last told
+    let v = &last["voicemail"];
+    let claimed = format!("{}/{} ({}/{})", v["new"], v["old"], v["urgent_new"], v["urgent_old"]);
+    assert_eq!(lamps.last().copied(), Some(claimed.as_str()));
+    assert!(!stderr.contains("refused a request"), "{stderr}");
+}

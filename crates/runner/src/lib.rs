@@ -1,0 +1,282 @@
+//! The running engine, headless: it joins the EWS sync driver
+//! (`lamplighter-ews-client`), the state core (`lamplighter-mailbox-state`)
+//! and the MWI relay (`lamplighter-sip-notify`), and reports what happens as
+//! [`RunEvent`]s, the one stream every front end renders (the agent's JSON
+//! lines, the tray later). It owns no policy of its own: counts and
+//! notifications come from the state core, retries from the sync driver and
+//! the relay.
+
+use lamplighter_ews_client::driver::{self, DriverConfig, MailboxEvent, MemoryState, SyncHandle, SyncStatus};
+use lamplighter_ews_client::{ClientConfig, ClientError, EwsClient};
+use lamplighter_mailbox_state::{Kind, MailboxState, Output, Summary, VoicemailCounts};
+use lamplighter_sip_mwi::relay::{RelayConfig, RelayEvent};
+use lamplighter_sip_notify::NotifySender;
+use lamplighter_sip_notify::driver::{PhoneTarget, RelayHandle};
+use serde::Serialize;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{broadcast, mpsc, watch};
+
+/// Everything a run needs.
+pub struct RunConfig {
+    /// The mailbox.
+    pub client: ClientConfig,
+    /// Who the user is, for the missed-call analysis.
+    pub user: lamplighter_missed_calls::UserIdentity,
+    /// Add unseen missed calls to the lamp.
+    pub include_missed_calls: bool,
+    /// Phones whose lamp follows.
+    pub phones: Vec<PhoneTarget>,
+    /// Local SIP address for NOTIFYs (port 0: any).
+    pub sip_bind: SocketAddr,
+    /// CA for TLS phones.
+    pub sip_ca_pem: Option<Vec<u8>>,
+    /// Change tracking.
+    pub driver: DriverConfig,
+    /// Relay timing.
+    pub relay: RelayConfig,
+}
+
+/// What happens, for front ends. Serialized, it is the agent's JSON line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    /// The counts or the connection changed.
+    State {
+        /// Voicemail counts (UM semantics).
+        voicemail: VoicemailCounts,
+        /// Unseen missed calls.
+        missed_calls: u32,
+        /// Calls on someone else's behalf.
+        secondary_calls: u32,
+        /// `connected`, `syncing`, `reconnecting in N s: …`, `sign-in refused: …`.
+        connection: String,
+    },
+    /// A new voicemail or missed call.
+    Notify {
+        /// `voicemail` or `missed_call`.
+        kind: Kind,
+        /// Who.
+        from: String,
+        /// When.
+        at: String,
+        /// The item.
+        item_id: String,
+    },
+    /// A phone's lamp was set, or setting it failed.
+    Mwi {
+        /// The phone.
+        phone: String,
+        /// `ok` or what went wrong.
+        result: String,
+        /// `new/old (urgent new/urgent old)` as delivered.
+        counts: Option<String>,
+    },
+}
+
+/// Why a run could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The mailbox could not be reached or found.
+    #[error(transparent)]
+    Mailbox(#[from] ClientError),
+    /// The SIP side could not bind.
+    #[error("cannot open the SIP socket: {0}")]
+    Sip(String),
+}
+
+/// A running engine.
+pub struct Runner {
+    events: broadcast::Sender<RunEvent>,
+    client: Arc<EwsClient>,
+    state: Arc<Mutex<MailboxState>>,
+    sync: SyncHandle,
+    relay: Option<RelayHandle>,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn connection_text(s: &SyncStatus) -> String {
+    match s {
+        SyncStatus::Live => "connected".into(),
+        SyncStatus::Syncing => "syncing".into(),
+        SyncStatus::Reconnecting { in_secs, reason } => format!("reconnecting in {in_secs} s: {reason}"),
+        SyncStatus::AuthFailed(m) => format!("sign-in refused: {m}"),
+        SyncStatus::Stopped => "stopped".into(),
+    }
+}
+
+impl Runner {
+    /// Connects to the mailbox (Autodiscover if needed), opens the SIP side and starts.
+    pub async fn start(config: RunConfig) -> Result<Runner, RunError> {
+        let client = Arc::new(EwsClient::connect(config.client).await?);
+        let relay = if config.phones.is_empty() {
+            None
+        } else {
+            let sender = NotifySender::bind_with_ca(config.sip_bind, config.sip_ca_pem)
+                .await
+                .map_err(|e| RunError::Sip(e.to_string()))?;
+            Some(lamplighter_sip_notify::driver::spawn(Arc::new(sender), config.phones.clone(), config.relay))
+        };
+        let (events, _) = broadcast::channel(1024);
+        let state = Arc::new(Mutex::new(MailboxState::new(config.user, config.include_missed_calls)));
+        let (tx, rx) = mpsc::channel(1024);
+        // the whole folder is read at start (silently), so counts are right and nothing is re-announced
+        let sync = driver::spawn(client.clone(), Arc::new(MemoryState::default()), config.driver, tx);
+        let (stop, stopped) = watch::channel(false);
+        let phones: Vec<String> = config.phones.iter().map(|p| p.uri.clone()).collect();
+        let task = tokio::spawn(run(rx, state.clone(), relay.clone(), events.clone(), phones, stopped));
+        Ok(Runner { events, client, state, sync, relay, stop, task })
+    }
+
+    /// Events from now on.
+    pub fn events(&self) -> broadcast::Receiver<RunEvent> {
+        self.events.subscribe()
+    }
+
+    /// The counts now.
+    pub fn summary(&self) -> Summary {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).summary()
+    }
+
+    /// The EWS URL in use.
+    pub fn ews_url(&self) -> &str {
+        self.client.ews_url()
+    }
+
+    /// Marks a voicemail heard on the server; the counts follow when the change comes back.
+    pub async fn mark_heard(&self, item_id: &str) -> Result<(), ClientError> {
+        let id = self.state.lock().unwrap_or_else(|p| p.into_inner()).voicemail(item_id).map(|v| v.id.clone());
+        let Some(id) = id else {
+            return Err(ClientError::Response {
+                operation: "UpdateItem",
+                code: lamplighter_ews_wire::ResponseCode::ItemNotFound,
+                message: format!("no voicemail {item_id}"),
+            });
+        };
+        self.client.mark_read(&id, true).await.map(|_| ())
+    }
+
+    /// Sends the lamp again now.
+    pub fn resend_lamp(&self) {
+        if let Some(r) = &self.relay {
+            r.resend_now(None);
+        }
+    }
+
+    /// Reconnects now (after "Retry now" or new credentials).
+    pub fn retry_now(&self) {
+        self.sync.retry_now();
+    }
+
+    /// Stops: the subscription is ended on the server, then everything stops.
+    pub async fn stop(self) {
+        self.sync.stop().await;
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+async fn run(
+    mut rx: mpsc::Receiver<MailboxEvent>,
+    state: Arc<Mutex<MailboxState>>,
+    relay: Option<RelayHandle>,
+    events: broadcast::Sender<RunEvent>,
+    phones: Vec<String>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut relay_events = relay.as_ref().map(|r| r.events());
+    let mut connection = "syncing".to_string();
+    let mut last_state: Option<RunEvent> = None;
+    loop {
+        tokio::select! {
+            e = rx.recv() => {
+                let Some(first) = e else { break };
+                // take what is queued as one batch: one state line per batch, not per item
+                let mut batch = vec![first];
+                while let Ok(more) = rx.try_recv() {
+                    batch.push(more);
+                }
+                let mut outputs = Vec::new();
+                {
+                    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                    for e in batch {
+                        match e {
+                            MailboxEvent::Change(c) => s.apply(c),
+                            MailboxEvent::Status(st) => {
+                                if st == SyncStatus::Live && !s.is_live() {
+                                    s.caught_up();
+                                }
+                                // a sync that a notification started is part of being connected
+                                if !(st == SyncStatus::Syncing && connection == "connected") {
+                                    connection = connection_text(&st);
+                                }
+                            }
+                        }
+                    }
+                    while let Some(o) = s.poll_output() {
+                        outputs.push(o);
+                    }
+                    let sum = s.summary();
+                    let live = s.is_live();
+                    drop(s);
+                    for o in outputs {
+                        match o {
+                            Output::Notify(n) => {
+                                let _ = events.send(RunEvent::Notify { kind: n.kind, from: n.from, at: n.at, item_id: n.item_id });
+                            }
+                            Output::Lamp(c) => {
+                                if let Some(r) = &relay {
+                                    r.set_counts(c);
+                                }
+                            }
+                            Output::Changed(_) => {}
+                        }
+                    }
+                    let now = RunEvent::State {
+                        voicemail: sum.voicemail,
+                        missed_calls: sum.missed_calls,
+                        secondary_calls: sum.secondary_calls,
+                        connection: connection.clone(),
+                    };
+                    // during the initial catch-up only the connection is news
+                    let report = live || !matches!(&last_state, Some(RunEvent::State { connection: c, .. }) if *c == connection);
+                    if report && last_state.as_ref() != Some(&now) {
+                        last_state = Some(now.clone());
+                        let _ = events.send(now);
+                    }
+                }
+            }
+            r = recv_relay(&mut relay_events) => {
+                let Some(ev) = r else { relay_events = None; continue };
+                let ev = match ev {
+                    RelayEvent::Delivered { phone, counts } => RunEvent::Mwi {
+                        phone: phones.get(phone.0).cloned().unwrap_or_default(),
+                        result: "ok".into(),
+                        counts: Some(format!("{}/{} ({}/{})", counts.new, counts.old, counts.urgent_new, counts.urgent_old)),
+                    },
+                    RelayEvent::Failed { phone, failure, retry_in } => RunEvent::Mwi {
+                        phone: phones.get(phone.0).cloned().unwrap_or_default(),
+                        result: format!("{failure:?}; retry in {} s", retry_in.as_secs()),
+                        counts: None,
+                    },
+                };
+                let _ = events.send(ev);
+            }
+            _ = stopped.changed() => break,
+        }
+    }
+}
+
+async fn recv_relay(rx: &mut Option<broadcast::Receiver<RelayEvent>>) -> Option<RelayEvent> {
+    match rx {
+        Some(r) => loop {
+            match r.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        },
+        None => std::future::pending().await,
+    }
+}
