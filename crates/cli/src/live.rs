@@ -244,7 +244,7 @@ fn voicemail(number: &str, name: Option<&str>, secs: u32, urgent: bool, read: bo
 
 /// `lamplighter-agent demo`: the simulator, a demo phone, the engine, and a story.
 pub(crate) async fn demo(printer: Printer, seconds: Option<u64>, every: Duration) -> anyhow::Result<()> {
-    let sim = Simulator::start(SimConfig { validation: Validation::repo_schema(), ..SimConfig::default() })
+    let sim = Simulator::start(SimConfig { validation: Validation::if_available(), ..SimConfig::default() })
         .await
         .context("starting the demo mailbox")?;
     // the demo mailbox: 3 unheard voicemails (one urgent) and 2 heard ones

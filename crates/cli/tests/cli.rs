@@ -36,12 +36,36 @@ fn settings_without_a_keyring_says_so_and_still_works() {
     assert!(view["form"]["mailbox"].is_null());
 }
 
+/// Without a mailbox, `run` runs the demo mailbox, says so, and stops cleanly on SIGTERM.
 #[test]
-fn run_explains_itself_and_exits_zero() {
+fn run_without_a_mailbox_runs_the_demo_and_stops_on_sigterm() {
+    use std::io::BufRead as _;
     let session = Session::start(Parts::default());
-    let out = session.command(AGENT).arg("run").output().expect("run agent");
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("not built yet"));
+    let mut child = session
+        .command(AGENT)
+        .args(["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run agent");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    // the first lamp event shows the demo mailbox's voicemail
+    let lamp = loop {
+        let line = lines.next().expect("a line before the end").expect("read");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("JSON line");
+        if v["event"] == "mwi" {
+            break v;
+        }
+    };
+    assert_eq!(lamp["counts"], "3/2 (1/0)");
+    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    assert!(term.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut err).expect("stderr");
+    assert!(err.contains("running the demo mailbox"), "{err}");
 }
 
 /// `lamplighter-agent mwi send` as an admin runs it: against a sipp phone on

@@ -204,6 +204,10 @@ async fn run(
         match sync.poll_request(now) {
             Some(Request::Subscribe) => {
                 stream = None;
+                // a subscription left behind counts against the account's limit (20 on Exchange Online)
+                if let Some(old) = subscription.take() {
+                    let _ = tokio::time::timeout(Duration::from_secs(5), client.unsubscribe(&old)).await;
+                }
                 let kind = match sync.mode() {
                     Mode::Streaming => SubscriptionKind::Streaming,
                     Mode::Pull { .. } => SubscriptionKind::Pull { timeout_minutes: 10 },

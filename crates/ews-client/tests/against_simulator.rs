@@ -237,7 +237,9 @@ async fn twenty_dropped_connections_while_items_arrive_are_read_and_deleted() {
     let streams = sim.served().iter().filter(|s| s.op == "GetStreamingEvents").count();
     assert!(streams >= 21, "the stream was dropped 20 times and reopened: {streams}");
     assert!(model.statuses.iter().any(|s| matches!(s, SyncStatus::Reconnecting { .. })));
+    assert_eq!(sim.subscriptions(), 1, "each resubscription ended the subscription before it");
     handle.stop().await;
+    assert_eq!(sim.subscriptions(), 0);
     assert_all_valid(&sim);
 }
 

@@ -32,6 +32,18 @@ pub enum Validation {
 }
 
 impl Validation {
+    /// The vendored schema when both it and `xmllint` are there; otherwise off
+    /// (the demo on a machine without libxml2-utils still runs).
+    pub fn if_available() -> Validation {
+        let xmllint = std::process::Command::new("xmllint")
+            .arg("--version")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if xmllint { Self::repo_schema() } else { Validation::Off }
+    }
+
     /// The schema vendored in this repository, when it is there.
     pub fn repo_schema() -> Validation {
         let p =

@@ -1,0 +1,230 @@
+//! `lamplighter-agent run --json` end to end over real sockets: the Exchange
+//! simulator (in this test process) as the mailbox, a UDP SIP phone (also
+//! here) that answers NOTIFYs with 200 OK and records each Voice-Message
+//! line, and the agent as a separate process reading a real settings file.
+
+use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Voicemail};
+use std::io::BufRead as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn voicemail(n: u32, urgent: bool, read: bool) -> Voicemail {
+    Voicemail {
+        caller_number: format!("+49 5251 30{n:04}"),
+        duration_secs: 10 + n,
+        urgent,
+        is_read: read,
+        audio: Some(("vm.wav".into(), "audio/wav".into(), vec![0xff; 800])),
+        ..Voicemail::default()
+    }
+}
+
+/// A phone on UDP: answers 200 to any request and keeps the Voice-Message lines.
+fn phone() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("phone");
+    let addr = socket.local_addr().expect("addr");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s = seen.clone();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else { return };
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            if msg.starts_with("SIP/2.0") {
+                continue;
+            }
+            let mut reply = String::from("SIP/2.0 200 OK\r\n");
+            for line in msg.lines() {
+                let l = line.to_ascii_lowercase();
+                if ["via:", "from:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h)) {
+                    reply += &format!("{line}\r\n");
+                } else if l.starts_with("to:") {
+                    reply += &format!("{line};tag=phone\r\n");
+                }
+            }
+            reply += "Content-Length: 0\r\n\r\n";
+            let _ = socket.send_to(reply.as_bytes(), from);
+            if let Some(v) = msg.lines().find(|l| l.to_ascii_lowercase().starts_with("voice-message:")) {
+                s.lock().expect("lock").push(v.split_once(':').map(|x| x.1.trim().to_string()).unwrap_or_default());
+            }
+        }
+    });
+    (addr, seen)
+}
+
+struct Agent {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<serde_json::Value>,
+    seen: Vec<serde_json::Value>,
+}
+
+impl Agent {
+    fn start(config: &std::path::Path, home: &std::path::Path) -> Agent {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lamplighter-agent"))
+            .args(["--config", config.to_str().expect("path"), "run", "--json"])
+            .env("HOME", home)
+            .env("XDG_STATE_HOME", home.join("state"))
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("LL_TEST_PASSWORD", "Sommer2026!")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("agent");
+        let out = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let v: serde_json::Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON: {line:?}: {e}"));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        Agent { child, lines, seen: Vec::new() }
+    }
+
+    /// Waits until an event satisfies `want`.
+    fn wait(&mut self, what: &str, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        let end = Instant::now() + Duration::from_secs(30);
+        if let Some(v) = self.seen.iter().find(|v| want(v)) {
+            return v.clone();
+        }
+        while Instant::now() < end {
+            if let Ok(v) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                self.seen.push(v.clone());
+                if want(&v) {
+                    return v;
+                }
+            }
+        }
+        panic!("no event: {what}; saw {:#?}", self.seen)
+    }
+
+    fn settle(&mut self, d: Duration) {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            if let Ok(v) = self.lines.recv_timeout(Duration::from_millis(100)) {
+                self.seen.push(v);
+            }
+        }
+    }
+
+    fn notifies(&self) -> Vec<&serde_json::Value> {
+        self.seen.iter().filter(|e| e["event"] == "notify").collect()
+    }
+
+    fn stop(mut self) -> Vec<serde_json::Value> {
+        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let status = self.child.wait().expect("wait");
+        assert!(status.success(), "clean stop: {status:?}");
+        self.settle(Duration::from_millis(200));
+        self.seen
+    }
+}
+
+fn lamp(v: &serde_json::Value, counts: &str) -> bool {
+    v["event"] == "mwi" && v["result"] == "ok" && v["counts"] == counts
+}
+
+#[test]
+fn agent_simulator_and_phone_end_to_end() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt
+        .block_on(Simulator::start(SimConfig { heartbeat: Duration::from_secs(2), ..SimConfig::default() }))
+        .expect("sim");
+    let _guard = rt.enter();
+    sim.deposit_voicemail(voicemail(1, true, false));
+    sim.deposit_voicemail(voicemail(2, false, false));
+    let third = sim.deposit_voicemail(voicemail(3, false, false));
+    sim.deposit_voicemail(voicemail(4, false, true));
+    sim.deposit_voicemail(voicemail(5, false, true));
+    let (phone, heard) = phone();
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"schema_version = 1
+[mailbox]
+email = "mara@example.test"
+ews_url = "{}"
+username = 'EXAMPLE\mara'
+auth = "ntlm"
+password_env = "LL_TEST_PASSWORD"
+
+[[phone]]
+uri = "sip:613@{phone}"
+transport = "udp"
+mode = "unsolicited"
+refresh_hours = 12
+
+[user]
+sip_uri = "sip:mara@example.test"
+numbers = ["+49 5251 304600"]
+"#,
+            sim.ews_url()
+        ),
+    )
+    .expect("config");
+
+    let mut agent = Agent::start(&config, dir.path());
+    // start-up: 3 unread (one urgent) and 2 read
+    agent.wait("lamp 3/2 (1/0)", |v| lamp(v, "3/2 (1/0)"));
+    assert!(agent.notifies().is_empty(), "nothing at start-up is announced");
+    // a new voicemail: a notify event and NOTIFY 4/2
+    sim.deposit_voicemail(voicemail(6, false, false));
+    agent.wait("voicemail notify", |v| v["event"] == "notify" && v["kind"] == "voicemail");
+    agent.wait("lamp 4/2", |v| lamp(v, "4/2 (1/0)"));
+    // read elsewhere: 3/3
+    sim.set_read(&third, true);
+    agent.wait("lamp 3/3", |v| lamp(v, "3/3 (1/0)"));
+    // the stream drops while two voicemails arrive: both announced, once
+    sim.drop_streams();
+    sim.deposit_voicemail(voicemail(7, false, false));
+    sim.deposit_voicemail(voicemail(8, false, false));
+    agent.wait("lamp 5/3", |v| lamp(v, "5/3 (1/0)"));
+    // a missed call from three devices: one notify
+    for device in ["desk", "softphone", "mobile"] {
+        sim.deposit_missed_call(MissedCall {
+            caller_number: "+49 30 1234567".into(),
+            call_id: Some("e2e-call@pbx".into()),
+            headers: vec![("User-Agent".into(), device.into())],
+            ..MissedCall::default()
+        });
+    }
+    agent.wait("missed-call state", |v| v["event"] == "state" && v["missed_calls"] == 1);
+    agent.settle(Duration::from_secs(2));
+    let seen = agent.stop();
+    let notifies: Vec<&serde_json::Value> = seen.iter().filter(|e| e["event"] == "notify").collect();
+    let voicemail_items: Vec<&str> =
+        notifies.iter().filter(|e| e["kind"] == "voicemail").filter_map(|e| e["item_id"].as_str()).collect();
+    assert_eq!(voicemail_items.len(), 3, "vm 6, 7 and 8, each once: {notifies:#?}");
+    let mut unique = voicemail_items.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), 3);
+    assert_eq!(notifies.iter().filter(|e| e["kind"] == "missed_call").count(), 1, "three devices, one call");
+    // every state line is the truth at its time: the last one matches the simulator
+    let last = seen.iter().rev().find(|e| e["event"] == "state").expect("state");
+    let items = sim.items();
+    let unread_vm = items.iter().filter(|(_, c, r)| c.contains("Voicemail") && !r).count() as u64;
+    assert_eq!(last["voicemail"]["new"].as_u64(), Some(unread_vm), "{last}");
+    // the phone heard exactly what the agent reported as delivered
+    let delivered: Vec<String> = seen
+        .iter()
+        .filter(|e| e["event"] == "mwi" && e["result"] == "ok")
+        .filter_map(|e| e["counts"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(*heard.lock().expect("lock"), delivered);
+    assert_eq!(sim.subscriptions(), 0, "SIGTERM unsubscribed");
+
+    // restarted: nothing is re-announced, the lamp is set again
+    let mut again = Agent::start(&config, dir.path());
+    again.wait("lamp after restart", |v| lamp(v, "5/3 (1/0)"));
+    again.settle(Duration::from_secs(2));
+    let seen = again.stop();
+    assert!(seen.iter().all(|e| e["event"] != "notify"), "a restart re-announces nothing: {seen:#?}");
+    assert!(sim.served().iter().all(|s| s.schema_valid), "every request the agent sent is schema-valid");
+}
