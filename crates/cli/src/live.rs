@@ -358,3 +358,278 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// How `status` prints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StatusFormat {
+    Text,
+    Json,
+    Waybar,
+}
+
+fn plural(n: u32, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// `lamplighter-agent status`: one sync, one line, for status bars and scripts.
+pub(crate) async fn status(engine: Engine, format: StatusFormat) -> anyhow::Result<std::process::ExitCode> {
+    let settings = engine.settings();
+    if settings.mailbox.is_none() {
+        match format {
+            StatusFormat::Waybar => {
+                println!(r#"{{"text":"","tooltip":"Lamplighter: no mailbox configured","class":"unconfigured"}}"#)
+            }
+            StatusFormat::Json => println!(r#"{{"event":"state","connection":"no mailbox configured"}}"#),
+            StatusFormat::Text => println!("no mailbox configured"),
+        }
+        return Ok(std::process::ExitCode::from(2));
+    }
+    let mut config = run_config(&engine, &settings)?;
+    config.phones.clear();
+    let outcome = async {
+        let runner = Runner::start(config).await?;
+        let mut events = runner.events();
+        let state = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                match events.recv().await {
+                    Ok(e @ RunEvent::State { .. }) => {
+                        if let RunEvent::State { connection, .. } = &e
+                            && (connection == "connected" || connection.starts_with("sign-in refused"))
+                        {
+                            return Some(e);
+                        }
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return None,
+                }
+            }
+        })
+        .await;
+        runner.stop().await;
+        Ok::<_, lamplighter_runner::RunError>(state.ok().flatten())
+    }
+    .await;
+    let (state, error) = match outcome {
+        Ok(Some(s)) => (Some(s), None),
+        Ok(None) => (None, Some("no answer from the mailbox within 60 s".to_string())),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    match (&state, format) {
+        (Some(RunEvent::State { voicemail: v, missed_calls, secondary_calls, connection }), f) => {
+            let words = format!(
+                "{}{}, {}",
+                plural(v.new, "new voicemail", "new voicemails"),
+                if v.urgent_new > 0 { format!(" ({} urgent)", v.urgent_new) } else { String::new() },
+                plural(*missed_calls, "missed call", "missed calls")
+            );
+            match f {
+                StatusFormat::Json => println!("{}", serde_json::to_string(state.as_ref().expect("state"))?),
+                StatusFormat::Text => {
+                    println!("{words}; {} heard; {secondary_calls} on others' behalf; {connection}", v.old)
+                }
+                StatusFormat::Waybar => {
+                    let count = v.new + missed_calls;
+                    let class = if connection != "connected" {
+                        "error"
+                    } else if v.urgent_new > 0 {
+                        "urgent"
+                    } else if count > 0 {
+                        "waiting"
+                    } else {
+                        "none"
+                    };
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "text": if count > 0 { count.to_string() } else { String::new() },
+                            "tooltip": format!("{words}\n{connection}"),
+                            "class": class,
+                        })
+                    );
+                }
+            }
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        (_, f) => {
+            let e = error.unwrap_or_else(|| "no state".into());
+            match f {
+                StatusFormat::Waybar => println!(
+                    "{}",
+                    serde_json::json!({"text": "!", "tooltip": format!("Lamplighter: {e}"), "class": "error"})
+                ),
+                StatusFormat::Json => {
+                    println!("{}", serde_json::json!({"event": "state", "connection": format!("error: {e}")}))
+                }
+                StatusFormat::Text => println!("error: {e}"),
+            }
+            Ok(std::process::ExitCode::from(3))
+        }
+    }
+}
+
+/// One diagnosis step's result.
+struct Step {
+    ok: bool,
+    what: String,
+    hint: Option<String>,
+}
+
+fn hint_for(e: &lamplighter_ews_client::ClientError) -> String {
+    use lamplighter_ews_client::ClientError as E;
+    match e {
+        E::Auth { .. } => {
+            "check [mailbox] username (DOMAIN\\user or the e-mail address), auth (basic/ntlm) and the password".into()
+        }
+        E::Tls { .. } => "the server's certificate is not trusted: set [mailbox] ca_file to your company CA".into(),
+        E::Connect { .. } | E::Timeout { .. } => {
+            "the server cannot be reached: check ews_url, the network or VPN".into()
+        }
+        E::Autodiscover { .. } => {
+            "Autodiscover failed: set [mailbox] ews_url to https://<server>/EWS/Exchange.asmx".into()
+        }
+        E::Forbidden { .. } => "EWS is refused for this mailbox (admin policy, or a licence without EWS)".into(),
+        E::Insecure { .. } => "use an https:// EWS URL".into(),
+        E::Throttled(_) => "the server is throttling: try again later".into(),
+        _ => "see the log for details".into(),
+    }
+}
+
+/// `lamplighter-agent check`: diagnoses the configuration step by step.
+pub(crate) async fn check(engine: Engine) -> anyhow::Result<std::process::ExitCode> {
+    let mut steps: Vec<Step> = Vec::new();
+    let settings = engine.settings();
+    let Some(mailbox) = settings.mailbox.clone() else {
+        println!("✗ no mailbox configured\n  hint: add a [mailbox] section (see README) or use the settings window");
+        return Ok(std::process::ExitCode::from(2));
+    };
+    let config = match run_config(&engine, &settings) {
+        Ok(c) => {
+            steps.push(Step {
+                ok: true,
+                what: format!("settings for {} read, password available", mailbox.email),
+                hint: None,
+            });
+            c
+        }
+        Err(e) => {
+            println!("✗ settings: {e:#}");
+            return Ok(std::process::ExitCode::from(2));
+        }
+    };
+    let how = if config.client.ews_url.is_some() { "EWS URL from the settings" } else { "Autodiscover" };
+    let client = match lamplighter_ews_client::EwsClient::connect(config.client.clone()).await {
+        Ok(c) => {
+            steps.push(Step { ok: true, what: format!("{how}: {}", c.ews_url()), hint: None });
+            Some(c)
+        }
+        Err(e) => {
+            steps.push(Step { ok: false, what: format!("{how}: {e}"), hint: Some(hint_for(&e)) });
+            None
+        }
+    };
+    let mut counts = lamplighter_sip_mwi::summary::Counts::default();
+    if let Some(client) = &client {
+        match client.find_all("voicemail", 1000).await {
+            Ok(items) => {
+                for i in &items {
+                    let urgent = i.importance.as_deref() == Some("High");
+                    if i.is_read == Some(true) {
+                        counts.old += 1;
+                        counts.urgent_old += u32::from(urgent);
+                    } else {
+                        counts.new += 1;
+                        counts.urgent_new += u32::from(urgent);
+                    }
+                }
+                steps.push(Step {
+                    ok: true,
+                    what: format!(
+                        "signed in; Voice Mail folder readable: {} voicemails ({} unheard)",
+                        items.len(),
+                        counts.new
+                    ),
+                    hint: None,
+                });
+            }
+            Err(e) => {
+                let refused = matches!(e, lamplighter_ews_client::ClientError::Auth { .. });
+                steps.push(Step {
+                    ok: false,
+                    what: format!("sign-in / Voice Mail folder: {e}"),
+                    hint: Some(hint_for(&e)),
+                });
+                if refused {
+                    // one refused sign-in is enough: more attempts only risk a lockout
+                    return finish(steps);
+                }
+            }
+        }
+        match client.find_all("inbox", 1000).await {
+            Ok(items) => {
+                steps.push(Step { ok: true, what: format!("Inbox readable ({} items)", items.len()), hint: None })
+            }
+            Err(e) => steps.push(Step { ok: false, what: format!("Inbox: {e}"), hint: Some(hint_for(&e)) }),
+        }
+        let streaming = async {
+            let msgs = client.subscribe(lamplighter_ews_wire::SubscriptionKind::Streaming).await?;
+            let id = msgs
+                .into_iter()
+                .next()
+                .and_then(|m| m.body)
+                .map(|s| s.id)
+                .ok_or_else(|| lamplighter_ews_client::ClientError::Broken("no subscription id".into()))?;
+            let opened = client.open_stream(&id, 1).await.map(drop);
+            let _ = client.unsubscribe(&id).await;
+            opened
+        }
+        .await;
+        match streaming {
+            Ok(()) => steps.push(Step { ok: true, what: "streaming notifications supported".into(), hint: None }),
+            Err(e) => steps.push(Step {
+                ok: false,
+                what: format!("streaming notifications: {e}"),
+                hint: Some(
+                    "Lamplighter falls back to polling (pull subscriptions); changes then arrive within 30 s".into(),
+                ),
+            }),
+        }
+    }
+    if !config.phones.is_empty() {
+        match lamplighter_sip_notify::NotifySender::bind(config.sip_bind).await {
+            Ok(sender) => {
+                for p in &config.phones {
+                    let summary = lamplighter_sip_mwi::summary::MessageSummary::voice(&p.account, counts);
+                    match sender.send(&p.uri, p.transport, &p.account, &summary, p.credentials.as_ref()).await {
+                        Ok(d) => steps.push(Step {
+                            ok: true,
+                            what: format!(
+                                "phone {}: answered {} {}; lamp set to {}/{}",
+                                p.uri, d.code, d.reason, counts.new, counts.old
+                            ),
+                            hint: None,
+                        }),
+                        Err(e) => steps.push(Step {
+                            ok: false,
+                            what: format!("phone {}: {e}", p.uri),
+                            hint: Some("check the phone's address and transport, and its digest user/password".into()),
+                        }),
+                    }
+                }
+            }
+            Err(e) => steps.push(Step { ok: false, what: format!("SIP socket: {e}"), hint: None }),
+        }
+    }
+    finish(steps)
+}
+
+fn finish(steps: Vec<Step>) -> anyhow::Result<std::process::ExitCode> {
+    let failed = steps.iter().filter(|s| !s.ok).count();
+    for s in &steps {
+        println!("{} {}", if s.ok { "✓" } else { "✗" }, s.what);
+        if let Some(h) = &s.hint {
+            println!("  hint: {h}");
+        }
+    }
+    println!("{}", if failed == 0 { "all checks passed".to_string() } else { format!("{failed} check(s) failed") });
+    Ok(if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::from(1) })
+}

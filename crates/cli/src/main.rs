@@ -50,6 +50,14 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         every: u64,
     },
+    /// Print the current state once (one sync with the mailbox), for status bars and scripts.
+    Status {
+        /// text, json, or waybar (a waybar custom module's JSON: text, tooltip, class).
+        #[arg(long, default_value = "text")]
+        format: String,
+    },
+    /// Diagnose the settings: Autodiscover, sign-in, folders, streaming, each phone.
+    Check,
     /// Message-waiting lamps: send one state to one phone (admins test a phone with this).
     Mwi {
         #[command(subcommand)]
@@ -187,6 +195,20 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             let engine = Engine::open(Options::standard(paths));
             runtime()?.block_on(live::run(engine, live::Printer { json }))?;
             Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Status { format } => {
+            let format = match format.as_str() {
+                "text" => live::StatusFormat::Text,
+                "json" => live::StatusFormat::Json,
+                "waybar" => live::StatusFormat::Waybar,
+                other => anyhow::bail!("unknown format {other:?}: text, json or waybar"),
+            };
+            let engine = Engine::open(Options::standard(paths));
+            runtime()?.block_on(live::status(engine, format))
+        }
+        Command::Check => {
+            let engine = Engine::open(Options::standard(paths));
+            runtime()?.block_on(live::check(engine))
         }
         Command::Demo { json, seconds, every } => {
             runtime()?.block_on(live::demo(

@@ -228,3 +228,80 @@ numbers = ["+49 5251 304600"]
     assert!(seen.iter().all(|e| e["event"] != "notify"), "a restart re-announces nothing: {seen:#?}");
     assert!(sim.served().iter().all(|s| s.schema_valid), "every request the agent sent is schema-valid");
 }
+
+fn write_config(path: &std::path::Path, ews_url: &str, phone: std::net::SocketAddr) {
+    std::fs::write(
+        path,
+        format!(
+            "schema_version = 1\n[mailbox]\nemail = \"mara@example.test\"\news_url = \"{ews_url}\"\nusername = 'EXAMPLE\\mara'\nauth = \"ntlm\"\npassword_env = \"LL_TEST_PASSWORD\"\n\n[[phone]]\nuri = \"sip:613@{phone}\"\ntransport = \"udp\"\nmode = \"unsolicited\"\nrefresh_hours = 12\n\n[user]\nsip_uri = \"sip:mara@example.test\"\nnumbers = [\"+49 5251 304600\"]\n"
+        ),
+    )
+    .expect("config");
+}
+
+fn agent(config: &std::path::Path, home: &std::path::Path, args: &[&str], password: &str) -> (i32, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lamplighter-agent"))
+        .args(["--config", config.to_str().expect("path")])
+        .args(args)
+        .env("HOME", home)
+        .env("XDG_STATE_HOME", home.join("state"))
+        .env("LL_TEST_PASSWORD", password)
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .output()
+        .expect("agent");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn check_and_status_against_the_simulator() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("sim");
+    sim.deposit_voicemail(voicemail(1, true, false));
+    sim.deposit_voicemail(voicemail(2, false, false));
+    sim.deposit_voicemail(voicemail(3, false, false));
+    sim.deposit_voicemail(voicemail(4, false, true));
+    sim.deposit_missed_call(MissedCall { caller_number: "+49 30 1234567".into(), ..MissedCall::default() });
+    let (phone, heard) = phone();
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.toml");
+    write_config(&config, &sim.ews_url(), phone);
+
+    let (code, out) = agent(&config, dir.path(), &["check"], "Sommer2026!");
+    assert_eq!(code, 0, "{out}");
+    for want in [
+        "✓ settings",
+        "✓ EWS URL from the settings",
+        "✓ signed in; Voice Mail folder readable: 4 voicemails (3 unheard)",
+        "✓ Inbox readable (5 items)",
+        "✓ streaming notifications supported",
+        "✓ phone sip:613@",
+        "all checks passed",
+    ] {
+        assert!(out.contains(want), "missing {want:?} in:\n{out}");
+    }
+    assert_eq!(*heard.lock().expect("lock"), ["3/1 (1/0)"], "the check set the lamp to the truth");
+    assert_eq!(sim.subscriptions(), 0, "the check's subscription was ended");
+
+    let (code, out) = agent(&config, dir.path(), &["status", "--format", "waybar"], "Sommer2026!");
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("waybar JSON");
+    assert_eq!((v["text"].as_str(), v["class"].as_str()), (Some("4"), Some("urgent")), "{v}");
+    assert!(v["tooltip"].as_str().is_some_and(|t| t.contains("3 new voicemails (1 urgent), 1 missed call")), "{v}");
+    let (_, out) = agent(&config, dir.path(), &["status", "--format", "json"], "Sommer2026!");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!((v["voicemail"]["new"].as_u64(), v["missed_calls"].as_u64()), (Some(3), Some(1)));
+
+    // a wrong password: the check says so, with a hint, after one attempt
+    let failures = sim.auth_failures();
+    let (code, out) = agent(&config, dir.path(), &["check"], "Winter2026!");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("✗ sign-in / Voice Mail folder: sign-in to") && out.contains("hint: check [mailbox] username"),
+        "{out}"
+    );
+    assert_eq!(sim.auth_failures() - failures, 1, "one attempt, no retry storm");
+    let (code, out) = agent(&config, dir.path(), &["status"], "Winter2026!");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("sign-in refused"), "{out}");
+    assert!(sim.served().iter().all(|s| s.schema_valid));
+}
