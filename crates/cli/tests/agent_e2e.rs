@@ -116,7 +116,7 @@ impl Agent {
     }
 
     fn stop(mut self) -> Vec<serde_json::Value> {
-        let _ = std::process::Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = std::process::Command::new("sh").args(["-c", &format!("kill -TERM {}", self.child.id())]).status();
         let status = self.child.wait().expect("wait");
         assert!(status.success(), "clean stop: {status:?}");
         self.settle(Duration::from_millis(200));

@@ -59,7 +59,8 @@ fn run_without_a_mailbox_runs_the_demo_and_stops_on_sigterm() {
         }
     };
     assert_eq!(lamp["counts"], "3/2 (1/0)");
-    let term = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
+    let term =
+        std::process::Command::new("sh").args(["-c", &format!("kill -TERM {}", child.id())]).status().expect("kill");
     assert!(term.success());
     let status = child.wait().expect("wait");
     assert!(status.success(), "SIGTERM is a clean stop: {status:?}");
