@@ -74,6 +74,7 @@ fn run_config(engine: &Engine, settings: &Settings) -> anyhow::Result<RunConfig>
     };
     let mut client = ClientConfig::new(mailbox.email.clone(), credentials);
     client.ews_url = mailbox.ews_url.as_ref().map(|u| u.to_string());
+    client.autodiscover_cache = Some(engine.paths().state_dir.join("autodiscover.cache"));
     if let Some(ca) = &mailbox.ca_file {
         client.extra_ca_pem = Some(std::fs::read(ca).with_context(|| format!("reading the CA file {}", ca.display()))?);
     }

@@ -6,6 +6,9 @@
 //! 3. an unauthenticated GET of `http://autodiscover.<domain>/autodiscover/autodiscover.xml`
 //!    whose redirect, if it points to HTTPS, is asked with credentials.
 //!
+//! The answer can be cached ([`cached`], [`remember`]): Autodiscover is slow and
+//! fragile, and the URL rarely changes.
+//!
 //! Redirects to another address or URL are followed, at most
 //! [`MAX_REDIRECTS`] in all. Credentials only go over verified HTTPS (the
 //! transport refuses otherwise, loopback aside). A refused sign-in stops the
@@ -158,4 +161,29 @@ pub(crate) async fn discover(
         }
         return Err(ClientError::Autodiscover { email, tried: tried.join("; ") });
     }
+}
+
+/// The cached EWS URL for `email`, if the cache file has one (lines `email<TAB>url`).
+pub fn cached(cache: &std::path::Path, email: &str) -> Option<String> {
+    std::fs::read_to_string(cache).ok()?.lines().find_map(|l| {
+        let (e, u) = l.split_once('\t')?;
+        (e.eq_ignore_ascii_case(email.trim()) && u.starts_with("https://")).then(|| u.trim().to_string())
+    })
+}
+
+/// Keeps `url` as `email`'s EWS URL in the cache file (replaced atomically).
+pub fn remember(cache: &std::path::Path, email: &str, url: &str) -> std::io::Result<()> {
+    let mut lines: Vec<String> = std::fs::read_to_string(cache)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.split_once('\t').is_some_and(|(e, _)| !e.eq_ignore_ascii_case(email.trim())))
+        .map(str::to_string)
+        .collect();
+    lines.push(format!("{}\t{url}", email.trim()));
+    if let Some(dir) = cache.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = cache.with_extension("tmp");
+    std::fs::write(&tmp, lines.join("\n") + "\n")?;
+    std::fs::rename(tmp, cache)
 }

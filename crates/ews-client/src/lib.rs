@@ -141,6 +141,8 @@ pub struct ClientConfig {
     pub stream_idle_timeout: Duration,
     /// Retries.
     pub retry: RetryPolicy,
+    /// Where Autodiscover's answer is kept (`None`: not kept), so later starts skip it.
+    pub autodiscover_cache: Option<std::path::PathBuf>,
 }
 
 impl ClientConfig {
@@ -156,6 +158,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(100),
             stream_idle_timeout: Duration::from_secs(95),
             retry: RetryPolicy::default(),
+            autodiscover_cache: None,
         }
     }
 }
@@ -361,7 +364,19 @@ impl EwsClient {
         })?;
         let url = match &config.ews_url {
             Some(u) => u.clone(),
-            None => autodiscover::discover(&http, &config.credentials, &config.email, config.request_timeout).await?,
+            None => match config.autodiscover_cache.as_deref().and_then(|c| autodiscover::cached(c, &config.email)) {
+                Some(u) => u,
+                None => {
+                    let u = autodiscover::discover(&http, &config.credentials, &config.email, config.request_timeout)
+                        .await?;
+                    if let Some(c) = &config.autodiscover_cache
+                        && let Err(e) = autodiscover::remember(c, &config.email, &u)
+                    {
+                        log::warn!("cannot keep the Autodiscover result in {}: {e}", c.display());
+                    }
+                    u
+                }
+            },
         };
         let target = Target::parse(&url)?;
         Ok(EwsClient { http, config, target, url })

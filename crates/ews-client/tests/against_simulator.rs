@@ -191,6 +191,9 @@ async fn a_voicemail_deposited_while_streaming_is_announced_with_its_properties(
     assert_eq!(item.attachments.len(), 1, "GetItem enriched the item with its audio attachment");
     handle.stop().await;
     assert_eq!(sim.subscriptions(), 0, "stopping unsubscribes");
+    // affinity: the stream went with X-AnchorMailbox, X-PreferServerAffinity and the backend cookie of Subscribe
+    let streams: Vec<_> = sim.served().into_iter().filter(|s| s.op == "GetStreamingEvents").collect();
+    assert!(!streams.is_empty() && streams.iter().all(|s| s.anchor && s.cookie), "{streams:?}");
     assert_all_valid(&sim);
 }
 
@@ -495,4 +498,56 @@ async fn credentials_never_travel_over_plain_http_to_other_hosts() {
     cfg.ews_url = Some("http://mail.example.test/EWS/Exchange.asmx".into());
     let client = EwsClient::connect(cfg).await.expect("client");
     assert!(matches!(client.find_all("inbox", 1).await, Err(ClientError::Insecure { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_failures_are_typed_and_retried_within_bounds() {
+    let sim = Simulator::start(sim_config()).await.expect("sim");
+    sim.deposit_voicemail(voicemail(1));
+    let client = EwsClient::connect(client_config(&sim, basic())).await.expect("client");
+    // an overloaded server: two 503s, then it answers
+    sim.fail_http(2, 503);
+    assert_eq!(client.find_all("inbox", 10).await.expect("after retries").len(), 1);
+    // 429 with Retry-After: 1 s is waited
+    sim.fail_http(1, 429);
+    let t = Instant::now();
+    client.find_all("inbox", 10).await.expect("after Retry-After");
+    assert!(t.elapsed() >= Duration::from_secs(1));
+    // a server that keeps failing: the attempts are bounded (4) and the error is typed
+    let before = sim.served().len();
+    sim.fail_http(10, 502);
+    match client.find_all("inbox", 10).await {
+        Err(ClientError::Http { status: 502, .. }) => {}
+        other => panic!("expected HTTP 502, got {other:?}"),
+    }
+    assert_eq!(sim.served().len() - before, 4);
+    sim.fail_http(0, 0);
+    // 403 is not retried
+    let before = sim.served().len();
+    sim.fail_http(1, 403);
+    assert!(matches!(client.find_all("inbox", 10).await, Err(ClientError::Forbidden { .. })));
+    assert_eq!(sim.served().len() - before, 1);
+    assert_all_valid(&sim);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_autodiscover_result_is_cached() {
+    let sim =
+        Simulator::start(SimConfig { tls: true, tls_names: vec!["autodiscover.example.test".into()], ..sim_config() })
+            .await
+            .expect("sim");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = ClientConfig::new("mara@example.test", basic());
+    cfg.resolve.insert("example.test".into(), closed);
+    cfg.resolve.insert("autodiscover.example.test".into(), sim.addr());
+    cfg.extra_ca_pem = Some(sim.ca_pem().expect("ca").as_bytes().to_vec());
+    cfg.autodiscover_cache = Some(dir.path().join("autodiscover.cache"));
+    let first = EwsClient::connect(cfg.clone()).await.expect("discovered");
+    let asked = |sim: &Simulator| sim.served().iter().filter(|s| s.op.starts_with("/autodiscover")).count();
+    let n = asked(&sim);
+    assert!(n >= 1);
+    let second = EwsClient::connect(cfg).await.expect("cached");
+    assert_eq!(second.ews_url(), first.ews_url());
+    assert_eq!(asked(&sim), n, "the second start asked nobody");
 }

@@ -134,6 +134,8 @@ struct Shared {
     restart: watch::Sender<u64>,
     /// (calls left, back-off ms) of injected ErrorServerBusy.
     throttle: Mutex<(u32, u64)>,
+    /// (calls left, HTTP status) of injected HTTP failures.
+    http_failures: Mutex<(u32, u16)>,
     served: Mutex<Vec<Served>>,
     auth_failures: AtomicU32,
     open_streams: AtomicU32,
@@ -221,6 +223,7 @@ impl Simulator {
             drop_streams: watch::channel(0).0,
             restart: watch::channel(0).0,
             throttle: Mutex::new((0, 0)),
+            http_failures: Mutex::new((0, 0)),
             served: Mutex::new(Vec::new()),
             auth_failures: AtomicU32::new(0),
             open_streams: AtomicU32::new(0),
@@ -367,6 +370,12 @@ impl Simulator {
     /// The next `calls` EWS requests get `ErrorServerBusy` with this back-off.
     pub fn throttle(&self, calls: u32, back_off: Duration) {
         *self.shared.throttle.lock().unwrap_or_else(|p| p.into_inner()) = (calls, back_off.as_millis() as u64);
+    }
+
+    /// The next `calls` EWS requests fail with this HTTP status (503 as from an
+    /// overloaded IIS, 403 as for a mailbox without EWS, 429, …), before any SOAP.
+    pub fn fail_http(&self, calls: u32, status: u16) {
+        *self.shared.http_failures.lock().unwrap_or_else(|p| p.into_inner()) = (calls, status);
     }
 
     /// Changes a user's password.
@@ -592,6 +601,19 @@ async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<In
     if let AuthOutcome::Respond(r) = auth {
         log(&path, r.status().as_u16(), true);
         return r;
+    }
+    if path == "/ews/exchange.asmx" {
+        let mut f = shared.http_failures.lock().unwrap_or_else(|p| p.into_inner());
+        if f.0 > 0 {
+            f.0 -= 1;
+            let status = StatusCode::from_u16(f.1).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            log("(http failure)", status.as_u16(), true);
+            let mut r = full(status, format!("HTTP Error {} - injected by the simulator", status.as_u16()));
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                r.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
+            }
+            return r;
+        }
     }
     let response = match path.as_str() {
         "/ews/exchange.asmx" => return ews(&shared, &body, &log).await,

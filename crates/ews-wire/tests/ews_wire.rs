@@ -526,3 +526,20 @@ fn autodiscover_pox_sample_gives_the_ews_url_and_redirects_are_read() {
             .contains("GetUserSettingsRequestMessage")
     );
 }
+
+#[test]
+fn syncfolderitems_invalid_sync_state_and_schema_validation_fault() {
+    let m = parse_sync_folder_items(&fixture("syncfolderitems-invalidsyncstatedata.xml")).expect("parse");
+    assert_eq!(
+        (m[0].class, &m[0].code, m[0].body.is_none()),
+        (ResponseClass::Error, &ResponseCode::InvalidSyncStateData, true)
+    );
+    match parse_find_item(&fixture("fault-schemavalidation.xml")) {
+        Err(EwsError::Fault(f)) => {
+            assert_eq!(f.response_code, Some(ResponseCode::SchemaValidation));
+            assert_eq!(f.code, "a:ErrorSchemaValidation");
+            assert!(f.message.contains("voicemailz") && f.back_off.is_none());
+        }
+        other => panic!("expected the fault: {other:?}"),
+    }
+}
