@@ -157,6 +157,65 @@ impl Runner {
         self.client.mark_read(&id, true).await.map(|_| ())
     }
 
+    /// Marks a missed call seen: every report of it (one per device) is marked read.
+    pub async fn mark_call_seen(&self, item_id: &str) -> Result<(), ClientError> {
+        let ids: Vec<String> = {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.calls()
+                .into_iter()
+                .find(|c| s.items_of(c).iter().any(|i| i == item_id))
+                .map(|c| s.items_of(&c))
+                .unwrap_or_default()
+        };
+        if ids.is_empty() {
+            return Err(ClientError::Response {
+                operation: "UpdateItem",
+                code: lamplighter_ews_wire::ResponseCode::ItemNotFound,
+                message: format!("no missed call {item_id}"),
+            });
+        }
+        for id in ids {
+            let item = lamplighter_ews_wire::ItemId { id, change_key: String::new() };
+            self.client.mark_read(&item, true).await?;
+        }
+        Ok(())
+    }
+
+    /// Fetches a voicemail's audio into `cache_dir` (mode 0600; fetched once, then reused)
+    /// and returns its path. `progress` gets the bytes decoded so far.
+    pub async fn fetch_audio(
+        &self,
+        item_id: &str,
+        cache_dir: &std::path::Path,
+        progress: impl FnMut(u64),
+    ) -> Result<std::path::PathBuf, ClientError> {
+        let attachment = {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            s.voicemail(item_id).and_then(|v| v.audio_attachment.clone())
+        };
+        let Some(attachment) = attachment else {
+            return Err(ClientError::Response {
+                operation: "GetAttachment",
+                code: lamplighter_ews_wire::ResponseCode::ItemNotFound,
+                message: format!("voicemail {item_id} has no audio"),
+            });
+        };
+        let file_err =
+            |e: std::io::Error| ClientError::File { path: cache_dir.display().to_string(), reason: e.to_string() };
+        std::fs::create_dir_all(cache_dir).map_err(file_err)?;
+        // the name is derived from the attachment id, never from server-given file names
+        let name: String = attachment
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+            .to_string();
+        let path = cache_dir.join(format!("voicemail-{name}.audio"));
+        if path.exists() {
+            return Ok(path);
+        }
+        self.client.download_attachment(&attachment, &path, progress).await?;
+        Ok(path)
+    }
+
     /// Sends the lamp again now.
     pub fn resend_lamp(&self) {
         if let Some(r) = &self.relay {
@@ -279,4 +338,23 @@ async fn recv_relay(rx: &mut Option<broadcast::Receiver<RelayEvent>>) -> Option<
         },
         None => std::future::pending().await,
     }
+}
+
+/// Deletes cached audio files older than `max_age`; returns how many went.
+pub fn purge_audio_cache(cache_dir: &std::path::Path, max_age: std::time::Duration) -> std::io::Result<usize> {
+    let mut n = 0;
+    let Ok(entries) = std::fs::read_dir(cache_dir) else { return Ok(0) };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with("voicemail-") && (name.ends_with(".audio") || name.ends_with(".part"))) {
+            continue;
+        }
+        let old = e.metadata()?.modified()?.elapsed().map(|a| a > max_age).unwrap_or(false);
+        if old {
+            std::fs::remove_file(e.path())?;
+            n += 1;
+        }
+    }
+    Ok(n)
 }
