@@ -1,0 +1,108 @@
+//! Figures of the agent as a process, against the Exchange simulator (schema
+//! validation off, so xmllint's time is not counted) and a UDP phone:
+//! - start-up to the first complete state with 10,000 items in the mailbox;
+//! - deposit in the simulator → NOTIFY at the phone, p50/p99 over 200 deposits
+//!   (includes the relay's 500 ms coalescing, which batches bursts by design);
+//! - RSS and CPU of the agent while idle for 60 s with its stream open.
+//!
+//! `cargo bench -p lamplighter-cli --bench agent` (about 4 minutes)
+
+use lamplighter_ews_sim::{SimConfig, Simulator, Validation, Voicemail};
+use std::io::BufRead as _;
+use std::time::{Duration, Instant};
+
+fn proc_stat(pid: u32) -> (u64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_kb = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|u| u.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+    (rss_kb, ticks / 100.0)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt.block_on(Simulator::start(SimConfig { validation: Validation::Off, ..SimConfig::default() })).expect("sim");
+    let _guard = rt.enter();
+    for n in 0..10_000u32 {
+        sim.deposit_voicemail(Voicemail { caller_number: format!("+49 5251 {n:06}"), duration_secs: 20, is_read: n % 2 == 0, ..Voicemail::default() });
+    }
+    // the phone: answers 200, reports each Voice-Message line with its arrival time
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("phone");
+    let phone = socket.local_addr().expect("addr");
+    let (tx, heard) = std::sync::mpsc::channel::<(Instant, String)>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let Ok((n, from)) = socket.recv_from(&mut buf) else { return };
+            let at = Instant::now();
+            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let mut reply = String::from("SIP/2.0 200 OK\r\n");
+            for line in msg.lines() {
+                let l = line.to_ascii_lowercase();
+                if ["via:", "from:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h)) {
+                    reply += &format!("{line}\r\n");
+                } else if l.starts_with("to:") {
+                    reply += &format!("{line};tag=p\r\n");
+                }
+            }
+            reply += "Content-Length: 0\r\n\r\n";
+            let _ = socket.send_to(reply.as_bytes(), from);
+            if let Some(v) = msg.lines().find(|l| l.to_ascii_lowercase().starts_with("voice-message:")) {
+                let _ = tx.send((at, v.split_once(':').map(|x| x.1.trim().to_string()).unwrap_or_default()));
+            }
+        }
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.toml");
+    std::fs::write(&config, format!("schema_version = 1\n[mailbox]\nemail = \"mara@example.test\"\news_url = \"{}\"\nusername = 'EXAMPLE\\mara'\nauth = \"ntlm\"\npassword_env = \"LL_PW\"\n\n[[phone]]\nuri = \"sip:613@{phone}\"\ntransport = \"udp\"\nmode = \"unsolicited\"\nrefresh_hours = 12\n", sim.ews_url())).expect("config");
+    let start = Instant::now();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lamplighter-agent"))
+        .args(["--config", config.to_str().expect("path"), "run", "--json"])
+        .env("HOME", dir.path())
+        .env("LL_PW", "Sommer2026!")
+        .env_remove("DBUS_SESSION_BUS_ADDRESS")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent");
+    let pid = child.id();
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    loop {
+        let line = lines.next().expect("line").expect("read");
+        if line.contains("\"event\":\"state\"") && line.contains("\"connection\":\"connected\"") {
+            break;
+        }
+    }
+    let startup = start.elapsed();
+    std::thread::spawn(move || for _ in lines {});
+    // wait for the first lamp
+    let (_, first) = heard.recv_timeout(Duration::from_secs(30)).expect("first lamp");
+    println!("start-up with 10,000 items to the first complete state: {:.2} s (lamp then {first})", startup.as_secs_f64());
+    let (rss0, cpu0) = proc_stat(pid);
+    std::thread::sleep(Duration::from_secs(60));
+    let (rss1, cpu1) = proc_stat(pid);
+    println!("idle 60 s, stream open: RSS {} KiB → {} KiB, CPU {:.2} s ({:.3} %)", rss0, rss1, cpu1 - cpu0, (cpu1 - cpu0) / 60.0 * 100.0);
+    let mut samples = Vec::new();
+    for n in 0..200u32 {
+        let t = Instant::now();
+        sim.deposit_voicemail(Voicemail { caller_number: format!("+49 89 {n:06}"), duration_secs: 9, ..Voicemail::default() });
+        let (at, _) = heard.recv_timeout(Duration::from_secs(10)).expect("NOTIFY for the deposit");
+        samples.push((at - t).as_secs_f64() * 1e3);
+    }
+    samples.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "deposit → NOTIFY at the phone, 200 deposits: p50 {:.0} ms, p99 {:.0} ms (the relay coalesces changes for 500 ms)",
+        samples[100], samples[198]
+    );
+    let (rss2, _) = proc_stat(pid);
+    println!("RSS after 200 more voicemails (10,200 items): {rss2} KiB");
+    let _ = std::process::Command::new("sh").args(["-c", &format!("kill -TERM {pid}")]).status();
+    let _ = child.wait();
+}
