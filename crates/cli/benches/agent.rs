@@ -28,10 +28,16 @@ fn proc_stat(pid: u32) -> (u64, f64) {
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-    let sim = rt.block_on(Simulator::start(SimConfig { validation: Validation::Off, ..SimConfig::default() })).expect("sim");
+    let sim =
+        rt.block_on(Simulator::start(SimConfig { validation: Validation::Off, ..SimConfig::default() })).expect("sim");
     let _guard = rt.enter();
     for n in 0..10_000u32 {
-        sim.deposit_voicemail(Voicemail { caller_number: format!("+49 5251 {n:06}"), duration_secs: 20, is_read: n % 2 == 0, ..Voicemail::default() });
+        sim.deposit_voicemail(Voicemail {
+            caller_number: format!("+49 5251 {n:06}"),
+            duration_secs: 20,
+            is_read: n % 2 == 0,
+            ..Voicemail::default()
+        });
     }
     // the phone: answers 200, reports each Voice-Message line with its arrival time
     let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("phone");
@@ -84,15 +90,28 @@ fn main() {
     std::thread::spawn(move || for _ in lines {});
     // wait for the first lamp
     let (_, first) = heard.recv_timeout(Duration::from_secs(30)).expect("first lamp");
-    println!("start-up with 10,000 items to the first complete state: {:.2} s (lamp then {first})", startup.as_secs_f64());
+    println!(
+        "start-up with 10,000 items to the first complete state: {:.2} s (lamp then {first})",
+        startup.as_secs_f64()
+    );
     let (rss0, cpu0) = proc_stat(pid);
     std::thread::sleep(Duration::from_secs(60));
     let (rss1, cpu1) = proc_stat(pid);
-    println!("idle 60 s, stream open: RSS {} KiB → {} KiB, CPU {:.2} s ({:.3} %)", rss0, rss1, cpu1 - cpu0, (cpu1 - cpu0) / 60.0 * 100.0);
+    println!(
+        "idle 60 s, stream open: RSS {} KiB → {} KiB, CPU {:.2} s ({:.3} %)",
+        rss0,
+        rss1,
+        cpu1 - cpu0,
+        (cpu1 - cpu0) / 60.0 * 100.0
+    );
     let mut samples = Vec::new();
     for n in 0..200u32 {
         let t = Instant::now();
-        sim.deposit_voicemail(Voicemail { caller_number: format!("+49 89 {n:06}"), duration_secs: 9, ..Voicemail::default() });
+        sim.deposit_voicemail(Voicemail {
+            caller_number: format!("+49 89 {n:06}"),
+            duration_secs: 9,
+            ..Voicemail::default()
+        });
         let (at, _) = heard.recv_timeout(Duration::from_secs(10)).expect("NOTIFY for the deposit");
         samples.push((at - t).as_secs_f64() * 1e3);
     }
