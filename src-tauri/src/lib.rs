@@ -69,6 +69,9 @@ pub fn run() {
     }
 }
 
+/// Keeps the live engine running as long as the app.
+struct LiveEngine(#[allow(dead_code)] Option<lamplighter_engine::live::Live>);
+
 /// Builds and runs the app on any Tauri runtime.
 pub(crate) fn run_app<R: Runtime>(builder: tauri::Builder<R>, engine: Engine, launch: Launch) -> tauri::Result<()> {
     let app = builder
@@ -105,6 +108,8 @@ pub(crate) fn run_app<R: Runtime>(builder: tauri::Builder<R>, engine: Engine, la
                 tray::update(&handle, snapshot);
                 window::publish(&handle, snapshot);
             });
+            // the mailbox (or, with none configured, the labelled demo mailbox) goes live
+            app.manage(LiveEngine(engine.start_live()));
             let launch = match launch {
                 Launch::Tray if !engine.snapshot().mailbox_configured => Launch::Settings,
                 Launch::Tray if !tray_shown => Launch::Window,

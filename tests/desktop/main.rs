@@ -139,6 +139,40 @@ async fn settings_are_saved_survive_a_restart_and_the_password_lives_only_in_the
     }
 }
 
+/// With no account configured, the tray runs the demo mailbox (the Exchange
+/// simulator in-process) and says so: its badge follows the demo's voicemails.
+#[test]
+fn without_an_account_the_tray_shows_the_demo_mailbox_counts() {
+    let (_one, mut session) = desktop();
+    let host = TrayHost::start(&mut session);
+    let mut app = spawn_app(&session, &[], &[]);
+    let tray = host.item(Duration::from_secs(30));
+    let end = std::time::Instant::now() + Duration::from_secs(40);
+    let mut words = String::new();
+    while std::time::Instant::now() < end {
+        let (_, _, title, description) = tray.tooltip();
+        words = format!("{title} {description}");
+        if words.contains("Demo mailbox: ") && !words.contains("No new") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(words.contains("Demo mailbox: "), "tooltip says {words:?}");
+    assert!(words.contains("new voicemails"), "the demo's voicemails are counted: {words:?}");
+    let pixmaps = tray.icon_pixmaps();
+    let (_, _, argb) = pixmaps.iter().find(|(w, _, _)| *w == 32).expect("a 32 px icon").clone();
+    let seen = lamplighter_badge::Icon {
+        width: 32,
+        height: 32,
+        rgba: argb.chunks_exact(4).flat_map(|p| [p[1], p[2], p[3], p[0]]).collect(),
+    };
+    let badge: u32 = lamplighter_badge::read_badge(&seen).and_then(|b| b.parse().ok()).unwrap_or(0);
+    assert!(badge >= 3, "badge {badge}");
+    tray.click_menu("Quit");
+    let status = wait_exit(&mut app, Duration::from_secs(20)).expect("Quit ends the app");
+    assert!(status.success(), "{status:?}");
+}
+
 #[test]
 fn tray_shows_the_count_in_its_tooltip_and_badge_and_quits_from_its_menu() {
     let (_one, mut session) = desktop();

@@ -4,12 +4,11 @@
 //! be watched without an Exchange server or a desk phone.
 
 use anyhow::{Context, bail};
-use lamplighter_config::{AuthMethod, Settings, SipTransport};
+use lamplighter_config::Settings;
 use lamplighter_engine::Engine;
-use lamplighter_ews_client::{ClientConfig, Credentials, Password};
-use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Validation, Voicemail};
+use lamplighter_runner::demo::Demo;
 use lamplighter_runner::{RunConfig, RunEvent, Runner};
-use lamplighter_sip_notify::driver::PhoneTarget;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How events are printed.
@@ -46,7 +45,7 @@ impl Printer {
         }
     }
 
-    fn say(&self, line: &str) {
+    pub(crate) fn say(&self, line: &str) {
         if self.json {
             eprintln!("{line}");
         } else {
@@ -56,64 +55,8 @@ impl Printer {
 }
 
 fn run_config(engine: &Engine, settings: &Settings) -> anyhow::Result<RunConfig> {
-    let mailbox = settings.mailbox.as_ref().context("no mailbox configured")?;
-    let password = engine.mailbox_secret().context("reading the mailbox password")?.with_context(|| match &mailbox
-        .password_env
-    {
-        Some(v) => format!("the environment variable {v} (password_env) is not set"),
-        None => "no mailbox password saved: set it in the settings window, or name a variable in password_env".into(),
-    })?;
-    let password = Password::new(password.expose());
-    let credentials = match mailbox.auth {
-        AuthMethod::Basic => Credentials::Basic { user: mailbox.username.clone(), password },
-        AuthMethod::Ntlm => Credentials::Ntlm { user: mailbox.username.clone(), password },
-        AuthMethod::Oauth2 => bail!(
-            "auth = \"oauth2\" needs an interactive Microsoft sign-in, which the agent does not have yet; \
-             use auth = \"basic\" or \"ntlm\" (on-premises Exchange)"
-        ),
-    };
-    let mut client = ClientConfig::new(mailbox.email.clone(), credentials);
-    client.ews_url = mailbox.ews_url.as_ref().map(|u| u.to_string());
-    client.autodiscover_cache = Some(engine.paths().state_dir.join("autodiscover.cache"));
-    if let Some(ca) = &mailbox.ca_file {
-        client.extra_ca_pem = Some(std::fs::read(ca).with_context(|| format!("reading the CA file {}", ca.display()))?);
-    }
-    let mut addresses: Vec<String> = settings.user.sip_uri.iter().cloned().collect();
-    addresses.push(mailbox.email.clone());
-    let user = lamplighter_missed_calls::UserIdentity::new(&addresses, &settings.user.numbers)
-        .context("the [user] section (sip_uri, numbers)")?;
-    let mut phones = Vec::new();
-    for p in &settings.phones {
-        let credentials = match (&p.username, &p.password_env) {
-            (Some(u), Some(var)) => Some(lamplighter_sip_notify::Credentials {
-                username: u.clone(),
-                password: std::env::var(var)
-                    .with_context(|| format!("the environment variable {var} for {}", p.uri))?,
-            }),
-            _ => None,
-        };
-        phones.push(PhoneTarget {
-            uri: p.uri.clone(),
-            transport: match p.transport {
-                SipTransport::Udp => lamplighter_sip_notify::Transport::Udp,
-                SipTransport::Tcp => lamplighter_sip_notify::Transport::Tcp,
-                SipTransport::Tls => lamplighter_sip_notify::Transport::Tls,
-            },
-            credentials,
-            account: p.uri.clone(),
-            refresh: p.refresh,
-        });
-    }
-    Ok(RunConfig {
-        client,
-        user,
-        include_missed_calls: settings.mwi.include_missed_calls,
-        phones,
-        sip_bind: "0.0.0.0:0".parse().expect("address"),
-        sip_ca_pem: None,
-        driver: Default::default(),
-        relay: Default::default(),
-    })
+    let secrets = engine.run_secrets().context("reading the passwords")?;
+    Ok(lamplighter_runner::from_settings(settings, &secrets, &engine.paths().state_dir)?)
 }
 
 async fn shutdown_signal() {
@@ -160,186 +103,39 @@ pub(crate) async fn run(engine: Engine, printer: Printer) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// A demo phone: answers every request with 200 OK and remembers the lamp.
-async fn demo_phone(printer: Printer) -> anyhow::Result<std::net::SocketAddr> {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.context("demo phone socket")?;
-    let addr = socket.local_addr()?;
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if msg.starts_with("SIP/2.0") {
-                continue;
-            }
-            let mut reply = String::from("SIP/2.0 200 OK\r\n");
-            for line in msg.lines() {
-                let lower = line.to_ascii_lowercase();
-                if ["via:", "v:", "from:", "f:", "call-id:", "i:", "cseq:"].iter().any(|h| lower.starts_with(h)) {
-                    reply.push_str(line);
-                    reply.push_str("\r\n");
-                } else if lower.starts_with("to:") || lower.starts_with("t:") {
-                    reply.push_str(line);
-                    if !lower.contains("tag=") {
-                        reply.push_str(";tag=demo-phone");
-                    }
-                    reply.push_str("\r\n");
-                }
-            }
-            reply.push_str("Content-Length: 0\r\n\r\n");
-            let _ = socket.send_to(reply.as_bytes(), from).await;
-            if let Some(line) = msg.lines().find(|l| l.to_ascii_lowercase().starts_with("voice-message:")) {
-                let waiting = msg.lines().any(|l| l.trim().eq_ignore_ascii_case("messages-waiting: yes"));
-                printer.say(&format!("[demo phone] lamp {}: {}", if waiting { "ON" } else { "off" }, line.trim()));
-            }
-        }
-    });
-    Ok(addr)
-}
-
-const TEAM_CALL: &str = include_str!("../../../tests/fixtures/sip/invite-team-call.sip");
-
-fn sip_headers(msg: &str) -> Vec<(String, String)> {
-    msg.lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
-        .collect()
-}
-
-fn audio() -> Vec<u8> {
-    // 1 s of silence, 8 kHz µ-law WAV
-    let data = vec![0xffu8; 8000];
-    let mut w = Vec::new();
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(4 + 26 + 12 + 8 + data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&18u32.to_le_bytes());
-    w.extend_from_slice(&7u16.to_le_bytes()); // µ-law
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&8000u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&8u16.to_le_bytes());
-    w.extend_from_slice(&0u16.to_le_bytes());
-    w.extend_from_slice(b"fact");
-    w.extend_from_slice(&4u32.to_le_bytes());
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(&data);
-    w
-}
-
-fn voicemail(number: &str, name: Option<&str>, secs: u32, urgent: bool, read: bool) -> Voicemail {
-    Voicemail {
-        caller_number: number.into(),
-        caller_name: name.map(str::to_string),
-        duration_secs: secs,
-        urgent,
-        is_read: read,
-        audio: Some(("voicemail.wav".into(), "audio/wav".into(), audio())),
-        ..Voicemail::default()
-    }
-}
-
 /// `lamplighter-agent demo`: the simulator, a demo phone, the engine, and a story.
 pub(crate) async fn demo(printer: Printer, seconds: Option<u64>, every: Duration) -> anyhow::Result<()> {
-    let sim = Simulator::start(SimConfig { validation: Validation::if_available(), ..SimConfig::default() })
-        .await
-        .context("starting the demo mailbox")?;
-    // the demo mailbox: 3 unheard voicemails (one urgent) and 2 heard ones
-    sim.deposit_voicemail(voicemail("+49 5251 304613", Some("Jörg Brandt"), 42, true, false));
-    sim.deposit_voicemail(voicemail("+49 30 1234567", None, 12, false, false));
-    sim.deposit_voicemail(voicemail("+49 89 7654321", Some("Anna Weber"), 65, false, false));
-    sim.deposit_voicemail(voicemail("+49 40 5550000", Some("Paketdienst"), 20, false, true));
-    sim.deposit_voicemail(voicemail("+49 221 987654", None, 8, false, true));
-    let phone = demo_phone(printer).await?;
-    printer.say(&format!(
-        "Demo mailbox: an Exchange simulator at {} (user mara), demo phone sip:demo@{phone}",
-        sim.ews_url()
-    ));
-    let mut client = ClientConfig::new(
-        "mara@example.test",
-        Credentials::Ntlm { user: "EXAMPLE\\mara".into(), password: Password::new("Sommer2026!") },
-    );
-    client.ews_url = Some(sim.ews_url());
-    let user = lamplighter_missed_calls::UserIdentity::new(&["frank.carius@netatwork.de"], &["+49 5251 304600"])
-        .context("demo identity")?;
-    let runner = Runner::start(RunConfig {
-        client,
-        user,
-        include_missed_calls: false,
-        phones: vec![PhoneTarget {
-            uri: format!("sip:demo@{phone}"),
-            transport: lamplighter_sip_notify::Transport::Udp,
-            credentials: None,
-            account: "sip:mara@example.test".into(),
-            refresh: Duration::from_secs(3600),
-        }],
-        sip_bind: "127.0.0.1:0".parse().expect("address"),
-        sip_ca_pem: None,
-        driver: Default::default(),
-        relay: lamplighter_sip_mwi::relay::RelayConfig { coalesce: Duration::from_millis(200), ..Default::default() },
-    })
+    let (mut demo, config) = Demo::start(Arc::new(move |waiting, line| {
+        printer.say(&format!("[demo phone] lamp {}: {line}", if waiting { "ON" } else { "off" }))
+    }))
     .await
-    .context("starting the engine")?;
+    .context("starting the demo mailbox")?;
+    printer.say(&format!(
+        "Demo mailbox: an Exchange simulator at {} (user mara), demo phone sip:demo@{}",
+        demo.sim.ews_url(),
+        demo.phone
+    ));
+    let runner = Runner::start(config).await.context("starting the engine")?;
     let mut events = runner.events();
     let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
-    let mut step = 0u32;
-    let mut last_voicemail: Option<String> = None;
     loop {
         tokio::select! {
             e = events.recv() => match e {
                 Ok(e) => {
-                    if let RunEvent::Notify { kind: lamplighter_mailbox_state::Kind::Voicemail, item_id, .. } = &e {
-                        last_voicemail = Some(item_id.clone());
-                    }
+                    demo.observe(&e);
                     printer.event(&e);
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break,
             },
             _ = tick.tick() => {
-                match step % 4 {
-                    0 => {
-                        printer.say("[demo] a caller leaves a voicemail");
-                        sim.deposit_voicemail(voicemail(&format!("+49 5251 30{:04}", 4700 + step), Some("Demo Caller"), 15 + step, false, false));
-                    }
-                    1 => {
-                        printer.say("[demo] a missed call, reported by desk phone, softphone and mobile");
-                        for device in ["Desk phone", "Softphone", "Mobile"] {
-                            sim.deposit_missed_call(MissedCall {
-                                caller_number: "+49 30 1234567".into(),
-                                caller_name: Some("Carl Caller".into()),
-                                call_id: Some(format!("demo-call-{step}@pbx.example.test")),
-                                headers: vec![("User-Agent".into(), device.into())],
-                                ..MissedCall::default()
-                            });
-                        }
-                    }
-                    2 => {
-                        printer.say("[demo] a team call rings for a colleague (not your missed call)");
-                        sim.deposit_missed_call(MissedCall {
-                            caller_number: "+49 5251 304613".into(),
-                            headers: sip_headers(TEAM_CALL),
-                            ..MissedCall::default()
-                        });
-                    }
-                    _ => {
-                        if let Some(id) = last_voicemail.take() {
-                            printer.say("[demo] you listen to the newest voicemail: it is marked heard");
-                            if let Err(e) = runner.mark_heard(&id).await {
-                                printer.say(&format!("[demo] marking it heard failed: {e}"));
-                            }
-                        }
-                    }
+                if let Some(what) = demo.step(&runner).await {
+                    printer.say(&format!("[demo] {what}"));
                 }
-                step += 1;
             }
             _ = sleep_until(deadline) => break,
             _ = &mut signal => break,
@@ -347,7 +143,7 @@ pub(crate) async fn demo(printer: Printer, seconds: Option<u64>, every: Duration
     }
     runner.stop().await;
     printer.say("demo over");
-    if sim.served().iter().any(|s| !s.schema_valid) {
+    if demo.sim.served().iter().any(|s| !s.schema_valid) {
         bail!("the demo mailbox refused a request as invalid");
     }
     Ok(())

@@ -17,6 +17,16 @@ use lamplighter_secrets::{Keyring, Secret, SecretKey, SecretsError, StoreKind};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
+pub mod live;
+
+/// What the live engine may change in the state.
+pub(crate) struct LiveView<'a> {
+    pub counts: &'a mut Counts,
+    pub label: &'a mut Option<String>,
+    pub connection: &'a mut Option<String>,
+    pub problem: &'a mut Option<Problem>,
+}
+
 /// Why an engine action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -105,6 +115,10 @@ pub struct Snapshot {
     pub tooltip: String,
     /// Whether a mailbox account is configured.
     pub mailbox_configured: bool,
+    /// What the counts come from when it is not the user's mailbox (`Demo mailbox`).
+    pub mailbox_label: Option<String>,
+    /// The mailbox connection (`connected`, `reconnecting in N s: …`, …), once running.
+    pub connection: Option<String>,
     /// Current problems.
     pub problems: Vec<Problem>,
 }
@@ -187,6 +201,11 @@ struct Inner {
     read_only: bool,
     config_problem: Option<Problem>,
     counts: Counts,
+    /// Counts come from the environment (previews, screenshots): the live engine leaves them alone.
+    preview: bool,
+    label: Option<String>,
+    connection: Option<String>,
+    live_problem: Option<Problem>,
 }
 
 /// The engine handle; cheap to clone, safe to share between threads.
@@ -197,6 +216,8 @@ pub struct Engine {
     keyring_problem: Option<Problem>,
     inner: Arc<Mutex<Inner>>,
     listeners: Arc<Mutex<Vec<Listener>>>,
+    /// Restarts the live engine (after settings change), once it runs.
+    restart: Arc<Mutex<Option<tokio::sync::watch::Sender<u64>>>>,
 }
 
 fn problem(code: &str, message: impl Into<String>) -> Problem {
@@ -238,8 +259,13 @@ impl Engine {
                 settings,
                 read_only,
                 config_problem,
+                preview: options.preview_counts.is_some(),
                 counts: options.preview_counts.unwrap_or_default(),
+                label: None,
+                connection: None,
+                live_problem: None,
             })),
+            restart: Arc::new(Mutex::new(None)),
             listeners: Arc::new(Mutex::new(Vec::new())),
         }
     }
@@ -254,7 +280,13 @@ impl Engine {
     }
 
     fn problems(&self, inner: &Inner) -> Vec<Problem> {
-        inner.config_problem.iter().chain(self.keyring_problem.iter()).cloned().collect()
+        inner
+            .config_problem
+            .iter()
+            .chain(self.keyring_problem.iter())
+            .chain(inner.live_problem.iter())
+            .cloned()
+            .collect()
     }
 
     /// The current state.
@@ -263,8 +295,16 @@ impl Engine {
         Snapshot {
             counts: inner.counts,
             badge: inner.counts.badge(),
-            tooltip: lamplighter_badge::describe(inner.counts.voicemails, inner.counts.missed_calls),
+            tooltip: match &inner.label {
+                Some(label) => format!(
+                    "{label}: {}",
+                    lamplighter_badge::describe(inner.counts.voicemails, inner.counts.missed_calls)
+                ),
+                None => lamplighter_badge::describe(inner.counts.voicemails, inner.counts.missed_calls),
+            },
             mailbox_configured: inner.settings.mailbox.is_some(),
+            mailbox_label: inner.label.clone(),
+            connection: inner.connection.clone(),
             problems: self.problems(&inner),
         }
     }
@@ -328,6 +368,9 @@ impl Engine {
             inner.settings = new;
             inner.config_problem = None;
         }
+        if let Some(restart) = self.restart.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            restart.send_modify(|n| *n += 1);
+        }
         self.notify();
         Ok(self.settings_view())
     }
@@ -372,6 +415,46 @@ impl Engine {
             return Ok(std::env::var(var).ok().map(Secret::new));
         }
         Ok(self.keyring.get(&SecretKey::Mailbox(mailbox.email))?)
+    }
+
+    /// The passwords a run needs: the mailbox's and each phone's (keyring or environment).
+    pub fn run_secrets(&self) -> Result<lamplighter_runner::RunSecrets, EngineError> {
+        let phones = self.lock().settings.phones.clone();
+        let mut out = lamplighter_runner::RunSecrets {
+            mailbox: self.mailbox_secret()?.map(|s| s.expose().to_string()),
+            phones: Vec::new(),
+        };
+        for p in phones {
+            let secret = match &p.password_env {
+                Some(var) => std::env::var(var).ok(),
+                None => self.keyring.get(&SecretKey::Phone(p.uri.clone()))?.map(|s| s.expose().to_string()),
+            };
+            out.phones.push(secret);
+        }
+        Ok(out)
+    }
+
+    /// Starts the live engine on its own runtime: the configured mailbox, or the demo
+    /// mailbox (labelled so) when none is configured; restarted when settings are saved.
+    /// Counts from the environment (`LAMPLIGHTER_PREVIEW_COUNTS`) keep it off.
+    pub fn start_live(&self) -> Option<live::Live> {
+        if self.lock().preview {
+            return None;
+        }
+        live::Live::start(self.clone())
+    }
+
+    pub(crate) fn set_live(&self, f: impl FnOnce(&mut LiveView<'_>)) {
+        {
+            let mut inner = self.lock();
+            let Inner { counts, label, connection, live_problem, .. } = &mut *inner;
+            f(&mut LiveView { counts, label, connection, problem: live_problem });
+        }
+        self.notify();
+    }
+
+    pub(crate) fn set_restart(&self, tx: tokio::sync::watch::Sender<u64>) {
+        *self.restart.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
     /// Calls `listener` with every new snapshot.
@@ -508,5 +591,33 @@ mod tests {
         assert_eq!((s.badge, s.tooltip.as_str()), (4, "3 new voicemails, 1 missed call"));
         let json = serde_json::to_value(&s).expect("json");
         assert_eq!(json["counts"]["voicemails"], 3);
+    }
+
+    #[test]
+    fn without_a_mailbox_the_live_engine_runs_the_labelled_demo() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let e = engine(dir.path());
+        let live = e.start_live().expect("live");
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut s = e.snapshot();
+        while std::time::Instant::now() < end
+            && !(s.connection.as_deref() == Some("connected") && s.counts.voicemails >= 3)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            s = e.snapshot();
+        }
+        assert_eq!(s.mailbox_label.as_deref(), Some("Demo mailbox"));
+        assert!(s.counts.voicemails >= 3, "{s:?}");
+        assert!(s.tooltip.starts_with("Demo mailbox: "), "{}", s.tooltip);
+        assert!(!s.mailbox_configured);
+        drop(live);
+        // counts from the environment keep the live engine off
+        let paths = Paths::under(dir.path().join("c2"), dir.path().join("s2"), dir.path().join("k2"));
+        let preview = Engine::open(Options {
+            paths,
+            keyring: KeyringChoice::InMemory,
+            preview_counts: Some(Counts { voicemails: 2, missed_calls: 0 }),
+        });
+        assert!(preview.start_live().is_none());
     }
 }

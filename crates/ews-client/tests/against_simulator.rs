@@ -172,7 +172,7 @@ async fn a_voicemail_deposited_while_streaming_is_announced_with_its_properties(
     let sim = Simulator::start(sim_config()).await.expect("sim");
     let (_client, handle, mut model) = start(&sim, basic(), Arc::new(MemoryState::default()), fast_driver()).await;
     assert!(model.until(Duration::from_secs(20), Model::live).await);
-    assert_eq!(sim.open_streams(), 1);
+    assert!(model.until(Duration::from_secs(10), |_| sim.open_streams() == 1).await, "the stream is open");
     let id = sim.deposit_voicemail(voicemail(7));
     let mut seen = None;
     let end = Instant::now() + Duration::from_secs(10);
@@ -229,7 +229,12 @@ async fn twenty_dropped_connections_while_items_arrive_are_read_and_deleted() {
         }
     }
     assert!(
-        model.until(Duration::from_secs(60), |m| m.live() && m.matches(&sim)).await,
+        model
+            .until(Duration::from_secs(60), |m| m.live()
+                && m.matches(&sim)
+                && streams_served(&sim) > dropped_at
+                && sim.open_streams() == 1)
+            .await,
         "client {} items, simulator {}",
         model.items.len(),
         sim.items().len()

@@ -6,6 +6,11 @@
 //! notifications come from the state core, retries from the sync driver and
 //! the relay.
 
+pub mod demo;
+pub mod setup;
+
+pub use setup::{RunSecrets, SetupError, from_settings};
+
 use lamplighter_ews_client::driver::{self, DriverConfig, MailboxEvent, MemoryState, SyncHandle, SyncStatus};
 use lamplighter_ews_client::{ClientConfig, ClientError, EwsClient};
 use lamplighter_mailbox_state::{Kind, MailboxState, Output, Summary, VoicemailCounts};

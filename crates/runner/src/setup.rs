@@ -1,0 +1,105 @@
+//! From the settings file to a [`RunConfig`]: the one place that knows how
+//! `[mailbox]`, `[[phone]]`, `[user]` and `[mwi]` become a client, an
+//! identity and phones. Passwords are given by the caller (keyring or
+//! environment); they never come from the file.
+
+use crate::RunConfig;
+use lamplighter_config::{AuthMethod, Settings, SipTransport};
+use lamplighter_ews_client::{ClientConfig, Credentials, Password};
+use lamplighter_sip_notify::driver::PhoneTarget;
+use std::path::Path;
+
+/// The passwords a run needs.
+#[derive(Clone, Default)]
+pub struct RunSecrets {
+    /// The mailbox's.
+    pub mailbox: Option<String>,
+    /// Each phone's digest password, in the settings' order.
+    pub phones: Vec<Option<String>>,
+}
+
+/// Why the settings cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// No `[mailbox]`.
+    #[error("no mailbox configured")]
+    NoMailbox,
+    /// No password for the mailbox.
+    #[error("no mailbox password: {0}")]
+    NoPassword(String),
+    /// OAuth2 has no sign-in flow yet.
+    #[error(
+        "auth = \"oauth2\" needs an interactive Microsoft sign-in, which Lamplighter does not have yet; use auth = \"basic\" or \"ntlm\" (on-premises Exchange)"
+    )]
+    OAuth2,
+    /// The CA file cannot be read.
+    #[error("cannot read the CA file {path}: {reason}")]
+    CaFile {
+        /// Which file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// `[user]` is not usable.
+    #[error("the [user] section (sip_uri, numbers): {0}")]
+    User(String),
+}
+
+/// The run the settings describe.
+pub fn from_settings(settings: &Settings, secrets: &RunSecrets, state_dir: &Path) -> Result<RunConfig, SetupError> {
+    let mailbox = settings.mailbox.as_ref().ok_or(SetupError::NoMailbox)?;
+    let password = secrets.mailbox.clone().ok_or_else(|| {
+        SetupError::NoPassword(match &mailbox.password_env {
+            Some(v) => format!("the environment variable {v} (password_env) is not set"),
+            None => "save it in the settings window, or name a variable in password_env".into(),
+        })
+    })?;
+    let password = Password::new(password);
+    let credentials = match mailbox.auth {
+        AuthMethod::Basic => Credentials::Basic { user: mailbox.username.clone(), password },
+        AuthMethod::Ntlm => Credentials::Ntlm { user: mailbox.username.clone(), password },
+        AuthMethod::Oauth2 => return Err(SetupError::OAuth2),
+    };
+    let mut client = ClientConfig::new(mailbox.email.clone(), credentials);
+    client.ews_url = mailbox.ews_url.as_ref().map(|u| u.to_string());
+    client.autodiscover_cache = Some(state_dir.join("autodiscover.cache"));
+    if let Some(ca) = &mailbox.ca_file {
+        client.extra_ca_pem = Some(
+            std::fs::read(ca)
+                .map_err(|e| SetupError::CaFile { path: ca.display().to_string(), reason: e.to_string() })?,
+        );
+    }
+    let mut addresses: Vec<String> = settings.user.sip_uri.iter().cloned().collect();
+    addresses.push(mailbox.email.clone());
+    let user = lamplighter_missed_calls::UserIdentity::new(&addresses, &settings.user.numbers)
+        .map_err(|e| SetupError::User(e.to_string()))?;
+    let phones = settings
+        .phones
+        .iter()
+        .enumerate()
+        .map(|(i, p)| PhoneTarget {
+            uri: p.uri.clone(),
+            transport: match p.transport {
+                SipTransport::Udp => lamplighter_sip_notify::Transport::Udp,
+                SipTransport::Tcp => lamplighter_sip_notify::Transport::Tcp,
+                SipTransport::Tls => lamplighter_sip_notify::Transport::Tls,
+            },
+            credentials: match (&p.username, secrets.phones.get(i).cloned().flatten()) {
+                (Some(u), Some(pw)) => Some(lamplighter_sip_notify::Credentials { username: u.clone(), password: pw }),
+                _ => None,
+            },
+            account: p.uri.clone(),
+            refresh: p.refresh,
+        })
+        .collect();
+    Ok(RunConfig {
+        client,
+        user,
+        include_missed_calls: settings.mwi.include_missed_calls,
+        phones,
+        sip_bind: "0.0.0.0:0".parse().expect("address"),
+        sip_ca_pem: None,
+        driver: Default::default(),
+        relay: Default::default(),
+    })
+}
