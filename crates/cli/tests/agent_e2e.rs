@@ -305,3 +305,42 @@ fn check_and_status_against_the_simulator() {
     assert!(out.contains("sign-in refused"), "{out}");
     assert!(sim.served().iter().all(|s| s.schema_valid));
 }
+
+/// The same story with sipp as the phone (Debian's `sip-tester`, which checks
+/// our NOTIFY's headers and body itself): one sipp per expected NOTIFY, on
+/// the same port, because sipp answers one call per socket and run.
+#[test]
+fn a_sipp_phone_sees_the_lamp_follow_the_mailbox() {
+    use lamplighter_testkit::sipp::{Sipp, free_port};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("sim");
+    sim.deposit_voicemail(voicemail(1, true, false));
+    sim.deposit_voicemail(voicemail(2, false, false));
+    let third = sim.deposit_voicemail(voicemail(3, false, false));
+    sim.deposit_voicemail(voicemail(4, false, true));
+    sim.deposit_voicemail(voicemail(5, false, true));
+    let port = free_port();
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.toml");
+    write_config(&config, &sim.ews_url(), std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    let expect = |summary: &str| Sipp::start_on(port, "notify-uas-ok.xml", &[("summary", summary), ("waiting", "yes")]);
+
+    let sipp = expect(r"Voice-Message: 3/2 \(1/0\)");
+    let mut agent = Agent::start(&config, dir.path());
+    let (ok, log) = sipp.finish();
+    assert!(ok, "start-up NOTIFY:\n{log}");
+
+    let sipp = expect(r"Voice-Message: 4/2 \(1/0\)");
+    sim.deposit_voicemail(voicemail(6, false, false));
+    let (ok, log) = sipp.finish();
+    assert!(ok, "new voicemail NOTIFY:\n{log}");
+
+    let sipp = expect(r"Voice-Message: 3/3 \(1/0\)");
+    sim.set_read(&third, true);
+    let (ok, log) = sipp.finish();
+    assert!(ok, "read elsewhere NOTIFY:\n{log}");
+
+    agent.wait("the last lamp delivered", |v| lamp(v, "3/3 (1/0)"));
+    let seen = agent.stop();
+    assert_eq!(seen.iter().filter(|e| e["event"] == "notify").count(), 1, "only the new voicemail was announced");
+}

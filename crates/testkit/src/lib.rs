@@ -9,6 +9,8 @@
 //!
 //! Nothing here touches the developer's own session, keyring or files.
 
+pub mod sipp;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
