@@ -86,12 +86,20 @@ pub(crate) async fn run(engine: Engine, printer: Printer) -> anyhow::Result<()> 
     let runner = Runner::start(config).await.context("starting")?;
     printer.say(&format!("Lamplighter agent: mailbox at {}", runner.ews_url()));
     let mut events = runner.events();
+    let latest: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    #[cfg(unix)]
+    let _socket = serve_status(socket_path(&engine), latest.clone());
     let signal = shutdown_signal();
     tokio::pin!(signal);
     loop {
         tokio::select! {
             e = events.recv() => match e {
-                Ok(e) => printer.event(&e),
+                Ok(e) => {
+                    if matches!(e, RunEvent::State { .. }) {
+                        *latest.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::to_string(&e).ok();
+                    }
+                    printer.event(&e);
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => printer.say(&format!("({n} events skipped)")),
                 Err(_) => break,
             },
@@ -168,7 +176,64 @@ fn plural(n: u32, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// `lamplighter-agent status`: one sync, one line, for status bars and scripts.
+/// Where a running agent answers `status`.
+fn socket_path(engine: &Engine) -> std::path::PathBuf {
+    engine.paths().state_dir.join("agent.sock")
+}
+
+/// Serves the latest state line to `status` on a Unix socket (0600) while `run` runs.
+#[cfg(unix)]
+fn serve_status(path: std::path::PathBuf, latest: Arc<std::sync::Mutex<Option<String>>>) -> Option<StatusSocket> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if std::os::unix::net::UnixStream::connect(&path).is_ok() {
+        log::warn!("another agent answers on {}; status goes there", path.display());
+        return None;
+    }
+    let _ = std::fs::remove_file(&path);
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let listener = match tokio::net::UnixListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            log::warn!("no status socket at {}: {e}", path.display());
+            return None;
+        }
+    };
+    let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600));
+    let task = tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt as _;
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let line = latest.lock().unwrap_or_else(|p| p.into_inner()).clone().unwrap_or_default();
+            let _ = stream.write_all(format!("{line}\n").as_bytes()).await;
+        }
+    });
+    Some(StatusSocket { path, task })
+}
+
+/// The status socket; removed when dropped.
+pub(crate) struct StatusSocket {
+    path: std::path::PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StatusSocket {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The state line of a running agent, if one answers.
+async fn ask_running_agent(path: &std::path::Path) -> Option<serde_json::Value> {
+    use tokio::io::AsyncReadExt as _;
+    let mut stream = tokio::net::UnixStream::connect(path).await.ok()?;
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(2), stream.read_to_string(&mut text)).await.ok()?.ok()?;
+    serde_json::from_str(text.trim()).ok()
+}
+
+/// `lamplighter-agent status`: a running agent's state, or one sync; one line, for status bars and scripts.
 pub(crate) async fn status(engine: Engine, format: StatusFormat) -> anyhow::Result<std::process::ExitCode> {
     let settings = engine.settings();
     if settings.mailbox.is_none() {
@@ -181,7 +246,18 @@ pub(crate) async fn status(engine: Engine, format: StatusFormat) -> anyhow::Resu
         }
         return Ok(std::process::ExitCode::from(2));
     }
-    let mut config = run_config(&engine, &settings)?;
+    let (state, error) = match ask_running_agent(&socket_path(&engine)).await {
+        Some(v) => (Some(v), None),
+        None => one_shot(&engine, &settings).await,
+    };
+    print_status(state, error, format)
+}
+
+async fn one_shot(engine: &Engine, settings: &Settings) -> (Option<serde_json::Value>, Option<String>) {
+    let mut config = match run_config(engine, settings) {
+        Ok(c) => c,
+        Err(e) => return (None, Some(format!("{e:#}"))),
+    };
     config.phones.clear();
     let outcome = async {
         let runner = Runner::start(config).await?;
@@ -206,62 +282,68 @@ pub(crate) async fn status(engine: Engine, format: StatusFormat) -> anyhow::Resu
         Ok::<_, lamplighter_runner::RunError>(state.ok().flatten())
     }
     .await;
-    let (state, error) = match outcome {
-        Ok(Some(s)) => (Some(s), None),
+    match outcome {
+        Ok(Some(s)) => (serde_json::to_value(&s).ok(), None),
         Ok(None) => (None, Some("no answer from the mailbox within 60 s".to_string())),
         Err(e) => (None, Some(e.to_string())),
-    };
-    match (&state, format) {
-        (Some(RunEvent::State { voicemail: v, missed_calls, secondary_calls, connection }), f) => {
-            let words = format!(
-                "{}{}, {}",
-                plural(v.new, "new voicemail", "new voicemails"),
-                if v.urgent_new > 0 { format!(" ({} urgent)", v.urgent_new) } else { String::new() },
-                plural(*missed_calls, "missed call", "missed calls")
-            );
-            match f {
-                StatusFormat::Json => println!("{}", serde_json::to_string(state.as_ref().expect("state"))?),
-                StatusFormat::Text => {
-                    println!("{words}; {} heard; {secondary_calls} on others' behalf; {connection}", v.old)
-                }
-                StatusFormat::Waybar => {
-                    let count = v.new + missed_calls;
-                    let class = if connection != "connected" {
-                        "error"
-                    } else if v.urgent_new > 0 {
-                        "urgent"
-                    } else if count > 0 {
-                        "waiting"
-                    } else {
-                        "none"
-                    };
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "text": if count > 0 { count.to_string() } else { String::new() },
-                            "tooltip": format!("{words}\n{connection}"),
-                            "class": class,
-                        })
-                    );
-                }
+    }
+}
+
+fn print_status(
+    state: Option<serde_json::Value>,
+    error: Option<String>,
+    format: StatusFormat,
+) -> anyhow::Result<std::process::ExitCode> {
+    let Some(v) = state.filter(|v| v["voicemail"].is_object()) else {
+        let e = error.unwrap_or_else(|| "no state yet".into());
+        match format {
+            StatusFormat::Waybar => println!(
+                "{}",
+                serde_json::json!({"text": "!", "tooltip": format!("Lamplighter: {e}"), "class": "error"})
+            ),
+            StatusFormat::Json => {
+                println!("{}", serde_json::json!({"event": "state", "connection": format!("error: {e}")}))
             }
-            Ok(std::process::ExitCode::SUCCESS)
+            StatusFormat::Text => println!("error: {e}"),
         }
-        (_, f) => {
-            let e = error.unwrap_or_else(|| "no state".into());
-            match f {
-                StatusFormat::Waybar => println!(
-                    "{}",
-                    serde_json::json!({"text": "!", "tooltip": format!("Lamplighter: {e}"), "class": "error"})
-                ),
-                StatusFormat::Json => {
-                    println!("{}", serde_json::json!({"event": "state", "connection": format!("error: {e}")}))
-                }
-                StatusFormat::Text => println!("error: {e}"),
-            }
-            Ok(std::process::ExitCode::from(3))
+        return Ok(std::process::ExitCode::from(3));
+    };
+    let n = |x: &serde_json::Value| x.as_u64().unwrap_or(0) as u32;
+    let (new, old, urgent_new) =
+        (n(&v["voicemail"]["new"]), n(&v["voicemail"]["old"]), n(&v["voicemail"]["urgent_new"]));
+    let (missed, secondary) = (n(&v["missed_calls"]), n(&v["secondary_calls"]));
+    let connection = v["connection"].as_str().unwrap_or("").to_string();
+    let words = format!(
+        "{}{}, {}",
+        plural(new, "new voicemail", "new voicemails"),
+        if urgent_new > 0 { format!(" ({urgent_new} urgent)") } else { String::new() },
+        plural(missed, "missed call", "missed calls")
+    );
+    match format {
+        StatusFormat::Json => println!("{v}"),
+        StatusFormat::Text => println!("{words}; {old} heard; {secondary} on others' behalf; {connection}"),
+        StatusFormat::Waybar => {
+            let count = new + missed;
+            let class = if connection != "connected" {
+                "error"
+            } else if urgent_new > 0 {
+                "urgent"
+            } else if count > 0 {
+                "waiting"
+            } else {
+                "none"
+            };
+            println!(
+                "{}",
+                serde_json::json!({
+                    "text": if count > 0 { count.to_string() } else { String::new() },
+                    "tooltip": format!("{words}\n{connection}"),
+                    "class": class,
+                })
+            );
         }
     }
+    Ok(std::process::ExitCode::SUCCESS)
 }
 
 /// One diagnosis step's result.

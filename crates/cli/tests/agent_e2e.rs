@@ -196,6 +196,13 @@ numbers = ["+49 5251 304600"]
     }
     agent.wait("missed-call state", |v| v["event"] == "state" && v["missed_calls"] == 1);
     agent.settle(Duration::from_secs(2));
+    // `status` asks the running agent over its socket: no sign-in, no sync of its own
+    let served = sim.served().len();
+    let (code, out) = agent_cmd(&config, dir.path(), &["status", "--format", "json"], "Sommer2026!");
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!((v["voicemail"]["new"].as_u64(), v["missed_calls"].as_u64()), (Some(5), Some(1)), "{v}");
+    assert_eq!(sim.served().len(), served, "answered by the running agent");
     let seen = agent.stop();
     let notifies: Vec<&serde_json::Value> = seen.iter().filter(|e| e["event"] == "notify").collect();
     let voicemail_items: Vec<&str> =
@@ -239,7 +246,7 @@ fn write_config(path: &std::path::Path, ews_url: &str, phone: std::net::SocketAd
     .expect("config");
 }
 
-fn agent(config: &std::path::Path, home: &std::path::Path, args: &[&str], password: &str) -> (i32, String) {
+fn agent_cmd(config: &std::path::Path, home: &std::path::Path, args: &[&str], password: &str) -> (i32, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lamplighter-agent"))
         .args(["--config", config.to_str().expect("path")])
         .args(args)
@@ -266,7 +273,7 @@ fn check_and_status_against_the_simulator() {
     let config = dir.path().join("config.toml");
     write_config(&config, &sim.ews_url(), phone);
 
-    let (code, out) = agent(&config, dir.path(), &["check"], "Sommer2026!");
+    let (code, out) = agent_cmd(&config, dir.path(), &["check"], "Sommer2026!");
     assert_eq!(code, 0, "{out}");
     for want in [
         "✓ settings",
@@ -282,25 +289,25 @@ fn check_and_status_against_the_simulator() {
     assert_eq!(*heard.lock().expect("lock"), ["3/1 (1/0)"], "the check set the lamp to the truth");
     assert_eq!(sim.subscriptions(), 0, "the check's subscription was ended");
 
-    let (code, out) = agent(&config, dir.path(), &["status", "--format", "waybar"], "Sommer2026!");
+    let (code, out) = agent_cmd(&config, dir.path(), &["status", "--format", "waybar"], "Sommer2026!");
     assert_eq!(code, 0, "{out}");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("waybar JSON");
     assert_eq!((v["text"].as_str(), v["class"].as_str()), (Some("4"), Some("urgent")), "{v}");
     assert!(v["tooltip"].as_str().is_some_and(|t| t.contains("3 new voicemails (1 urgent), 1 missed call")), "{v}");
-    let (_, out) = agent(&config, dir.path(), &["status", "--format", "json"], "Sommer2026!");
+    let (_, out) = agent_cmd(&config, dir.path(), &["status", "--format", "json"], "Sommer2026!");
     let v: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
     assert_eq!((v["voicemail"]["new"].as_u64(), v["missed_calls"].as_u64()), (Some(3), Some(1)));
 
     // a wrong password: the check says so, with a hint, after one attempt
     let failures = sim.auth_failures();
-    let (code, out) = agent(&config, dir.path(), &["check"], "Winter2026!");
+    let (code, out) = agent_cmd(&config, dir.path(), &["check"], "Winter2026!");
     assert_eq!(code, 1, "{out}");
     assert!(
         out.contains("✗ sign-in / Voice Mail folder: sign-in to") && out.contains("hint: check [mailbox] username"),
         "{out}"
     );
     assert_eq!(sim.auth_failures() - failures, 1, "one attempt, no retry storm");
-    let (code, out) = agent(&config, dir.path(), &["status"], "Winter2026!");
+    let (code, out) = agent_cmd(&config, dir.path(), &["status"], "Winter2026!");
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("sign-in refused"), "{out}");
     assert!(sim.served().iter().all(|s| s.schema_valid));
