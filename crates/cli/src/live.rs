@@ -56,7 +56,7 @@ impl Printer {
 
 fn run_config(engine: &Engine, settings: &Settings) -> anyhow::Result<RunConfig> {
     let secrets = engine.run_secrets().context("reading the passwords")?;
-    Ok(lamplighter_runner::from_settings(settings, &secrets, &engine.paths().state_dir)?)
+    Ok(lamplighter_runner::from_settings(settings, &secrets, engine.paths())?)
 }
 
 async fn shutdown_signal() {

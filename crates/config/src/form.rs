@@ -39,6 +39,8 @@ pub struct SettingsForm {
     pub notifications: Notifications,
     /// Message-waiting lamp options.
     pub mwi: MwiOptions,
+    /// Voicemail audio cache.
+    pub audio: AudioOptions,
 }
 
 /// `[mailbox]` as typed.
@@ -132,6 +134,24 @@ impl Default for Notifications {
 pub struct MwiOptions {
     /// Count unseen missed calls as new messages (off by default, as Exchange UM).
     pub include_missed_calls: bool,
+    /// Local SIP address (`IP:port`) NOTIFYs come from and subscribing phones send to;
+    /// empty: any free port, or 0.0.0.0:5060 when a phone subscribes.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub sip_listen: String,
+}
+
+/// `[audio]`: downloaded voicemail audio.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AudioOptions {
+    /// Days a downloaded recording stays in the cache (1–3650).
+    pub cache_days: u32,
+}
+
+impl Default for AudioOptions {
+    fn default() -> Self {
+        AudioOptions { cache_days: 30 }
+    }
 }
 
 /// How Lamplighter signs in to EWS.
@@ -213,6 +233,8 @@ pub struct Settings {
     pub notifications: Notifications,
     /// Lamp options.
     pub mwi: MwiOptions,
+    /// Audio cache.
+    pub audio: AudioOptions,
 }
 
 /// A validated mailbox account.
@@ -274,8 +296,22 @@ impl SettingsForm {
             }
         }
         let user = validate_user(&self.user, &mut errors);
+        let listen = self.mwi.sip_listen.trim();
+        if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
+            err(&mut errors, "mwi.sip_listen", "Give an IP address and port, such as 0.0.0.0:5060.");
+        }
+        if !(1..=3650).contains(&self.audio.cache_days) {
+            err(&mut errors, "audio.cache_days", "Keep recordings between 1 and 3650 days.");
+        }
         if errors.is_empty() {
-            Ok(Settings { mailbox, phones, user, notifications: self.notifications.clone(), mwi: self.mwi.clone() })
+            Ok(Settings {
+                mailbox,
+                phones,
+                user,
+                notifications: self.notifications.clone(),
+                mwi: MwiOptions { sip_listen: listen.to_string(), ..self.mwi.clone() },
+                audio: self.audio.clone(),
+            })
         } else {
             Err(errors)
         }
@@ -312,6 +348,7 @@ impl Settings {
             },
             notifications: self.notifications.clone(),
             mwi: self.mwi.clone(),
+            audio: self.audio.clone(),
         }
     }
 }
@@ -654,5 +691,20 @@ mod tests {
         let s = form.validate().expect("valid");
         assert_eq!(s.mailbox.as_ref().map(|m| m.username.as_str()), Some("anna@example.com"));
         assert_eq!(s.to_form().validate().expect("valid"), s);
+    }
+
+    #[test]
+    fn sip_listen_and_audio_cache_days_are_checked() {
+        let mut form = SettingsForm::default();
+        form.mwi.sip_listen = " 0.0.0.0:5070 ".into();
+        let ok = form.validate().expect("valid");
+        assert_eq!((ok.mwi.sip_listen.as_str(), ok.audio.cache_days), ("0.0.0.0:5070", 30));
+        form.mwi.sip_listen = "phone.local".into();
+        form.audio.cache_days = 0;
+        let fields: Vec<String> = form.validate().expect_err("invalid").into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, ["mwi.sip_listen", "audio.cache_days"]);
+        let parsed: SettingsForm =
+            toml::from_str("[mwi]\nsip_listen = \"127.0.0.1:5060\"\n[audio]\ncache_days = 7\n").expect("toml");
+        assert_eq!((parsed.mwi.sip_listen.as_str(), parsed.audio.cache_days), ("127.0.0.1:5060", 7));
     }
 }

@@ -30,8 +30,8 @@ pub mod paths;
 
 pub use file::{Loaded, SCHEMA_VERSION, load, save};
 pub use form::{
-    AuthMethod, FieldError, Mailbox, MailboxForm, MwiOptions, Notifications, Phone, PhoneForm, PhoneMode, Settings,
-    SettingsForm, SipTransport, UserIdentity,
+    AudioOptions, AuthMethod, FieldError, Mailbox, MailboxForm, MwiOptions, Notifications, Phone, PhoneForm, PhoneMode,
+    Settings, SettingsForm, SipTransport, UserIdentity,
 };
 pub use paths::Paths;
 

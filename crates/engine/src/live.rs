@@ -59,7 +59,7 @@ async fn run_once(engine: &Engine) {
             Ok(s) => s,
             Err(e) => return park(engine, "mailbox_setup", e.to_string()).await,
         };
-        match lamplighter_runner::from_settings(&settings, &secrets, &engine.paths().state_dir) {
+        match lamplighter_runner::from_settings(&settings, &secrets, engine.paths()) {
             Ok(c) => c,
             Err(e) => return park(engine, "mailbox_setup", e.to_string()).await,
         }

@@ -138,6 +138,8 @@ impl Demo {
                 account: "sip:mara@example.test".into(),
                 refresh: Duration::from_secs(3600),
             }],
+            subscribers: Vec::new(),
+            audio_cache: None,
             sip_bind: "127.0.0.1:0".parse().expect("address"),
             sip_ca_pem: None,
             driver: Default::default(),

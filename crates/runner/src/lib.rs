@@ -30,8 +30,10 @@ pub struct RunConfig {
     pub user: lamplighter_missed_calls::UserIdentity,
     /// Add unseen missed calls to the lamp.
     pub include_missed_calls: bool,
-    /// Phones whose lamp follows.
+    /// Phones whose lamp follows (unsolicited NOTIFYs).
     pub phones: Vec<PhoneTarget>,
+    /// Phones that SUBSCRIBE for message-summary (their URIs); served on `sip_bind`.
+    pub subscribers: Vec<String>,
     /// Local SIP address for NOTIFYs (port 0: any).
     pub sip_bind: SocketAddr,
     /// CA for TLS phones.
@@ -40,6 +42,17 @@ pub struct RunConfig {
     pub driver: DriverConfig,
     /// Relay timing.
     pub relay: RelayConfig,
+    /// Where voicemail audio is cached, and for how long (purged at start and daily).
+    pub audio_cache: Option<AudioCache>,
+}
+
+/// The voicemail audio cache.
+#[derive(Debug, Clone)]
+pub struct AudioCache {
+    /// The directory.
+    pub dir: std::path::PathBuf,
+    /// Older recordings are deleted.
+    pub max_age: std::time::Duration,
 }
 
 /// What happens, for front ends. Serialized, it is the agent's JSON line.
@@ -99,6 +112,7 @@ pub struct Runner {
     relay: Option<RelayHandle>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    purger: Option<tokio::task::JoinHandle<()>>,
 }
 
 fn connection_text(s: &SyncStatus) -> String {
@@ -115,13 +129,42 @@ impl Runner {
     /// Connects to the mailbox (Autodiscover if needed), opens the SIP side and starts.
     pub async fn start(config: RunConfig) -> Result<Runner, RunError> {
         let client = Arc::new(EwsClient::connect(config.client).await?);
-        let relay = if config.phones.is_empty() {
-            None
+        let purger = config.audio_cache.clone().map(|cache| {
+            tokio::spawn(async move {
+                let mut daily = tokio::time::interval(std::time::Duration::from_secs(86_400));
+                loop {
+                    daily.tick().await;
+                    match purge_audio_cache(&cache.dir, cache.max_age) {
+                        Ok(0) => {}
+                        Ok(n) => log::info!("audio cache: {n} old recording(s) deleted"),
+                        Err(e) => log::warn!("audio cache {}: {e}", cache.dir.display()),
+                    }
+                }
+            })
+        });
+        let (relay, subscriptions) = if config.phones.is_empty() && config.subscribers.is_empty() {
+            (None, None)
         } else {
-            let sender = NotifySender::bind_with_ca(config.sip_bind, config.sip_ca_pem)
-                .await
-                .map_err(|e| RunError::Sip(e.to_string()))?;
-            Some(lamplighter_sip_notify::driver::spawn(Arc::new(sender), config.phones.clone(), config.relay))
+            let sender = Arc::new(
+                NotifySender::bind_with_ca(config.sip_bind, config.sip_ca_pem)
+                    .await
+                    .map_err(|e| RunError::Sip(format!("{}: {e}", config.sip_bind)))?,
+            );
+            let relay = (!config.phones.is_empty())
+                .then(|| lamplighter_sip_notify::driver::spawn(sender.clone(), config.phones.clone(), config.relay));
+            let subs = if config.subscribers.is_empty() {
+                None
+            } else {
+                Some(
+                    lamplighter_sip_notify::subscriptions::serve(
+                        sender,
+                        config.subscribers.clone(),
+                        lamplighter_sip_mwi::notifier::NotifierConfig::default(),
+                    )
+                    .map_err(|e| RunError::Sip(e.to_string()))?,
+                )
+            };
+            (relay, subs)
         };
         let (events, _) = broadcast::channel(1024);
         let state = Arc::new(Mutex::new(MailboxState::new(config.user, config.include_missed_calls)));
@@ -130,8 +173,8 @@ impl Runner {
         let sync = driver::spawn(client.clone(), Arc::new(MemoryState::default()), config.driver, tx);
         let (stop, stopped) = watch::channel(false);
         let phones: Vec<String> = config.phones.iter().map(|p| p.uri.clone()).collect();
-        let task = tokio::spawn(run(rx, state.clone(), relay.clone(), events.clone(), phones, stopped));
-        Ok(Runner { events, client, state, sync, relay, stop, task })
+        let task = tokio::spawn(run(rx, state.clone(), relay.clone(), subscriptions, events.clone(), phones, stopped));
+        Ok(Runner { events, client, state, sync, relay, stop, task, purger })
     }
 
     /// Events from now on.
@@ -235,6 +278,9 @@ impl Runner {
 
     /// Stops: the subscription is ended on the server, then everything stops.
     pub async fn stop(self) {
+        if let Some(p) = &self.purger {
+            p.abort();
+        }
         self.sync.stop().await;
         let _ = self.stop.send(true);
         let _ = self.task.await;
@@ -245,11 +291,13 @@ async fn run(
     mut rx: mpsc::Receiver<MailboxEvent>,
     state: Arc<Mutex<MailboxState>>,
     relay: Option<RelayHandle>,
+    subscriptions: Option<lamplighter_sip_notify::subscriptions::SubscriptionHandle>,
     events: broadcast::Sender<RunEvent>,
     phones: Vec<String>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut relay_events = relay.as_ref().map(|r| r.events());
+    let mut sub_events = subscriptions.as_ref().map(|s| s.events());
     let mut connection = "syncing".to_string();
     let mut last_state: Option<RunEvent> = None;
     loop {
@@ -293,6 +341,9 @@ async fn run(
                                 if let Some(r) = &relay {
                                     r.set_counts(c);
                                 }
+                                if let Some(s) = &subscriptions {
+                                    s.set_counts(c);
+                                }
                             }
                             Output::Changed(_) => {}
                         }
@@ -327,8 +378,42 @@ async fn run(
                 };
                 let _ = events.send(ev);
             }
+            e = recv_any(&mut sub_events) => {
+                let Some(e) = e else { sub_events = None; continue };
+                let ev = match e {
+                    lamplighter_sip_notify::subscriptions::SubscriptionEvent::Notified { to, state, code } => RunEvent::Mwi {
+                        phone: to,
+                        result: match code {
+                            Some(c) if (200..300).contains(&c) => "ok".into(),
+                            Some(c) => format!("answered {c}"),
+                            None => "no answer".into(),
+                        },
+                        counts: Some(format!("subscription {state}")),
+                    },
+                    lamplighter_sip_notify::subscriptions::SubscriptionEvent::Answered { from, code } => RunEvent::Mwi {
+                        phone: from,
+                        result: format!("SUBSCRIBE answered {code}"),
+                        counts: None,
+                    },
+                    lamplighter_sip_notify::subscriptions::SubscriptionEvent::Registered { .. } => continue,
+                };
+                let _ = events.send(ev);
+            }
             _ = stopped.changed() => break,
         }
+    }
+}
+
+async fn recv_any<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(r) => loop {
+            match r.recv().await {
+                Ok(e) => return Some(e),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        },
+        None => std::future::pending().await,
     }
 }
 

@@ -4,10 +4,9 @@
 //! environment); they never come from the file.
 
 use crate::RunConfig;
-use lamplighter_config::{AuthMethod, Settings, SipTransport};
+use lamplighter_config::{AuthMethod, Paths, PhoneMode, Settings, SipTransport};
 use lamplighter_ews_client::{ClientConfig, Credentials, Password};
 use lamplighter_sip_notify::driver::PhoneTarget;
-use std::path::Path;
 
 /// The passwords a run needs.
 #[derive(Clone, Default)]
@@ -40,13 +39,17 @@ pub enum SetupError {
         /// Why.
         reason: String,
     },
+    /// `[mwi] sip_listen` is not an address.
+    #[error("[mwi] sip_listen = {0:?} is not an IP address with a port")]
+    Listen(String),
     /// `[user]` is not usable.
     #[error("the [user] section (sip_uri, numbers): {0}")]
     User(String),
 }
 
 /// The run the settings describe.
-pub fn from_settings(settings: &Settings, secrets: &RunSecrets, state_dir: &Path) -> Result<RunConfig, SetupError> {
+pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -> Result<RunConfig, SetupError> {
+    let state_dir = &paths.state_dir;
     let mailbox = settings.mailbox.as_ref().ok_or(SetupError::NoMailbox)?;
     let password = secrets.mailbox.clone().ok_or_else(|| {
         SetupError::NoPassword(match &mailbox.password_env {
@@ -73,10 +76,18 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, state_dir: &Path
     addresses.push(mailbox.email.clone());
     let user = lamplighter_missed_calls::UserIdentity::new(&addresses, &settings.user.numbers)
         .map_err(|e| SetupError::User(e.to_string()))?;
+    let subscribers: Vec<String> =
+        settings.phones.iter().filter(|p| p.mode == PhoneMode::Subscribe).map(|p| p.uri.clone()).collect();
+    let sip_bind = match settings.mwi.sip_listen.trim() {
+        "" if subscribers.is_empty() => "0.0.0.0:0".parse().expect("address"),
+        "" => "0.0.0.0:5060".parse().expect("address"),
+        listen => listen.parse().map_err(|_| SetupError::Listen(listen.to_string()))?,
+    };
     let phones = settings
         .phones
         .iter()
         .enumerate()
+        .filter(|(_, p)| p.mode == PhoneMode::Unsolicited)
         .map(|(i, p)| PhoneTarget {
             uri: p.uri.clone(),
             transport: match p.transport {
@@ -97,7 +108,12 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, state_dir: &Path
         user,
         include_missed_calls: settings.mwi.include_missed_calls,
         phones,
-        sip_bind: "0.0.0.0:0".parse().expect("address"),
+        subscribers,
+        sip_bind,
+        audio_cache: Some(crate::AudioCache {
+            dir: paths.cache_dir.join("audio"),
+            max_age: std::time::Duration::from_secs(u64::from(settings.audio.cache_days) * 86_400),
+        }),
         sip_ca_pem: None,
         driver: Default::default(),
         relay: Default::default(),

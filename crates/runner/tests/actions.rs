@@ -49,6 +49,8 @@ async fn mark_heard_mark_seen_fetch_and_purge() {
         user: lamplighter_missed_calls::UserIdentity::new(&["mara@example.test"], &["+49 5251 304600"]).expect("user"),
         include_missed_calls: false,
         phones: vec![],
+        subscribers: vec![],
+        audio_cache: None,
         sip_bind: "127.0.0.1:0".parse().expect("addr"),
         sip_ca_pem: None,
         driver: Default::default(),
@@ -90,4 +92,85 @@ async fn mark_heard_mark_seen_fetch_and_purge() {
     );
     runner.stop().await;
     assert!(sim.served().iter().all(|s| s.schema_valid));
+}
+
+/// A phone in `mode = "subscribe"`: it SUBSCRIBEs to the runner, which answers
+/// and keeps it NOTIFYed in the subscription's dialog as the counts change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscribing_phone_is_notified_in_its_dialog() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 5251 304613".into(),
+        duration_secs: 7,
+        ..Voicemail::default()
+    });
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("port");
+        s.local_addr().expect("addr").port()
+    };
+    let mut client = ClientConfig::new(
+        "mara@example.test",
+        Credentials::Basic { user: "mara".into(), password: Password::new("Sommer2026!") },
+    );
+    client.ews_url = Some(sim.ews_url());
+    let runner = Runner::start(RunConfig {
+        client,
+        user: lamplighter_missed_calls::UserIdentity::new(&["mara@example.test"], &["+49 5251 304600"]).expect("user"),
+        include_missed_calls: false,
+        phones: vec![],
+        subscribers: vec!["sip:613@127.0.0.1".into()],
+        audio_cache: None,
+        sip_bind: format!("127.0.0.1:{port}").parse().expect("addr"),
+        sip_ca_pem: None,
+        driver: Default::default(),
+        relay: Default::default(),
+    })
+    .await
+    .expect("runner");
+    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("phone");
+    let me = phone.local_addr().expect("addr");
+    let subscribe = format!(
+        "SUBSCRIBE sip:613@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-sub1;rport\r\nMax-Forwards: 70\r\nFrom: <sip:613@127.0.0.1>;tag=phone1\r\nTo: <sip:613@127.0.0.1>\r\nCall-ID: sub-1@127.0.0.1\r\nCSeq: 1 SUBSCRIBE\r\nContact: <sip:613@{me}>\r\nEvent: message-summary\r\nAccept: application/simple-message-summary\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+    );
+    phone.send_to(subscribe.as_bytes(), ("127.0.0.1", port)).await.expect("send");
+    let mut answered = None;
+    let mut lamps: Vec<String> = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let mut deposited = false;
+    let end = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !lamps.iter().any(|l| l.contains("2/0")) {
+        let Ok(Ok((n, from))) = tokio::time::timeout_at(end, phone.recv_from(&mut buf)).await else {
+            panic!("no NOTIFY with 2/0; answered {answered:?}, lamps {lamps:?}");
+        };
+        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if let Some(status) = msg.strip_prefix("SIP/2.0 ") {
+            answered.get_or_insert_with(|| status.lines().next().unwrap_or("").to_string());
+            continue;
+        }
+        assert!(msg.starts_with("NOTIFY "), "{msg}");
+        assert!(msg.contains("sub-1@127.0.0.1"), "in the subscription's dialog: {msg}");
+        let mut reply = String::from("SIP/2.0 200 OK\r\n");
+        for line in msg.lines() {
+            let l = line.to_ascii_lowercase();
+            if ["via:", "from:", "to:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h)) {
+                reply += &format!("{line}\r\n");
+            }
+        }
+        reply += "Content-Length: 0\r\n\r\n";
+        phone.send_to(reply.as_bytes(), from).await.expect("reply");
+        if let Some(v) = msg.lines().find(|l| l.to_ascii_lowercase().starts_with("voice-message:")) {
+            lamps.push(v.to_string());
+        }
+        if !deposited && lamps.iter().any(|l| l.contains("1/0")) {
+            sim.deposit_voicemail(Voicemail {
+                caller_number: "+49 30 1".into(),
+                duration_secs: 3,
+                ..Voicemail::default()
+            });
+            deposited = true;
+        }
+    }
+    let answered = answered.expect("the SUBSCRIBE was answered");
+    assert!(answered.starts_with("200") || answered.starts_with("202"), "{answered}");
+    runner.stop().await;
 }
