@@ -31,12 +31,13 @@ impl Printer {
                 "state: {} new voicemail(s), {} heard ({} urgent new), {missed_calls} missed call(s), {secondary_calls} on others' behalf; {connection}",
                 v.new, v.old, v.urgent_new
             ),
-            RunEvent::Notify { kind, from, at, .. } => println!(
-                "notify: {} from {from} at {at}",
+            RunEvent::Notify { kind, from, at, preview, .. } => println!(
+                "notify: {} from {from} at {at}{}",
                 match kind {
                     lamplighter_mailbox_state::Kind::Voicemail => "voicemail",
                     lamplighter_mailbox_state::Kind::MissedCall => "missed call",
-                }
+                },
+                preview.as_deref().map(|p| format!(": “{p}”")).unwrap_or_default()
             ),
             RunEvent::Mwi { phone, result, counts } => match counts {
                 Some(c) => println!("lamp: {phone} shows {c} ({result})"),

@@ -92,11 +92,27 @@ async fn run_once(engine: &Engine) {
                     if let Some(d) = &demo {
                         d.observe(&e);
                     }
+                    if let RunEvent::Mwi { phone, result, .. } = &e {
+                        let failed = result != "ok" && !result.starts_with("SUBSCRIBE answered 2");
+                        let message = format!("The phone {phone} does not take the lamp state: {result}");
+                        engine.set_live(|v| {
+                            let ours = v.problem.as_ref().is_some_and(|p| p.code == "phone_unreachable");
+                            if failed && (v.problem.is_none() || ours) {
+                                *v.problem = Some(problem("phone_unreachable", message));
+                            } else if !failed && ours {
+                                *v.problem = None;
+                            }
+                        });
+                    }
                     if let RunEvent::State { voicemail, missed_calls, connection, .. } = e {
                         engine.set_live(|v| {
                             v.counts.voicemails = voicemail.new;
                             v.counts.missed_calls = missed_calls;
-                            *v.problem = connection.starts_with("sign-in refused").then(|| problem("mailbox_sign_in", connection.clone()));
+                            if connection.starts_with("sign-in refused") {
+                                *v.problem = Some(problem("mailbox_sign_in", connection.clone()));
+                            } else if v.problem.as_ref().is_some_and(|p| p.code == "mailbox_sign_in") {
+                                *v.problem = None;
+                            }
                             *v.connection = Some(connection);
                         });
                     }

@@ -321,6 +321,17 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// Voicemail, missed-call and other Unified Messaging item classes (any case); unknown classes count too.
+fn is_um_class(class: Option<&str>) -> bool {
+    match class {
+        None => true,
+        Some(c) => {
+            let c = c.to_ascii_lowercase();
+            c.starts_with("ipm.note.microsoft.") || c.starts_with("ipm.note.rpmsg.microsoft.")
+        }
+    }
+}
+
 /// Replaces the items of created and updated changes by their GetItem versions.
 async fn enrich(
     client: &EwsClient,
@@ -329,11 +340,12 @@ async fn enrich(
     use lamplighter_ews_wire::Change as W;
     for m in msgs.iter_mut() {
         let Some(page) = m.body.as_mut() else { continue };
+        // only Unified Messaging items need their headers, body and attachments; ordinary mail does not
         let ids: Vec<lamplighter_ews_wire::ItemId> = page
             .changes
             .iter()
             .filter_map(|c| match c {
-                W::Create(i) | W::Update(i) => Some(i.id.clone()),
+                W::Create(i) | W::Update(i) if is_um_class(i.item_class.as_deref()) => Some(i.id.clone()),
                 _ => None,
             })
             .collect();

@@ -173,7 +173,8 @@ async fn a_voicemail_deposited_while_streaming_is_announced_with_its_properties(
     let (_client, handle, mut model) = start(&sim, basic(), Arc::new(MemoryState::default()), fast_driver()).await;
     assert!(model.until(Duration::from_secs(20), Model::live).await);
     assert!(model.until(Duration::from_secs(10), |_| sim.open_streams() == 1).await, "the stream is open");
-    let id = sim.deposit_voicemail(voicemail(7));
+    let id =
+        sim.deposit_voicemail(Voicemail { transcription: Some("Bitte rufen Sie zurück.".into()), ..voicemail(7) });
     let mut seen = None;
     let end = Instant::now() + Duration::from_secs(10);
     while seen.is_none() && Instant::now() < end {
@@ -189,6 +190,7 @@ async fn a_voicemail_deposited_while_streaming_is_announced_with_its_properties(
     assert_eq!(item.um.caller_number.as_deref(), Some("+49 5251 300007"));
     assert_eq!(item.importance.as_deref(), Some("High"));
     assert_eq!(item.attachments.len(), 1, "GetItem enriched the item with its audio attachment");
+    assert_eq!(item.text_body.as_deref(), Some("Bitte rufen Sie zurück."), "and its body (the transcription)");
     handle.stop().await;
     assert_eq!(sim.subscriptions(), 0, "stopping unsubscribes");
     // affinity: the stream went with X-AnchorMailbox, X-PreferServerAffinity and the backend cookie of Subscribe

@@ -181,8 +181,10 @@ pub struct Voicemail {
     pub is_read: bool,
     /// The audio: file name, content type, bytes.
     pub audio: Option<(String, String, Vec<u8>)>,
-    /// A transcription preview (goes into the subject, as UM's does not fit here).
+    /// The subject (default: UM's "Voice Mail from … (N seconds)").
     pub subject: Option<String>,
+    /// The transcription, written into the body as Unified Messaging does.
+    pub transcription: Option<String>,
     /// `DateTimeReceived`, if not now.
     pub received: Option<String>,
 }
@@ -310,6 +312,7 @@ impl Simulator {
             },
             headers: Vec::new(),
             attachments,
+            body_text: v.transcription,
         })
     }
 
@@ -332,6 +335,7 @@ impl Simulator {
             },
             headers: m.headers,
             attachments: Vec::new(),
+            body_text: None,
         })
     }
 

@@ -322,6 +322,11 @@ pub fn item(i: &StoredItem, shape: &Shape) -> String {
             );
         }
     }
+    if shape.has("item:TextBody")
+        && let Some(t) = &d.body_text
+    {
+        o += &format!(r#"<t:TextBody BodyType="Text">{}</t:TextBody>"#, esc(t));
+    }
     if shape.has("message:From") && (d.from_name.is_some() || d.from_email.is_some()) {
         o += "<t:From><t:Mailbox>";
         if let Some(n) = &d.from_name {

@@ -65,6 +65,8 @@ pub struct NewItem {
     pub headers: Vec<(String, String)>,
     /// Attachments: name, content type, bytes.
     pub attachments: Vec<(String, String, Vec<u8>)>,
+    /// The body as text (UM writes the transcription preview there).
+    pub body_text: Option<String>,
 }
 
 /// An item in the mailbox.

@@ -102,9 +102,10 @@ async fn every_response_validates_against_the_schema() {
         duration_secs: 42,
         urgent: true,
         audio: Some(("vm.wav".into(), "audio/wav".into(), b"RIFF....WAVEfmt ".to_vec())),
+        transcription: Some("Bitte <dringend> zurückrufen & bestätigen.".into()),
         ..Voicemail::default()
     });
-    let props = r#"<m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:Attachments"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:InternetMessageHeaders"/><t:FieldURI FieldURI="item:HasAttachments"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/></t:AdditionalProperties></m:ItemShape>"#;
+    let props = r#"<m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:Attachments"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:InternetMessageHeaders"/><t:FieldURI FieldURI="item:HasAttachments"/><t:FieldURI FieldURI="item:TextBody"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/></t:AdditionalProperties></m:ItemShape>"#;
     let mut responses: Vec<(&str, String)> = Vec::new();
     let mut post = async |name: &'static str, body: String| {
         let (status, resp) = curl(&sim.ews_url(), &auth, format!("{HEAD}{body}{TAIL}")).await;
@@ -115,6 +116,11 @@ async fn every_response_validates_against_the_schema() {
     post("FindItem", format!(r#"<m:FindItem Traversal="Shallow">{props}<m:IndexedPageItemView MaxEntriesReturned="10" Offset="0" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="inbox"/></m:ParentFolderIds></m:FindItem>"#)).await;
     let got = post("GetItem", format!(r#"<m:GetItem>{props}<m:ItemIds><t:ItemId Id="{vm}"/><t:ItemId Id="AAMkNoSuchItem="/></m:ItemIds></m:GetItem>"#)).await;
     assert!(got.contains("ErrorItemNotFound") && got.contains("Jörg Müller &amp; Co"));
+    assert!(
+        got.contains(
+            r#"<t:TextBody BodyType="Text">Bitte &lt;dringend&gt; zurückrufen &amp; bestätigen.</t:TextBody>"#
+        )
+    );
     let attachment = between(&got, "<t:AttachmentId Id=\"", "\"").to_string();
     let change_key = between(&got, "ChangeKey=\"", "\"").to_string();
     post("GetAttachment", format!(r#"<m:GetAttachment><m:AttachmentIds><t:AttachmentId Id="{attachment}"/></m:AttachmentIds></m:GetAttachment>"#)).await;

@@ -130,7 +130,13 @@ pub struct Item {
     pub headers: Vec<(String, String)>,
     /// `Attachments` metadata (GetItem).
     pub attachments: Vec<Attachment>,
+    /// `TextBody` (GetItem), cut to [`TEXT_BODY_LIMIT`] characters: where Unified
+    /// Messaging writes a voicemail's transcription preview.
+    pub text_body: Option<String>,
 }
+
+/// How much of a text body is kept (a preview, not the mail).
+pub const TEXT_BODY_LIMIT: usize = 2000;
 
 /// One page of results.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -195,6 +201,7 @@ pub(crate) fn read_item(r: &mut Reader<'_>, element: std::borrow::Cow<'static, s
                 }
                 b"ItemClass" => item.item_class = Some(r.text_map(|t| interned(t.trim()))?),
                 b"Subject" => item.subject = Some(r.text()?),
+                b"TextBody" => item.text_body = Some(r.text_map(|t| t.trim().chars().take(TEXT_BODY_LIMIT).collect())?),
                 b"DateTimeReceived" => item.date_time_received = Some(r.text_trim()?),
                 b"Importance" => item.importance = Some(r.text_map(|t| interned(t.trim()))?),
                 b"HasAttachments" => item.has_attachments = r.text_map(bool_text)?,
@@ -389,7 +396,7 @@ impl GetItemRequest {
         envelope(
             self.server_version,
             &format!(
-                r#"<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:InternetMessageHeaders"/><t:FieldURI FieldURI="item:Attachments"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6802" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6805" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6806" PropertyType="String"/></t:AdditionalProperties></m:ItemShape><m:ItemIds>{ids}</m:ItemIds></m:GetItem>"#
+                r#"<m:GetItem><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="item:ItemClass"/><t:FieldURI FieldURI="item:Subject"/><t:FieldURI FieldURI="item:DateTimeReceived"/><t:FieldURI FieldURI="item:Importance"/><t:FieldURI FieldURI="item:InternetMessageHeaders"/><t:FieldURI FieldURI="item:Attachments"/><t:FieldURI FieldURI="item:TextBody"/><t:FieldURI FieldURI="message:From"/><t:FieldURI FieldURI="message:IsRead"/><t:ExtendedFieldURI PropertyTag="0x6801" PropertyType="Integer"/><t:ExtendedFieldURI PropertyTag="0x6802" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6803" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6805" PropertyType="String"/><t:ExtendedFieldURI PropertyTag="0x6806" PropertyType="String"/></t:AdditionalProperties></m:ItemShape><m:ItemIds>{ids}</m:ItemIds></m:GetItem>"#
             ),
         )
     }

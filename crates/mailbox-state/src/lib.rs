@@ -64,8 +64,10 @@ pub struct Voicemail {
     pub urgent: bool,
     /// Read (heard).
     pub heard: bool,
-    /// The subject (UM puts a transcription preview there when it has one).
+    /// The subject.
     pub subject: Option<String>,
+    /// The transcription preview, when Unified Messaging wrote one (whitespace collapsed, at most 200 characters).
+    pub transcription: Option<String>,
     /// The audio attachment's id, if the item has one.
     pub audio_attachment: Option<String>,
 }
@@ -126,6 +128,18 @@ pub struct Notification {
     pub item_id: String,
     /// Duration of a voicemail, in seconds.
     pub duration_secs: Option<u32>,
+    /// The transcription preview of a voicemail.
+    pub preview: Option<String>,
+}
+
+/// A body's text as a one-line preview of at most 200 characters; `None` when empty.
+pub fn preview(body: &str) -> Option<String> {
+    let words: Vec<&str> = body.split_whitespace().collect();
+    if words.is_empty() {
+        return None;
+    }
+    let line = words.join(" ");
+    Some(if line.chars().count() > 200 { format!("{}…", line.chars().take(199).collect::<String>()) } else { line })
 }
 
 /// What follows from the changes.
@@ -248,6 +262,7 @@ impl MailboxState {
                     urgent: item.importance.as_deref() == Some("High"),
                     heard: item.is_read.unwrap_or(false),
                     subject: item.subject.clone(),
+                    transcription: item.text_body.as_deref().and_then(preview),
                     audio_attachment: audio,
                 };
                 if is_new && self.live && !v.heard {
@@ -257,6 +272,7 @@ impl MailboxState {
                         at: v.received.clone().unwrap_or_default(),
                         item_id: id.clone(),
                         duration_secs: v.duration_secs,
+                        preview: v.transcription.clone(),
                     }));
                 }
                 self.voicemails.insert(id, v);
@@ -287,6 +303,7 @@ impl MailboxState {
                         at: item.date_time_received.clone().unwrap_or_default(),
                         item_id: id,
                         duration_secs: None,
+                        preview: None,
                     }));
                 }
             }

@@ -167,3 +167,17 @@ fn protected_voicemail_counts_as_voicemail() {
     assert_eq!(kind_of("IPM.Note.Microsoft.Missed.Voice"), Some(Kind::MissedCall));
     assert_eq!(kind_of("IPM.Note.Microsoft.Conversation.Voice"), None);
 }
+
+#[test]
+fn the_transcription_preview_comes_from_the_body() {
+    let mut s = MailboxState::new(user(), false);
+    s.caught_up();
+    let mut item = vm("t", false, false);
+    item.text_body = Some("  Hallo Frank,\n\n bitte ruf mich   zurück. ".into());
+    s.apply(Change::Added(item));
+    let out = drain(&mut s);
+    assert_eq!(notes(&out)[0].preview.as_deref(), Some("Hallo Frank, bitte ruf mich zurück."));
+    assert_eq!(s.voicemail("t").and_then(|v| v.transcription.as_deref()), Some("Hallo Frank, bitte ruf mich zurück."));
+    assert_eq!(preview(&"x ".repeat(300)).map(|p| p.chars().count()), Some(200));
+    assert_eq!(preview(" \n "), None);
+}

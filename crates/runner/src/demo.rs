@@ -49,7 +49,14 @@ pub fn sample_audio() -> Vec<u8> {
 }
 
 fn voicemail(number: &str, name: Option<&str>, secs: u32, urgent: bool, read: bool) -> Voicemail {
+    const SAID: [&str; 4] = [
+        "Hallo, hier ist Jörg. Bitte ruf mich wegen des Angebots zurück, es eilt.",
+        "Guten Tag, Ihre Lieferung kommt morgen zwischen 10 und 12 Uhr.",
+        "Hi, just checking whether Thursday still works for you. Call me back.",
+        "Kurze Frage zur Rechnung vom Oktober, ich melde mich noch einmal.",
+    ];
     Voicemail {
+        transcription: Some(SAID[(secs as usize) % SAID.len()].to_string()),
         caller_number: number.into(),
         caller_name: name.map(str::to_string),
         duration_secs: secs,

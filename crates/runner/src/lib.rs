@@ -80,6 +80,9 @@ pub enum RunEvent {
         at: String,
         /// The item.
         item_id: String,
+        /// A voicemail's transcription preview, when there is one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        preview: Option<String>,
     },
     /// A phone's lamp was set, or setting it failed.
     Mwi {
@@ -335,7 +338,13 @@ async fn run(
                     for o in outputs {
                         match o {
                             Output::Notify(n) => {
-                                let _ = events.send(RunEvent::Notify { kind: n.kind, from: n.from, at: n.at, item_id: n.item_id });
+                                let _ = events.send(RunEvent::Notify {
+                                    kind: n.kind,
+                                    from: n.from,
+                                    at: n.at,
+                                    item_id: n.item_id,
+                                    preview: n.preview,
+                                });
                             }
                             Output::Lamp(c) => {
                                 if let Some(r) = &relay {
