@@ -72,7 +72,7 @@ async fn settings_are_saved_survive_a_restart_and_the_password_lives_only_in_the
     assert!(!config_file.exists(), "an invalid form must not write the settings file");
 
     fill(&c, "#mailbox-email", "anna@example.com").await;
-    fill(&c, "#mailbox-ews-url", "https://mail.example.com/EWS/Exchange.asmx").await;
+    fill(&c, "#mailbox-ews-url", "https://127.0.0.1:9/EWS/Exchange.asmx").await;
     fill(&c, "#mailbox-username", "EXAMPLE\\anna").await;
     choose(&c, "#mailbox-auth", "basic").await;
     fill(&c, "#mailbox-password", MAILBOX_PASSWORD).await;
@@ -99,7 +99,7 @@ async fn settings_are_saved_survive_a_restart_and_the_password_lives_only_in_the
     let driver = Driver::start(&session);
     let c = driver.launch(&["--settings"]).await;
     value_becomes(&c, "#mailbox-email", "anna@example.com").await;
-    value_becomes(&c, "#mailbox-ews-url", "https://mail.example.com/EWS/Exchange.asmx").await;
+    value_becomes(&c, "#mailbox-ews-url", "https://127.0.0.1:9/EWS/Exchange.asmx").await;
     value_becomes(&c, "#mailbox-username", "EXAMPLE\\anna").await;
     value_becomes(&c, "#mailbox-auth", "basic").await;
     value_becomes(&c, "#mailbox-password", "").await;
