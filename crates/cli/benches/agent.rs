@@ -40,31 +40,8 @@ fn main() {
         });
     }
     // the phone: answers 200, reports each Voice-Message line with its arrival time
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("phone");
-    let phone = socket.local_addr().expect("addr");
-    let (tx, heard) = std::sync::mpsc::channel::<(Instant, String)>();
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf) else { return };
-            let at = Instant::now();
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let mut reply = String::from("SIP/2.0 200 OK\r\n");
-            for line in msg.lines() {
-                let l = line.to_ascii_lowercase();
-                if ["via:", "from:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h)) {
-                    reply += &format!("{line}\r\n");
-                } else if l.starts_with("to:") {
-                    reply += &format!("{line};tag=p\r\n");
-                }
-            }
-            reply += "Content-Length: 0\r\n\r\n";
-            let _ = socket.send_to(reply.as_bytes(), from);
-            if let Some(v) = msg.lines().find(|l| l.to_ascii_lowercase().starts_with("voice-message:")) {
-                let _ = tx.send((at, v.split_once(':').map(|x| x.1.trim().to_string()).unwrap_or_default()));
-            }
-        }
-    });
+    let phone_at = lamplighter_testkit::phone::UdpPhone::start("200 OK");
+    let (phone, heard) = (phone_at.addr, phone_at.lamps);
     let dir = tempfile::tempdir().expect("tmp");
     let config = dir.path().join("config.toml");
     std::fs::write(&config, format!("schema_version = 1\n[mailbox]\nemail = \"mara@example.test\"\news_url = \"{}\"\nusername = 'EXAMPLE\\mara'\nauth = \"ntlm\"\npassword_env = \"LL_PW\"\n\n[[phone]]\nuri = \"sip:613@{phone}\"\ntransport = \"udp\"\nmode = \"unsolicited\"\nrefresh_hours = 12\n", sim.ews_url())).expect("config");

@@ -19,37 +19,17 @@ fn voicemail(n: u32, urgent: bool, read: bool) -> Voicemail {
     }
 }
 
-/// A phone on UDP: answers 200 to any request and keeps the Voice-Message lines.
+/// A phone on UDP answering 200; the Voice-Message lines it got so far, in order.
 fn phone() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("phone");
-    let addr = socket.local_addr().expect("addr");
+    let phone = lamplighter_testkit::phone::UdpPhone::start("200 OK");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf) else { return };
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if msg.starts_with("SIP/2.0") {
-                continue;
-            }
-            let mut reply = String::from("SIP/2.0 200 OK\r\n");
-            for line in msg.lines() {
-                let l = line.to_ascii_lowercase();
-                if ["via:", "from:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h)) {
-                    reply += &format!("{line}\r\n");
-                } else if l.starts_with("to:") {
-                    reply += &format!("{line};tag=phone\r\n");
-                }
-            }
-            reply += "Content-Length: 0\r\n\r\n";
-            let _ = socket.send_to(reply.as_bytes(), from);
-            if let Some(v) = msg.lines().find(|l| l.to_ascii_lowercase().starts_with("voice-message:")) {
-                s.lock().expect("lock").push(v.split_once(':').map(|x| x.1.trim().to_string()).unwrap_or_default());
-            }
+        for (_, lamp) in phone.lamps.iter() {
+            s.lock().expect("lock").push(lamp);
         }
     });
-    (addr, seen)
+    (phone.addr, seen)
 }
 
 struct Agent {

@@ -32,28 +32,6 @@ fn has(s: &Snapshot, code: &str) -> bool {
     s.problems.iter().any(|p| p.code == code)
 }
 
-/// A phone that answers every NOTIFY with 486 Busy Here.
-fn busy_phone() -> std::net::SocketAddr {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("phone");
-    let addr = socket.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        while let Ok((n, from)) = socket.recv_from(&mut buf) {
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let mut reply = String::from("SIP/2.0 486 Busy Here\r\n");
-            for line in msg.lines() {
-                let l = line.to_ascii_lowercase();
-                if ["via:", "from:", "to:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h)) {
-                    reply += &format!("{line}\r\n");
-                }
-            }
-            reply += "Content-Length: 0\r\n\r\n";
-            let _ = socket.send_to(reply.as_bytes(), from);
-        }
-    });
-    addr
-}
-
 #[test]
 fn unreachable_server_refused_sign_in_and_refusing_phone_become_problems() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
@@ -83,7 +61,9 @@ fn unreachable_server_refused_sign_in_and_refusing_phone_become_problems() {
     drop(live);
 
     // the right one, and a phone that says busy to every NOTIFY
-    let phone = busy_phone();
+    // a phone that says busy to every NOTIFY
+    let busy = lamplighter_testkit::phone::UdpPhone::start("486 Busy Here");
+    let phone = busy.addr;
     let config = mailbox(&sim.ews_url())
         + &format!(
             "\n[[phone]]\nuri = \"sip:613@{phone}\"\ntransport = \"udp\"\nmode = \"unsolicited\"\nrefresh_hours = 12\n"

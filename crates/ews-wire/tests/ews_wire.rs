@@ -338,20 +338,7 @@ fn subscribe_and_sync_requests_validate_against_the_schema() {
             .to_xml(),
         ),
     ];
-    let schema = fixtures().join("ews-schema").join("ews-envelope-validate.xsd");
-    for (name, xml) in requests {
-        let f = dir.join(name);
-        std::fs::write(&f, xml).expect("write");
-        let out = std::process::Command::new("xmllint")
-            .arg("--noout")
-            .arg("--schema")
-            .arg(&schema)
-            .arg(&f)
-            .output()
-            .expect("xmllint");
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_schema_valid(&dir, requests);
 }
 
 #[test]
@@ -490,20 +477,7 @@ fn update_attachment_events_and_unsubscribe_requests_validate_against_the_schema
             .to_xml(),
         ),
     ];
-    let schema = fixtures().join("ews-schema").join("ews-envelope-validate.xsd");
-    for (name, xml) in requests {
-        let f = dir.join(name);
-        std::fs::write(&f, xml).expect("write");
-        let out = std::process::Command::new("xmllint")
-            .arg("--noout")
-            .arg("--schema")
-            .arg(&schema)
-            .arg(&f)
-            .output()
-            .expect("xmllint");
-        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let _ = std::fs::remove_dir_all(&dir);
+    assert_schema_valid(&dir, requests);
 }
 
 #[test]
@@ -542,4 +516,22 @@ fn syncfolderitems_invalid_sync_state_and_schema_validation_fault() {
         }
         other => panic!("expected the fault: {other:?}"),
     }
+}
+
+/// Each request, written into `dir`, validates against the official schema (xmllint).
+fn assert_schema_valid(dir: &std::path::Path, requests: impl IntoIterator<Item = (&'static str, String)>) {
+    let schema = fixtures().join("ews-schema").join("ews-envelope-validate.xsd");
+    for (name, xml) in requests {
+        let f = dir.join(name);
+        std::fs::write(&f, xml).expect("write");
+        let out = std::process::Command::new("xmllint")
+            .arg("--noout")
+            .arg("--schema")
+            .arg(&schema)
+            .arg(&f)
+            .output()
+            .expect("xmllint");
+        assert!(out.status.success(), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -371,7 +371,7 @@ async fn run(
                     }
                 }
             }
-            r = recv_relay(&mut relay_events) => {
+            r = recv_any(&mut relay_events) => {
                 let Some(ev) = r else { relay_events = None; continue };
                 let ev = match ev {
                     RelayEvent::Delivered { phone, counts } => RunEvent::Mwi {
@@ -414,19 +414,6 @@ async fn run(
 }
 
 async fn recv_any<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Option<T> {
-    match rx {
-        Some(r) => loop {
-            match r.recv().await {
-                Ok(e) => return Some(e),
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        },
-        None => std::future::pending().await,
-    }
-}
-
-async fn recv_relay(rx: &mut Option<broadcast::Receiver<RelayEvent>>) -> Option<RelayEvent> {
     match rx {
         Some(r) => loop {
             match r.recv().await {

@@ -6,6 +6,32 @@ use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Voicemail};
 use lamplighter_runner::{RunConfig, RunEvent, Runner, purge_audio_cache};
 use std::time::Duration;
 
+/// A run against `sim` with these phones.
+fn run_config(
+    sim: &Simulator,
+    phones: Vec<lamplighter_sip_notify::driver::PhoneTarget>,
+    subscribers: Vec<String>,
+    sip_bind: &str,
+) -> RunConfig {
+    let mut client = ClientConfig::new(
+        "mara@example.test",
+        Credentials::Basic { user: "mara".into(), password: Password::new("Sommer2026!") },
+    );
+    client.ews_url = Some(sim.ews_url());
+    RunConfig {
+        client,
+        user: lamplighter_missed_calls::UserIdentity::new(&["mara@example.test"], &["+49 5251 304600"]).expect("user"),
+        include_missed_calls: false,
+        phones,
+        subscribers,
+        audio_cache: None,
+        sip_bind: sip_bind.parse().expect("addr"),
+        sip_ca_pem: None,
+        driver: Default::default(),
+        relay: Default::default(),
+    }
+}
+
 async fn wait_state(rx: &mut tokio::sync::broadcast::Receiver<RunEvent>, want: impl Fn(u32, u32, u32) -> bool) {
     let end = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -39,25 +65,7 @@ async fn mark_heard_mark_seen_fetch_and_purge() {
             ..MissedCall::default()
         });
     }
-    let mut client = ClientConfig::new(
-        "mara@example.test",
-        Credentials::Basic { user: "mara".into(), password: Password::new("Sommer2026!") },
-    );
-    client.ews_url = Some(sim.ews_url());
-    let runner = Runner::start(RunConfig {
-        client,
-        user: lamplighter_missed_calls::UserIdentity::new(&["mara@example.test"], &["+49 5251 304600"]).expect("user"),
-        include_missed_calls: false,
-        phones: vec![],
-        subscribers: vec![],
-        audio_cache: None,
-        sip_bind: "127.0.0.1:0".parse().expect("addr"),
-        sip_ca_pem: None,
-        driver: Default::default(),
-        relay: Default::default(),
-    })
-    .await
-    .expect("runner");
+    let runner = Runner::start(run_config(&sim, vec![], vec![], "127.0.0.1:0")).await.expect("runner");
     let mut rx = runner.events();
     wait_state(&mut rx, |new, _, missed| new == 1 && missed == 1).await;
 
@@ -108,25 +116,10 @@ async fn a_subscribing_phone_is_notified_in_its_dialog() {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").expect("port");
         s.local_addr().expect("addr").port()
     };
-    let mut client = ClientConfig::new(
-        "mara@example.test",
-        Credentials::Basic { user: "mara".into(), password: Password::new("Sommer2026!") },
-    );
-    client.ews_url = Some(sim.ews_url());
-    let runner = Runner::start(RunConfig {
-        client,
-        user: lamplighter_missed_calls::UserIdentity::new(&["mara@example.test"], &["+49 5251 304600"]).expect("user"),
-        include_missed_calls: false,
-        phones: vec![],
-        subscribers: vec!["sip:613@127.0.0.1".into()],
-        audio_cache: None,
-        sip_bind: format!("127.0.0.1:{port}").parse().expect("addr"),
-        sip_ca_pem: None,
-        driver: Default::default(),
-        relay: Default::default(),
-    })
-    .await
-    .expect("runner");
+    let runner =
+        Runner::start(run_config(&sim, vec![], vec!["sip:613@127.0.0.1".into()], &format!("127.0.0.1:{port}")))
+            .await
+            .expect("runner");
     let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("phone");
     let me = phone.local_addr().expect("addr");
     let subscribe = format!(
@@ -180,57 +173,20 @@ async fn a_subscribing_phone_is_notified_in_its_dialog() {
 async fn resend_lamp_sends_the_current_state_again() {
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
     sim.deposit_voicemail(Voicemail { caller_number: "+49 30 1".into(), duration_secs: 3, ..Voicemail::default() });
-    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("phone");
-    let addr = phone.local_addr().expect("addr");
-    let mut client = ClientConfig::new(
-        "mara@example.test",
-        Credentials::Basic { user: "mara".into(), password: Password::new("Sommer2026!") },
-    );
-    client.ews_url = Some(sim.ews_url());
-    let runner = Runner::start(RunConfig {
-        client,
-        user: lamplighter_missed_calls::UserIdentity::new(&["mara@example.test"], &["+49 5251 304600"]).expect("user"),
-        include_missed_calls: false,
-        phones: vec![lamplighter_sip_notify::driver::PhoneTarget {
-            uri: format!("sip:613@{addr}"),
-            transport: lamplighter_sip_notify::Transport::Udp,
-            credentials: None,
-            account: "sip:mara@example.test".into(),
-            refresh: Duration::from_secs(3600),
-        }],
-        subscribers: vec![],
-        audio_cache: None,
-        sip_bind: "127.0.0.1:0".parse().expect("addr"),
-        sip_ca_pem: None,
-        driver: Default::default(),
-        relay: Default::default(),
-    })
-    .await
-    .expect("runner");
-    let mut buf = vec![0u8; 65536];
-    let mut next_notify = async || loop {
-        let (n, from) = tokio::time::timeout(Duration::from_secs(20), phone.recv_from(&mut buf))
-            .await
-            .expect("a NOTIFY")
-            .expect("recv");
-        let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-        let mut reply = String::from("SIP/2.0 200 OK\r\n");
-        for line in msg.lines() {
-            let l = line.to_ascii_lowercase();
-            if ["via:", "from:", "call-id:", "cseq:"].iter().any(|h| l.starts_with(h)) {
-                reply += &format!("{line}\r\n");
-            } else if l.starts_with("to:") {
-                reply += &format!("{line};tag=p\r\n");
-            }
-        }
-        reply += "Content-Length: 0\r\n\r\n";
-        phone.send_to(reply.as_bytes(), from).await.expect("reply");
-        if let Some(v) = msg.lines().find(|l| l.starts_with("Voice-Message:")) {
-            return v.to_string();
-        }
+    let phone = lamplighter_testkit::phone::UdpPhone::start("200 OK");
+    let target = lamplighter_sip_notify::driver::PhoneTarget {
+        uri: format!("sip:613@{}", phone.addr),
+        transport: lamplighter_sip_notify::Transport::Udp,
+        credentials: None,
+        account: "sip:mara@example.test".into(),
+        refresh: Duration::from_secs(3600),
     };
-    assert_eq!(next_notify().await, "Voice-Message: 1/0 (0/0)");
+    let runner = Runner::start(run_config(&sim, vec![target], vec![], "127.0.0.1:0")).await.expect("runner");
+    let next_notify = || {
+        phone.lamps.recv_timeout(Duration::from_secs(20)).map(|(_, v)| format!("Voice-Message: {v}")).expect("a NOTIFY")
+    };
+    assert_eq!(next_notify(), "Voice-Message: 1/0 (0/0)");
     runner.resend_lamp();
-    assert_eq!(next_notify().await, "Voice-Message: 1/0 (0/0)", "sent again on request");
+    assert_eq!(next_notify(), "Voice-Message: 1/0 (0/0)", "sent again on request");
     runner.stop().await;
 }
