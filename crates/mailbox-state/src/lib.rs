@@ -406,6 +406,13 @@ impl MailboxState {
         call.reports.iter().filter_map(|r| self.record_item.get(&r.id).cloned()).collect()
     }
 
+    /// Whether a call is unseen: some device's report of it is still unread.
+    pub fn is_unseen(&self, call: &lamplighter_missed_calls::Call) -> bool {
+        call.reports
+            .iter()
+            .any(|r| self.record_item.get(&r.id).and_then(|i| self.calls.get(i)).is_some_and(|(_, read)| !read))
+    }
+
     /// Whether catching up is over.
     pub fn is_live(&self) -> bool {
         self.live

@@ -126,12 +126,7 @@ fn a_team_call_is_secondary_and_raises_nothing() {
     let sip =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/sip/invite-team-call.sip"))
             .expect("fixture");
-    let headers: Vec<(String, String)> = sip
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
-        .collect();
+    let headers = lamplighter_missed_calls::headers(&sip);
     let mut s = MailboxState::new(user(), false);
     s.caught_up();
     drain(&mut s);
@@ -139,6 +134,12 @@ fn a_team_call_is_secondary_and_raises_nothing() {
     let out = drain(&mut s);
     assert!(notes(&out).is_empty(), "{out:?}");
     assert_eq!((s.summary().missed_calls, s.summary().secondary_calls), (0, 1));
+    let calls = s.calls();
+    assert!(
+        matches!(&calls[0].outcome, CallOutcome::Secondary(lamplighter_missed_calls::SecondaryReason::TeamCall { .. })),
+        "a team call by History-Info's ms-retarget-reason, not a forward: {:?}",
+        calls[0].outcome
+    );
 }
 
 #[test]

@@ -45,7 +45,7 @@ pub use history_info::{HiEntry, HistoryInfo, Index, RetargetReason};
 pub use party::{Party, UserIdentity};
 pub use reason::Reason;
 pub use record::{CallRecord, MailboxCallItem, Millis, Outcome, Source, TimeKind};
-pub use text::header_values;
+pub use text::{header_values, headers};
 
 /// What is wrong with a header, a record or a notification.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -206,9 +206,30 @@ pub fn header_values(block: &str, names: &[&str]) -> Vec<String> {
     values
 }
 
+/// Every header of a raw SIP message or header block, folded lines joined,
+/// in order (the request or status line is skipped, the body left out).
+pub fn headers(message: &str) -> Vec<(String, String)> {
+    let head = message.split("\r\n\r\n").next().unwrap_or(message);
+    let head = head.split("\n\n").next().unwrap_or(head);
+    unfold(head)
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
+        .filter(|(n, _)| !n.is_empty() && !n.contains(' '))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_of_a_message_with_folded_lines() {
+        let h = headers("INVITE sip:a@b SIP/2.0\r\nVia: x\r\nHistory-Info: <sip:a@b>;\r\n   index=1\r\n\r\nbody: no");
+        assert_eq!(
+            h,
+            [("Via".to_string(), "x".to_string()), ("History-Info".to_string(), "<sip:a@b>; index=1".to_string())]
+        );
+    }
 
     #[test]
     fn unfold_joins_continuations_only() {

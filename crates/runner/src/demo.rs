@@ -16,14 +16,6 @@ pub const LABEL: &str = "Demo mailbox";
 
 const TEAM_CALL: &str = include_str!("../../../tests/fixtures/sip/invite-team-call.sip");
 
-fn sip_headers(msg: &str) -> Vec<(String, String)> {
-    msg.lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_once(':').map(|(n, v)| (n.trim().to_string(), v.trim().to_string())))
-        .collect()
-}
-
 /// One second of silence as 8 kHz µ-law WAV.
 pub fn sample_audio() -> Vec<u8> {
     let data = vec![0xffu8; 8000];
@@ -195,7 +187,7 @@ impl Demo {
             2 => {
                 self.sim.deposit_missed_call(MissedCall {
                     caller_number: "+49 5251 304613".into(),
-                    headers: sip_headers(TEAM_CALL),
+                    headers: lamplighter_missed_calls::headers(TEAM_CALL),
                     ..MissedCall::default()
                 });
                 Some("a team call rings for a colleague (not your missed call)".into())

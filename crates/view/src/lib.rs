@@ -1,0 +1,330 @@
+//! The view models: what the window's lists and the notifications say, for
+//! a given state, in English or German (the seeds' users are German
+//! speakers; the OS language picks). Pure functions of the state and the
+//! time, so every text is unit-tested; the UI only renders these rows.
+
+use lamplighter_mailbox_state::{MailboxState, Voicemail};
+use lamplighter_missed_calls::{Call, CallOutcome, Party, SecondaryReason};
+use serde::Serialize;
+
+/// The language of every text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Lang {
+    /// English.
+    En,
+    /// German.
+    De,
+}
+
+impl Lang {
+    /// From a locale such as `de_DE.UTF-8` (anything not German is English).
+    pub fn from_locale(locale: &str) -> Lang {
+        if locale.to_ascii_lowercase().starts_with("de") { Lang::De } else { Lang::En }
+    }
+
+    /// The OS language: `LC_ALL`, then `LC_MESSAGES`, then `LANG`.
+    pub fn from_env() -> Lang {
+        ["LC_ALL", "LC_MESSAGES", "LANG"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+            .map(|l| Lang::from_locale(&l))
+            .unwrap_or(Lang::En)
+    }
+}
+
+fn pick(lang: Lang, en: String, de: String) -> String {
+    match lang {
+        Lang::En => en,
+        Lang::De => de,
+    }
+}
+
+/// `42` → `0:42`, `3725` → `1:02:05`.
+pub fn duration(secs: u32) -> String {
+    if secs >= 3600 {
+        format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    } else {
+        format!("{}:{:02}", secs / 60, secs % 60)
+    }
+}
+
+/// How long ago `at` was, seen at `now` (both Unix seconds).
+pub fn relative(lang: Lang, now: i64, at: i64) -> String {
+    let d = (now - at).max(0);
+    let (m, h, days) = (d / 60, d / 3600, d / 86_400);
+    match (lang, d) {
+        (Lang::En, 0..60) => "just now".into(),
+        (Lang::De, 0..60) => "gerade eben".into(),
+        (_, 60..3600) => pick(lang, format!("{m} min ago"), format!("vor {m} Min.")),
+        (Lang::En, 3600..7200) => "1 hour ago".into(),
+        (Lang::De, 3600..7200) => "vor 1 Stunde".into(),
+        (_, 7200..86_400) => pick(lang, format!("{h} hours ago"), format!("vor {h} Stunden")),
+        (Lang::En, 86_400..172_800) => "yesterday".into(),
+        (Lang::De, 86_400..172_800) => "gestern".into(),
+        _ => pick(lang, format!("{days} days ago"), format!("vor {days} Tagen")),
+    }
+}
+
+/// ISO 8601 (`2026-11-24T09:14:03Z`) → Unix seconds.
+pub fn parse_iso(s: &str) -> Option<i64> {
+    lamplighter_missed_calls::record::parse_time(s).ok().map(|ms| ms / 1000)
+}
+
+/// Unix seconds → `24.11.2026 09:14` (German) or `2026-11-24 09:14` (English), UTC.
+pub fn absolute(lang: Lang, at: i64) -> String {
+    let days = at.div_euclid(86_400);
+    let rem = at.rem_euclid(86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let (hh, mm) = (rem / 3600, rem / 60 % 60);
+    pick(lang, format!("{y}-{m:02}-{d:02} {hh:02}:{mm:02} UTC"), format!("{d:02}.{m:02}.{y} {hh:02}:{mm:02} UTC"))
+}
+
+fn party_text(p: &Party) -> String {
+    match p {
+        Party::Anonymous => "anonymous".into(),
+        other => other.to_string(),
+    }
+}
+
+/// One voicemail row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VoicemailRow {
+    /// For actions (play, mark heard).
+    pub item_id: String,
+    /// Name, or the number when there is no name.
+    pub caller: String,
+    /// The number, when a name is shown.
+    pub number: Option<String>,
+    /// `5 min ago`.
+    pub when: String,
+    /// `24.11.2026 09:14 UTC`.
+    pub when_exact: String,
+    /// `0:42`.
+    pub duration: Option<String>,
+    /// Not heard yet (bold).
+    pub unheard: bool,
+    /// Importance High.
+    pub urgent: bool,
+    /// The transcription preview.
+    pub preview: Option<String>,
+}
+
+/// One call row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CallRow {
+    /// For actions (mark seen, call back).
+    pub item_id: Option<String>,
+    /// Name, or the number.
+    pub caller: String,
+    /// The number, when a name is shown.
+    pub number: Option<String>,
+    /// The `tel:`/`sip:` URI to call back, when the caller is known.
+    pub call_back: Option<String>,
+    /// `5 min ago`.
+    pub when: String,
+    /// Exact time.
+    pub when_exact: String,
+    /// Not seen yet (bold).
+    pub unseen: bool,
+    /// `reported by 3 devices`, when more than one did.
+    pub devices: Option<String>,
+    /// Why it is not the user's own missed call (secondary calls).
+    pub reason: Option<String>,
+}
+
+/// The window's lists, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Lists {
+    /// Voicemails.
+    pub voicemails: Vec<VoicemailRow>,
+    /// The user's own missed calls.
+    pub missed_calls: Vec<CallRow>,
+    /// Calls on someone else's behalf (a collapsible section).
+    pub secondary_calls: Vec<CallRow>,
+}
+
+fn voicemail_row(lang: Lang, now: i64, v: &Voicemail) -> VoicemailRow {
+    let at = v.received.as_deref().and_then(parse_iso).unwrap_or(now);
+    let (caller, number) = match (&v.caller_name, &v.caller_number) {
+        (Some(n), num) => (n.clone(), num.clone()),
+        (None, Some(num)) => (num.clone(), None),
+        (None, None) => (pick(lang, "unknown caller".into(), "unbekannter Anrufer".into()), None),
+    };
+    VoicemailRow {
+        item_id: v.item_id.clone(),
+        caller,
+        number,
+        when: relative(lang, now, at),
+        when_exact: absolute(lang, at),
+        duration: v.duration_secs.map(duration),
+        unheard: !v.heard,
+        urgent: v.urgent,
+        preview: v.transcription.clone(),
+    }
+}
+
+/// Why a secondary call reached the user, in words.
+pub fn reason(lang: Lang, r: &SecondaryReason) -> String {
+    match r {
+        SecondaryReason::TeamCall { owner } => {
+            pick(lang, format!("team call for {}", party_text(owner)), format!("Teamanruf für {}", party_text(owner)))
+        }
+        SecondaryReason::Delegation { owner } => pick(
+            lang,
+            format!("as delegate of {}", party_text(owner)),
+            format!("als Stellvertretung von {}", party_text(owner)),
+        ),
+        SecondaryReason::ResponseGroup { group } => pick(
+            lang,
+            format!("response group {}", party_text(group)),
+            format!("Reaktionsgruppe {}", party_text(group)),
+        ),
+        SecondaryReason::Forwarded { from, .. } => pick(
+            lang,
+            format!("forwarded from {}", party_text(from)),
+            format!("weitergeleitet von {}", party_text(from)),
+        ),
+        SecondaryReason::Other { from, reason } => {
+            pick(lang, format!("for {} ({reason})", party_text(from)), format!("für {} ({reason})", party_text(from)))
+        }
+    }
+}
+
+fn call_row(lang: Lang, now: i64, state: &MailboxState, call: &Call) -> CallRow {
+    let at = call.at / 1000;
+    let number = party_text(&call.caller);
+    let (caller, number) = match &call.caller_name {
+        Some(n) => (n.clone(), Some(number)),
+        None => (number, None),
+    };
+    let devices = call.devices();
+    CallRow {
+        item_id: state.items_of(call).into_iter().next(),
+        caller,
+        number,
+        call_back: match &call.caller {
+            Party::Number { number, .. } => Some(format!("tel:{number}")),
+            Party::Aor(aor) => Some(format!("sip:{aor}")),
+            _ => None,
+        },
+        when: relative(lang, now, at),
+        when_exact: absolute(lang, at),
+        unseen: state.is_unseen(call),
+        devices: (devices > 1)
+            .then(|| pick(lang, format!("reported by {devices} devices"), format!("von {devices} Geräten gemeldet"))),
+        reason: match &call.outcome {
+            CallOutcome::Secondary(r) => Some(reason(lang, r)),
+            _ => None,
+        },
+    }
+}
+
+/// The lists for `state` at `now` (Unix seconds).
+pub fn lists(lang: Lang, now: i64, state: &MailboxState) -> Lists {
+    let calls = state.calls();
+    Lists {
+        voicemails: state.voicemails().into_iter().map(|v| voicemail_row(lang, now, v)).collect(),
+        missed_calls: calls
+            .iter()
+            .filter(|c| c.outcome == CallOutcome::Missed)
+            .map(|c| call_row(lang, now, state, c))
+            .collect(),
+        secondary_calls: calls
+            .iter()
+            .filter(|c| matches!(c.outcome, CallOutcome::Secondary(_)))
+            .map(|c| call_row(lang, now, state, c))
+            .collect(),
+    }
+}
+
+/// A desktop notification's texts and actions (id, label).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotificationText {
+    /// The title.
+    pub title: String,
+    /// The body.
+    pub body: String,
+    /// Actions: (id, label).
+    pub actions: Vec<(&'static str, String)>,
+}
+
+/// "Voicemail from +49 5251 304613, 0:42", the preview as body, Play and Mark heard.
+pub fn voicemail_notification(lang: Lang, from: &str, secs: Option<u32>, preview: Option<&str>) -> NotificationText {
+    let d = secs.map(|s| format!(", {}", duration(s))).unwrap_or_default();
+    NotificationText {
+        title: pick(lang, format!("Voicemail from {from}{d}"), format!("Sprachnachricht von {from}{d}")),
+        body: preview.unwrap_or_default().to_string(),
+        actions: vec![
+            ("play", pick(lang, "Play".into(), "Abspielen".into())),
+            ("mark-heard", pick(lang, "Mark heard".into(), "Als gehört markieren".into())),
+        ],
+    }
+}
+
+/// "Missed call from …", "3 attempts", Call back and Dismiss.
+pub fn missed_call_notification(lang: Lang, from: &str, attempts: usize) -> NotificationText {
+    NotificationText {
+        title: pick(lang, format!("Missed call from {from}"), format!("Verpasster Anruf von {from}")),
+        body: if attempts > 1 {
+            pick(lang, format!("{attempts} attempts"), format!("{attempts} Versuche"))
+        } else {
+            String::new()
+        },
+        actions: vec![
+            ("call-back", pick(lang, "Call back".into(), "Zurückrufen".into())),
+            ("dismiss", pick(lang, "Dismiss".into(), "Verwerfen".into())),
+        ],
+    }
+}
+
+/// One notification instead of dozens, after an outage or at start-up.
+pub fn summary_notification(lang: Lang, voicemails: u32, missed_calls: u32) -> NotificationText {
+    NotificationText {
+        title: "Lamplighter".into(),
+        body: pick(
+            lang,
+            format!(
+                "{} and {} while you were away",
+                counted(voicemails, "new voicemail", "new voicemails"),
+                counted(missed_calls, "missed call", "missed calls")
+            ),
+            format!(
+                "{} und {} in Ihrer Abwesenheit",
+                counted(voicemails, "neue Sprachnachricht", "neue Sprachnachrichten"),
+                counted(missed_calls, "verpasster Anruf", "verpasste Anrufe")
+            ),
+        ),
+        actions: vec![("open", pick(lang, "Open".into(), "Öffnen".into()))],
+    }
+}
+
+fn counted(n: u32, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// The tray's tooltip in words.
+pub fn tooltip(lang: Lang, voicemails: u32, missed_calls: u32) -> String {
+    match (lang, voicemails, missed_calls) {
+        (Lang::En, 0, 0) => "No new voicemail or missed calls".into(),
+        (Lang::De, 0, 0) => "Keine neuen Sprachnachrichten oder verpassten Anrufe".into(),
+        (Lang::En, v, m) => {
+            format!("{}, {}", counted(v, "new voicemail", "new voicemails"), counted(m, "missed call", "missed calls"))
+        }
+        (Lang::De, v, m) => format!(
+            "{}, {}",
+            counted(v, "neue Sprachnachricht", "neue Sprachnachrichten"),
+            counted(m, "verpasster Anruf", "verpasste Anrufe")
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests;
