@@ -239,7 +239,12 @@ impl Relay {
                 p.last_failure = None;
                 p.backoff = self.config.retry_initial;
                 p.refresh_at = Some(now + p.refresh);
-                p.due = (Some(sent) != self.wanted).then(|| now + self.config.coalesce);
+                p.due = if p.force {
+                    // "resend now" came while this NOTIFY was in flight: send again, as asked
+                    Some(now)
+                } else {
+                    (Some(sent) != self.wanted).then(|| now + self.config.coalesce)
+                };
                 self.events.push_back(RelayEvent::Delivered { phone, counts: sent });
             }
             Err(failure) => {
@@ -406,6 +411,16 @@ mod tests {
         assert!(
             matches!(r.poll_event(), Some(RelayEvent::Failed { retry_in, .. }) if retry_in == Duration::from_secs(5))
         );
+    }
+
+    #[test]
+    fn resend_now_during_a_transaction_is_not_lost() {
+        let (mut r, p, t0) = setup();
+        let tx = r.poll_transmit(t0).expect("first");
+        r.resend_now(t0, Some(p));
+        assert_eq!(r.poll_transmit(t0), None, "one transaction at a time");
+        r.handle_result(t0, tx.phone, Ok(()));
+        assert_eq!(r.poll_transmit(t0).map(|t| t.phone), Some(p), "the resend follows the answer");
     }
 
     #[test]
