@@ -48,7 +48,7 @@ fn voicemail(number: &str, name: Option<&str>, secs: u32, urgent: bool, read: bo
         "Kurze Frage zur Rechnung vom Oktober, ich melde mich noch einmal.",
     ];
     Voicemail {
-        transcription: Some(SAID[(secs as usize) % SAID.len()].to_string()),
+        transcription: Some(SAID[(secs as usize / 4) % SAID.len()].to_string()),
         caller_number: number.into(),
         caller_name: name.map(str::to_string),
         duration_secs: secs,
