@@ -132,9 +132,16 @@ async fn baresip_subscribes_and_shows_the_lamp_on_and_off() {
     assert!(text[on..off].contains("Messages-Waiting: no"), "{text}");
 
     // our side saw the REGISTER, a 200 to the SUBSCRIBE and 2xx to the NOTIFYs
+    // (baresip prints a NOTIFY before our side has its 200: wait for both answers)
     let mut seen = Vec::new();
-    while let Ok(e) = events.try_recv() {
-        seen.push(e);
+    let end = Instant::now() + Duration::from_secs(10);
+    while seen.iter().filter(|e| matches!(e, SubscriptionEvent::Notified { code: Some(200..=299), .. })).count() < 2
+        && Instant::now() < end
+    {
+        match events.try_recv() {
+            Ok(e) => seen.push(e),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
     }
     assert!(seen.iter().any(|e| matches!(e, SubscriptionEvent::Registered { .. })), "{seen:?}");
     assert!(seen.iter().any(|e| matches!(e, SubscriptionEvent::Answered { code: 200, .. })), "{seen:?}");
