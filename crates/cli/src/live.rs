@@ -411,22 +411,18 @@ pub(crate) async fn check(engine: Engine) -> anyhow::Result<std::process::ExitCo
     if let Some(client) = &client {
         match client.find_all("voicemail", 1000).await {
             Ok(items) => {
-                for i in &items {
-                    let urgent = i.importance.as_deref() == Some("High");
-                    if i.is_read == Some(true) {
-                        counts.old += 1;
-                        counts.urgent_old += u32::from(urgent);
-                    } else {
-                        counts.new += 1;
-                        counts.urgent_new += u32::from(urgent);
-                    }
+                // the lamp as the engine would set it: the same state core counts
+                let total = items.len();
+                let mut state = lamplighter_mailbox_state::MailboxState::new(config.user.clone(), false);
+                for i in items {
+                    state.apply(lamplighter_mailbox_sync::Change::Added(i));
                 }
+                counts = state.lamp(&state.summary());
                 steps.push(Step {
                     ok: true,
                     what: format!(
                         "signed in; Voice Mail folder readable: {} voicemails ({} unheard)",
-                        items.len(),
-                        counts.new
+                        total, counts.new
                     ),
                     hint: None,
                 });
