@@ -9,11 +9,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # What each part needs, by Debian package name.
-BUILD_CLI=(build-essential pkg-config)
+BUILD_CLI=(build-essential pkg-config libgstreamer1.0-dev)
 BUILD_APP=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev)
+# Voicemail playback: G.711/MP3 (good), GSM 6.10 (bad), WMA (ugly's ASF demuxer + libav), PulseAudio/PipeWire output.
+PLAYBACK=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+          gstreamer1.0-libav gstreamer1.0-pulseaudio)
 RUN_APP=(libwebkit2gtk-4.1-0 fonts-dejavu-core)
 TEST_PEERS=(xvfb xauth dbus gnome-keyring libsecret-tools libglib2.0-bin webkit2gtk-driver
-            haskell-status-notifier-item-utils sip-tester iproute2 baresip-core libxml2-utils openssl curl)
+            haskell-status-notifier-item-utils sip-tester iproute2 baresip-core libxml2-utils openssl curl
+            dunst pulseaudio pulseaudio-utils imagemagick)
 TAURI_DRIVER_VERSION='^2'
 
 say() { printf '%s\n' "$*" >&2; }
@@ -56,7 +60,7 @@ ensure_tauri_driver() {
 
 setup_all() {
   ensure_rust
-  ensure_packages "${BUILD_CLI[@]}" "${BUILD_APP[@]}" "${RUN_APP[@]}" "${TEST_PEERS[@]}"
+  ensure_packages "${BUILD_CLI[@]}" "${BUILD_APP[@]}" "${RUN_APP[@]}" "${PLAYBACK[@]}" "${TEST_PEERS[@]}"
   ensure_tauri_driver
 }
 
@@ -65,12 +69,12 @@ have_display() { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }
 run() {
   ensure_rust
   if have_display; then
-    ensure_packages "${BUILD_CLI[@]}" "${BUILD_APP[@]}" "${RUN_APP[@]}"
+    ensure_packages "${BUILD_CLI[@]}" "${BUILD_APP[@]}" "${RUN_APP[@]}" "${PLAYBACK[@]}"
     cargo build --quiet -p lamplighter-app
     exec "${CARGO_TARGET_DIR:-target}/debug/lamplighter" "$@"
   else
     say "dev.sh: no display (DISPLAY and WAYLAND_DISPLAY are unset): running the headless agent instead."
-    ensure_packages "${BUILD_CLI[@]}"
+    ensure_packages "${BUILD_CLI[@]}" "${PLAYBACK[@]}"
     exec cargo run --quiet -p lamplighter-cli -- run "$@"
   fi
 }
