@@ -6,6 +6,7 @@
 use anyhow::{Context, bail};
 use lamplighter_config::Settings;
 use lamplighter_engine::Engine;
+use lamplighter_runner::check::CheckStep;
 use lamplighter_runner::demo::Demo;
 use lamplighter_runner::{RunConfig, RunEvent, Runner};
 use std::sync::Arc;
@@ -347,158 +348,26 @@ fn print_status(
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// One diagnosis step's result.
-struct Step {
-    ok: bool,
-    what: String,
-    hint: Option<String>,
-}
-
-fn hint_for(e: &lamplighter_ews_client::ClientError) -> String {
-    use lamplighter_ews_client::ClientError as E;
-    match e {
-        E::Auth { .. } => {
-            "check [mailbox] username (DOMAIN\\user or the e-mail address), auth (basic/ntlm) and the password".into()
-        }
-        E::Tls { .. } => "the server's certificate is not trusted: set [mailbox] ca_file to your company CA".into(),
-        E::Connect { .. } | E::Timeout { .. } => {
-            "the server cannot be reached: check ews_url, the network or VPN".into()
-        }
-        E::Autodiscover { .. } => {
-            "Autodiscover failed: set [mailbox] ews_url to https://<server>/EWS/Exchange.asmx".into()
-        }
-        E::Forbidden { .. } => "EWS is refused for this mailbox (admin policy, or a licence without EWS)".into(),
-        E::Insecure { .. } => "use an https:// EWS URL".into(),
-        E::Throttled(_) => "the server is throttling: try again later".into(),
-        _ => "see the log for details".into(),
-    }
-}
-
 /// `lamplighter-agent check`: diagnoses the configuration step by step.
 pub(crate) async fn check(engine: Engine) -> anyhow::Result<std::process::ExitCode> {
-    let mut steps: Vec<Step> = Vec::new();
     let settings = engine.settings();
     let Some(mailbox) = settings.mailbox.clone() else {
         println!("✗ no mailbox configured\n  hint: add a [mailbox] section (see README) or use the settings window");
         return Ok(std::process::ExitCode::from(2));
     };
     let config = match run_config(&engine, &settings) {
-        Ok(c) => {
-            steps.push(Step {
-                ok: true,
-                what: format!("settings for {} read, password available", mailbox.email),
-                hint: None,
-            });
-            c
-        }
+        Ok(c) => c,
         Err(e) => {
             println!("✗ settings: {e:#}");
             return Ok(std::process::ExitCode::from(2));
         }
     };
-    let how = if config.client.ews_url.is_some() { "EWS URL from the settings" } else { "Autodiscover" };
-    let client = match lamplighter_ews_client::EwsClient::connect(config.client.clone()).await {
-        Ok(c) => {
-            steps.push(Step { ok: true, what: format!("{how}: {}", c.ews_url()), hint: None });
-            Some(c)
-        }
-        Err(e) => {
-            steps.push(Step { ok: false, what: format!("{how}: {e}"), hint: Some(hint_for(&e)) });
-            None
-        }
-    };
-    let mut counts = lamplighter_sip_mwi::summary::Counts::default();
-    if let Some(client) = &client {
-        match client.find_all("voicemail", 1000).await {
-            Ok(items) => {
-                // the lamp as the engine would set it: the same state core counts
-                let total = items.len();
-                let mut state = lamplighter_mailbox_state::MailboxState::new(config.user.clone(), false);
-                for i in items {
-                    state.apply(lamplighter_mailbox_sync::Change::Added(i));
-                }
-                counts = state.lamp(&state.summary());
-                steps.push(Step {
-                    ok: true,
-                    what: format!(
-                        "signed in; Voice Mail folder readable: {} voicemails ({} unheard)",
-                        total, counts.new
-                    ),
-                    hint: None,
-                });
-            }
-            Err(e) => {
-                let refused = matches!(e, lamplighter_ews_client::ClientError::Auth { .. });
-                steps.push(Step {
-                    ok: false,
-                    what: format!("sign-in / Voice Mail folder: {e}"),
-                    hint: Some(hint_for(&e)),
-                });
-                if refused {
-                    // one refused sign-in is enough: more attempts only risk a lockout
-                    return finish(steps);
-                }
-            }
-        }
-        match client.find_all("inbox", 1000).await {
-            Ok(items) => {
-                steps.push(Step { ok: true, what: format!("Inbox readable ({} items)", items.len()), hint: None })
-            }
-            Err(e) => steps.push(Step { ok: false, what: format!("Inbox: {e}"), hint: Some(hint_for(&e)) }),
-        }
-        let streaming = async {
-            let msgs = client.subscribe(lamplighter_ews_wire::SubscriptionKind::Streaming).await?;
-            let id = msgs
-                .into_iter()
-                .next()
-                .and_then(|m| m.body)
-                .map(|s| s.id)
-                .ok_or_else(|| lamplighter_ews_client::ClientError::Broken("no subscription id".into()))?;
-            let opened = client.open_stream(&id, 1).await.map(drop);
-            let _ = client.unsubscribe(&id).await;
-            opened
-        }
-        .await;
-        match streaming {
-            Ok(()) => steps.push(Step { ok: true, what: "streaming notifications supported".into(), hint: None }),
-            Err(e) => steps.push(Step {
-                ok: false,
-                what: format!("streaming notifications: {e}"),
-                hint: Some(
-                    "Lamplighter falls back to polling (pull subscriptions); changes then arrive within 30 s".into(),
-                ),
-            }),
-        }
-    }
-    if !config.phones.is_empty() {
-        match lamplighter_sip_notify::NotifySender::bind(config.sip_bind).await {
-            Ok(sender) => {
-                for p in &config.phones {
-                    let summary = lamplighter_sip_mwi::summary::MessageSummary::voice(&p.account, counts);
-                    match sender.send(&p.uri, p.transport, &p.account, &summary, p.credentials.as_ref()).await {
-                        Ok(d) => steps.push(Step {
-                            ok: true,
-                            what: format!(
-                                "phone {}: answered {} {}; lamp set to {}/{}",
-                                p.uri, d.code, d.reason, counts.new, counts.old
-                            ),
-                            hint: None,
-                        }),
-                        Err(e) => steps.push(Step {
-                            ok: false,
-                            what: format!("phone {}: {e}", p.uri),
-                            hint: Some("check the phone's address and transport, and its digest user/password".into()),
-                        }),
-                    }
-                }
-            }
-            Err(e) => steps.push(Step { ok: false, what: format!("SIP socket: {e}"), hint: None }),
-        }
-    }
-    finish(steps)
+    let first =
+        CheckStep { ok: true, what: format!("settings for {} read, password available", mailbox.email), hint: None };
+    finish(lamplighter_runner::check::run(config, first).await)
 }
 
-fn finish(steps: Vec<Step>) -> anyhow::Result<std::process::ExitCode> {
+fn finish(steps: Vec<CheckStep>) -> anyhow::Result<std::process::ExitCode> {
     let failed = steps.iter().filter(|s| !s.ok).count();
     for s in &steps {
         println!("{} {}", if s.ok { "✓" } else { "✗" }, s.what);

@@ -17,7 +17,14 @@ use lamplighter_secrets::{Keyring, Secret, SecretKey, SecretsError, StoreKind};
 use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 
+pub mod alerts;
 pub mod live;
+mod playback;
+
+pub use alerts::{Alert, AlertAction, AlertKind};
+pub use lamplighter_runner::check::CheckStep;
+pub use lamplighter_view::{Lang, Lists};
+pub use playback::{HEARD_AFTER, PlaybackPhase, PlaybackView};
 
 /// What the live engine may change in the state.
 pub(crate) struct LiveView<'a> {
@@ -25,6 +32,9 @@ pub(crate) struct LiveView<'a> {
     pub label: &'a mut Option<String>,
     pub connection: &'a mut Option<String>,
     pub problem: &'a mut Option<Problem>,
+    pub secondary_calls: &'a mut u32,
+    pub revision: &'a mut u64,
+    pub playback: &'a mut Option<PlaybackView>,
 }
 
 /// Why an engine action failed.
@@ -39,6 +49,15 @@ pub enum EngineError {
     /// The keyring refused.
     #[error(transparent)]
     Secrets(#[from] SecretsError),
+    /// The mailbox is not connected (yet), so the action cannot run.
+    #[error("the mailbox is not connected")]
+    NotConnected,
+    /// The mailbox refused or failed the action.
+    #[error("{0}")]
+    Mailbox(String),
+    /// The recording cannot be played.
+    #[error(transparent)]
+    Playback(#[from] lamplighter_player::PlayError),
 }
 
 impl EngineError {
@@ -52,6 +71,10 @@ impl EngineError {
             EngineError::Secrets(SecretsError::Unavailable { .. }) => "keyring_unavailable",
             EngineError::Secrets(SecretsError::Locked { .. }) => "keyring_locked",
             EngineError::Secrets(_) => "keyring_error",
+            EngineError::NotConnected => "not_connected",
+            EngineError::Mailbox(_) => "mailbox_error",
+            EngineError::Playback(lamplighter_player::PlayError::Unsupported { .. }) => "unsupported_format",
+            EngineError::Playback(_) => "playback_failed",
         }
     }
 
@@ -121,6 +144,16 @@ pub struct Snapshot {
     pub connection: Option<String>,
     /// Current problems.
     pub problems: Vec<Problem>,
+    /// Calls on someone else's behalf (team, delegate, …), counted apart.
+    pub secondary_calls: u32,
+    /// Grows with every change of the mailbox: the window re-reads its lists when it does.
+    pub revision: u64,
+    /// The voicemail being fetched or played.
+    pub playback: Option<PlaybackView>,
+    /// Notifications paused from the tray.
+    pub notifications_paused: bool,
+    /// The counts in words, in the user's language (the window's header).
+    pub summary_text: String,
 }
 
 /// The settings as the settings window shows them: never a password.
@@ -195,6 +228,7 @@ fn parse_preview_counts(s: &str) -> Option<Counts> {
 }
 
 type Listener = Box<dyn Fn(&Snapshot) + Send + Sync>;
+type AlertListener = Box<dyn Fn(&Alert) + Send + Sync>;
 
 struct Inner {
     settings: Settings,
@@ -206,6 +240,10 @@ struct Inner {
     label: Option<String>,
     connection: Option<String>,
     live_problem: Option<Problem>,
+    secondary_calls: u32,
+    revision: u64,
+    playback: Option<PlaybackView>,
+    notifications_paused: bool,
 }
 
 /// The engine handle; cheap to clone, safe to share between threads.
@@ -218,6 +256,13 @@ pub struct Engine {
     listeners: Arc<Mutex<Vec<Listener>>>,
     /// Restarts the live engine (after settings change), once it runs.
     restart: Arc<Mutex<Option<tokio::sync::watch::Sender<u64>>>>,
+    /// The running mailbox, for actions.
+    session: Arc<Mutex<Option<live::Session>>>,
+    alert_listeners: Arc<Mutex<Vec<AlertListener>>>,
+    /// Changes of the pause switch, for the live engine's alert policy.
+    switches: Arc<tokio::sync::watch::Sender<alerts::Switches>>,
+    player: Arc<playback::PlayerSlot>,
+    lang: Lang,
 }
 
 fn problem(code: &str, message: impl Into<String>) -> Problem {
@@ -251,10 +296,22 @@ impl Engine {
                 (Settings::default(), read_only, Some(problem(code, message)))
             }
         };
+        let n = &settings.notifications;
+        let switches = alerts::Switches {
+            enabled: n.enabled,
+            voicemail: n.voicemail,
+            missed_calls: n.missed_calls,
+            paused: false,
+        };
         Engine {
             paths: options.paths,
             keyring,
             keyring_problem,
+            session: Arc::new(Mutex::new(None)),
+            alert_listeners: Arc::new(Mutex::new(Vec::new())),
+            switches: Arc::new(tokio::sync::watch::channel(switches).0),
+            player: Arc::new(playback::PlayerSlot::default()),
+            lang: Lang::from_env(),
             inner: Arc::new(Mutex::new(Inner {
                 settings,
                 read_only,
@@ -264,6 +321,10 @@ impl Engine {
                 label: None,
                 connection: None,
                 live_problem: None,
+                secondary_calls: 0,
+                revision: 0,
+                playback: None,
+                notifications_paused: false,
             })),
             restart: Arc::new(Mutex::new(None)),
             listeners: Arc::new(Mutex::new(Vec::new())),
@@ -306,12 +367,22 @@ impl Engine {
             mailbox_label: inner.label.clone(),
             connection: inner.connection.clone(),
             problems: self.problems(&inner),
+            secondary_calls: inner.secondary_calls,
+            revision: inner.revision,
+            playback: inner.playback.clone(),
+            notifications_paused: inner.notifications_paused,
+            summary_text: lamplighter_view::tooltip(self.lang, inner.counts.voicemails, inner.counts.missed_calls),
         }
     }
 
     /// The validated settings in use.
     pub fn settings(&self) -> Settings {
         self.lock().settings.clone()
+    }
+
+    /// The language of every text (the OS language).
+    pub fn lang(&self) -> Lang {
+        self.lang
     }
 
     /// The settings as the window shows them.
@@ -364,6 +435,12 @@ impl Engine {
             new.phones.len()
         );
         {
+            let n = new.notifications.clone();
+            self.switches.send_modify(|s| {
+                s.enabled = n.enabled;
+                s.voicemail = n.voicemail;
+                s.missed_calls = n.missed_calls;
+            });
             let mut inner = self.lock();
             inner.settings = new;
             inner.config_problem = None;
@@ -447,8 +524,9 @@ impl Engine {
     pub(crate) fn set_live(&self, f: impl FnOnce(&mut LiveView<'_>)) {
         {
             let mut inner = self.lock();
-            let Inner { counts, label, connection, live_problem, .. } = &mut *inner;
-            f(&mut LiveView { counts, label, connection, problem: live_problem });
+            let Inner { counts, label, connection, live_problem, secondary_calls, revision, playback, .. } =
+                &mut *inner;
+            f(&mut LiveView { counts, label, connection, problem: live_problem, secondary_calls, revision, playback });
         }
         self.notify();
     }
@@ -460,6 +538,133 @@ impl Engine {
     /// Calls `listener` with every new snapshot.
     pub fn subscribe(&self, listener: impl Fn(&Snapshot) + Send + Sync + 'static) {
         self.listeners.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(listener));
+    }
+
+    /// Calls `listener` with every notification to show (already filtered by
+    /// the switches, the pause, and the anti-storm rules of [`alerts`]).
+    pub fn subscribe_alerts(&self, listener: impl Fn(&Alert) + Send + Sync + 'static) {
+        self.alert_listeners.lock().unwrap_or_else(|p| p.into_inner()).push(Box::new(listener));
+    }
+
+    pub(crate) fn raise(&self, alert: &Alert) {
+        log::info!("notification {}: {}", alert.id, alert.title);
+        for l in self.alert_listeners.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            l(alert);
+        }
+    }
+
+    pub(crate) fn switches(&self) -> tokio::sync::watch::Receiver<alerts::Switches> {
+        self.switches.subscribe()
+    }
+
+    pub(crate) fn set_session(&self, session: Option<live::Session>) {
+        *self.session.lock().unwrap_or_else(|p| p.into_inner()) = session;
+    }
+
+    fn session(&self) -> Result<live::Session, EngineError> {
+        self.session.lock().unwrap_or_else(|p| p.into_inner()).clone().ok_or(EngineError::NotConnected)
+    }
+
+    /// Runs `f` with the running mailbox on the live runtime; callable from any runtime.
+    pub(crate) async fn on_live<T, F, Fut>(&self, f: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce(live::Session) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+    {
+        let session = self.session()?;
+        let handle = session.handle.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        handle.spawn(async move {
+            let _ = tx.send(f(session).await);
+        });
+        rx.await.map_err(|_| EngineError::NotConnected)?
+    }
+
+    /// The window's lists (empty until the mailbox is read), in the user's language.
+    pub fn lists(&self) -> Lists {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        match self.session() {
+            Ok(s) => s.runner.with_state(|state| lamplighter_view::lists(self.lang, now, state)),
+            Err(_) => Lists { voicemails: Vec::new(), missed_calls: Vec::new(), secondary_calls: Vec::new() },
+        }
+    }
+
+    /// The voicemail "Play latest" plays: the newest unheard one, else the newest.
+    pub fn latest_voicemail(&self) -> Option<String> {
+        let lists = self.lists();
+        lists.voicemails.iter().find(|v| v.unheard).or(lists.voicemails.first()).map(|v| v.item_id.clone())
+    }
+
+    /// Marks a voicemail heard on the server (the counts follow when the change comes back).
+    pub async fn mark_heard(&self, item_id: &str) -> Result<(), EngineError> {
+        let id = item_id.to_string();
+        self.on_live(
+            move |s| async move { s.runner.mark_heard(&id).await.map_err(|e| EngineError::Mailbox(e.to_string())) },
+        )
+        .await
+    }
+
+    /// Marks a missed call seen: every device's report of it is marked read.
+    pub async fn mark_call_seen(&self, item_id: &str) -> Result<(), EngineError> {
+        let id = item_id.to_string();
+        self.on_live(move |s| async move {
+            s.runner.mark_call_seen(&id).await.map_err(|e| EngineError::Mailbox(e.to_string()))
+        })
+        .await
+    }
+
+    /// Sends the lamp state to the phones again now.
+    pub fn resend_lamp(&self) -> Result<(), EngineError> {
+        self.session()?.runner.resend_lamp();
+        Ok(())
+    }
+
+    /// Reconnects the mailbox now ("Retry now"); restarts a run that could not start.
+    pub fn retry_now(&self) -> Result<(), EngineError> {
+        match self.session() {
+            Ok(s) => s.runner.retry_now(),
+            Err(_) => {
+                if let Some(restart) = self.restart.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    restart.send_modify(|n| *n += 1);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Pauses notifications (the tray's "Pause notifications"), or resumes them.
+    pub fn set_notifications_paused(&self, paused: bool) {
+        self.switches.send_modify(|s| s.paused = paused);
+        self.lock().notifications_paused = paused;
+        self.notify();
+    }
+
+    /// The agent's checks for the current settings, step by step ("Check settings").
+    pub async fn check(&self) -> Vec<CheckStep> {
+        let settings = self.settings();
+        let Some(mailbox) = settings.mailbox.clone() else {
+            return vec![CheckStep {
+                ok: false,
+                what: "no mailbox configured: the demo mailbox runs".into(),
+                hint: Some("enter your mailbox in Settings".into()),
+            }];
+        };
+        let config = match self.run_secrets().map_err(|e| e.to_string()).and_then(|secrets| {
+            lamplighter_runner::from_settings(&settings, &secrets, self.paths()).map_err(|e| e.to_string())
+        }) {
+            Ok(c) => c,
+            Err(e) => return vec![CheckStep { ok: false, what: format!("settings: {e}"), hint: None }],
+        };
+        let first = CheckStep {
+            ok: true,
+            what: format!("settings for {} read, password available", mailbox.email),
+            hint: None,
+        };
+        lamplighter_runner::check::run(config, first).await
     }
 
     fn notify(&self) {

@@ -2,12 +2,28 @@
 //! runtime, whose state events become the snapshot's counts and connection.
 //! With no mailbox configured it runs the demo mailbox (and its story), and
 //! the snapshot says so. Saving settings restarts it with the new ones.
+//! New items go through the [`crate::alerts`] policy to the alert
+//! listeners (the tray's notifications); the running [`Runner`] is kept in
+//! a [`Session`] so front-end actions reach it.
 
+use crate::alerts::{AlertPolicy, NewItem};
 use crate::{Engine, problem};
+use lamplighter_mailbox_state::Kind;
 use lamplighter_runner::demo::Demo;
 use lamplighter_runner::{RunEvent, Runner};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The running mailbox, for actions from front ends.
+#[derive(Clone)]
+pub(crate) struct Session {
+    /// The live runtime.
+    pub handle: tokio::runtime::Handle,
+    /// The run.
+    pub runner: Arc<Runner>,
+    /// Where audio is cached.
+    pub audio_dir: std::path::PathBuf,
+}
 
 /// The live engine; dropping it stops it.
 pub struct Live {
@@ -78,15 +94,29 @@ async fn run_once(engine: &Engine) {
         *v.connection = Some("connecting".into());
         *v.problem = None;
     });
+    let audio_dir =
+        config.audio_cache.as_ref().map(|c| c.dir.clone()).unwrap_or_else(|| engine.paths().cache_dir.join("audio"));
     let runner = match Runner::start(config).await {
-        Ok(r) => r,
+        Ok(r) => Arc::new(r),
         Err(e) => return park(engine, "mailbox_unreachable", e.to_string()).await,
     };
+    let _session = SessionGuard::set(
+        engine,
+        Session { handle: tokio::runtime::Handle::current(), runner: runner.clone(), audio_dir },
+    );
     let mut events = runner.events();
+    let mut switches = engine.switches();
+    let mut policy = AlertPolicy::new(engine.lang(), *switches.borrow_and_update());
     let mut tick = tokio::time::interval(Duration::from_secs(6));
     tick.tick().await;
     loop {
+        while let Some(alert) = policy.poll(std::time::Instant::now()) {
+            engine.raise(&alert);
+        }
+        let deadline = policy.deadline().map(tokio::time::Instant::from_std);
         tokio::select! {
+            _ = sleep_until(deadline) => {}
+            Ok(()) = switches.changed() => policy.set_switches(*switches.borrow_and_update()),
             e = events.recv() => match e {
                 Ok(e) => {
                     if let Some(d) = &demo {
@@ -104,10 +134,23 @@ async fn run_once(engine: &Engine) {
                             }
                         });
                     }
-                    if let RunEvent::State { voicemail, missed_calls, connection, .. } = e {
+                    if let RunEvent::Notify { kind, item_id, preview, duration_secs, .. } = &e {
+                        if let Some(item) = new_item(engine, *kind, item_id, preview.as_deref(), *duration_secs) {
+                            policy.new_item(std::time::Instant::now(), item);
+                        }
+                    }
+                    if let RunEvent::State { voicemail, missed_calls, secondary_calls, connection } = e {
+                        policy.connection(
+                            std::time::Instant::now(),
+                            connection == "connected",
+                            voicemail.new,
+                            missed_calls,
+                        );
                         engine.set_live(|v| {
                             v.counts.voicemails = voicemail.new;
                             v.counts.missed_calls = missed_calls;
+                            *v.secondary_calls = secondary_calls;
+                            *v.revision += 1;
                             if connection.starts_with("sign-in refused") {
                                 *v.problem = Some(problem("mailbox_sign_in", connection.clone()));
                             } else if v.problem.as_ref().is_some_and(|p| p.code == "mailbox_sign_in") {
@@ -129,7 +172,76 @@ async fn run_once(engine: &Engine) {
             }
         }
     }
-    runner.stop().await;
+    drop(_session);
+    if let Ok(runner) = Arc::try_unwrap(runner) {
+        runner.stop().await;
+    }
+}
+
+/// Clears the session when the run ends (or its future is dropped on restart).
+struct SessionGuard<'a>(&'a Engine);
+
+impl<'a> SessionGuard<'a> {
+    fn set(engine: &'a Engine, session: Session) -> Self {
+        engine.set_session(Some(session));
+        SessionGuard(engine)
+    }
+}
+
+impl Drop for SessionGuard<'_> {
+    fn drop(&mut self) {
+        self.0.set_session(None);
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The texts of a new item's notification, from the window's rows (so both say the same).
+fn new_item(
+    engine: &Engine,
+    kind: Kind,
+    item_id: &str,
+    preview: Option<&str>,
+    duration_secs: Option<u32>,
+) -> Option<NewItem> {
+    let lang = engine.lang();
+    let lists = engine.lists();
+    match kind {
+        Kind::Voicemail => {
+            let row = lists.voicemails.iter().find(|v| v.item_id == item_id)?;
+            let from = match &row.number {
+                Some(n) => format!("{} ({n})", row.caller),
+                None => row.caller.clone(),
+            };
+            Some(NewItem {
+                kind,
+                item_id: item_id.into(),
+                call_back: None,
+                text: lamplighter_view::voicemail_notification(lang, &from, duration_secs, preview),
+            })
+        }
+        Kind::MissedCall => {
+            let row = lists.missed_calls.iter().find(|c| c.item_id.as_deref() == Some(item_id))?;
+            // the caller's unseen calls so far: "3 attempts"
+            let attempts = lists
+                .missed_calls
+                .iter()
+                .filter(|c| c.unseen && c.caller == row.caller && c.number == row.number)
+                .count()
+                .max(1);
+            Some(NewItem {
+                kind,
+                item_id: item_id.into(),
+                call_back: row.call_back.clone(),
+                text: lamplighter_view::missed_call_notification(lang, &row.caller, attempts),
+            })
+        }
+    }
 }
 
 /// A start that cannot work: say why, and wait for new settings.

@@ -16,15 +16,45 @@ pub const LABEL: &str = "Demo mailbox";
 
 const TEAM_CALL: &str = include_str!("../../../tests/fixtures/sip/invite-team-call.sip");
 
-/// One second of silence as 8 kHz µ-law WAV.
-pub fn sample_audio() -> Vec<u8> {
-    let data = vec![0xffu8; 8000];
-    let mut w = Vec::new();
+/// G.711 µ-law of one 16-bit sample.
+fn mulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32_635;
+    let mut s = i32::from(sample);
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    s = s.min(CLIP) + BIAS;
+    let mut exponent = 7;
+    let mut mask = 0x4000;
+    while exponent > 0 && s & mask == 0 {
+        exponent -= 1;
+        mask >>= 1;
+    }
+    let mantissa = (s >> (exponent + 3)) & 0x0f;
+    !(sign | (exponent << 4) | mantissa) as u8
+}
+
+/// `secs` seconds of a soft two-tone chime as 8 kHz G.711 µ-law WAV, the
+/// format Exchange UM records in: the demo's (and the tests') voicemail audio.
+pub fn tone_wav(secs: u32) -> Vec<u8> {
+    let n = 8000 * secs as usize;
+    let data: Vec<u8> = (0..n)
+        .map(|i| {
+            let t = i as f64 / 8000.0;
+            let f = if (i / 4000) % 2 == 0 { 523.25 } else { 659.25 };
+            mulaw((f64::sin(2.0 * std::f64::consts::PI * f * t) * 6000.0) as i16)
+        })
+        .collect();
+    let mut w = Vec::with_capacity(58 + n);
     w.extend_from_slice(b"RIFF");
     w.extend_from_slice(&(4 + 26 + 12 + 8 + data.len() as u32).to_le_bytes());
     w.extend_from_slice(b"WAVEfmt ");
     w.extend_from_slice(&18u32.to_le_bytes());
-    w.extend_from_slice(&7u16.to_le_bytes());
+    w.extend_from_slice(&7u16.to_le_bytes()); // WAVE_FORMAT_MULAW
     w.extend_from_slice(&1u16.to_le_bytes());
     w.extend_from_slice(&8000u32.to_le_bytes());
     w.extend_from_slice(&8000u32.to_le_bytes());
@@ -54,7 +84,7 @@ fn voicemail(number: &str, name: Option<&str>, secs: u32, urgent: bool, read: bo
         duration_secs: secs,
         urgent,
         is_read: read,
-        audio: Some(("voicemail.wav".into(), "audio/wav".into(), sample_audio())),
+        audio: Some(("voicemail.wav".into(), "audio/wav".into(), tone_wav(secs.min(6)))),
         ..Voicemail::default()
     }
 }

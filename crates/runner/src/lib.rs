@@ -6,6 +6,7 @@
 //! notifications come from the state core, retries from the sync driver and
 //! the relay.
 
+pub mod check;
 pub mod demo;
 pub mod setup;
 
@@ -83,6 +84,9 @@ pub enum RunEvent {
         /// A voicemail's transcription preview, when there is one.
         #[serde(skip_serializing_if = "Option::is_none")]
         preview: Option<String>,
+        /// A voicemail's length in seconds, when known.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        duration_secs: Option<u32>,
     },
     /// A phone's lamp was set, or setting it failed.
     Mwi {
@@ -188,6 +192,11 @@ impl Runner {
     /// The counts now.
     pub fn summary(&self) -> Summary {
         self.state.lock().unwrap_or_else(|p| p.into_inner()).summary()
+    }
+
+    /// Reads the state core (for the window's lists): `f` runs under its lock, so keep it short.
+    pub fn with_state<T>(&self, f: impl FnOnce(&MailboxState) -> T) -> T {
+        f(&self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// The EWS URL in use.
@@ -344,6 +353,7 @@ async fn run(
                                     at: n.at,
                                     item_id: n.item_id,
                                     preview: n.preview,
+                                    duration_secs: n.duration_secs,
                                 });
                             }
                             Output::Lamp(c) => {

@@ -9,6 +9,7 @@
 //!
 //! Nothing here touches the developer's own session, keyring or files.
 
+pub mod audio;
 pub mod phone;
 pub mod sipp;
 

@@ -1,0 +1,149 @@
+//! Playing a voicemail for real: the engine fetches it from the simulated
+//! Exchange, plays it into a PulseAudio null sink started for this test, the
+//! position advances, the sink's monitor carries the tone (recorded from
+//! outside with `parec`), and after a few seconds of listening the item is
+//! read on the server. Also: the notifications the engine raises.
+
+use lamplighter_config::Paths;
+use lamplighter_engine::{AlertKind, Engine, KeyringChoice, Options, PlaybackPhase, SettingsUpdate, Snapshot};
+use lamplighter_ews_sim::{SimConfig, Simulator, Voicemail};
+use lamplighter_testkit::audio::{NullSink, rms};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn engine(dir: &std::path::Path, ews_url: &str) -> Engine {
+    let paths = Paths::under(dir.join("config"), dir.join("state"), dir.join("cache"));
+    let e = Engine::open(Options { paths, keyring: KeyringChoice::InMemory, preview_counts: None });
+    let config = format!(
+        "[mailbox]\nemail = \"mara@example.test\"\news_url = \"{ews_url}\"\nusername = \"mara\"\nauth = \"basic\"\n"
+    );
+    let form: lamplighter_config::SettingsForm = toml::from_str(&config).expect("settings");
+    e.save_settings(SettingsUpdate { form, mailbox_password: Some("Sommer2026!".into()), phone_passwords: vec![] })
+        .expect("saved");
+    e
+}
+
+fn wait(e: &Engine, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
+    let end = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = e.snapshot();
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < end, "{what}: {s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_voicemail_plays_into_a_null_sink_and_turns_heard() {
+    let sink = NullSink::start();
+    #[allow(unsafe_code)]
+    // SAFETY: set before any thread of this test binary reads the environment (one test here touches it first)
+    unsafe {
+        std::env::set_var("PULSE_SERVER", &sink.server);
+        std::env::remove_var("LAMPLIGHTER_AUDIO_SINK");
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("sim");
+    let id = sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 5251 304613".into(),
+        duration_secs: 8,
+        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_runner::demo::tone_wav(8))),
+        ..Voicemail::default()
+    });
+    let dir = tempfile::tempdir().expect("tmp");
+    let e = engine(dir.path(), &sim.ews_url());
+    let _live = e.start_live().expect("live");
+    wait(&e, "connected with one new voicemail", |s| {
+        s.counts.voicemails == 1 && s.connection.as_deref() == Some("connected")
+    });
+    let row = e.lists().voicemails.into_iter().next().expect("listed");
+    assert_eq!(row.item_id, id);
+    assert!(row.unheard);
+
+    rt.block_on(e.play(&id)).expect("plays");
+    let first = wait(&e, "playing", |s| {
+        s.playback.as_ref().is_some_and(|p| p.phase == PlaybackPhase::Playing && p.position_ms > 0)
+    });
+    let p1 = first.playback.expect("playback");
+    assert_eq!(p1.duration_ms, Some(8000));
+    // from outside: the null sink plays our stream, and it is not silence
+    assert!(!sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty(), "no stream on the sink");
+    let heard = sink.record(Duration::from_millis(1000));
+    assert!(heard.len() > 4000, "recorded {} samples", heard.len());
+    assert!(rms(&heard) > 1000.0, "the sink carried silence (rms {})", rms(&heard));
+    let later = e.snapshot().playback.expect("playback");
+    assert!(later.position_ms >= p1.position_ms + 700, "position {} → {}", p1.position_ms, later.position_ms);
+
+    // a few seconds of listening mark it heard, on the server too
+    let s =
+        wait(&e, "marked heard", |s| s.counts.voicemails == 0 && s.playback.as_ref().is_some_and(|p| p.marked_heard));
+    assert!(s.playback.expect("playback").position_ms >= 3000);
+    assert!(sim.items().iter().any(|(i, _, read)| *i == id && *read), "read on the server");
+    assert_eq!(sim.served().iter().filter(|r| r.op == "UpdateItem").count(), 1);
+    assert!(!e.lists().voicemails[0].unheard);
+
+    // stop clears it
+    e.stop_playback();
+    assert!(e.snapshot().playback.is_none());
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty(), "stream left on the sink");
+}
+
+#[test]
+fn new_items_raise_one_notification_each_and_start_up_one_summary() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("sim");
+    for n in 0..5 {
+        sim.deposit_voicemail(Voicemail {
+            caller_number: format!("+49 30 {n}"),
+            duration_secs: 5,
+            ..Voicemail::default()
+        });
+    }
+    let dir = tempfile::tempdir().expect("tmp");
+    let e = engine(dir.path(), &sim.ews_url());
+    let alerts = Arc::new(Mutex::new(Vec::new()));
+    let seen = alerts.clone();
+    e.subscribe_alerts(move |a| seen.lock().expect("lock").push(a.clone()));
+    let _live = e.start_live().expect("live");
+    wait(&e, "connected", |s| s.counts.voicemails == 5 && s.connection.as_deref() == Some("connected"));
+    let end = Instant::now() + Duration::from_secs(10);
+    while alerts.lock().expect("lock").is_empty() {
+        assert!(Instant::now() < end, "no start-up summary");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    {
+        let a = alerts.lock().expect("lock");
+        assert_eq!(a.len(), 1, "one summary, not five: {a:?}");
+        assert_eq!(a[0].kind, AlertKind::Summary);
+        assert!(a[0].body.starts_with("5 new voicemails and 0 missed calls"), "{}", a[0].body);
+    }
+    let id = sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 5251 304613".into(),
+        caller_name: Some("Jörg Brinkmann".into()),
+        duration_secs: 42,
+        transcription: Some("Hallo, hier ist Jörg. Bitte ruf mich zurück.".into()),
+        ..Voicemail::default()
+    });
+    let end = Instant::now() + Duration::from_secs(10);
+    while alerts.lock().expect("lock").len() < 2 {
+        assert!(Instant::now() < end, "no notification for the new voicemail");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let a = alerts.lock().expect("lock")[1].clone();
+    assert_eq!(a.kind, AlertKind::Voicemail);
+    assert_eq!(a.item_id.as_deref(), Some(id.as_str()));
+    assert_eq!(a.title, "Voicemail from Jörg Brinkmann (+49 5251 304613), 0:42");
+    assert_eq!(a.body, "Hallo, hier ist Jörg. Bitte ruf mich zurück.");
+    assert_eq!(a.actions.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["play", "mark-heard"]);
+
+    // paused: the badge counts, nobody is disturbed
+    e.set_notifications_paused(true);
+    assert!(e.snapshot().notifications_paused);
+    sim.deposit_voicemail(Voicemail { caller_number: "+49 30 9".into(), duration_secs: 5, ..Voicemail::default() });
+    wait(&e, "counted while paused", |s| s.counts.voicemails == 7);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(alerts.lock().expect("lock").len(), 2);
+}
