@@ -29,6 +29,22 @@ pub const BADGE_RED: [u8; 4] = [0xd9, 0x30, 0x25, 0xff];
 /// The digits' colour (RGBA).
 pub const DIGIT_WHITE: [u8; 4] = [0xff, 0xff, 0xff, 0xff];
 
+/// The "phone does not take the lamp" dot's colour (RGBA).
+pub const PHONE_AMBER: [u8; 4] = [0xf0, 0xa0, 0x00, 0xff];
+
+/// What the icon says beyond the count.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// Connected, lamps delivered.
+    #[default]
+    Ok,
+    /// The mailbox is not connected or sign-in is needed: the icon is grey.
+    Disconnected,
+    /// A phone does not take the lamp: an amber dot, bottom right.
+    PhoneUnreachable,
+}
+
 const BASE_PNG: &[u8] = include_bytes!("../../../icons/64x64.png");
 
 /// A square RGBA image, rows top to bottom, 4 bytes per pixel.
@@ -241,6 +257,55 @@ pub fn render(count: u32, size: u32) -> Icon {
     icon
 }
 
+/// [`render`], then the state: greyed out when disconnected, an amber dot
+/// bottom right when a phone does not take the lamp.
+pub fn render_state(count: u32, size: u32, health: Health) -> Icon {
+    let mut icon = render(count, size);
+    match health {
+        Health::Ok => {}
+        Health::Disconnected => {
+            for p in icon.rgba.chunks_exact_mut(4) {
+                if [p[0], p[1], p[2], p[3]] == BADGE_RED || [p[0], p[1], p[2], p[3]] == DIGIT_WHITE {
+                    continue;
+                }
+                let grey = ((u32::from(p[0]) * 30 + u32::from(p[1]) * 59 + u32::from(p[2]) * 11) / 100) as u8;
+                p[0] = grey;
+                p[1] = grey;
+                p[2] = grey;
+                p[3] = p[3] / 2 + p[3] / 4;
+            }
+        }
+        Health::PhoneUnreachable => {
+            let size = icon.width;
+            let r = (size as f64 / 6.0).max(3.0);
+            let (cx, cy) = (size as f64 - r, size as f64 - r);
+            for y in 0..size {
+                for x in 0..size {
+                    let (dx, dy) = (x as f64 + 0.5 - cx, y as f64 + 0.5 - cy);
+                    if dx * dx + dy * dy <= r * r {
+                        icon.put(x, y, PHONE_AMBER);
+                    }
+                }
+            }
+        }
+    }
+    icon
+}
+
+/// Reads the state back from an icon's pixels (tests; what a person sees).
+pub fn read_health(icon: &Icon) -> Health {
+    let amber = icon.rgba.chunks_exact(4).filter(|p| *p == PHONE_AMBER).count();
+    if amber >= 9 {
+        return Health::PhoneUnreachable;
+    }
+    let coloured = icon
+        .rgba
+        .chunks_exact(4)
+        .filter(|p| p[3] > 0 && *p != BADGE_RED && *p != DIGIT_WHITE && !(p[0] == p[1] && p[1] == p[2]))
+        .count();
+    if coloured == 0 { Health::Disconnected } else { Health::Ok }
+}
+
 /// Reads the badge's text back from an icon's pixels: the red pill's
 /// bounding box, then the white font pixels in it, cell by cell. `None`
 /// when there is no badge. Tests use it to check what a person would see.
@@ -294,6 +359,18 @@ pub fn read_badge(icon: &Icon) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn states_are_visible_and_keep_the_count() {
+        for size in [16, 22, 32, 64] {
+            for health in [Health::Ok, Health::Disconnected, Health::PhoneUnreachable] {
+                let icon = render_state(3, size, health);
+                assert_eq!(read_health(&icon), health, "size {size}");
+                assert_eq!(read_badge(&icon).as_deref(), Some("3"), "size {size} {health:?}");
+            }
+            assert_eq!(read_health(&render_state(0, size, Health::Disconnected)), Health::Disconnected);
+        }
+    }
 
     fn count_color(icon: &Icon, c: [u8; 4]) -> usize {
         icon.rgba.chunks_exact(4).filter(|p| *p == c).count()

@@ -154,6 +154,8 @@ pub struct Snapshot {
     pub notifications_paused: bool,
     /// The counts in words, in the user's language (the window's header).
     pub summary_text: String,
+    /// What the tray icon shows beyond the count: disconnected (grey), phone unreachable (amber dot).
+    pub health: lamplighter_badge::Health,
 }
 
 /// The settings as the settings window shows them: never a password.
@@ -265,6 +267,21 @@ pub struct Engine {
     lang: Lang,
 }
 
+/// The icon's state from the connection and the live engine's problem.
+fn health(connection: Option<&str>, problem: Option<&Problem>) -> lamplighter_badge::Health {
+    use lamplighter_badge::Health;
+    let code = problem.map(|p| p.code.as_str());
+    if matches!(code, Some("mailbox_sign_in" | "mailbox_unreachable" | "mailbox_setup" | "demo_unavailable"))
+        || connection.is_some_and(|c| c.starts_with("reconnecting") || c.starts_with("sign-in"))
+    {
+        Health::Disconnected
+    } else if code == Some("phone_unreachable") {
+        Health::PhoneUnreachable
+    } else {
+        Health::Ok
+    }
+}
+
 fn problem(code: &str, message: impl Into<String>) -> Problem {
     Problem { code: code.into(), message: message.into() }
 }
@@ -372,6 +389,7 @@ impl Engine {
             playback: inner.playback.clone(),
             notifications_paused: inner.notifications_paused,
             summary_text: lamplighter_view::tooltip(self.lang, inner.counts.voicemails, inner.counts.missed_calls),
+            health: health(inner.connection.as_deref(), inner.live_problem.as_ref()),
         }
     }
 

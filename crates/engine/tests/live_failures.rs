@@ -52,12 +52,14 @@ fn unreachable_server_refused_sign_in_and_refusing_phone_become_problems() {
         has(s, "mailbox_unreachable") || s.connection.as_deref().is_some_and(|c| c.starts_with("reconnecting"))
     });
     assert_eq!(s.counts.voicemails, 0);
+    assert_eq!(s.health, lamplighter_badge::Health::Disconnected);
     drop(live);
 
     // the wrong password
     let e = engine(&dir.path().join("b"), &mailbox(&sim.ews_url()), "Winter2026!");
     let live = e.start_live().expect("live");
-    wait(&e, "sign-in refused", |s| has(s, "mailbox_sign_in"));
+    let s = wait(&e, "sign-in refused", |s| has(s, "mailbox_sign_in"));
+    assert_eq!(s.health, lamplighter_badge::Health::Disconnected);
     drop(live);
 
     // the right one, and a phone that says busy to every NOTIFY
@@ -73,5 +75,6 @@ fn unreachable_server_refused_sign_in_and_refusing_phone_become_problems() {
     let s = wait(&e, "phone refused", |s| has(s, "phone_unreachable") && s.counts.voicemails == 1);
     assert_eq!(s.connection.as_deref(), Some("connected"));
     assert!(s.problems.iter().any(|p| p.message.contains("486")), "{s:?}");
+    assert_eq!(s.health, lamplighter_badge::Health::PhoneUnreachable);
     drop(live);
 }
