@@ -14,6 +14,15 @@ function showView() {
   }
 }
 
+let T = {};
+const t = key => T[key] || key;
+
+function applyStrings(payload) {
+  T = payload.strings || {};
+  document.documentElement.lang = payload.lang || 'en';
+  document.querySelectorAll('[data-i18n]').forEach(el => { el.textContent = t(el.dataset.i18n); });
+}
+
 function renderProblems(problems) {
   const box = $('#problems');
   box.replaceChildren(...problems.map(p => {
@@ -24,10 +33,154 @@ function renderProblems(problems) {
   }));
 }
 
+let revision = -1;
+let snapshotNow = null;
+
 function renderSnapshot(s) {
-  $('#summary').textContent = s.tooltip;
-  $('#inbox-hint').hidden = false;
+  snapshotNow = s;
+  $('#summary').textContent = s.summary_text;
+  $('#connection').textContent = s.connection || '—';
+  $('#connection').dataset.health = s.health;
+  $('#paused-note').hidden = !s.notifications_paused;
+  $('#demo-note').hidden = !s.mailbox_label;
   renderProblems(s.problems);
+  renderPlayback(s.playback);
+  if (s.revision !== revision) {
+    revision = s.revision;
+    refreshLists();
+  }
+}
+
+const ms = v => { const x = Math.floor((v || 0) / 1000); return `${Math.floor(x / 60)}:${String(x % 60).padStart(2, '0')}`; };
+
+function renderPlayback(p) {
+  const box = $('#player');
+  box.hidden = !p;
+  document.querySelectorAll('#voicemail-list li.playing').forEach(li => li.classList.remove('playing'));
+  if (!p) return;
+  box.dataset.itemId = p.item_id;
+  box.dataset.phase = p.phase;
+  const row = document.querySelector(`#voicemail-list li[data-item-id="${CSS.escape(p.item_id)}"]`);
+  if (row) row.classList.add('playing');
+  $('#player-caller').textContent = row ? $('.caller', row).textContent : '';
+  $('#player-state').textContent = t(p.phase === 'ended' ? 'ended' : p.phase);
+  const dl = $('#download-progress');
+  dl.hidden = p.phase !== 'downloading';
+  dl.removeAttribute('value');
+  if (p.downloaded_bytes > 0) { dl.max = Math.max(p.downloaded_bytes, 1); dl.value = p.downloaded_bytes; }
+  const pos = $('#play-position');
+  pos.max = p.duration_ms || 1;
+  pos.value = Math.min(p.position_ms, pos.max);
+  pos.dataset.positionMs = p.position_ms;
+  $('#play-time').textContent = `${ms(p.position_ms)} / ${p.duration_ms ? ms(p.duration_ms) : '…'}`;
+  $('#player-pause').textContent = t(p.phase === 'paused' ? 'resume' : 'pause');
+  $('#player-pause').disabled = !['playing', 'paused'].includes(p.phase);
+  $('#player-error').textContent = p.error || '';
+  $('#player-open-default').hidden = p.phase !== 'failed';
+}
+
+function fill(node, sel, text) {
+  const el = $(sel, node);
+  el.textContent = text || '';
+  el.hidden = !text;
+}
+
+function voicemailRow(v) {
+  const li = $('#voicemail-template').content.firstElementChild.cloneNode(true);
+  li.dataset.itemId = v.item_id;
+  li.classList.toggle('unheard', v.unheard);
+  fill(li, '.caller', v.caller);
+  fill(li, '.number', v.number);
+  fill(li, '.urgent', v.urgent ? t('urgent') : '');
+  const when = $('.when', li);
+  when.textContent = v.when;
+  when.title = v.when_exact;
+  when.setAttribute('datetime', v.when_exact);
+  fill(li, '.duration', v.duration);
+  fill(li, '.preview', v.preview);
+  $('.play', li).setAttribute('aria-label', `${t('play')}: ${v.caller}`);
+  $('.play', li).addEventListener('click', () => act('play', { itemId: v.item_id }));
+  const heard = $('.mark-heard', li);
+  heard.hidden = !v.unheard;
+  heard.addEventListener('click', () => act('mark_heard', { itemId: v.item_id }));
+  return li;
+}
+
+function callRow(c) {
+  const li = $('#call-template').content.firstElementChild.cloneNode(true);
+  li.dataset.itemId = c.item_id || '';
+  li.classList.toggle('unseen', c.unseen);
+  fill(li, '.caller', c.caller);
+  fill(li, '.number', c.number);
+  const when = $('.when', li);
+  when.textContent = c.when;
+  when.title = c.when_exact;
+  fill(li, '.devices', c.devices ? ` · ${c.devices}` : '');
+  fill(li, '.reason', c.reason ? ` · ${c.reason}` : '');
+  const back = $('.call-back', li);
+  back.hidden = !c.call_back;
+  back.addEventListener('click', () => act('call_back', { uri: c.call_back }));
+  const seen = $('.mark-seen', li);
+  seen.hidden = !c.unseen || !c.item_id;
+  seen.addEventListener('click', () => act('mark_call_seen', { itemId: c.item_id }));
+  return li;
+}
+
+async function refreshLists() {
+  const lists = await invoke('lists');
+  $('#voicemail-list').replaceChildren(...lists.voicemails.map(voicemailRow));
+  $('#voicemail-empty').hidden = lists.voicemails.length > 0;
+  $('#missed-list').replaceChildren(...lists.missed_calls.map(callRow));
+  $('#missed-empty').hidden = lists.missed_calls.length > 0;
+  $('#secondary-list').replaceChildren(...lists.secondary_calls.map(callRow));
+  $('#secondary-count').textContent = lists.secondary_calls.length;
+  if (snapshotNow) renderPlayback(snapshotNow.playback);
+  if (pendingFocus) focusItem(pendingFocus);
+}
+
+let pendingFocus = null;
+
+function focusItem(id) {
+  if (location.hash !== '#inbox') location.hash = '#inbox';
+  const li = document.querySelector(`li[data-item-id="${CSS.escape(id)}"]`);
+  if (!li) { pendingFocus = id; return; }
+  pendingFocus = null;
+  document.querySelectorAll('li.focused').forEach(x => x.classList.remove('focused'));
+  li.classList.add('focused');
+  const details = li.closest('details');
+  if (details) details.open = true;
+  li.scrollIntoView({ block: 'center' });
+  const button = $('button:not([hidden])', li);
+  if (button) button.focus();
+}
+
+async function act(command, args) {
+  try {
+    await invoke(command, args);
+  } catch (e) {
+    $('#player-error').textContent = e && e.message ? e.message : String(e);
+    if (command === 'play') { $('#player').hidden = false; $('#player-open-default').hidden = false; }
+  }
+}
+
+async function runChecks() {
+  const out = $('#check-results');
+  out.replaceChildren(Object.assign(document.createElement('li'), { textContent: t('checking') }));
+  $('#check-settings').disabled = true;
+  try {
+    const steps = await invoke('check_settings');
+    out.replaceChildren(...steps.map(s => {
+      const li = document.createElement('li');
+      li.className = s.ok ? 'ok' : 'fail';
+      li.textContent = `${s.ok ? '✓' : '✗'} ${s.what}`;
+      if (s.hint) li.appendChild(Object.assign(document.createElement('div'), { className: 'hint', textContent: s.hint }));
+      return li;
+    }));
+  } catch (e) {
+    out.replaceChildren(Object.assign(document.createElement('li'), { className: 'fail', textContent: e.message || String(e) }));
+  } finally {
+    $('#check-settings').disabled = false;
+  }
 }
 
 function addPhone(phone = {}, passwordSaved = false) {
@@ -59,6 +212,10 @@ function renderSettings(view) {
     : (view.keyring_persistent ? 'Kept in the keyring, never in the settings file.' : 'No keyring: the password is kept until Lamplighter quits.');
   $('#phones').replaceChildren();
   (view.form.phone || []).forEach((p, i) => addPhone(p, view.phone_passwords_saved[i]));
+  const n = view.form.notifications || { enabled: true, voicemail: true, missed_calls: true };
+  $('#notif-enabled').checked = n.enabled;
+  $('#notif-voicemail').checked = n.voicemail;
+  $('#notif-missed').checked = n.missed_calls;
   $('#config-file').textContent = view.config_file;
   $('#save').disabled = view.read_only;
   renderProblems(view.problems);
@@ -99,6 +256,11 @@ function collect() {
       password_env: prior.password_env || '',
       ca_file: prior.ca_file || '',
     } : null,
+    notifications: {
+      enabled: $('#notif-enabled').checked,
+      voicemail: $('#notif-voicemail').checked,
+      missed_calls: $('#notif-missed').checked,
+    },
     phone: [...document.querySelectorAll('#phones .phone')].map(node => ({
       uri: $('[name=uri]', node).value.trim(),
       transport: $('[name=transport]', node).value,
@@ -121,14 +283,14 @@ function setStatus(text, kind) {
 async function save(ev) {
   ev.preventDefault();
   clearErrors();
-  setStatus('Saving…');
+  setStatus(t('saving'));
   try {
     renderSettings(await invoke('save_settings', { update: collect() }));
-    setStatus('Saved.', 'ok');
+    setStatus(t('saved'), 'ok');
   } catch (e) {
     if (e && e.code === 'invalid_settings') {
       showErrors(e.fields);
-      setStatus('Please correct the marked fields. Nothing was saved.', 'fail');
+      setStatus(t('fix_fields'), 'fail');
     } else {
       setStatus(e && e.message ? e.message : String(e), 'fail');
     }
@@ -138,7 +300,26 @@ async function save(ev) {
 window.addEventListener('hashchange', showView);
 $('#settings-form').addEventListener('submit', save);
 $('#add-phone').addEventListener('click', () => $('[name=uri]', addPhone()).focus());
+$('#retry-now').addEventListener('click', () => act('retry_now', {}));
+$('#check-settings').addEventListener('click', runChecks);
+$('#player-pause').addEventListener('click', () => act('pause_playback', { paused: $('#player').dataset.phase !== 'paused' }));
+$('#player-stop').addEventListener('click', () => act('stop_playback', {}));
+$('#player-open-default').addEventListener('click', () => act('open_in_default_player', { itemId: $('#player').dataset.itemId }));
+$('#autostart').addEventListener('change', async ev => {
+  $('#autostart-error').textContent = '';
+  try { ev.target.checked = await invoke('set_autostart', { enabled: ev.target.checked }); }
+  catch (e) { $('#autostart-error').textContent = e.message || String(e); ev.target.checked = !ev.target.checked; }
+});
 showView();
-invoke('snapshot').then(renderSnapshot);
-invoke('settings_view').then(renderSettings, e => setStatus(e.message || String(e), 'fail'));
+(async () => {
+  applyStrings(await invoke('ui_strings'));
+  renderSnapshot(await invoke('snapshot'));
+  const focus = await invoke('take_focus');
+  if (focus) focusItem(focus);
+  invoke('autostart').then(on => { $('#autostart').checked = on; }, () => {});
+  invoke('settings_view').then(renderSettings, e => setStatus(e.message || String(e), 'fail'));
+})();
 listen('snapshot', ev => renderSnapshot(ev.payload));
+listen('focus-item', ev => { invoke('take_focus'); focusItem(ev.payload); });
+// relative times ("5 min ago") move on
+setInterval(refreshLists, 60000);

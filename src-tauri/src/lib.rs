@@ -11,7 +11,9 @@
 //! window opens; otherwise only the tray appears. A second launch hands its
 //! arguments to the running instance (which opens the window) and exits.
 
+mod actions;
 mod commands;
+mod notifications;
 mod tray;
 mod window;
 
@@ -80,18 +82,43 @@ pub(crate) fn run_app<R: Runtime>(builder: tauri::Builder<R>, engine: Engine, la
             log::info!("second launch: opening the window");
             window::open(app, Launch::from_args(&argv));
         }))
+        .plugin(tauri_plugin_notification::init())
+        .plugin(tauri_plugin_opener::init())
+        .plugin(tauri_plugin_autostart::init(tauri_plugin_autostart::MacosLauncher::LaunchAgent, None))
         .manage(engine)
+        .manage(window::Focus::default())
         .on_window_event(|window, event| match event {
             tauri::WindowEvent::CloseRequested { .. } => log::info!("window {}: close requested", window.label()),
             tauri::WindowEvent::Destroyed => log::info!("window {}: destroyed", window.label()),
             _ => {}
         })
-        .invoke_handler(tauri::generate_handler![commands::snapshot, commands::settings_view, commands::save_settings,])
+        .invoke_handler(tauri::generate_handler![
+            commands::snapshot,
+            commands::lists,
+            commands::ui_strings,
+            commands::take_focus,
+            commands::settings_view,
+            commands::save_settings,
+            commands::play,
+            commands::pause_playback,
+            commands::stop_playback,
+            commands::mark_heard,
+            commands::mark_call_seen,
+            commands::call_back,
+            commands::open_in_default_player,
+            commands::resend_lamp,
+            commands::retry_now,
+            commands::check_settings,
+            commands::set_notifications_paused,
+            commands::autostart,
+            commands::set_autostart,
+        ])
         .setup(move |app| {
             let engine = app.state::<Engine>().inner().clone();
             // Without a tray host (plain GNOME, a bare X session) there is no
             // icon to show: say so and fall back to the window, never crash.
-            let tray_shown = match tray::create(app.handle(), &engine.snapshot()) {
+            notifications::setup(app.handle(), &engine);
+            let tray_shown = match tray::create(app.handle(), &engine) {
                 Ok(()) => true,
                 Err(e) => {
                     let message = format!(

@@ -1,10 +1,17 @@
-//! The one window, created when needed and destroyed on close.
+//! The one window, created when needed and destroyed on close (that frees
+//! the webview, ~125 MB). An item to show (from a notification) is kept
+//! until the page asks for it, so a window that is still loading gets it too.
 
 use crate::Launch;
 use lamplighter_engine::Snapshot;
+use std::sync::Mutex;
 use tauri::{AppHandle, Emitter, Manager, Runtime, WebviewUrl, WebviewWindowBuilder};
 
 const LABEL: &str = "main";
+
+/// The item the window should scroll to and highlight.
+#[derive(Default)]
+pub(crate) struct Focus(pub Mutex<Option<String>>);
 
 /// Opens (or focuses) the window on the page `launch` asks for.
 pub(crate) fn open<R: Runtime>(app: &AppHandle<R>, launch: Launch) {
@@ -18,7 +25,7 @@ pub(crate) fn open<R: Runtime>(app: &AppHandle<R>, launch: Launch) {
     }
     let built = WebviewWindowBuilder::new(app, LABEL, WebviewUrl::App(page.into()))
         .title("Lamplighter")
-        .inner_size(560.0, 640.0)
+        .inner_size(560.0, 680.0)
         .min_inner_size(420.0, 400.0)
         .on_page_load(|w, payload| {
             if matches!(payload.event(), tauri::webview::PageLoadEvent::Finished) {
@@ -28,6 +35,18 @@ pub(crate) fn open<R: Runtime>(app: &AppHandle<R>, launch: Launch) {
         .build();
     if let Err(e) = built {
         log::error!("cannot open the window: {e}");
+    }
+}
+
+/// Opens the window on one item (a voicemail or a call).
+pub(crate) fn open_on_item<R: Runtime>(app: &AppHandle<R>, item_id: &str) {
+    if let Some(focus) = app.try_state::<Focus>() {
+        *focus.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(item_id.to_string());
+    }
+    let existed = app.get_webview_window(LABEL).is_some();
+    open(app, Launch::Window);
+    if existed {
+        let _ = app.emit_to(LABEL, "focus-item", item_id);
     }
 }
 

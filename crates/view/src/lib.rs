@@ -326,5 +326,105 @@ pub fn tooltip(lang: Lang, voicemails: u32, missed_calls: u32) -> String {
     }
 }
 
+/// The window's fixed texts: (key, English, German). The window looks up
+/// every label by key, so both languages have every key (unit-tested).
+pub const UI_STRINGS: &[(&str, &str, &str)] = &[
+    ("tab_inbox", "Inbox", "Eingang"),
+    ("tab_settings", "Settings", "Einstellungen"),
+    ("voicemail", "Voicemail", "Sprachnachrichten"),
+    ("missed_calls", "Missed calls", "Verpasste Anrufe"),
+    ("secondary_calls", "Calls for others", "Anrufe für andere"),
+    ("no_voicemail", "No voicemail.", "Keine Sprachnachrichten."),
+    ("no_missed_calls", "No missed calls.", "Keine verpassten Anrufe."),
+    ("play", "Play", "Abspielen"),
+    ("pause", "Pause", "Pause"),
+    ("resume", "Resume", "Weiter"),
+    ("stop", "Stop", "Stopp"),
+    ("mark_heard", "Mark heard", "Als gehört markieren"),
+    ("mark_seen", "Mark seen", "Als gesehen markieren"),
+    ("call_back", "Call back", "Zurückrufen"),
+    ("open_default_player", "Open in the default player", "Im Standardplayer öffnen"),
+    ("downloading", "Downloading…", "Wird geladen…"),
+    ("playing", "Playing", "Wiedergabe"),
+    ("paused", "Paused", "Angehalten"),
+    ("ended", "Played", "Abgespielt"),
+    ("failed", "Cannot play", "Wiedergabe nicht möglich"),
+    ("urgent", "urgent", "dringend"),
+    ("connection", "Connection", "Verbindung"),
+    ("retry_now", "Retry now", "Jetzt erneut versuchen"),
+    ("check_settings", "Check settings", "Einstellungen prüfen"),
+    ("checking", "Checking…", "Wird geprüft…"),
+    (
+        "demo_note",
+        "Demo mailbox: enter your mailbox in Settings.",
+        "Demo-Postfach: Ihr Postfach tragen Sie unter Einstellungen ein.",
+    ),
+    ("mailbox", "Mailbox", "Postfach"),
+    ("email", "E-mail address", "E-Mail-Adresse"),
+    ("ews_url", "EWS URL", "EWS-URL"),
+    ("optional_autodiscover", "(optional: found by Autodiscover)", "(optional: per Autodiscover ermittelt)"),
+    ("username", "User name", "Benutzername"),
+    ("optional_email", "(optional: the e-mail address)", "(optional: die E-Mail-Adresse)"),
+    ("auth", "Sign-in method", "Anmeldeverfahren"),
+    ("password", "Password", "Kennwort"),
+    ("phones", "Phones", "Telefone"),
+    (
+        "phones_hint",
+        "Lamplighter lights the message-waiting lamp of these SIP phones.",
+        "Lamplighter schaltet die Nachrichtenlampe dieser SIP-Telefone.",
+    ),
+    ("add_phone", "Add phone", "Telefon hinzufügen"),
+    ("notifications", "Notifications", "Benachrichtigungen"),
+    ("notif_enabled", "Show notifications", "Benachrichtigungen anzeigen"),
+    ("notif_voicemail", "for new voicemail", "bei neuen Sprachnachrichten"),
+    ("notif_missed", "for missed calls", "bei verpassten Anrufen"),
+    ("autostart", "Start Lamplighter at login", "Lamplighter bei der Anmeldung starten"),
+    ("save", "Save", "Speichern"),
+    ("saving", "Saving…", "Wird gespeichert…"),
+    ("saved", "Saved.", "Gespeichert."),
+    (
+        "fix_fields",
+        "Please correct the marked fields. Nothing was saved.",
+        "Bitte korrigieren Sie die markierten Felder. Nichts wurde gespeichert.",
+    ),
+    ("settings_file", "Settings file:", "Einstellungsdatei:"),
+    ("paused_notifications", "Notifications are paused.", "Benachrichtigungen sind pausiert."),
+];
+
+/// The window's texts in `lang`, by key.
+pub fn ui_strings(lang: Lang) -> std::collections::BTreeMap<&'static str, &'static str> {
+    UI_STRINGS.iter().map(|(k, en, de)| (*k, if lang == Lang::De { *de } else { *en })).collect()
+}
+
+/// The tray menu's texts in `lang`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuText {
+    /// "Play latest voicemail".
+    pub play_latest: String,
+    /// "Resend lamp to phone".
+    pub resend_lamp: String,
+    /// "Pause notifications".
+    pub pause_notifications: String,
+    /// "Open Lamplighter".
+    pub open: String,
+    /// "Settings…".
+    pub settings: String,
+    /// "Quit".
+    pub quit: String,
+}
+
+/// The tray menu in `lang`.
+pub fn menu_text(lang: Lang) -> MenuText {
+    let p = |en: &str, de: &str| pick(lang, en.into(), de.into());
+    MenuText {
+        play_latest: p("Play latest voicemail", "Neueste Sprachnachricht abspielen"),
+        resend_lamp: p("Resend lamp to phone", "Lampe erneut ans Telefon senden"),
+        pause_notifications: p("Pause notifications", "Benachrichtigungen pausieren"),
+        open: p("Open Lamplighter", "Lamplighter öffnen"),
+        settings: p("Settings…", "Einstellungen…"),
+        quit: p("Quit", "Beenden"),
+    }
+}
+
 #[cfg(test)]
 mod tests;

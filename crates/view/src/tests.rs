@@ -138,3 +138,27 @@ fn small_helpers() {
     );
     assert_eq!(parse_iso("2026-11-24T10:54:03Z"), Some(NOW));
 }
+
+#[test]
+fn every_window_text_exists_in_both_languages() {
+    let keys: std::collections::BTreeSet<&str> = crate::UI_STRINGS.iter().map(|(k, _, _)| *k).collect();
+    assert_eq!(keys.len(), crate::UI_STRINGS.len(), "duplicate keys");
+    for (k, en, de) in crate::UI_STRINGS {
+        assert!(!en.trim().is_empty() && !de.trim().is_empty(), "{k}");
+    }
+    let en = crate::ui_strings(Lang::En);
+    let de = crate::ui_strings(Lang::De);
+    assert_eq!(en["play"], "Play");
+    assert_eq!(de["play"], "Abspielen");
+    assert_eq!(de["retry_now"], "Jetzt erneut versuchen");
+    // German is really German where the words differ
+    let same = crate::UI_STRINGS.iter().filter(|(_, en, de)| en == de).map(|(k, _, _)| *k).collect::<Vec<_>>();
+    assert_eq!(same, ["pause"], "untranslated: {same:?}");
+}
+
+#[test]
+fn the_tray_menu_speaks_both_languages() {
+    assert_eq!(crate::menu_text(Lang::En).play_latest, "Play latest voicemail");
+    assert_eq!(crate::menu_text(Lang::De).resend_lamp, "Lampe erneut ans Telefon senden");
+    assert_eq!(crate::menu_text(Lang::De).quit, "Beenden");
+}
