@@ -79,6 +79,11 @@ function renderPlayback(p) {
   $('#player-open-default').hidden = p.phase !== 'failed';
 }
 
+function translate(root) {
+  root.querySelectorAll('[data-i18n]').forEach(el => { el.textContent = t(el.dataset.i18n); });
+  return root;
+}
+
 function fill(node, sel, text) {
   const el = $(sel, node);
   el.textContent = text || '';
@@ -86,7 +91,7 @@ function fill(node, sel, text) {
 }
 
 function voicemailRow(v) {
-  const li = $('#voicemail-template').content.firstElementChild.cloneNode(true);
+  const li = translate($('#voicemail-template').content.firstElementChild.cloneNode(true));
   li.dataset.itemId = v.item_id;
   li.classList.toggle('unheard', v.unheard);
   fill(li, '.caller', v.caller);
@@ -107,7 +112,7 @@ function voicemailRow(v) {
 }
 
 function callRow(c) {
-  const li = $('#call-template').content.firstElementChild.cloneNode(true);
+  const li = translate($('#call-template').content.firstElementChild.cloneNode(true));
   li.dataset.itemId = c.item_id || '';
   li.classList.toggle('unseen', c.unseen);
   fill(li, '.caller', c.caller);

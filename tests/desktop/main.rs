@@ -8,6 +8,8 @@ use lamplighter_e2e::*;
 use lamplighter_testkit::{Parts, Session};
 use std::time::{Duration, Instant};
 
+mod tray_experience;
+
 const MAILBOX_PASSWORD: &str = "Mailbox-Pa55word-7f3a";
 const PHONE_PASSWORD: &str = "Phone-Digest-Secret-91c2";
 

@@ -47,10 +47,16 @@ impl Drop for Driver {
 impl Driver {
     /// Starts tauri-driver (and through it WebKitWebDriver) in `session`.
     pub fn start(session: &Session) -> Driver {
+        Driver::start_with_env(session, &[])
+    }
+
+    /// Like [`Driver::start`], with extra environment for the app it launches.
+    pub fn start_with_env(session: &Session, env: &[(&str, &str)]) -> Driver {
         let port = free_port();
         let native = free_port();
         let child = session
             .command("tauri-driver")
+            .envs(env.iter().copied())
             .args(["--port", &port.to_string(), "--native-port", &native.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -417,5 +423,105 @@ pub mod x11 {
         }
         conn.flush().expect("flush");
         windows.len()
+    }
+}
+
+/// A real notification daemon, dunst, owning org.freedesktop.Notifications
+/// in the session. Every notification it displays is logged by a dunst rule
+/// (`summary|body` with the time it was shown), and its context menu (the
+/// way a user picks an action) is answered by a script that chooses the
+/// line matching [`Dunst::pick`].
+pub struct Dunst {
+    dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl Dunst {
+    /// Starts dunst in `session` and waits for it on the bus.
+    pub fn start(session: &mut Session) -> Dunst {
+        let dir = session.home().join("dunst");
+        std::fs::create_dir_all(&dir).expect("dunst dir");
+        let script = |name: &str, body: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, body).expect("script");
+            let _ = Command::new("chmod").arg("+x").arg(&p).status();
+            p
+        };
+        let log = script(
+            "log.sh",
+            &format!(
+                "#!/bin/sh\nprintf '%s|%s|%s\\n' \"$(date +%s.%N)\" \"$DUNST_SUMMARY\" \"$DUNST_BODY\" >> {}\n",
+                dir.join("shown.log").display()
+            ),
+        );
+        let pick = script(
+            "pick.sh",
+            &format!(
+                "#!/bin/sh\ntee -a {menu} | grep -m1 -F -- \"$(cat {want})\"\n",
+                menu = dir.join("menu.log").display(),
+                want = dir.join("pick.txt").display()
+            ),
+        );
+        let rc = dir.join("dunstrc");
+        std::fs::write(
+            &rc,
+            format!(
+                "[global]\n    dmenu = {}\n    history_length = 100\n[log_all]\n    summary = \"*\"\n    script = {}\n",
+                pick.display(),
+                log.display()
+            ),
+        )
+        .expect("dunstrc");
+        let child = session
+            .command("dunst")
+            .arg("-config")
+            .arg(&rc)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dunst not found: run ./dev.sh setup");
+        session.adopt(child);
+        session.wait_for_name("org.freedesktop.Notifications", Duration::from_secs(10));
+        Dunst { dir, env: session.env().to_vec() }
+    }
+
+    fn ctl(&self, args: &[&str]) -> String {
+        let out =
+            Command::new("dunstctl").args(args).envs(self.env.iter().map(|(k, v)| (k, v))).output().expect("dunstctl");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `dunstctl count displayed`.
+    pub fn displayed(&self) -> usize {
+        self.ctl(&["count", "displayed"]).parse().unwrap_or(0)
+    }
+
+    /// Every notification shown so far: (Unix time shown, summary, body).
+    pub fn shown(&self) -> Vec<(f64, String, String)> {
+        std::fs::read_to_string(self.dir.join("shown.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| {
+                let mut parts = l.splitn(3, '|');
+                Some((parts.next()?.parse().ok()?, parts.next()?.to_string(), parts.next()?.to_string()))
+            })
+            .collect()
+    }
+
+    /// Picks the action whose menu line contains `text` through the context
+    /// menu, as a user does (`dunstctl context`); returns the menu offered.
+    pub fn pick(&self, text: &str) -> String {
+        std::fs::write(self.dir.join("pick.txt"), text).expect("pick.txt");
+        let _ = std::fs::remove_file(self.dir.join("menu.log"));
+        self.ctl(&["context"]);
+        // dunst runs the menu in the background: wait for it to have been offered
+        let end = Instant::now() + Duration::from_secs(10);
+        loop {
+            let menu = std::fs::read_to_string(self.dir.join("menu.log")).unwrap_or_default();
+            if !menu.is_empty() || Instant::now() >= end {
+                return menu;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }

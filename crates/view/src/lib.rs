@@ -87,6 +87,13 @@ pub fn absolute(lang: Lang, at: i64) -> String {
     pick(lang, format!("{y}-{m:02}-{d:02} {hh:02}:{mm:02} UTC"), format!("{d:02}.{m:02}.{y} {hh:02}:{mm:02} UTC"))
 }
 
+/// Whether two spellings are the same number (`+49 5251 304613` and `+495251304613`).
+fn same_number(a: &str, b: &str) -> bool {
+    let digits = |s: &str| s.chars().filter(|c| c.is_ascii_digit() || *c == '+').collect::<String>();
+    let (da, db) = (digits(a), digits(b));
+    !da.is_empty() && da == db && a.chars().all(|c| c.is_ascii_digit() || " +-/()".contains(c))
+}
+
 fn party_text(p: &Party) -> String {
     match p {
         Party::Anonymous => "anonymous".into(),
@@ -154,7 +161,8 @@ pub struct Lists {
 fn voicemail_row(lang: Lang, now: i64, v: &Voicemail) -> VoicemailRow {
     let at = v.received.as_deref().and_then(parse_iso).unwrap_or(now);
     let (caller, number) = match (&v.caller_name, &v.caller_number) {
-        (Some(n), num) => (n.clone(), num.clone()),
+        // UM writes the number as the name when it knows no name: show it once
+        (Some(n), num) => (n.clone(), num.clone().filter(|num| !same_number(n, num))),
         (None, Some(num)) => (num.clone(), None),
         (None, None) => (pick(lang, "unknown caller".into(), "unbekannter Anrufer".into()), None),
     };
@@ -202,6 +210,7 @@ fn call_row(lang: Lang, now: i64, state: &MailboxState, call: &Call) -> CallRow 
     let at = call.at / 1000;
     let number = party_text(&call.caller);
     let (caller, number) = match &call.caller_name {
+        Some(n) if same_number(n, &number) => (n.clone(), None),
         Some(n) => (n.clone(), Some(number)),
         None => (number, None),
     };

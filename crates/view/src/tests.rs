@@ -162,3 +162,19 @@ fn the_tray_menu_speaks_both_languages() {
     assert_eq!(crate::menu_text(Lang::De).resend_lamp, "Lampe erneut ans Telefon senden");
     assert_eq!(crate::menu_text(Lang::De).quit, "Beenden");
 }
+
+#[test]
+fn a_number_given_as_the_name_is_shown_once() {
+    let mut state = MailboxState::new(user(), false);
+    state.apply(Change::Added(vm("v1", "2026-11-24T10:00:00Z", Some("+49 5251 304613"), false)));
+    let rows = lists(Lang::En, NOW, &state).voicemails;
+    assert_eq!(rows[0].caller, "+49 5251 304613");
+    assert_eq!(rows[0].number, None);
+}
+
+#[test]
+fn numbers_compare_by_their_digits() {
+    assert!(crate::same_number("+49 5251 304613", "+495251304613"));
+    assert!(!crate::same_number("Carl Caller", "+49301234567"));
+    assert!(!crate::same_number("+49 30 1", "+49 30 2"));
+}

@@ -1,0 +1,260 @@
+//! The tray experience end to end, against the Exchange simulator, a sipp
+//! phone, a real notification daemon (dunst) and a PulseAudio null sink:
+//! a voicemail deposited in the mailbox appears in the window's list and in
+//! a notification on screen; the notification's Play action (picked through
+//! dunst's context menu, as a user does) plays it; after a few seconds of
+//! listening it is read in the mailbox, the phone's lamp goes out, and the
+//! tray badge says so. Screenshots of the window go to the artifacts.
+
+use super::{desktop, window_open, write_config};
+use fantoccini::Locator;
+use lamplighter_e2e::*;
+use lamplighter_ews_sim::{SimConfig, Simulator, Voicemail};
+use lamplighter_testkit::audio::{NullSink, rms};
+use lamplighter_testkit::sipp::Sipp;
+use std::time::{Duration, Instant};
+
+const PASSWORD_VAR: &str = "LAMPLIGHTER_E2E_MAILBOX_PASSWORD";
+const PASSWORD: &str = "Sommer2026!";
+
+/// Where the tests put screenshots: `$LAMPLIGHTER_ARTIFACTS`, else `target/e2e-artifacts`.
+fn artifacts() -> std::path::PathBuf {
+    let dir = std::env::var("LAMPLIGHTER_ARTIFACTS").map(std::path::PathBuf::from).unwrap_or_else(|_| {
+        std::env::var("CARGO_TARGET_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|_| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+            .join("e2e-artifacts")
+    });
+    std::fs::create_dir_all(&dir).expect("artifacts dir");
+    dir
+}
+
+fn config(sim: &Simulator, phone: &str) -> String {
+    format!(
+        "schema_version = 1\n[mailbox]\nemail = \"mara@example.test\"\news_url = \"{}\"\nusername = \"mara\"\n\
+         auth = \"basic\"\npassword_env = \"{PASSWORD_VAR}\"\n\n[[phone]]\nuri = \"{phone}\"\ntransport = \"udp\"\n\
+         mode = \"unsolicited\"\nrefresh_hours = 12\n\n[mwi]\nsip_listen = \"127.0.0.1:0\"\n",
+        sim.ews_url()
+    )
+}
+
+fn badge(tray: &Tray) -> (Option<String>, lamplighter_badge::Health) {
+    let pixmaps = tray.icon_pixmaps();
+    let (_, _, argb) = pixmaps.iter().find(|(w, _, _)| *w == 32).expect("a 32 px icon").clone();
+    let icon = lamplighter_badge::Icon {
+        width: 32,
+        height: 32,
+        rgba: argb.chunks_exact(4).flat_map(|p| [p[1], p[2], p[3], p[0]]).collect(),
+    };
+    (lamplighter_badge::read_badge(&icon), lamplighter_badge::read_health(&icon))
+}
+
+async fn finish(phone: Sipp) -> (bool, String) {
+    tokio::task::spawn_blocking(move || phone.finish()).await.expect("sipp")
+}
+
+async fn attr(c: &fantoccini::Client, css: &str, name: &str) -> Option<String> {
+    c.find(Locator::Css(css)).await.ok()?.attr(name).await.ok()?
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_voicemail_is_listed_notified_played_from_the_notification_and_turns_heard() {
+    let (_one, mut session) = desktop();
+    let host = TrayHost::start(&mut session);
+    let dunst = Dunst::start(&mut session);
+    let sink = NullSink::start();
+    let sim = Simulator::start(SimConfig::default()).await.expect("simulator");
+    sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 30 1234567".into(),
+        duration_secs: 12,
+        is_read: true,
+        ..Voicemail::default()
+    });
+    // the phone's first lamp: nothing new, one heard
+    let phone = Sipp::start("notify-uas-ok.xml", false, &[("waiting", "no"), ("summary", r"Voice-Message: 0/1")]);
+    let port = phone.port;
+    write_config(&session, &config(&sim, &phone.uri()));
+    let driver = Driver::start_with_env(&session, &[("PULSE_SERVER", &sink.server), (PASSWORD_VAR, PASSWORD)]);
+    let c = driver.launch(&["--open"]).await;
+    let (ok, log) = finish(phone).await;
+    assert!(ok, "first lamp:\n{log}");
+    text_becomes(&c, "#connection", "connected").await;
+    let tray = host.item(Duration::from_secs(30));
+    assert_eq!(badge(&tray), (None, lamplighter_badge::Health::Ok));
+    assert!(dunst.shown().is_empty(), "nothing waits, so nothing is announced at start: {:?}", dunst.shown());
+
+    // a voicemail arrives
+    let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "yes"), ("summary", r"Voice-Message: 1/1")]);
+    let deposited = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs_f64();
+    let id = sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 5251 304613".into(),
+        caller_name: Some("Jörg Brinkmann".into()),
+        duration_secs: 8,
+        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_runner::demo::tone_wav(8))),
+        transcription: Some("Hallo, hier ist Jörg. Bitte ruf mich wegen des Angebots zurück.".into()),
+        ..Voicemail::default()
+    });
+    // … in the window's list, bold (unheard), newest first
+    let row = format!("#voicemail-list li[data-item-id=\"{id}\"]");
+    eventually("the voicemail in the list", Duration::from_secs(20), || async {
+        attr(&c, &row, "class").await.filter(|cl| cl.contains("unheard"))
+    })
+    .await;
+    assert_eq!(attr(&c, "#voicemail-list li:first-child", "data-item-id").await.as_deref(), Some(id.as_str()));
+    assert_eq!(text_of(&c, &format!("{row} .caller")).await, "Jörg Brinkmann");
+    assert_eq!(text_of(&c, &format!("{row} .duration")).await, "0:08");
+    // … on screen, as the daemon shows it
+    let shown = eventually("the notification on screen", Duration::from_secs(20), || async {
+        dunst.shown().into_iter().find(|(_, summary, _)| summary.contains("Jörg Brinkmann"))
+    })
+    .await;
+    assert_eq!(shown.1, "Voicemail from Jörg Brinkmann (+49 5251 304613), 0:08");
+    assert_eq!(shown.2, "Hallo, hier ist Jörg. Bitte ruf mich wegen des Angebots zurück.");
+    assert!(dunst.displayed() >= 1);
+    eprintln!("figure: deposit → notification on screen: {:.0} ms", (shown.0 - deposited) * 1000.0);
+    // … the phone's lamp lights, and the badge counts it
+    let (ok, log) = finish(phone).await;
+    assert!(ok, "lamp on:\n{log}");
+    eventually("badge 1", Duration::from_secs(10), || async {
+        (badge(&tray) == (Some("1".into()), lamplighter_badge::Health::Ok)).then_some(())
+    })
+    .await;
+    save_screenshot(&c, "window-light.png").await;
+
+    // Play, from the notification
+    let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "no"), ("summary", r"Voice-Message: 0/2")]);
+    let menu = dunst.pick("#Play (Voicemail from Jörg");
+    assert!(menu.contains("Mark heard"), "the notification offers Play and Mark heard: {menu}");
+    let first = eventually("playing in the window", Duration::from_secs(20), || async {
+        let phase = attr(&c, "#player", "data-phase").await?;
+        let pos: u64 = attr(&c, "#play-position", "data-position-ms").await?.parse().ok()?;
+        (phase == "playing" && pos > 0).then_some(pos)
+    })
+    .await;
+    assert_eq!(attr(&c, "#player", "data-item-id").await.as_deref(), Some(id.as_str()));
+    // the sound reaches the (null) sound card, and it is not silence
+    assert!(!sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty(), "no stream on the sink");
+    let heard = sink.record(Duration::from_millis(800));
+    assert!(rms(&heard) > 1000.0, "the sink carried silence (rms {})", rms(&heard));
+    // the position shown advances in real time (±, the window gets it every 250 ms)
+    let position =
+        || async { attr(&c, "#play-position", "data-position-ms").await.and_then(|p| p.parse::<u64>().ok()) };
+    let mid = position().await.expect("position");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = position().await.expect("position");
+    assert!(mid >= first, "{first} → {mid}");
+    assert!((1000..=2000).contains(&(later - mid)), "1.5 s of playing moved the position {mid} → {later}");
+
+    // after a few seconds of listening: read in the mailbox, lamp out, badge clear
+    eventually("read in the mailbox", Duration::from_secs(20), || async {
+        sim.items().iter().any(|(i, _, read)| *i == id && *read).then_some(())
+    })
+    .await;
+    let (ok, log) = finish(phone).await;
+    assert!(ok, "lamp off:\n{log}");
+    eventually("badge cleared", Duration::from_secs(10), || async {
+        (badge(&tray) == (None, lamplighter_badge::Health::Ok)).then_some(())
+    })
+    .await;
+    eventually("the row no longer bold", Duration::from_secs(10), || async {
+        attr(&c, &row, "class").await.filter(|cl| !cl.contains("unheard"))
+    })
+    .await;
+    assert_eq!(text_of(&c, "#summary").await, "No new voicemail or missed calls");
+    let _ = c.close().await;
+}
+
+async fn save_screenshot(c: &fantoccini::Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    std::fs::write(artifacts().join(name), png).expect("save screenshot");
+}
+
+/// A click on the notification itself (dunst's default action) opens the
+/// window on the item, from the tray alone.
+#[test]
+fn clicking_a_notification_opens_the_window() {
+    let (_one, mut session) = desktop();
+    let _host = TrayHost::start(&mut session);
+    let dunst = Dunst::start(&mut session);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("simulator");
+    let phone = Sipp::start("notify-uas-ok.xml", false, &[("waiting", "no"), ("summary", r"Voice-Message: 0/0")]);
+    write_config(&session, &config(&sim, &phone.uri()));
+    let mut app = spawn_app(&session, &[], &[(PASSWORD_VAR, PASSWORD)]);
+    let (ok, log) = phone.finish();
+    assert!(ok, "{log}\n{}", app_log(&session));
+    assert!(!window_open(&session), "tray only at start");
+    sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 89 7654321".into(),
+        duration_secs: 5,
+        ..Voicemail::default()
+    });
+    let end = Instant::now() + Duration::from_secs(20);
+    while !dunst.shown().iter().any(|(_, s, _)| s.contains("+49 89 7654321")) {
+        assert!(Instant::now() < end, "no notification: {}", app_log(&session));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // the default action, as a click on the notification
+    let _ = session.command("dunstctl").args(["action", "0"]).status();
+    let end = Instant::now() + Duration::from_secs(20);
+    while !window_open(&session) {
+        assert!(Instant::now() < end, "the window did not open: {}", app_log(&session));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = app.kill();
+    let _ = app.wait();
+}
+
+/// The window in the demo mailbox: light and dark (GTK's dark variant, which
+/// WebKit reports as `prefers-color-scheme: dark`), and in German when the
+/// OS speaks German. Screenshots of both themes go to the artifacts.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_window_reads_in_light_and_dark_and_speaks_german() {
+    for (theme, lang, shot) in [
+        ("Adwaita", "en_GB.UTF-8", Some("window-light-demo.png")),
+        ("Adwaita:dark", "en_GB.UTF-8", Some("window-dark-demo.png")),
+        ("Adwaita", "de_DE.UTF-8", None),
+    ] {
+        let (_one, session) = desktop();
+        let driver = Driver::start_with_env(&session, &[("GTK_THEME", theme), ("LANG", lang), ("LC_ALL", lang)]);
+        let c = driver.launch(&["--open"]).await;
+        // the demo's items are listed (three voicemails at least)
+        eventually("the demo's voicemails", Duration::from_secs(30), || async {
+            let rows = c.find_all(Locator::Css("#voicemail-list li")).await.ok()?;
+            (rows.len() >= 3).then_some(())
+        })
+        .await;
+        let background = c
+            .execute("return getComputedStyle(document.body).backgroundColor", vec![])
+            .await
+            .expect("style")
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let dark = theme.ends_with(":dark");
+        assert_eq!(background, if dark { "rgb(22, 25, 29)" } else { "rgb(255, 255, 255)" }, "{theme}");
+        if lang.starts_with("de") {
+            assert_eq!(text_of(&c, "#tab-inbox").await, "Eingang");
+            assert_eq!(text_of(&c, "#voicemail-heading").await, "Sprachnachrichten");
+            assert_eq!(text_of(&c, "#voicemail-list li:first-child .play").await, "Abspielen");
+            assert!(text_of(&c, "#summary").await.contains("neue Sprachnachricht"));
+        } else {
+            assert_eq!(text_of(&c, "#voicemail-heading").await, "Voicemail");
+        }
+        if let Some(name) = shot {
+            // the team call (someone else's) shows its reason in the collapsible section
+            eventually("a secondary call", Duration::from_secs(30), || async {
+                let n: usize = text_of(&c, "#secondary-count").await.parse().ok()?;
+                (n >= 1).then_some(())
+            })
+            .await;
+            c.find(Locator::Css("#secondary summary")).await.expect("summary").click().await.expect("open");
+            assert!(text_of(&c, "#secondary-list li .reason").await.contains("team call"));
+            let _ = c.set_window_size(600, 1150).await;
+            let _ = c.execute("window.scrollTo(0, 0)", vec![]).await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            save_screenshot(&c, name).await;
+        }
+        let _ = c.close().await;
+    }
+}
