@@ -161,6 +161,43 @@ async fn a_voicemail_is_listed_notified_played_from_the_notification_and_turns_h
     })
     .await;
     assert_eq!(text_of(&c, "#summary").await, "No new voicemail or missed calls");
+
+    // "Check settings" runs the agent's checks and shows each step
+    let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "no"), ("summary", r"Voice-Message: 0/2")]);
+    c.find(Locator::Css("#check-settings")).await.expect("button").click().await.expect("click");
+    let results = eventually("check results", Duration::from_secs(30), || async {
+        let t = text_of(&c, "#check-results").await;
+        t.contains("phone").then_some(t)
+    })
+    .await;
+    let (ok, log) = finish(phone).await;
+    assert!(
+        ok,
+        "the check's lamp:
+{log}"
+    );
+    assert!(results.contains("✓ signed in; Voice Mail folder readable: 2 voicemails (0 unheard)"), "{results}");
+    assert!(results.contains("✓ streaming notifications supported"), "{results}");
+    assert!(results.contains("answered 200"), "{results}");
+    assert!(!results.contains('✗'), "{results}");
+
+    // autostart at login is a setting: it writes (and removes) the XDG autostart entry
+    let autostart_dir = session.xdg("XDG_CONFIG_HOME").join("autostart");
+    c.find(Locator::Css("#tab-settings")).await.expect("tab").click().await.expect("click");
+    let toggle = c.find(Locator::Css("#autostart")).await.expect("checkbox");
+    assert_eq!(toggle.prop("checked").await.ok().flatten().as_deref(), Some("false"));
+    toggle.click().await.expect("click");
+    let entry = eventually("the autostart entry", Duration::from_secs(10), || async {
+        std::fs::read_dir(&autostart_dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| std::fs::read_to_string(p).is_ok_and(|t| t.contains("Exec=") && t.contains("lamplighter")))
+    })
+    .await;
+    c.find(Locator::Css("#autostart")).await.expect("checkbox").click().await.expect("click");
+    eventually("the autostart entry removed", Duration::from_secs(10), || async { (!entry.exists()).then_some(()) })
+        .await;
     let _ = c.close().await;
 }
 
@@ -257,4 +294,96 @@ async fn the_window_reads_in_light_and_dark_and_speaks_german() {
         }
         let _ = c.close().await;
     }
+}
+
+fn with_audio(number: &str) -> Voicemail {
+    Voicemail {
+        caller_number: number.into(),
+        duration_secs: 6,
+        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_runner::demo::tone_wav(6))),
+        ..Voicemail::default()
+    }
+}
+
+/// The tray menu: the counts in words, "Resend lamp to phone" (the sipp
+/// phone gets the lamp again), "Pause notifications" (a new voicemail is
+/// counted but not announced; unpaused, the next one is), and "Play latest
+/// voicemail" (the window opens and the newest unheard one plays).
+#[test]
+fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
+    let (_one, mut session) = desktop();
+    let host = TrayHost::start(&mut session);
+    let dunst = Dunst::start(&mut session);
+    let sink = NullSink::start();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("simulator");
+    let first = sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 40 5550000".into(),
+        caller_name: Some("Paketdienst".into()),
+        duration_secs: 6,
+        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_runner::demo::tone_wav(6))),
+        ..Voicemail::default()
+    });
+    let phone = Sipp::start("notify-uas-ok.xml", false, &[("waiting", "yes"), ("summary", r"Voice-Message: 1/0")]);
+    let port = phone.port;
+    write_config(&session, &config(&sim, &phone.uri()));
+    let mut app = spawn_app(&session, &[], &[(PASSWORD_VAR, PASSWORD), ("PULSE_SERVER", &sink.server)]);
+    let (ok, log) = phone.finish();
+    assert!(ok, "{log}\n{}", app_log(&session));
+    let tray = host.item(Duration::from_secs(30));
+    let labels = tray.menu_items();
+    assert_eq!(labels[0], ("1 new voicemail, 0 missed calls".to_string(), false, -1), "{labels:?}");
+    for item in ["Play latest voicemail", "Resend lamp to phone", "Pause notifications", "Settings…", "Quit"] {
+        assert!(labels.iter().any(|(l, enabled, _)| l == item && *enabled), "{item} missing: {labels:?}");
+    }
+
+    // the lamp again, on request
+    let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "yes"), ("summary", r"Voice-Message: 1/0")]);
+    tray.click_menu("Resend lamp to phone");
+    let (ok, log) = phone.finish();
+    assert!(ok, "resent lamp:\n{log}");
+
+    // paused: counted, not announced
+    tray.click_menu("Pause notifications");
+    assert!(tray.menu_items().iter().any(|(l, _, t)| l == "Pause notifications" && *t == 1), "shown as checked");
+    let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "yes"), ("summary", r"Voice-Message: 2/0")]);
+    sim.deposit_voicemail(with_audio("+49 30 2222"));
+    let (ok, log) = phone.finish();
+    assert!(ok, "{log}");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !tray.menu_items().iter().any(|(l, _, _)| l == "2 new voicemails, 0 missed calls") {
+        assert!(Instant::now() < end, "not counted: {:?}", tray.menu_items());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!dunst.shown().iter().any(|(_, s, _)| s.contains("+49 30 2222")), "announced while paused");
+    // resumed: the next one is announced
+    tray.click_menu("Pause notifications");
+    let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "yes"), ("summary", r"Voice-Message: 3/0")]);
+    let newest = sim.deposit_voicemail(with_audio("+49 30 3333"));
+    let end = Instant::now() + Duration::from_secs(20);
+    while !dunst.shown().iter().any(|(_, s, _)| s.contains("+49 30 3333")) {
+        assert!(Instant::now() < end, "not announced after resuming: {:?}", dunst.shown());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (ok, log) = phone.finish();
+    assert!(ok, "{log}");
+
+    // play the latest (newest unheard): the window opens and the sound goes out
+    assert!(!window_open(&session));
+    tray.click_menu("Play latest voicemail");
+    let end = Instant::now() + Duration::from_secs(20);
+    while !(window_open(&session) && !sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty()) {
+        assert!(Instant::now() < end, "window or sound missing: {}", app_log(&session));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // it was the newest that played: after a few seconds it alone is read in the mailbox
+    let end = Instant::now() + Duration::from_secs(20);
+    while !sim.items().iter().any(|(i, _, read)| *i == newest && *read) {
+        assert!(Instant::now() < end, "the newest was not marked heard: {}", app_log(&session));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(sim.items().iter().any(|(i, _, read)| *i == first && !*read), "the older one stays unheard");
+    let _ = app.kill();
+    let _ = app.wait();
 }

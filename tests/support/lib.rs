@@ -259,6 +259,31 @@ impl Tray {
         self.property("IconPixmap")
     }
 
+    /// The menu's items: (label, enabled, toggle state: 1 checked, 0 not, -1 none).
+    pub fn menu_items(&self) -> Vec<(String, bool, i32)> {
+        let menu_path: zvariant::OwnedObjectPath = self.property("Menu");
+        let proxy =
+            zbus::blocking::Proxy::new(&self.conn, self.name.as_str(), menu_path.as_str(), "com.canonical.dbusmenu")
+                .expect("menu proxy");
+        type Layout = (u32, (i32, std::collections::HashMap<String, zvariant::OwnedValue>, Vec<zvariant::OwnedValue>));
+        let (_, (_, _, children)): Layout =
+            proxy.call("GetLayout", &(0i32, -1i32, Vec::<String>::new())).expect("GetLayout");
+        children
+            .into_iter()
+            .filter_map(|child| {
+                let (_, props, _): (
+                    i32,
+                    std::collections::HashMap<String, zvariant::OwnedValue>,
+                    Vec<zvariant::OwnedValue>,
+                ) = child.try_into().ok()?;
+                let label = props.get("label").and_then(|v| String::try_from(v.clone()).ok())?;
+                let enabled = props.get("enabled").and_then(|v| bool::try_from(v.clone()).ok()).unwrap_or(true);
+                let toggle = props.get("toggle-state").and_then(|v| i32::try_from(v.clone()).ok()).unwrap_or(-1);
+                Some((label.replace('_', ""), enabled, toggle))
+            })
+            .collect()
+    }
+
     /// Clicks the menu item with this label through com.canonical.dbusmenu.
     pub fn click_menu(&self, label: &str) {
         let menu_path: zvariant::OwnedObjectPath = self.property("Menu");

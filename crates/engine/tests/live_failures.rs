@@ -78,3 +78,40 @@ fn unreachable_server_refused_sign_in_and_refusing_phone_become_problems() {
     assert_eq!(s.health, lamplighter_badge::Health::PhoneUnreachable);
     drop(live);
 }
+
+/// "Retry now" after an outage: the mailbox's server comes back, and the
+/// engine connects at once instead of waiting out its back-off (or, when the
+/// first start failed, instead of waiting for new settings forever).
+#[test]
+fn retry_now_connects_as_soon_as_the_server_is_back() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = format!(
+        "[mailbox]\nemail = \"mara@example.test\"\news_url = \"http://{addr}/EWS/Exchange.asmx\"\nusername = \"mara\"\nauth = \"basic\"\n"
+    );
+    let e = engine(dir.path(), &config, "Sommer2026!");
+    let live = e.start_live().expect("live");
+    let s = wait(&e, "unreachable", |s| {
+        has(s, "mailbox_unreachable") || s.connection.as_deref().is_some_and(|c| c.starts_with("reconnecting"))
+    });
+    // how long the engine would wait on its own: forever when parked, else its back-off
+    let would_wait = s
+        .connection
+        .as_deref()
+        .and_then(|c| c.strip_prefix("reconnecting in "))
+        .and_then(|c| c.split(' ').next())
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let config = SimConfig { listen: addr, ..SimConfig::default() };
+    let sim = rt.block_on(Simulator::start(config)).expect("sim on the same port");
+    sim.deposit_voicemail(Voicemail { caller_number: "+49 30 1".into(), duration_secs: 5, ..Voicemail::default() });
+    let asked = Instant::now();
+    e.retry_now().expect("retry");
+    wait(&e, "connected after Retry now", |s| s.connection.as_deref() == Some("connected") && s.counts.voicemails == 1);
+    if let Some(back_off) = would_wait {
+        assert!(asked.elapsed() < back_off, "connected only after the back-off ({back_off:?})");
+    }
+    assert!(!has(&e.snapshot(), "mailbox_unreachable"));
+    drop(live);
+}
