@@ -4,6 +4,7 @@
 #                   the headless agent when there is no display)
 #   ./dev.sh test   set up what is missing, then build and run the whole test suite
 #   ./dev.sh setup  only install what is missing (safe to repeat; quiet when nothing is)
+#   ./dev.sh package  build the Debian package with the Tauri bundler
 # Debian/Ubuntu. Installs with apt-get (through sudo when not root) and cargo.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -108,9 +109,21 @@ test_all() {
   return "$status"
 }
 
+package() {
+  ensure_rust
+  ensure_packages "${BUILD_CLI[@]}" "${BUILD_APP[@]}" "${PLAYBACK[@]}"
+  if ! cargo tauri --version >/dev/null 2>&1; then
+    say "dev.sh: installing tauri-cli 2 (the Tauri bundler)"
+    cargo install tauri-cli --version '^2' --locked -j "$(nproc)" --quiet
+  fi
+  cargo tauri build --bundles deb --ci
+  ls -l "${CARGO_TARGET_DIR:-target}"/release/bundle/deb/*.deb
+}
+
 case "${1:-}" in
   run) shift; run "$@" ;;
+  package) package ;;
   test) shift; test_all "$@" ;;
   setup) setup_all ;;
-  *) say "usage: ./dev.sh run | test | setup"; exit 2 ;;
+  *) say "usage: ./dev.sh run | test | setup | package"; exit 2 ;;
 esac

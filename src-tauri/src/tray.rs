@@ -31,7 +31,8 @@ fn icon(snapshot: &Snapshot) -> Image<'static> {
 fn tooltip(snapshot: &Snapshot) -> String {
     let mut t = format!("Lamplighter: {}", snapshot.tooltip);
     if let Some(p) = snapshot.problems.first() {
-        t.push_str(&format!("\n{}", p.message));
+        // one line: KSNI hosts show only the first line of a tooltip
+        t.push_str(&format!(" — {}", p.message));
     }
     t
 }

@@ -384,6 +384,18 @@ fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(sim.items().iter().any(|(i, _, read)| *i == first && !*read), "the older one stays unheard");
+
+    // the password changes on the server: the icon turns grey, the tooltip says why
+    sim.set_password("mara", "Winter2027!");
+    sim.drop_streams();
+    let end = Instant::now() + Duration::from_secs(30);
+    while badge(&tray).1 != lamplighter_badge::Health::Disconnected {
+        assert!(Instant::now() < end, "icon not grey: {:?}", tray.tooltip());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, _, title, description) = tray.tooltip();
+    let words = format!("{title} {description}");
+    assert!(words.contains("sign-in refused"), "{words}");
     let _ = app.kill();
     let _ = app.wait();
 }
