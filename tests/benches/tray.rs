@@ -53,7 +53,8 @@ fn cpu_ticks(pids: &[u32]) -> u64 {
         .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
         .map(|s| {
             let f: Vec<&str> = s.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-            f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+            f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+                + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
         })
         .sum()
 }
@@ -92,7 +93,11 @@ fn main() {
         .block_on(Simulator::start(SimConfig { validation: Validation::Off, ..SimConfig::default() }))
         .expect("simulator");
     for n in 0..20 {
-        sim.deposit_voicemail(Voicemail { caller_number: format!("+49 30 {n}"), duration_secs: 9, ..Voicemail::default() });
+        sim.deposit_voicemail(Voicemail {
+            caller_number: format!("+49 30 {n}"),
+            duration_secs: 9,
+            ..Voicemail::default()
+        });
     }
     let config = session.xdg("XDG_CONFIG_HOME").join("lamplighter/config.toml");
     std::fs::create_dir_all(config.parent().expect("dir")).expect("mkdir");
