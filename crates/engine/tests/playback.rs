@@ -70,11 +70,16 @@ fn a_voicemail_plays_into_a_null_sink_and_turns_heard() {
     assert_eq!(p1.duration_ms, Some(8000));
     // from outside: the null sink plays our stream, and it is not silence
     assert!(!sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty(), "no stream on the sink");
-    let heard = sink.record(Duration::from_millis(1000));
-    assert!(heard.len() > 4000, "recorded {} samples", heard.len());
+    // (parec needs a moment to start under load: judge what it got)
+    let heard = sink.record(Duration::from_millis(1200));
+    assert!(heard.len() > 1600, "recorded {} samples", heard.len());
     assert!(rms(&heard) > 1000.0, "the sink carried silence (rms {})", rms(&heard));
-    let later = e.snapshot().playback.expect("playback");
-    assert!(later.position_ms >= p1.position_ms + 700, "position {} → {}", p1.position_ms, later.position_ms);
+    // the position advances in real time (the engine reports it every 250 ms)
+    let mid = e.snapshot().playback.expect("playback").position_ms;
+    std::thread::sleep(Duration::from_millis(1500));
+    let later = e.snapshot().playback.expect("playback").position_ms;
+    assert!(mid >= p1.position_ms, "{} → {mid}", p1.position_ms);
+    assert!((1000..=2000).contains(&(later - mid)), "1.5 s of playing moved the position {mid} → {later}");
 
     // a few seconds of listening mark it heard, on the server too
     let s =
