@@ -107,6 +107,8 @@ async fn run_once(engine: &Engine) {
     let mut events = runner.events();
     let mut switches = engine.switches();
     let mut policy = AlertPolicy::new(engine.lang(), *switches.borrow_and_update());
+    // missed calls known before the one being announced ("3 attempts" counts them)
+    let mut earlier_calls = std::collections::HashSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs(6));
     tick.tick().await;
     loop {
@@ -135,11 +137,16 @@ async fn run_once(engine: &Engine) {
                         });
                     }
                     if let RunEvent::Notify { kind, item_id, preview, duration_secs, .. } = &e {
-                        if let Some(item) = new_item(engine, *kind, item_id, preview.as_deref(), *duration_secs) {
+                        if let Some(item) = new_item(engine, &mut earlier_calls, *kind, item_id, preview.as_deref(), *duration_secs) {
                             policy.new_item(std::time::Instant::now(), item);
                         }
                     }
                     if let RunEvent::State { voicemail, missed_calls, secondary_calls, connection } = e {
+                        if connection == "connected" && earlier_calls.is_empty() {
+                            // what was there before we went live counts as earlier attempts
+                            earlier_calls.extend(engine.lists().missed_calls.into_iter().filter_map(|c| c.item_id));
+                            earlier_calls.insert(String::new()); // marks it initialised
+                        }
                         policy.connection(
                             std::time::Instant::now(),
                             connection == "connected",
@@ -204,6 +211,7 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
 /// The texts of a new item's notification, from the window's rows (so both say the same).
 fn new_item(
     engine: &Engine,
+    earlier_calls: &mut std::collections::HashSet<String>,
     kind: Kind,
     item_id: &str,
     preview: Option<&str>,
@@ -227,13 +235,15 @@ fn new_item(
         }
         Kind::MissedCall => {
             let row = lists.missed_calls.iter().find(|c| c.item_id.as_deref() == Some(item_id))?;
-            // the caller's unseen calls so far: "3 attempts"
-            let attempts = lists
+            // the caller's unseen calls up to this one: "3 attempts" (later ones in the
+            // same batch are not counted yet)
+            let attempts = 1 + lists
                 .missed_calls
                 .iter()
                 .filter(|c| c.unseen && c.caller == row.caller && c.number == row.number)
-                .count()
-                .max(1);
+                .filter(|c| c.item_id.as_ref().is_some_and(|id| id != item_id && earlier_calls.contains(id)))
+                .count();
+            earlier_calls.insert(item_id.to_string());
             Some(NewItem {
                 kind,
                 item_id: item_id.into(),

@@ -6,7 +6,7 @@
 
 use lamplighter_config::Paths;
 use lamplighter_engine::{AlertKind, Engine, KeyringChoice, Options, PlaybackPhase, SettingsUpdate, Snapshot};
-use lamplighter_ews_sim::{SimConfig, Simulator, Voicemail};
+use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Voicemail};
 use lamplighter_testkit::audio::{NullSink, rms};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -144,11 +144,36 @@ fn new_items_raise_one_notification_each_and_start_up_one_summary() {
     assert_eq!(a.body, "Hallo, hier ist Jörg. Bitte ruf mich zurück.");
     assert_eq!(a.actions.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["play", "mark-heard"]);
 
+    // a missed call: Call back (its tel: URI) and Dismiss; the caller's second try says so
+    let call = |id: &str| MissedCall {
+        caller_number: "+49 5251 304613".into(),
+        caller_name: Some("Jörg Brinkmann".into()),
+        call_id: Some(id.into()),
+        ..MissedCall::default()
+    };
+    let first_call = sim.deposit_missed_call(call("c1@pbx"));
+    let second_call = sim.deposit_missed_call(call("c2@pbx"));
+    let end = Instant::now() + Duration::from_secs(10);
+    while alerts.lock().expect("lock").len() < 4 {
+        assert!(Instant::now() < end, "missed calls not announced: {:?}", alerts.lock().expect("lock"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let calls: Vec<_> = alerts.lock().expect("lock")[2..4].to_vec();
+    for (a, id) in calls.iter().zip([&first_call, &second_call]) {
+        assert_eq!(a.kind, AlertKind::MissedCall);
+        assert_eq!(a.item_id.as_deref(), Some(id.as_str()));
+        assert_eq!(a.title, "Missed call from Jörg Brinkmann");
+        assert_eq!(a.call_back.as_deref(), Some("tel:+495251304613"));
+        assert_eq!(a.actions.iter().map(|x| x.id.as_str()).collect::<Vec<_>>(), ["call-back", "dismiss"]);
+    }
+    assert_eq!(calls[0].body, "");
+    assert_eq!(calls[1].body, "2 attempts");
+
     // paused: the badge counts, nobody is disturbed
     e.set_notifications_paused(true);
     assert!(e.snapshot().notifications_paused);
     sim.deposit_voicemail(Voicemail { caller_number: "+49 30 9".into(), duration_secs: 5, ..Voicemail::default() });
     wait(&e, "counted while paused", |s| s.counts.voicemails == 7);
     std::thread::sleep(Duration::from_millis(500));
-    assert_eq!(alerts.lock().expect("lock").len(), 2);
+    assert_eq!(alerts.lock().expect("lock").len(), 4);
 }
