@@ -163,6 +163,19 @@ async fn a_voicemail_is_listed_notified_played_from_the_notification_and_turns_h
     .await;
     assert_eq!(text_of(&c, "#summary").await, "No new voicemail or missed calls");
 
+    // from the keyboard: Enter on the row's Play plays it again; Stop ends it
+    let play = c.find(Locator::Css(&format!("{row} .play"))).await.expect("play button");
+    play.send_keys("\u{E007}").await.expect("Enter");
+    eventually("playing again", Duration::from_secs(20), || async {
+        (attr(&c, "#player", "data-phase").await.as_deref() == Some("playing")).then_some(())
+    })
+    .await;
+    c.find(Locator::Css("#player-stop")).await.expect("stop").click().await.expect("click");
+    eventually("player closed", Duration::from_secs(10), || async {
+        c.find(Locator::Css("#player")).await.ok()?.attr("hidden").await.ok()?.map(|_| ())
+    })
+    .await;
+
     // "Check settings" runs the agent's checks and shows each step
     let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "no"), ("summary", r"Voice-Message: 0/2")]);
     c.find(Locator::Css("#check-settings")).await.expect("button").click().await.expect("click");
