@@ -164,6 +164,10 @@ async fn a_voicemail_is_listed_notified_played_from_the_notification_and_turns_h
     assert_eq!(text_of(&c, "#summary").await, "No new voicemail or missed calls");
 
     // from the keyboard: Enter on the row's Play plays it again; Stop ends it
+    eventually("the first playback at its end", Duration::from_secs(20), || async {
+        (attr(&c, "#player", "data-phase").await.as_deref() == Some("ended")).then_some(())
+    })
+    .await;
     let play = c.find(Locator::Css(&format!("{row} .play"))).await.expect("play button");
     play.send_keys("\u{E007}").await.expect("Enter");
     eventually("playing again", Duration::from_secs(20), || async {

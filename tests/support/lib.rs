@@ -259,54 +259,46 @@ impl Tray {
         self.property("IconPixmap")
     }
 
-    /// The menu's items: (label, enabled, toggle state: 1 checked, 0 not, -1 none).
-    pub fn menu_items(&self) -> Vec<(String, bool, i32)> {
+    fn menu(&self) -> zbus::blocking::Proxy<'_> {
         let menu_path: zvariant::OwnedObjectPath = self.property("Menu");
-        let proxy =
-            zbus::blocking::Proxy::new(&self.conn, self.name.as_str(), menu_path.as_str(), "com.canonical.dbusmenu")
-                .expect("menu proxy");
-        type Layout = (u32, (i32, std::collections::HashMap<String, zvariant::OwnedValue>, Vec<zvariant::OwnedValue>));
+        zbus::blocking::Proxy::new(&self.conn, self.name.clone(), menu_path, "com.canonical.dbusmenu")
+            .expect("menu proxy")
+    }
+
+    /// The menu's top-level items over com.canonical.dbusmenu:
+    /// (id, label, enabled, toggle state: 1 checked, 0 not, -1 none).
+    fn menu_layout(&self) -> Vec<(i32, String, bool, i32)> {
+        type Props = std::collections::HashMap<String, zvariant::OwnedValue>;
+        type Layout = (u32, (i32, Props, Vec<zvariant::OwnedValue>));
         let (_, (_, _, children)): Layout =
-            proxy.call("GetLayout", &(0i32, -1i32, Vec::<String>::new())).expect("GetLayout");
+            self.menu().call("GetLayout", &(0i32, -1i32, Vec::<String>::new())).expect("GetLayout");
         children
             .into_iter()
             .filter_map(|child| {
-                let (_, props, _): (
-                    i32,
-                    std::collections::HashMap<String, zvariant::OwnedValue>,
-                    Vec<zvariant::OwnedValue>,
-                ) = child.try_into().ok()?;
-                let label = props.get("label").and_then(|v| String::try_from(v.clone()).ok())?;
+                let (id, props, _): (i32, Props, Vec<zvariant::OwnedValue>) = child.try_into().ok()?;
+                let label = props.get("label").and_then(|v| String::try_from(v.clone()).ok()).unwrap_or_default();
                 let enabled = props.get("enabled").and_then(|v| bool::try_from(v.clone()).ok()).unwrap_or(true);
                 let toggle = props.get("toggle-state").and_then(|v| i32::try_from(v.clone()).ok()).unwrap_or(-1);
-                Some((label.replace('_', ""), enabled, toggle))
+                Some((id, label.replace('_', ""), enabled, toggle))
             })
             .collect()
     }
 
+    /// The menu's labelled items: (label, enabled, toggle state: 1 checked, 0 not, -1 none).
+    pub fn menu_items(&self) -> Vec<(String, bool, i32)> {
+        self.menu_layout().into_iter().filter(|(_, l, _, _)| !l.is_empty()).map(|(_, l, e, t)| (l, e, t)).collect()
+    }
+
     /// Clicks the menu item with this label through com.canonical.dbusmenu.
     pub fn click_menu(&self, label: &str) {
-        let menu_path: zvariant::OwnedObjectPath = self.property("Menu");
-        let proxy =
-            zbus::blocking::Proxy::new(&self.conn, self.name.as_str(), menu_path.as_str(), "com.canonical.dbusmenu")
-                .expect("menu proxy");
-        type Layout = (u32, (i32, std::collections::HashMap<String, zvariant::OwnedValue>, Vec<zvariant::OwnedValue>));
-        let (_, (_, _, children)): Layout =
-            proxy.call("GetLayout", &(0i32, -1i32, Vec::<String>::new())).expect("GetLayout");
-        let mut found = None;
-        for child in children {
-            let (id, props, _): (
-                i32,
-                std::collections::HashMap<String, zvariant::OwnedValue>,
-                Vec<zvariant::OwnedValue>,
-            ) = child.try_into().expect("menu item");
-            let item_label = props.get("label").and_then(|v| String::try_from(v.clone()).ok()).unwrap_or_default();
-            if item_label.replace('_', "") == label {
-                found = Some(id);
-            }
-        }
-        let id = found.unwrap_or_else(|| panic!("no menu item {label:?}"));
-        let _: () = proxy.call("Event", &(id, "clicked", zvariant::Value::from(""), 0u32)).expect("Event clicked");
+        let id = self
+            .menu_layout()
+            .into_iter()
+            .rfind(|(_, l, _, _)| l == label)
+            .map(|(id, _, _, _)| id)
+            .unwrap_or_else(|| panic!("no menu item {label:?}"));
+        let _: () =
+            self.menu().call("Event", &(id, "clicked", zvariant::Value::from(""), 0u32)).expect("Event clicked");
     }
 }
 

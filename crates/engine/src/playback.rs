@@ -77,6 +77,23 @@ impl PlayerSlot {
     fn is_current(&self, generation: u64) -> bool {
         *self.generation.lock().unwrap_or_else(|p| p.into_inner()) == generation
     }
+
+    /// Starts `path` only if no Stop or newer Play came since `generation` was taken;
+    /// the check and the start are one step, so a Stop never leaves audio playing.
+    fn play_if_current(
+        &self,
+        generation: u64,
+        player: &Player,
+        path: &std::path::Path,
+    ) -> Result<bool, lamplighter_player::PlayError> {
+        let current = self.generation.lock().unwrap_or_else(|p| p.into_inner());
+        if *current != generation {
+            return Ok(false);
+        }
+        player.play(path)?;
+        drop(current);
+        Ok(true)
+    }
 }
 
 impl Engine {
@@ -123,14 +140,18 @@ impl Engine {
             error: None,
         };
         self.set_playback(|p| *p = Some(fresh(PlaybackPhase::Downloading)));
+        // a Stop (or another Play) while this one is still fetching wins: nothing below
+        // may then touch the snapshot or leave audio playing
         let fail = |engine: &Engine, e: EngineError| {
             let message = e.to_string();
-            engine.set_playback(|p| {
-                if let Some(p) = p.as_mut() {
-                    p.phase = PlaybackPhase::Failed;
-                    p.error = Some(message);
-                }
-            });
+            if slot.is_current(generation) {
+                engine.set_playback(|p| {
+                    if let Some(p) = p.as_mut() {
+                        p.phase = PlaybackPhase::Failed;
+                        p.error = Some(message);
+                    }
+                });
+            }
             Err(e)
         };
         let path = match self.audio_file(item_id).await {
@@ -142,12 +163,12 @@ impl Engine {
             Err(e) => return fail(self, e),
         };
         let started = {
-            let player = player.clone();
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || player.play(&path)).await
+            let (player, slot) = (player.clone(), slot.clone());
+            tokio::task::spawn_blocking(move || slot.play_if_current(generation, &player, &path)).await
         };
         match started {
-            Ok(Ok(())) => {}
+            Ok(Ok(true)) => {}
+            Ok(Ok(false)) => return Ok(()), // superseded: the newer request owns player and snapshot
             Ok(Err(e)) => return fail(self, e.into()),
             Err(e) => return fail(self, EngineError::Mailbox(format!("playback task: {e}"))),
         }

@@ -94,6 +94,22 @@ fn a_voicemail_plays_into_a_null_sink_and_turns_heard() {
     assert!(e.snapshot().playback.is_none());
     std::thread::sleep(Duration::from_millis(300));
     assert!(sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty(), "stream left on the sink");
+
+    // Stop while a Play is still starting, at several moments: it always wins
+    for delay in [0, 1, 3, 10, 30] {
+        let (e2, id2) = (e.clone(), id.clone());
+        let pending = rt.spawn(async move { e2.play(&id2).await });
+        wait(&e, "the play begun", |s| s.playback.is_some());
+        std::thread::sleep(Duration::from_millis(delay));
+        e.stop_playback();
+        let _ = rt.block_on(pending).expect("task");
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(e.snapshot().playback.is_none(), "after {delay} ms: {:?}", e.snapshot().playback);
+        assert!(
+            sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty(),
+            "after {delay} ms the sound went on after Stop"
+        );
+    }
 }
 
 #[test]
