@@ -15,7 +15,7 @@ BUILD_APP=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev)
 # Voicemail playback: G.711/MP3 (good), GSM 6.10 (bad), WMA (ugly's ASF demuxer + libav), PulseAudio/PipeWire output.
 PLAYBACK=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
           gstreamer1.0-libav gstreamer1.0-pulseaudio)
-RUN_APP=(libwebkit2gtk-4.1-0 fonts-dejavu-core)
+RUN_APP=(libwebkit2gtk-4.1-0 fonts-dejavu-core xdg-utils)
 TEST_PEERS=(xvfb xauth dbus gnome-keyring libsecret-tools libglib2.0-bin webkit2gtk-driver
             haskell-status-notifier-item-utils sip-tester iproute2 baresip-core libxml2-utils openssl curl
             dunst pulseaudio pulseaudio-utils imagemagick)

@@ -9,7 +9,7 @@
 use super::{desktop, window_open, write_config};
 use fantoccini::Locator;
 use lamplighter_e2e::*;
-use lamplighter_ews_sim::{SimConfig, Simulator, Voicemail};
+use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Voicemail};
 use lamplighter_testkit::audio::{NullSink, rms};
 use lamplighter_testkit::sipp::Sipp;
 use std::time::{Duration, Instant};
@@ -224,13 +224,53 @@ async fn save_screenshot(c: &fantoccini::Client, name: &str) {
     std::fs::write(artifacts().join(name), png).expect("save screenshot");
 }
 
-/// A click on the notification itself (dunst's default action) opens the
-/// window on the item, from the tray alone.
+/// A fake softphone registered as the desktop's `tel:`/`sip:` handler (XDG
+/// `mimeapps.list`), so "Call back" goes through xdg-open as on a real
+/// desktop; it writes each URI it is given to `called.txt`.
+fn fake_softphone(session: &lamplighter_testkit::Session) -> std::path::PathBuf {
+    let apps = session.xdg("XDG_DATA_HOME").join("applications");
+    std::fs::create_dir_all(&apps).expect("applications dir");
+    let called = session.home().join("called.txt");
+    let script = session.home().join("softphone.sh");
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$1\" >> {}\n", called.display())).expect("script");
+    let _ = std::process::Command::new("chmod").arg("+x").arg(&script).status();
+    std::fs::write(
+        apps.join("fake-softphone.desktop"),
+        format!(
+            "[Desktop Entry]\nType=Application\nName=Fake softphone\nExec={} %u\nMimeType=x-scheme-handler/tel;x-scheme-handler/sip;\n",
+            script.display()
+        ),
+    )
+    .expect("desktop file");
+    let config = session.xdg("XDG_CONFIG_HOME");
+    std::fs::create_dir_all(&config).expect("config dir");
+    std::fs::write(
+        config.join("mimeapps.list"),
+        "[Default Applications]\nx-scheme-handler/tel=fake-softphone.desktop\nx-scheme-handler/sip=fake-softphone.desktop\n",
+    )
+    .expect("mimeapps.list");
+    called
+}
+
+fn wait_for(what: &str, session: &lamplighter_testkit::Session, mut done: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < end, "{what}: {}", app_log(session));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Every notification button, picked through dunst's menu as a user does:
+/// *Call back* opens the caller's `tel:` URI with the desktop's handler,
+/// *Dismiss* marks the missed call seen and *Mark heard* the voicemail read
+/// in the mailbox; a click on the notification itself (dunst's default
+/// action) opens the window, from the tray alone.
 #[test]
-fn clicking_a_notification_opens_the_window() {
+fn notification_buttons_call_back_dismiss_mark_heard_and_a_click_opens_the_window() {
     let (_one, mut session) = desktop();
     let _host = TrayHost::start(&mut session);
     let dunst = Dunst::start(&mut session);
+    let called = fake_softphone(&session);
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
     let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("simulator");
     let phone = Sipp::start("notify-uas-ok.xml", false, &[("waiting", "no"), ("summary", r"Voice-Message: 0/0")]);
@@ -239,23 +279,56 @@ fn clicking_a_notification_opens_the_window() {
     let (ok, log) = phone.finish();
     assert!(ok, "{log}\n{}", app_log(&session));
     assert!(!window_open(&session), "tray only at start");
+    let shown = |text: &str| dunst.shown().iter().any(|(_, s, _)| s.contains(text));
+    let read = |id: &str| sim.items().iter().any(|(i, _, r)| i == id && *r);
+
+    // Call back
+    sim.deposit_missed_call(MissedCall {
+        caller_number: "+49 30 1234567".into(),
+        caller_name: Some("Carl Caller".into()),
+        call_id: Some("c1@pbx".into()),
+        ..MissedCall::default()
+    });
+    wait_for("missed-call notification", &session, || shown("Missed call from Carl Caller"));
+    let menu = dunst.pick("#Call back (Missed call from Carl Caller");
+    assert!(menu.contains("#Dismiss (Missed call from Carl Caller"), "{menu}");
+    wait_for("the softphone called", &session, || {
+        std::fs::read_to_string(&called).is_ok_and(|t| t.trim() == "tel:+49301234567")
+    });
+
+    // Dismiss
+    let dismissed = sim.deposit_missed_call(MissedCall {
+        caller_number: "+49 221 987654".into(),
+        caller_name: Some("Dora Dismiss".into()),
+        call_id: Some("c2@pbx".into()),
+        ..MissedCall::default()
+    });
+    wait_for("second missed-call notification", &session, || shown("Missed call from Dora Dismiss"));
+    dunst.pick("#Dismiss (Missed call from Dora Dismiss");
+    wait_for("dismissed call read in the mailbox", &session, || read(&dismissed));
+
+    // Mark heard
+    let heard = sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 40 5550000".into(),
+        caller_name: Some("Paketdienst".into()),
+        duration_secs: 20,
+        ..Voicemail::default()
+    });
+    wait_for("voicemail notification", &session, || shown("Voicemail from Paketdienst"));
+    dunst.pick("#Mark heard (Voicemail from Paketdienst");
+    wait_for("voicemail read in the mailbox", &session, || read(&heard));
+    assert!(!window_open(&session), "buttons do their job without opening the window");
+
+    // a click on the notification itself
+    let _ = session.command("dunstctl").arg("close-all").status();
     sim.deposit_voicemail(Voicemail {
         caller_number: "+49 89 7654321".into(),
         duration_secs: 5,
         ..Voicemail::default()
     });
-    let end = Instant::now() + Duration::from_secs(20);
-    while !dunst.shown().iter().any(|(_, s, _)| s.contains("+49 89 7654321")) {
-        assert!(Instant::now() < end, "no notification: {}", app_log(&session));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // the default action, as a click on the notification
+    wait_for("notification", &session, || shown("+49 89 7654321"));
     let _ = session.command("dunstctl").args(["action", "0"]).status();
-    let end = Instant::now() + Duration::from_secs(20);
-    while !window_open(&session) {
-        assert!(Instant::now() < end, "the window did not open: {}", app_log(&session));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for("the window opened", &session, || window_open(&session));
     let _ = app.kill();
     let _ = app.wait();
 }
