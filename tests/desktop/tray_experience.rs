@@ -224,32 +224,39 @@ async fn save_screenshot(c: &fantoccini::Client, name: &str) {
     std::fs::write(artifacts().join(name), png).expect("save screenshot");
 }
 
-/// A fake softphone registered as the desktop's `tel:`/`sip:` handler (XDG
-/// `mimeapps.list`), so "Call back" goes through xdg-open as on a real
-/// desktop; it writes each URI it is given to `called.txt`.
-fn fake_softphone(session: &lamplighter_testkit::Session) -> std::path::PathBuf {
+/// A fake desktop application registered (XDG `mimeapps.list`) as the
+/// default for `mime_types`, so xdg-open reaches it as on a real desktop; it
+/// appends each argument it is given to `<name>.log` in the home directory.
+fn fake_app(session: &lamplighter_testkit::Session, name: &str, mime_types: &[&str]) -> std::path::PathBuf {
     let apps = session.xdg("XDG_DATA_HOME").join("applications");
     std::fs::create_dir_all(&apps).expect("applications dir");
-    let called = session.home().join("called.txt");
-    let script = session.home().join("softphone.sh");
-    std::fs::write(&script, format!("#!/bin/sh\necho \"$1\" >> {}\n", called.display())).expect("script");
+    let log = session.home().join(format!("{name}.log"));
+    let script = session.home().join(format!("{name}.sh"));
+    std::fs::write(&script, format!("#!/bin/sh\necho \"$1\" >> {}\n", log.display())).expect("script");
     let _ = std::process::Command::new("chmod").arg("+x").arg(&script).status();
     std::fs::write(
-        apps.join("fake-softphone.desktop"),
+        apps.join(format!("{name}.desktop")),
         format!(
-            "[Desktop Entry]\nType=Application\nName=Fake softphone\nExec={} %u\nMimeType=x-scheme-handler/tel;x-scheme-handler/sip;\n",
-            script.display()
+            "[Desktop Entry]\nType=Application\nName={name}\nExec={} %u\nMimeType={};\n",
+            script.display(),
+            mime_types.join(";")
         ),
     )
     .expect("desktop file");
     let config = session.xdg("XDG_CONFIG_HOME");
     std::fs::create_dir_all(&config).expect("config dir");
-    std::fs::write(
-        config.join("mimeapps.list"),
-        "[Default Applications]\nx-scheme-handler/tel=fake-softphone.desktop\nx-scheme-handler/sip=fake-softphone.desktop\n",
-    )
-    .expect("mimeapps.list");
-    called
+    let list = config.join("mimeapps.list");
+    let mut text = std::fs::read_to_string(&list).unwrap_or_else(|_| "[Default Applications]\n".into());
+    for m in mime_types {
+        text.push_str(&format!("{m}={name}.desktop\n"));
+    }
+    std::fs::write(&list, text).expect("mimeapps.list");
+    log
+}
+
+/// A fake softphone for `tel:`/`sip:` links.
+fn fake_softphone(session: &lamplighter_testkit::Session) -> std::path::PathBuf {
+    fake_app(session, "fake-softphone", &["x-scheme-handler/tel", "x-scheme-handler/sip"])
 }
 
 fn wait_for(what: &str, session: &lamplighter_testkit::Session, mut done: impl FnMut() -> bool) {
@@ -491,4 +498,54 @@ fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
     }
     let _ = app.kill();
     let _ = app.wait();
+}
+
+/// A recording in a format this desktop cannot decode (WMA, with the libav
+/// WMA decoders hidden from GStreamer as on a desktop without
+/// gstreamer1.0-libav): the window names the format and offers "Open in the
+/// default player", which hands the cached file to the desktop's player.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_format_this_desktop_cannot_play_is_named_and_opens_in_the_default_player() {
+    let (_one, session) = desktop();
+    let player_log = fake_app(&session, "fake-player", &["video/x-ms-asf", "audio/x-ms-asf", "audio/x-ms-wma"]);
+    let wma = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/audio/wma.wma"))
+        .expect("WMA fixture");
+    let sim = Simulator::start(SimConfig::default()).await.expect("simulator");
+    let id = sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 69 1111".into(),
+        duration_secs: 3,
+        audio: Some(("voicemail.wma".into(), "audio/x-ms-wma".into(), wma.clone())),
+        ..Voicemail::default()
+    });
+    let phone = Sipp::start("notify-uas-ok.xml", false, &[("waiting", "yes"), ("summary", r"Voice-Message: 1/0")]);
+    write_config(&session, &config(&sim, &phone.uri()));
+    let driver = Driver::start_with_env(
+        &session,
+        &[(PASSWORD_VAR, PASSWORD), ("GST_PLUGIN_FEATURE_RANK", "avdec_wmav2:NONE,avdec_wmav1:NONE,avdec_wmapro:NONE")],
+    );
+    let c = driver.launch(&["--open"]).await;
+    let (ok, log) = finish(phone).await;
+    assert!(ok, "{log}");
+    let play = format!("#voicemail-list li[data-item-id=\"{id}\"] .play");
+    eventually("the row", Duration::from_secs(20), || async { c.find(Locator::Css(&play)).await.ok() })
+        .await
+        .click()
+        .await
+        .expect("click Play");
+    eventually("the failure shown", Duration::from_secs(20), || async {
+        (attr(&c, "#player", "data-phase").await.as_deref() == Some("failed")).then_some(())
+    })
+    .await;
+    let error = text_of(&c, "#player-error").await;
+    assert!(error.contains("WMA") && error.contains("default player"), "{error}");
+    let open = c.find(Locator::Css("#player-open-default")).await.expect("button");
+    assert!(open.is_displayed().await.expect("displayed"), "Open in the default player is offered");
+    open.click().await.expect("click");
+    let handed = eventually("the default player started", Duration::from_secs(20), || async {
+        std::fs::read_to_string(&player_log).ok().map(|t| t.trim().to_string()).filter(|t| !t.is_empty())
+    })
+    .await;
+    let path = handed.strip_prefix("file://").unwrap_or(&handed);
+    assert_eq!(std::fs::read(path).expect("the handed file"), wma, "the recording itself went to the player");
+    let _ = c.close().await;
 }
