@@ -132,6 +132,11 @@ async fn a_voicemail_is_listed_notified_played_from_the_notification_and_turns_h
     })
     .await;
     assert_eq!(attr(&c, "#player", "data-item-id").await.as_deref(), Some(id.as_str()));
+    // the window was brought to that item
+    eventually("the item focused", Duration::from_secs(10), || async {
+        attr(&c, &row, "class").await.filter(|cl| cl.contains("focused"))
+    })
+    .await;
     // the sound reaches the (null) sound card, and it is not silence
     assert!(!sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty(), "no stream on the sink");
     let heard = sink.record(Duration::from_millis(1200));

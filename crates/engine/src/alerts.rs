@@ -6,9 +6,9 @@
 //! - at start-up nothing is announced item by item (the state core stays
 //!   silent while it catches up); once connected, one summary says what
 //!   waits, if anything does;
-//! - after an outage, what the resynchronisation brings is collected for a
-//!   moment: two items or fewer are announced one by one, more become one
-//!   summary;
+//! - after an outage, what the resynchronisation brings (while still
+//!   disconnected, and for a moment after) is collected: two items or fewer
+//!   are announced one by one, more become one summary;
 //! - at most [`RATE_MAX`] single notifications in [`RATE_WINDOW`]; what comes
 //!   faster is folded into a summary at the end of the window;
 //! - notifications off, paused, or off for a kind: nothing is raised (the
@@ -167,7 +167,9 @@ impl AlertPolicy {
         while self.recent.front().is_some_and(|t| now.duration_since(*t) >= RATE_WINDOW) {
             self.recent.pop_front();
         }
-        if self.hold_until.is_some() {
+        // what the resynchronisation brings while not (yet) back is held too: the
+        // runner reports the items before it reports "connected"
+        if self.hold_until.is_some() || (self.ever_connected && !self.connected) {
             self.held.push(item);
         } else if self.recent.len() >= RATE_MAX {
             self.held.push(item);
@@ -328,6 +330,23 @@ mod tests {
         assert_eq!(a.len(), 1, "{a:?}");
         assert_eq!(a[0].kind, AlertKind::Summary);
         assert_eq!(a[0].body, "15 neue Sprachnachrichten und 5 verpasste Anrufe in Ihrer Abwesenheit");
+    }
+
+    #[test]
+    fn items_that_arrive_before_the_connection_is_back_are_held_with_the_rest() {
+        let t = Instant::now();
+        let mut p = AlertPolicy::new(Lang::En, ON);
+        p.connection(t, true, 0, 0);
+        p.connection(t, false, 0, 0);
+        for i in 0..6 {
+            p.new_item(t, vm(&format!("v{i}")));
+        }
+        assert!(drain(&mut p, t + SETTLE * 10).is_empty(), "held while disconnected");
+        p.connection(t + SETTLE * 10, true, 6, 0);
+        p.new_item(t + SETTLE * 10, vm("v6"));
+        let a = drain(&mut p, t + SETTLE * 11);
+        assert_eq!(a.len(), 1, "{a:?}");
+        assert_eq!(a[0].body, "7 new voicemails and 0 missed calls while you were away");
     }
 
     #[test]
