@@ -189,14 +189,14 @@ async function runChecks() {
 }
 
 function addPhone(phone = {}, passwordSaved = false) {
-  const node = $('#phone-template').content.firstElementChild.cloneNode(true);
+  const node = translate($('#phone-template').content.firstElementChild.cloneNode(true));
   $('[name=uri]', node).value = phone.uri || '';
   $('[name=transport]', node).value = phone.transport || 'udp';
   $('[name=mode]', node).value = phone.mode || 'unsolicited';
   $('[name=username]', node).value = phone.username || '';
   node.dataset.refreshHours = phone.refresh_hours || 12;
   node.dataset.passwordEnv = phone.password_env || '';
-  $('[data-note=password]', node).textContent = passwordSaved ? 'A password is saved in the keyring; leave empty to keep it.' : '';
+  $('[data-note=password]', node).textContent = passwordSaved ? t('password_saved') : '';
   $('.remove-phone', node).addEventListener('click', () => node.remove());
   $('#phones').appendChild(node);
   return node;
@@ -213,8 +213,8 @@ function renderSettings(view) {
   $('#mailbox-auth').value = m.auth || 'ntlm';
   $('#mailbox-password').value = '';
   $('#mailbox-password-note').textContent = view.mailbox_password_saved
-    ? 'A password is saved in the keyring; leave empty to keep it.'
-    : (view.keyring_persistent ? 'Kept in the keyring, never in the settings file.' : 'No keyring: the password is kept until Lamplighter quits.');
+    ? t('password_saved')
+    : (view.keyring_persistent ? t('password_in_keyring') : t('password_session_only'));
   $('#phones').replaceChildren();
   (view.form.phone || []).forEach((p, i) => addPhone(p, view.phone_passwords_saved[i]));
   const n = view.form.notifications || { enabled: true, voicemail: true, missed_calls: true };

@@ -378,6 +378,10 @@ async fn the_window_reads_in_light_and_dark_and_speaks_german() {
             assert_eq!(text_of(&c, "#voicemail-heading").await, "Sprachnachrichten");
             assert_eq!(text_of(&c, "#voicemail-list li:first-child .play").await, "Abspielen");
             assert!(text_of(&c, "#summary").await.contains("neue Sprachnachricht"));
+            c.find(Locator::Css("#tab-settings")).await.expect("tab").click().await.expect("click");
+            assert_eq!(text_of(&c, "legend[data-i18n=phones]").await, "Telefone");
+            assert_eq!(text_of(&c, "#save").await, "Speichern");
+            assert_eq!(text_of(&c, "label[for=mailbox-password]").await, "Kennwort");
         } else {
             assert_eq!(text_of(&c, "#voicemail-heading").await, "Voicemail");
         }

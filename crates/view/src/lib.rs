@@ -398,6 +398,30 @@ pub const UI_STRINGS: &[(&str, &str, &str)] = &[
     ),
     ("settings_file", "Settings file:", "Einstellungsdatei:"),
     ("paused_notifications", "Notifications are paused.", "Benachrichtigungen sind pausiert."),
+    ("sip_uri", "SIP URI", "SIP-URI"),
+    ("transport", "Transport", "Transportprotokoll"),
+    ("mode", "Mode", "Betriebsart"),
+    ("mode_unsolicited", "Lamplighter notifies the phone", "Lamplighter benachrichtigt das Telefon"),
+    ("mode_subscribe", "The phone subscribes", "Das Telefon abonniert"),
+    ("digest_user", "Digest user", "Digest-Benutzer"),
+    ("digest_password", "Digest password", "Digest-Kennwort"),
+    ("optional", "(optional)", "(optional)"),
+    ("remove_phone", "Remove phone", "Telefon entfernen"),
+    (
+        "password_saved",
+        "A password is saved in the keyring; leave empty to keep it.",
+        "Ein Kennwort ist im Schlüsselbund gespeichert; leer lassen, um es zu behalten.",
+    ),
+    (
+        "password_in_keyring",
+        "Kept in the keyring, never in the settings file.",
+        "Wird im Schlüsselbund aufbewahrt, nie in der Einstellungsdatei.",
+    ),
+    (
+        "password_session_only",
+        "No keyring: the password is kept until Lamplighter quits.",
+        "Kein Schlüsselbund: Das Kennwort gilt nur, bis Lamplighter beendet wird.",
+    ),
 ];
 
 /// The window's texts in `lang`, by key.
