@@ -64,10 +64,13 @@ function renderPlayback(p) {
   if (row) row.classList.add('playing');
   $('#player-caller').textContent = row ? $('.caller', row).textContent : '';
   $('#player-state').textContent = t(p.phase === 'ended' ? 'ended' : p.phase);
-  const dl = $('#download-progress');
-  dl.hidden = p.phase !== 'downloading';
-  dl.removeAttribute('value');
-  if (p.downloaded_bytes > 0) { dl.max = Math.max(p.downloaded_bytes, 1); dl.value = p.downloaded_bytes; }
+  // the total size is not known before the download ends: an indeterminate bar and the bytes so far
+  const downloading = p.phase === 'downloading';
+  $('#download-progress').hidden = !downloading;
+  const got = $('#download-bytes');
+  got.hidden = !downloading;
+  got.dataset.bytes = p.downloaded_bytes;
+  got.textContent = p.downloaded_bytes > 0 ? `${Math.round(p.downloaded_bytes / 1024)} KiB` : '';
   const pos = $('#play-position');
   pos.max = p.duration_ms || 1;
   pos.value = Math.min(p.position_ms, pos.max);

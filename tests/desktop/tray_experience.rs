@@ -123,8 +123,20 @@ async fn a_voicemail_is_listed_notified_played_from_the_notification_and_turns_h
 
     // Play, from the notification
     let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "no"), ("summary", r"Voice-Message: 0/2")]);
+    sim.limit_attachment_rate(Some(40_000)); // a slow link: the download's progress shows
     let menu = dunst.pick("#Play (Voicemail from Jörg");
     assert!(menu.contains("Mark heard"), "the notification offers Play and Mark heard: {menu}");
+    let got = eventually("the download's progress", Duration::from_secs(20), || async {
+        let bar = c.find(Locator::Css("#download-progress")).await.ok()?;
+        if bar.attr("hidden").await.ok()?.is_some() {
+            return None;
+        }
+        let bytes: u64 = attr(&c, "#download-bytes", "data-bytes").await?.parse().ok()?;
+        (bytes > 0 && bytes < 64_058).then_some(bytes)
+    })
+    .await;
+    assert!(text_of(&c, "#download-bytes").await.ends_with("KiB"), "{got} bytes so far");
+    sim.limit_attachment_rate(None);
     let first = eventually("playing in the window", Duration::from_secs(20), || async {
         let phase = attr(&c, "#player", "data-phase").await?;
         let pos: u64 = attr(&c, "#play-position", "data-position-ms").await?.parse().ok()?;

@@ -62,7 +62,28 @@ fn a_voicemail_plays_into_a_null_sink_and_turns_heard() {
     assert_eq!(row.item_id, id);
     assert!(row.unheard);
 
+    // over a slow link (100 kB/s) the download's progress shows, growing, before it plays
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    e.subscribe(move |s| {
+        if let Some(p) = &s.playback {
+            log.lock().expect("lock").push((p.phase, p.downloaded_bytes));
+        }
+    });
+    sim.limit_attachment_rate(Some(100_000));
     rt.block_on(e.play(&id)).expect("plays");
+    sim.limit_attachment_rate(None);
+    {
+        let seen = seen.lock().expect("lock");
+        let progress: Vec<u64> =
+            seen.iter().filter(|(phase, _)| *phase == PlaybackPhase::Downloading).map(|(_, b)| *b).collect();
+        let wav = 64_058;
+        assert!(
+            progress.iter().filter(|b| **b > 0 && **b < wav).count() >= 3,
+            "the download's progress was reported: {progress:?}"
+        );
+        assert!(progress.windows(2).all(|w| w[0] <= w[1]), "progress only grows: {progress:?}");
+    }
     let first = wait(&e, "playing", |s| {
         s.playback.as_ref().is_some_and(|p| p.phase == PlaybackPhase::Playing && p.position_ms > 0)
     });

@@ -136,6 +136,8 @@ struct Shared {
     throttle: Mutex<(u32, u64)>,
     /// (calls left, HTTP status) of injected HTTP failures.
     http_failures: Mutex<(u32, u16)>,
+    /// Bytes per second for GetAttachment responses (a slow link), if limited.
+    attachment_rate: Mutex<Option<u64>>,
     served: Mutex<Vec<Served>>,
     auth_failures: AtomicU32,
     open_streams: AtomicU32,
@@ -226,6 +228,7 @@ impl Simulator {
             restart: watch::channel(0).0,
             throttle: Mutex::new((0, 0)),
             http_failures: Mutex::new((0, 0)),
+            attachment_rate: Mutex::new(None),
             served: Mutex::new(Vec::new()),
             auth_failures: AtomicU32::new(0),
             open_streams: AtomicU32::new(0),
@@ -380,6 +383,12 @@ impl Simulator {
     /// overloaded IIS, 403 as for a mailbox without EWS, 429, …), before any SOAP.
     pub fn fail_http(&self, calls: u32, status: u16) {
         *self.shared.http_failures.lock().unwrap_or_else(|p| p.into_inner()) = (calls, status);
+    }
+
+    /// Sends GetAttachment responses at `bytes_per_sec` (as over a slow VPN),
+    /// so a client's download progress can be watched; `None`: full speed.
+    pub fn limit_attachment_rate(&self, bytes_per_sec: Option<u64>) {
+        *self.shared.attachment_rate.lock().unwrap_or_else(|p| p.into_inner()) = bytes_per_sec;
     }
 
     /// Changes a user's password.
@@ -759,7 +768,30 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
         ),
     };
     log(&op, status, true);
-    xml(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), response)
+    let rate = *shared.attachment_rate.lock().unwrap_or_else(|p| p.into_inner());
+    match rate {
+        Some(rate) if op == "GetAttachment" => paced(response, rate),
+        _ => xml(StatusCode::from_u16(status).unwrap_or(StatusCode::OK), response),
+    }
+}
+
+/// A 200 XML response sent in 8 KiB pieces at `rate` bytes per second.
+fn paced(body: String, rate: u64) -> Response<Body> {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    let body = Bytes::from(body);
+    tokio::spawn(async move {
+        const PIECE: usize = 8 * 1024;
+        let pause = Duration::from_secs_f64(PIECE as f64 / rate.max(1) as f64);
+        for start in (0..body.len()).step_by(PIECE) {
+            if tx.send(Ok(body.slice(start..(start + PIECE).min(body.len())))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+        }
+    });
+    let mut r = Response::new(ChannelBody(rx).boxed());
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/xml; charset=utf-8"));
+    r
 }
 
 fn folder_of(el: &El, container: &str) -> Option<String> {
