@@ -1,16 +1,20 @@
 //! The engine handle: the one API the tray app, the headless agent and the
 //! tests drive.
 //!
-//! Today it owns the settings (load, validate, save), the secrets that go
-//! with them (passwords into the keyring, never into the file), and the
-//! [`Snapshot`] of state that front ends render (counts, tooltip, problems).
-//! The mailbox, missed-call analysis and MWI relay plug in behind the same
-//! handle (see ARCHITECTURE.md), so front ends do not change when they come.
+//! It owns the settings (load, validate, save), the secrets that go with
+//! them (passwords into the keyring, never into the file), and the
+//! [`Snapshot`] of state that front ends render (counts, tooltip, health,
+//! playback, problems). [`Engine::start_live`] runs the mailbox (or the demo)
+//! behind it ([`live`]); the actions reach that run: [`Engine::lists`],
+//! [`Engine::mark_heard`], [`Engine::mark_call_seen`], [`Engine::play`]
+//! ([`playback`]), [`Engine::resend_lamp`], [`Engine::retry_now`],
+//! [`Engine::check`]. What deserves a desktop notification is decided here
+//! too ([`alerts`]) and handed to [`Engine::subscribe_alerts`] listeners.
 //!
-//! Front ends send actions ([`Engine::save_settings`]) and render what they
-//! get back or what [`Engine::subscribe`] pushes; they hold no state of
-//! their own. Errors carry a stable [`EngineError::code`] so a UI matches on
-//! codes, never on message text.
+//! Front ends send actions and render what they get back or what
+//! [`Engine::subscribe`] pushes; they hold no state of their own. Errors
+//! carry a stable [`EngineError::code`] so a UI matches on codes, never on
+//! message text.
 
 use lamplighter_config::{ConfigError, FieldError, Paths, Settings, SettingsForm};
 use lamplighter_secrets::{Keyring, Secret, SecretKey, SecretsError, StoreKind};
@@ -19,7 +23,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod alerts;
 pub mod live;
-mod playback;
+pub mod playback;
 
 pub use alerts::{Alert, AlertAction, AlertKind};
 pub use lamplighter_runner::check::CheckStep;

@@ -4,7 +4,7 @@
 //! the snapshot says so. Saving settings restarts it with the new ones.
 //! New items go through the [`crate::alerts`] policy to the alert
 //! listeners (the tray's notifications); the running [`Runner`] is kept in
-//! a [`Session`] so front-end actions reach it.
+//! a `Session` so front-end actions reach it.
 
 use crate::alerts::{AlertPolicy, NewItem};
 use crate::{Engine, problem};
@@ -136,10 +136,11 @@ async fn run_once(engine: &Engine) {
                             }
                         });
                     }
-                    if let RunEvent::Notify { kind, item_id, preview, duration_secs, .. } = &e {
-                        if let Some(item) = new_item(engine, &mut earlier_calls, *kind, item_id, preview.as_deref(), *duration_secs) {
-                            policy.new_item(std::time::Instant::now(), item);
-                        }
+                    if let RunEvent::Notify { kind, item_id, preview, duration_secs, .. } = &e
+                        && let Some(item) =
+                            new_item(engine, &mut earlier_calls, *kind, item_id, preview.as_deref(), *duration_secs)
+                    {
+                        policy.new_item(std::time::Instant::now(), item);
                     }
                     if let RunEvent::State { voicemail, missed_calls, secondary_calls, connection } = e {
                         if connection == "connected" && earlier_calls.is_empty() {
