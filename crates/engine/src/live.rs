@@ -109,6 +109,7 @@ async fn run_once(engine: &Engine) {
     let mut policy = AlertPolicy::new(engine.lang(), *switches.borrow_and_update());
     // missed calls known before the one being announced ("3 attempts" counts them)
     let mut earlier_calls = std::collections::HashSet::new();
+    let mut calls_known = false;
     let mut tick = tokio::time::interval(Duration::from_secs(6));
     tick.tick().await;
     loop {
@@ -143,10 +144,10 @@ async fn run_once(engine: &Engine) {
                         policy.new_item(std::time::Instant::now(), item);
                     }
                     if let RunEvent::State { voicemail, missed_calls, secondary_calls, connection } = e {
-                        if connection == "connected" && earlier_calls.is_empty() {
+                        if connection == "connected" && !calls_known {
+                            calls_known = true;
                             // what was there before we went live counts as earlier attempts
                             earlier_calls.extend(engine.lists().missed_calls.into_iter().filter_map(|c| c.item_id));
-                            earlier_calls.insert(String::new()); // marks it initialised
                         }
                         policy.connection(
                             std::time::Instant::now(),

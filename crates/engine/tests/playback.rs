@@ -5,7 +5,7 @@
 //! read on the server. Also: the notifications the engine raises.
 
 use lamplighter_config::Paths;
-use lamplighter_engine::{AlertKind, Engine, KeyringChoice, Options, PlaybackPhase, SettingsUpdate, Snapshot};
+use lamplighter_engine::{Alert, AlertKind, Engine, KeyringChoice, Options, PlaybackPhase, SettingsUpdate, Snapshot};
 use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Voicemail};
 use lamplighter_testkit::audio::{NullSink, rms};
 use std::sync::{Arc, Mutex};
@@ -31,6 +31,23 @@ fn wait(e: &Engine, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
             return s;
         }
         assert!(Instant::now() < end, "{what}: {s:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Every alert the engine raises, in order.
+fn record_alerts(e: &Engine) -> Arc<Mutex<Vec<Alert>>> {
+    let alerts = Arc::new(Mutex::new(Vec::new()));
+    let seen = alerts.clone();
+    e.subscribe_alerts(move |a| seen.lock().expect("lock").push(a.clone()));
+    alerts
+}
+
+/// Waits until at least `n` alerts were raised.
+fn wait_alerts(alerts: &Mutex<Vec<Alert>>, n: usize, what: &str) {
+    let end = Instant::now() + Duration::from_secs(10);
+    while alerts.lock().expect("lock").len() < n {
+        assert!(Instant::now() < end, "{what}: {:?}", alerts.lock().expect("lock"));
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -146,16 +163,10 @@ fn new_items_raise_one_notification_each_and_start_up_one_summary() {
     }
     let dir = tempfile::tempdir().expect("tmp");
     let e = engine(dir.path(), &sim.ews_url());
-    let alerts = Arc::new(Mutex::new(Vec::new()));
-    let seen = alerts.clone();
-    e.subscribe_alerts(move |a| seen.lock().expect("lock").push(a.clone()));
+    let alerts = record_alerts(&e);
     let _live = e.start_live().expect("live");
     wait(&e, "connected", |s| s.counts.voicemails == 5 && s.connection.as_deref() == Some("connected"));
-    let end = Instant::now() + Duration::from_secs(10);
-    while alerts.lock().expect("lock").is_empty() {
-        assert!(Instant::now() < end, "no start-up summary");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_alerts(&alerts, 1, "no start-up summary");
     {
         let a = alerts.lock().expect("lock");
         assert_eq!(a.len(), 1, "one summary, not five: {a:?}");
@@ -169,11 +180,7 @@ fn new_items_raise_one_notification_each_and_start_up_one_summary() {
         transcription: Some("Hallo, hier ist Jörg. Bitte ruf mich zurück.".into()),
         ..Voicemail::default()
     });
-    let end = Instant::now() + Duration::from_secs(10);
-    while alerts.lock().expect("lock").len() < 2 {
-        assert!(Instant::now() < end, "no notification for the new voicemail");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_alerts(&alerts, 2, "no notification for the new voicemail");
     let a = alerts.lock().expect("lock")[1].clone();
     assert_eq!(a.kind, AlertKind::Voicemail);
     assert_eq!(a.item_id.as_deref(), Some(id.as_str()));
@@ -190,11 +197,7 @@ fn new_items_raise_one_notification_each_and_start_up_one_summary() {
     };
     let first_call = sim.deposit_missed_call(call("c1@pbx"));
     let second_call = sim.deposit_missed_call(call("c2@pbx"));
-    let end = Instant::now() + Duration::from_secs(10);
-    while alerts.lock().expect("lock").len() < 4 {
-        assert!(Instant::now() < end, "missed calls not announced: {:?}", alerts.lock().expect("lock"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_alerts(&alerts, 4, "missed calls not announced");
     let calls: Vec<_> = alerts.lock().expect("lock")[2..4].to_vec();
     for (a, id) in calls.iter().zip([&first_call, &second_call]) {
         assert_eq!(a.kind, AlertKind::MissedCall);
@@ -225,9 +228,7 @@ fn after_an_outage_one_summary_instead_of_a_storm() {
     let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("sim");
     let dir = tempfile::tempdir().expect("tmp");
     let e = engine(dir.path(), &sim.ews_url());
-    let alerts = Arc::new(Mutex::new(Vec::new()));
-    let seen = alerts.clone();
-    e.subscribe_alerts(move |a| seen.lock().expect("lock").push(a.clone()));
+    let alerts = record_alerts(&e);
     let _live = e.start_live().expect("live");
     wait(&e, "connected", |s| s.connection.as_deref() == Some("connected"));
     let end = Instant::now() + Duration::from_secs(10);

@@ -63,8 +63,12 @@ impl NullSink {
             .unwrap_or_default()
     }
 
-    /// Records `how_long` of what the sink plays (its monitor), as 16-bit mono samples at 8 kHz.
+    /// Records `how_long` worth of what the sink plays (its monitor), as 16-bit
+    /// mono samples at 8 kHz. The monitor delivers only once the sink renders,
+    /// which can take a moment after parec connects: it reads until it has that
+    /// many samples, or gives up 5 s later with what it got.
     pub fn record(&self, how_long: Duration) -> Vec<i16> {
+        use std::io::Read as _;
         let mut child = Command::new("parec")
             .args(["--raw", "--format=s16le", "--rate=8000", "--channels=1", "--latency-msec=50"])
             .arg(format!("--device={SINK}.monitor"))
@@ -73,9 +77,26 @@ impl NullSink {
             .stderr(Stdio::null())
             .spawn()
             .expect("parec (Debian: pulseaudio-utils)");
-        std::thread::sleep(how_long);
+        let want = (how_long.as_millis() as usize * 8) * 2;
+        let mut stdout = child.stdout.take().expect("parec's output");
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::with_capacity(want);
+            let mut buf = [0u8; 4096];
+            while out.len() < want {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                }
+            }
+            out
+        });
+        let end = Instant::now() + how_long + Duration::from_secs(5);
+        while !reader.is_finished() && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = child.kill();
-        let out = child.wait_with_output().map(|o| o.stdout).unwrap_or_default();
+        let _ = child.wait();
+        let out = reader.join().unwrap_or_default();
         out.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
     }
 }
