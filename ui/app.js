@@ -39,7 +39,7 @@ let snapshotNow = null;
 function renderSnapshot(s) {
   snapshotNow = s;
   $('#summary').textContent = s.summary_text;
-  $('#connection').textContent = s.connection || '—';
+  $('#connection').textContent = s.connection_text || '—';
   $('#connection').dataset.health = s.health;
   $('#paused-note').hidden = !s.notifications_paused;
   $('#demo-note').hidden = !s.mailbox_label;

@@ -90,7 +90,7 @@ async fn a_voicemail_is_listed_notified_played_from_the_notification_and_turns_h
         caller_number: "+49 5251 304613".into(),
         caller_name: Some("Jörg Brinkmann".into()),
         duration_secs: 8,
-        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_runner::demo::tone_wav(8))),
+        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_demo::tone_wav(8))),
         transcription: Some("Hallo, hier ist Jörg. Bitte ruf mich wegen des Angebots zurück.".into()),
         ..Voicemail::default()
     });
@@ -419,7 +419,7 @@ fn with_audio(number: &str) -> Voicemail {
     Voicemail {
         caller_number: number.into(),
         duration_secs: 6,
-        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_runner::demo::tone_wav(6))),
+        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_demo::tone_wav(6))),
         ..Voicemail::default()
     }
 }
@@ -440,7 +440,7 @@ fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
         caller_number: "+49 40 5550000".into(),
         caller_name: Some("Paketdienst".into()),
         duration_secs: 6,
-        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_runner::demo::tone_wav(6))),
+        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_demo::tone_wav(6))),
         ..Voicemail::default()
     });
     let phone = Sipp::start("notify-uas-ok.xml", false, &[("waiting", "yes"), ("summary", r"Voice-Message: 1/0")]);

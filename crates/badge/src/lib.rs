@@ -1,5 +1,6 @@
-//! What the tray shows for given counts: the icon with a count badge
-//! ([`render`]) and the same counts in words for the tooltip ([`describe`]).
+//! What the tray's icon shows for given counts: the icon with a count badge
+//! ([`render`]), greyed or dotted for the connection's health
+//! ([`render_state`]). The counts in words are `lamplighter-view`'s.
 //!
 //! Everything here is a pure function of its inputs, so the pixels are unit
 //! tested: [`read_badge`] decodes the digits back from an icon, the way a
@@ -16,7 +17,6 @@
 //! let icon = lamplighter_badge::render(7, 32);
 //! assert_eq!((icon.width, icon.height), (32, 32));
 //! assert_eq!(lamplighter_badge::read_badge(&icon).as_deref(), Some("7"));
-//! assert_eq!(lamplighter_badge::describe(2, 1), "2 new voicemails, 1 missed call");
 //! ```
 
 use std::sync::OnceLock;
@@ -84,26 +84,6 @@ pub fn badge_text(count: u32) -> Option<String> {
         0 => None,
         1..=99 => Some(count.to_string()),
         _ => Some("99+".into()),
-    }
-}
-
-/// The counts in words, for the tooltip.
-pub fn describe(voicemails: u32, missed_calls: u32) -> String {
-    let vm = match voicemails {
-        0 => None,
-        1 => Some("1 new voicemail".to_string()),
-        n => Some(format!("{n} new voicemails")),
-    };
-    let mc = match missed_calls {
-        0 => None,
-        1 => Some("1 missed call".to_string()),
-        n => Some(format!("{n} missed calls")),
-    };
-    match (vm, mc) {
-        (None, None) => "No new voicemail or missed calls".into(),
-        (Some(v), None) => v,
-        (None, Some(m)) => m,
-        (Some(v), Some(m)) => format!("{v}, {m}"),
     }
 }
 
@@ -426,15 +406,6 @@ mod tests {
         let argb = icon.to_argb32_be();
         assert_eq!(argb.len(), icon.rgba.len());
         assert_eq!(&argb[0..4], &[icon.rgba[3], icon.rgba[0], icon.rgba[1], icon.rgba[2]]);
-    }
-
-    #[test]
-    fn tooltip_words() {
-        assert_eq!(describe(0, 0), "No new voicemail or missed calls");
-        assert_eq!(describe(1, 0), "1 new voicemail");
-        assert_eq!(describe(0, 1), "1 missed call");
-        assert_eq!(describe(0, 3), "3 missed calls");
-        assert_eq!(describe(2, 1), "2 new voicemails, 1 missed call");
     }
 
     proptest::proptest! {

@@ -40,7 +40,7 @@ fn main() {
         });
     }
     // the phone: answers 200, reports each Voice-Message line with its arrival time
-    let phone_at = lamplighter_testkit::phone::UdpPhone::start("200 OK");
+    let phone_at = lamplighter_testkit::phone::DemoPhone::start("200 OK").expect("phone");
     let (phone, heard) = (phone_at.addr, phone_at.lamps);
     let dir = tempfile::tempdir().expect("tmp");
     let config = dir.path().join("config.toml");
@@ -66,7 +66,7 @@ fn main() {
     let startup = start.elapsed();
     std::thread::spawn(move || for _ in lines {});
     // wait for the first lamp
-    let (_, first) = heard.recv_timeout(Duration::from_secs(30)).expect("first lamp");
+    let first = heard.recv_timeout(Duration::from_secs(30)).expect("first lamp").voice_message;
     println!(
         "start-up with 10,000 items to the first complete state: {:.2} s (lamp then {first})",
         startup.as_secs_f64()
@@ -89,7 +89,7 @@ fn main() {
             duration_secs: 9,
             ..Voicemail::default()
         });
-        let (at, _) = heard.recv_timeout(Duration::from_secs(10)).expect("NOTIFY for the deposit");
+        let at = heard.recv_timeout(Duration::from_secs(10)).expect("NOTIFY for the deposit").at;
         samples.push((at - t).as_secs_f64() * 1e3);
     }
     samples.sort_by(|a, b| a.total_cmp(b));

@@ -1,14 +1,14 @@
-//! `run` and `demo`: the engine running, its events printed as lines of
-//! text or JSON. `demo` starts the Exchange simulator and a demo phone in
-//! this process and plays a short story against them, so every feature can
-//! be watched without an Exchange server or a desk phone.
+//! `run`, `demo`, `status` and `check`: the engine's live mode and checks,
+//! printed as lines of text or JSON. The agent holds no state of its own: it
+//! renders what the engine reports, as the tray does. Without a mailbox the
+//! engine runs the demo (the Exchange simulator and a demo phone in this
+//! process, with a short story), so every feature can be watched without an
+//! Exchange server or a desk phone.
 
-use anyhow::{Context, bail};
-use lamplighter_config::Settings;
-use lamplighter_engine::Engine;
-use lamplighter_runner::check::CheckStep;
-use lamplighter_runner::demo::Demo;
-use lamplighter_runner::{RunConfig, RunEvent, Runner};
+use anyhow::bail;
+use lamplighter_engine::{
+    CheckStep, Connection, Engine, EngineError, Kind, LiveEvent, LiveOptions, Narration, RunEvent, Summary,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,7 +19,26 @@ pub(crate) struct Printer {
 }
 
 impl Printer {
-    pub(crate) fn event(&self, e: &RunEvent) {
+    /// One live event: mailbox and phone events on standard output (JSON
+    /// lines with `--json`), the rest as words (on standard error with `--json`).
+    pub(crate) fn live(&self, e: &LiveEvent) {
+        match e {
+            LiveEvent::Started { mailbox, demo_phone: None } => {
+                self.say(&format!("Lamplighter agent: mailbox at {mailbox}"))
+            }
+            LiveEvent::Started { mailbox, demo_phone: Some(phone) } => {
+                self.say(&format!("Demo mailbox: an Exchange simulator at {mailbox} (user mara), demo phone {phone}"))
+            }
+            LiveEvent::Run(e) => self.event(e),
+            LiveEvent::Demo(Narration::Step(what)) => self.say(&format!("[demo] {what}")),
+            LiveEvent::Demo(Narration::Lamp { on, line }) => {
+                self.say(&format!("[demo phone] lamp {}: {line}", if *on { "ON" } else { "off" }))
+            }
+            LiveEvent::Parked(p) => self.say(&format!("cannot run: {}", p.message)),
+        }
+    }
+
+    fn event(&self, e: &RunEvent) {
         if self.json {
             match serde_json::to_string(e) {
                 Ok(line) => println!("{line}"),
@@ -28,22 +47,29 @@ impl Printer {
             return;
         }
         match e {
-            RunEvent::State { voicemail: v, missed_calls, secondary_calls, connection } => println!(
-                "state: {} new voicemail(s), {} heard ({} urgent new), {missed_calls} missed call(s), {secondary_calls} on others' behalf; {connection}",
-                v.new, v.old, v.urgent_new
+            RunEvent::State { summary, connection } => println!(
+                "state: {} new voicemail(s), {} heard ({} urgent new), {} missed call(s), {} on others' behalf; {connection}",
+                summary.voicemail.new,
+                summary.voicemail.old,
+                summary.voicemail.urgent_new,
+                summary.missed_calls,
+                summary.secondary_calls
             ),
-            RunEvent::Notify { kind, from, at, preview, .. } => println!(
-                "notify: {} from {from} at {at}{}",
-                match kind {
-                    lamplighter_mailbox_state::Kind::Voicemail => "voicemail",
-                    lamplighter_mailbox_state::Kind::MissedCall => "missed call",
+            RunEvent::Notify(n) => println!(
+                "notify: {} from {} at {}{}",
+                match n.kind {
+                    Kind::Voicemail => "voicemail",
+                    Kind::MissedCall => "missed call",
                 },
-                preview.as_deref().map(|p| format!(": “{p}”")).unwrap_or_default()
+                n.from,
+                n.at,
+                n.preview.as_deref().map(|p| format!(": “{p}”")).unwrap_or_default()
             ),
             RunEvent::Mwi { phone, result, counts } => match counts {
                 Some(c) => println!("lamp: {phone} shows {c} ({result})"),
                 None => println!("lamp: {phone}: {result}"),
             },
+            RunEvent::Subscribe { phone, code } => println!("lamp: SUBSCRIBE from {phone} answered {code}"),
         }
     }
 
@@ -54,11 +80,6 @@ impl Printer {
             println!("{line}");
         }
     }
-}
-
-fn run_config(engine: &Engine, settings: &Settings) -> anyhow::Result<RunConfig> {
-    let secrets = engine.run_secrets().context("reading the passwords")?;
-    Ok(lamplighter_runner::from_settings(settings, &secrets, engine.paths())?)
 }
 
 async fn shutdown_signal() {
@@ -77,84 +98,56 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// `lamplighter-agent run`.
-pub(crate) async fn run(engine: Engine, printer: Printer) -> anyhow::Result<()> {
-    let settings = engine.settings();
-    if settings.mailbox.is_none() {
-        printer.say("No mailbox is configured: running the demo mailbox (see `lamplighter-agent demo`).");
-        return demo(printer, None, Duration::from_secs(4)).await;
-    }
-    let config = run_config(&engine, &settings)?;
-    let runner = Runner::start(config).await.context("starting")?;
-    printer.say(&format!("Lamplighter agent: mailbox at {}", runner.ews_url()));
-    let mut events = runner.events();
+/// `lamplighter-agent run` and `demo`: the engine's live mode, its events
+/// printed, until SIGTERM or Ctrl-C (or `seconds`). `demo_every` paces the
+/// demo's story, which runs whenever no mailbox is configured.
+pub(crate) async fn run(
+    engine: Engine,
+    printer: Printer,
+    demo_every: Duration,
+    seconds: Option<u64>,
+) -> anyhow::Result<()> {
+    let configured = engine.settings().mailbox.is_some();
+    let mut events = engine.events();
     let latest: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     #[cfg(unix)]
-    let _socket = serve_status(socket_path(&engine), latest.clone());
+    let _socket = configured.then(|| serve_status(socket_path(&engine), latest.clone())).flatten();
+    let Some(live) = engine.start_live_with(LiveOptions { demo_every }) else {
+        bail!("the live engine cannot start (counts from LAMPLIGHTER_PREVIEW_COUNTS keep it off)");
+    };
+    let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
     let signal = shutdown_signal();
     tokio::pin!(signal);
+    let mut parked = None;
     loop {
         tokio::select! {
             e = events.recv() => match e {
                 Ok(e) => {
-                    if matches!(e, RunEvent::State { .. }) {
-                        *latest.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::to_string(&e).ok();
+                    if let LiveEvent::Run(run @ RunEvent::State { .. }) = &e {
+                        *latest.lock().unwrap_or_else(|p| p.into_inner()) = serde_json::to_string(run).ok();
                     }
-                    printer.event(&e);
+                    printer.live(&e);
+                    if let LiveEvent::Parked(p) = e {
+                        parked = Some(p);
+                        break;
+                    }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => printer.say(&format!("({n} events skipped)")),
                 Err(_) => break,
             },
-            _ = &mut signal => break,
-        }
-    }
-    printer.say("stopping: ending the subscription");
-    runner.stop().await;
-    Ok(())
-}
-
-/// `lamplighter-agent demo`: the simulator, a demo phone, the engine, and a story.
-pub(crate) async fn demo(printer: Printer, seconds: Option<u64>, every: Duration) -> anyhow::Result<()> {
-    let (mut demo, config) = Demo::start(Arc::new(move |waiting, line| {
-        printer.say(&format!("[demo phone] lamp {}: {line}", if waiting { "ON" } else { "off" }))
-    }))
-    .await
-    .context("starting the demo mailbox")?;
-    printer.say(&format!(
-        "Demo mailbox: an Exchange simulator at {} (user mara), demo phone sip:demo@{}",
-        demo.sim.ews_url(),
-        demo.phone
-    ));
-    let runner = Runner::start(config).await.context("starting the engine")?;
-    let mut events = runner.events();
-    let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
-    let mut tick = tokio::time::interval(every);
-    tick.tick().await;
-    loop {
-        tokio::select! {
-            e = events.recv() => match e {
-                Ok(e) => {
-                    demo.observe(&e);
-                    printer.event(&e);
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => break,
-            },
-            _ = tick.tick() => {
-                if let Some(what) = demo.step(&runner).await {
-                    printer.say(&format!("[demo] {what}"));
-                }
-            }
             _ = sleep_until(deadline) => break,
             _ = &mut signal => break,
         }
     }
-    runner.stop().await;
-    printer.say("demo over");
-    if demo.sim.served().iter().any(|s| !s.schema_valid) {
-        bail!("the demo mailbox refused a request as invalid");
+    if configured {
+        printer.say("stopping: ending the subscription");
+    }
+    live.stop().await;
+    if let Some(p) = parked {
+        bail!("{}", p.message);
+    }
+    if !configured {
+        printer.say("demo over");
     }
     Ok(())
 }
@@ -172,10 +165,6 @@ pub(crate) enum StatusFormat {
     Text,
     Json,
     Waybar,
-}
-
-fn plural(n: u32, one: &str, many: &str) -> String {
-    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 /// Where a running agent answers `status`.
@@ -227,7 +216,7 @@ impl Drop for StatusSocket {
 }
 
 /// The state line of a running agent, if one answers.
-async fn ask_running_agent(path: &std::path::Path) -> Option<serde_json::Value> {
+async fn ask_running_agent(path: &std::path::Path) -> Option<RunEvent> {
     use tokio::io::AsyncReadExt as _;
     let mut stream = tokio::net::UnixStream::connect(path).await.ok()?;
     let mut text = String::new();
@@ -243,92 +232,54 @@ pub(crate) async fn status(engine: Engine, format: StatusFormat) -> anyhow::Resu
             StatusFormat::Waybar => {
                 println!(r#"{{"text":"","tooltip":"Lamplighter: no mailbox configured","class":"unconfigured"}}"#)
             }
-            StatusFormat::Json => println!(r#"{{"event":"state","connection":"no mailbox configured"}}"#),
+            StatusFormat::Json => println!(r#"{{"event":"state","error":"no mailbox configured"}}"#),
             StatusFormat::Text => println!("no mailbox configured"),
         }
         return Ok(std::process::ExitCode::from(2));
     }
-    let (state, error) = match ask_running_agent(&socket_path(&engine)).await {
-        Some(v) => (Some(v), None),
-        None => one_shot(&engine, &settings).await,
+    let state = match ask_running_agent(&socket_path(&engine)).await {
+        Some(RunEvent::State { summary, connection }) => Ok((summary, connection)),
+        _ => match engine.sync_once(Duration::from_secs(60)).await {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Err("no answer from the mailbox within 60 s".to_string()),
+            Err(e) => Err(e.to_string()),
+        },
     };
-    print_status(state, error, format)
-}
-
-async fn one_shot(engine: &Engine, settings: &Settings) -> (Option<serde_json::Value>, Option<String>) {
-    let mut config = match run_config(engine, settings) {
-        Ok(c) => c,
-        Err(e) => return (None, Some(format!("{e:#}"))),
-    };
-    config.phones.clear();
-    let outcome = async {
-        let runner = Runner::start(config).await?;
-        let mut events = runner.events();
-        let state = tokio::time::timeout(Duration::from_secs(60), async {
-            loop {
-                match events.recv().await {
-                    Ok(e @ RunEvent::State { .. }) => {
-                        if let RunEvent::State { connection, .. } = &e
-                            && (connection == "connected" || connection.starts_with("sign-in refused"))
-                        {
-                            return Some(e);
-                        }
-                    }
-                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(_) => return None,
-                }
-            }
-        })
-        .await;
-        runner.stop().await;
-        Ok::<_, lamplighter_runner::RunError>(state.ok().flatten())
-    }
-    .await;
-    match outcome {
-        Ok(Some(s)) => (serde_json::to_value(&s).ok(), None),
-        Ok(None) => (None, Some("no answer from the mailbox within 60 s".to_string())),
-        Err(e) => (None, Some(e.to_string())),
-    }
+    print_status(state, format)
 }
 
 fn print_status(
-    state: Option<serde_json::Value>,
-    error: Option<String>,
+    state: Result<(Summary, Connection), String>,
     format: StatusFormat,
 ) -> anyhow::Result<std::process::ExitCode> {
-    let Some(v) = state.filter(|v| v["voicemail"].is_object()) else {
-        let e = error.unwrap_or_else(|| "no state yet".into());
-        match format {
-            StatusFormat::Waybar => println!(
-                "{}",
-                serde_json::json!({"text": "!", "tooltip": format!("Lamplighter: {e}"), "class": "error"})
-            ),
-            StatusFormat::Json => {
-                println!("{}", serde_json::json!({"event": "state", "connection": format!("error: {e}")}))
+    let (summary, connection) = match state {
+        Ok(s) => s,
+        Err(e) => {
+            match format {
+                StatusFormat::Waybar => println!(
+                    "{}",
+                    serde_json::json!({"text": "!", "tooltip": format!("Lamplighter: {e}"), "class": "error"})
+                ),
+                StatusFormat::Json => println!("{}", serde_json::json!({"event": "state", "error": e})),
+                StatusFormat::Text => println!("error: {e}"),
             }
-            StatusFormat::Text => println!("error: {e}"),
+            return Ok(std::process::ExitCode::from(3));
         }
-        return Ok(std::process::ExitCode::from(3));
     };
-    let n = |x: &serde_json::Value| x.as_u64().unwrap_or(0) as u32;
-    let (new, old, urgent_new) =
-        (n(&v["voicemail"]["new"]), n(&v["voicemail"]["old"]), n(&v["voicemail"]["urgent_new"]));
-    let (missed, secondary) = (n(&v["missed_calls"]), n(&v["secondary_calls"]));
-    let connection = v["connection"].as_str().unwrap_or("").to_string();
-    let words = format!(
-        "{}{}, {}",
-        plural(new, "new voicemail", "new voicemails"),
-        if urgent_new > 0 { format!(" ({urgent_new} urgent)") } else { String::new() },
-        plural(missed, "missed call", "missed calls")
-    );
+    let v = summary.voicemail;
+    let words = lamplighter_engine::view::waiting(lamplighter_engine::Lang::En, &summary);
     match format {
-        StatusFormat::Json => println!("{v}"),
-        StatusFormat::Text => println!("{words}; {old} heard; {secondary} on others' behalf; {connection}"),
+        StatusFormat::Json => {
+            println!("{}", serde_json::to_string(&RunEvent::State { summary, connection })?)
+        }
+        StatusFormat::Text => {
+            println!("{words}; {}", lamplighter_engine::view::also(lamplighter_engine::Lang::En, &summary, &connection))
+        }
         StatusFormat::Waybar => {
-            let count = new + missed;
-            let class = if connection != "connected" {
+            let count = v.new + summary.missed_calls;
+            let class = if connection != Connection::Live {
                 "error"
-            } else if urgent_new > 0 {
+            } else if v.urgent_new > 0 {
                 "urgent"
             } else if count > 0 {
                 "waiting"
@@ -350,21 +301,19 @@ fn print_status(
 
 /// `lamplighter-agent check`: diagnoses the configuration step by step.
 pub(crate) async fn check(engine: Engine) -> anyhow::Result<std::process::ExitCode> {
-    let settings = engine.settings();
-    let Some(mailbox) = settings.mailbox.clone() else {
-        println!("✗ no mailbox configured\n  hint: add a [mailbox] section (see README) or use the settings window");
-        return Ok(std::process::ExitCode::from(2));
-    };
-    let config = match run_config(&engine, &settings) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("✗ settings: {e:#}");
-            return Ok(std::process::ExitCode::from(2));
+    match engine.try_check().await {
+        Ok(steps) => finish(steps),
+        Err(EngineError::NotConnected) => {
+            println!(
+                "✗ no mailbox configured\n  hint: add a [mailbox] section (see README) or use the settings window"
+            );
+            Ok(std::process::ExitCode::from(2))
         }
-    };
-    let first =
-        CheckStep { ok: true, what: format!("settings for {} read, password available", mailbox.email), hint: None };
-    finish(lamplighter_runner::check::run(config, first).await)
+        Err(e) => {
+            println!("✗ settings: {e}");
+            Ok(std::process::ExitCode::from(2))
+        }
+    }
 }
 
 fn finish(steps: Vec<CheckStep>) -> anyhow::Result<std::process::ExitCode> {

@@ -111,6 +111,7 @@ enum MwiCommand {
 }
 
 fn mwi(command: MwiCommand) -> anyhow::Result<std::process::ExitCode> {
+    use lamplighter_engine::lamp_test::{Credentials, LampTest, Transport};
     let MwiCommand::Send {
         uri,
         new,
@@ -128,14 +129,14 @@ fn mwi(command: MwiCommand) -> anyhow::Result<std::process::ExitCode> {
         anyhow::bail!("urgent counts are part of the new/old counts: --urgent-new ≤ --new and --urgent-old ≤ --old");
     }
     let transport = match transport.to_ascii_lowercase().as_str() {
-        "udp" => lamplighter_sip_notify::Transport::Udp,
-        "tcp" => lamplighter_sip_notify::Transport::Tcp,
-        "tls" => lamplighter_sip_notify::Transport::Tls,
+        "udp" => Transport::Udp,
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
         other => anyhow::bail!("unsupported transport {other:?} (udp, tcp or tls)"),
     };
-    let ca = match &ca_file {
+    let ca_pem = match &ca_file {
         Some(path) => Some(std::fs::read(path).with_context(|| format!("reading the CA file {}", path.display()))?),
-        None if transport == lamplighter_sip_notify::Transport::Tls => {
+        None if transport == Transport::Tls => {
             anyhow::bail!("--transport tls needs --ca-file: the phone's certificate is always verified")
         }
         None => None,
@@ -144,21 +145,16 @@ fn mwi(command: MwiCommand) -> anyhow::Result<std::process::ExitCode> {
         (Some(username), Some(var)) => {
             let password = std::env::var(&var)
                 .with_context(|| format!("the environment variable {var} (--password-env) is not set"))?;
-            Some(lamplighter_sip_notify::Credentials { username, password })
+            Some(Credentials { username, password })
         }
         (Some(_), None) => anyhow::bail!("--user needs --password-env VAR naming the variable that holds the password"),
         (None, Some(_)) => anyhow::bail!("--password-env needs --user"),
         (None, None) => None,
     };
-    let counts = lamplighter_sip_mwi::summary::Counts { new, old, urgent_new, urgent_old };
-    let account = account.unwrap_or_else(|| uri.split(';').next().unwrap_or(&uri).to_string());
-    let summary = lamplighter_sip_mwi::summary::MessageSummary::voice(&account, counts);
+    let counts = lamplighter_engine::MessageCounts { new, old, urgent_new, urgent_old };
+    let test = LampTest { uri: uri.clone(), transport, ca_pem, account, counts, credentials, bind };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the runtime")?;
-    let result = runtime.block_on(async {
-        let sender = lamplighter_sip_notify::NotifySender::bind_with_ca(bind, ca).await?;
-        sender.send(&uri, transport, "lamplighter", &summary, credentials.as_ref()).await
-    });
-    match result {
+    match runtime.block_on(lamplighter_engine::lamp_test::send(test)) {
         Ok(d) => {
             println!("{} {}{}", d.code, d.reason, if d.authenticated { " (after digest authentication)" } else { "" });
             Ok(std::process::ExitCode::SUCCESS)
@@ -193,7 +189,11 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Mwi { command } => mwi(command),
         Command::Run { json } => {
             let engine = Engine::open(Options::standard(paths));
-            runtime()?.block_on(live::run(engine, live::Printer { json }))?;
+            let printer = live::Printer { json };
+            if engine.settings().mailbox.is_none() {
+                printer.say("No mailbox is configured: running the demo mailbox (see `lamplighter-agent demo`).");
+            }
+            runtime()?.block_on(live::run(engine, printer, std::time::Duration::from_secs(4), None))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Status { format } => {
@@ -211,10 +211,19 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             runtime()?.block_on(live::check(engine))
         }
         Command::Demo { json, seconds, every } => {
-            runtime()?.block_on(live::demo(
+            // the demo is what the engine runs without a mailbox: an empty settings
+            // file of its own, so a configured mailbox does not get in the way
+            let dir = tempfile::tempdir().context("a directory for the demo's settings")?;
+            let paths = Paths::under(dir.path().join("config"), dir.path().join("state"), dir.path().join("cache"));
+            let engine = Engine::open(Options {
+                keyring: lamplighter_engine::KeyringChoice::InMemory,
+                ..Options::standard(paths)
+            });
+            runtime()?.block_on(live::run(
+                engine,
                 live::Printer { json },
-                seconds,
                 std::time::Duration::from_secs(every.max(1)),
+                seconds,
             ))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
@@ -255,10 +264,10 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
                     if view.keyring_persistent { "OS keyring" } else { "none: passwords kept for this session only" }
                 );
                 for problem in &view.problems {
-                    println!("problem ({}): {}", problem.code, problem.message);
+                    println!("problem ({}): {}", problem.code.as_str(), problem.message);
                 }
             }
-            Ok(if view.problems.iter().any(|p| p.code.starts_with("config")) {
+            Ok(if view.problems.iter().any(|p| p.code.is_config()) {
                 std::process::ExitCode::from(2)
             } else {
                 std::process::ExitCode::SUCCESS

@@ -21,12 +21,12 @@ fn voicemail(n: u32, urgent: bool, read: bool) -> Voicemail {
 
 /// A phone on UDP answering 200; the Voice-Message lines it got so far, in order.
 fn phone() -> (std::net::SocketAddr, Arc<Mutex<Vec<String>>>) {
-    let phone = lamplighter_testkit::phone::UdpPhone::start("200 OK");
+    let phone = lamplighter_testkit::phone::DemoPhone::start("200 OK").expect("phone");
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s = seen.clone();
     std::thread::spawn(move || {
-        for (_, lamp) in phone.lamps.iter() {
-            s.lock().expect("lock").push(lamp);
+        for lamp in phone.lamps.iter() {
+            s.lock().expect("lock").push(lamp.voice_message);
         }
     });
     (phone.addr, seen)
@@ -104,8 +104,13 @@ impl Agent {
     }
 }
 
+/// A JSON counts object (`{"new":3,"old":2,…}`) in RFC 3842's form, `3/2 (1/0)`.
+fn rfc(v: &serde_json::Value) -> Option<String> {
+    v.is_object().then(|| format!("{}/{} ({}/{})", v["new"], v["old"], v["urgent_new"], v["urgent_old"]))
+}
+
 fn lamp(v: &serde_json::Value, counts: &str) -> bool {
-    v["event"] == "mwi" && v["result"] == "ok" && v["counts"] == counts
+    v["event"] == "mwi" && v["result"]["outcome"] == "delivered" && rfc(&v["counts"]).as_deref() == Some(counts)
 }
 
 #[test]
@@ -201,8 +206,8 @@ numbers = ["+49 5251 304600"]
     // the phone heard exactly what the agent reported as delivered
     let delivered: Vec<String> = seen
         .iter()
-        .filter(|e| e["event"] == "mwi" && e["result"] == "ok")
-        .filter_map(|e| e["counts"].as_str().map(str::to_string))
+        .filter(|e| e["event"] == "mwi" && e["result"]["outcome"] == "delivered")
+        .filter_map(|e| rfc(&e["counts"]))
         .collect();
     assert_eq!(*heard.lock().expect("lock"), delivered);
     assert_eq!(sim.subscriptions(), 0, "SIGTERM unsubscribed");

@@ -1,18 +1,52 @@
 //! The engine running: a `lamplighter-runner` on the engine's own tokio
-//! runtime, whose state events become the snapshot's counts and connection.
-//! With no mailbox configured it runs the demo mailbox (and its story), and
-//! the snapshot says so. Saving settings restarts it with the new ones.
-//! New items go through the [`crate::alerts`] policy to the alert
-//! listeners (the tray's notifications); the running [`Runner`] is kept in
-//! a `Session` so front-end actions reach it.
+//! runtime, whose typed events become the snapshot's counts, connection and
+//! problems, go through the [`crate::alerts`] policy to the alert listeners
+//! (the tray's notifications), and are re-emitted as [`LiveEvent`]s for
+//! front ends that print them (the agent). With no mailbox configured it runs
+//! the demo mailbox and tells its story ([`lamplighter_demo`]), and the
+//! snapshot says so. Saving settings restarts it with the new ones. The
+//! running [`Runner`] is kept in a `Session` so front-end actions reach it.
 
 use crate::alerts::{AlertPolicy, NewItem};
-use crate::{Engine, problem};
-use lamplighter_mailbox_state::Kind;
-use lamplighter_runner::demo::Demo;
+use crate::{Engine, Problem, ProblemCode, problem};
+use lamplighter_demo::{Demo, Narration};
+use lamplighter_mailbox::Connection;
+use lamplighter_mailbox_state::{Kind, Notification};
 use lamplighter_runner::{RunEvent, Runner};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
+
+/// How the live engine runs.
+#[derive(Debug, Clone, Copy)]
+pub struct LiveOptions {
+    /// Time between two steps of the demo's story.
+    pub demo_every: Duration,
+}
+
+impl Default for LiveOptions {
+    fn default() -> Self {
+        LiveOptions { demo_every: Duration::from_secs(6) }
+    }
+}
+
+/// What the live engine reports, in order, for front ends that print it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LiveEvent {
+    /// A run started.
+    Started {
+        /// Where the mailbox is (the EWS URL).
+        mailbox: String,
+        /// The demo phone's URI, when this is the demo.
+        demo_phone: Option<String>,
+    },
+    /// The mailbox or a phone reported.
+    Run(RunEvent),
+    /// The demo's story went on.
+    Demo(Narration),
+    /// The run cannot start; it waits for new settings.
+    Parked(Problem),
+}
 
 /// The running mailbox, for actions from front ends.
 #[derive(Clone)]
@@ -25,21 +59,29 @@ pub(crate) struct Session {
     pub audio_dir: std::path::PathBuf,
 }
 
-/// The live engine; dropping it stops it.
+/// The live engine. [`Live::stop`] ends the run cleanly (the server-side
+/// subscription is ended first); dropping it only cuts it off.
 pub struct Live {
     runtime: Option<tokio::runtime::Runtime>,
+    stop: watch::Sender<bool>,
+    done: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(2));
+            // a runtime cannot block inside another one's worker
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            } else {
+                rt.shutdown_timeout(Duration::from_secs(2));
+            }
         }
     }
 }
 
 impl Live {
-    pub(crate) fn start(engine: Engine) -> Option<Live> {
+    pub(crate) fn start(engine: Engine, options: LiveOptions) -> Option<Live> {
         let runtime = match tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("lamplighter-live")
@@ -52,55 +94,72 @@ impl Live {
                 return None;
             }
         };
-        let (tx, mut restarts) = tokio::sync::watch::channel(0u64);
+        let (tx, mut restarts) = watch::channel(0u64);
         engine.set_restart(tx);
+        let (stop, mut stopped) = watch::channel(false);
+        let (done_tx, done) = tokio::sync::oneshot::channel();
         runtime.spawn(async move {
-            loop {
+            // a stop reaches the run itself, so it can end its subscription first
+            while !*stopped.borrow_and_update() {
                 tokio::select! {
-                    _ = run_once(&engine) => {}
+                    _ = run_once(&engine, options, stopped.clone()) => {}
                     _ = restarts.changed() => log::info!("settings changed: restarting the mailbox"),
                 }
             }
+            let _ = done_tx.send(());
         });
-        Some(Live { runtime: Some(runtime) })
+        Some(Live { runtime: Some(runtime), stop, done: Some(done) })
+    }
+
+    /// Stops the run: the subscription on the server is ended, then the
+    /// runtime goes. Callable from any runtime.
+    pub async fn stop(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(done) = self.done.take() {
+            // the run ends its subscription with a bounded request; this bounds the rest
+            let _ = tokio::time::timeout(Duration::from_secs(15), done).await;
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 
-/// Runs the configured mailbox (or the demo) until it ends.
-async fn run_once(engine: &Engine) {
+/// Runs the configured mailbox (or the demo) until it ends or `stop` says so.
+async fn run_once(engine: &Engine, options: LiveOptions, mut stop: watch::Receiver<bool>) {
     let settings = engine.settings();
     let mut demo: Option<Demo> = None;
     let config = if settings.mailbox.is_some() {
-        let secrets = match engine.run_secrets() {
-            Ok(s) => s,
-            Err(e) => return park(engine, "mailbox_setup", e.to_string()).await,
-        };
-        match lamplighter_runner::from_settings(&settings, &secrets, engine.paths()) {
+        match engine.run_config() {
             Ok(c) => c,
-            Err(e) => return park(engine, "mailbox_setup", e.to_string()).await,
+            Err(e) => return park(engine, ProblemCode::MailboxSetup, e.to_string(), stop).await,
         }
     } else {
-        match Demo::start(Arc::new(|_, _| {})).await {
+        match Demo::start().await {
             Ok((d, c)) => {
                 demo = Some(d);
                 c
             }
-            Err(e) => return park(engine, "demo_unavailable", e.to_string()).await,
+            Err(e) => return park(engine, ProblemCode::DemoUnavailable, e.to_string(), stop).await,
         }
     };
-    let label = demo.as_ref().map(|_| lamplighter_runner::demo::LABEL.to_string());
+    let is_demo = demo.is_some();
     engine.set_live(|v| {
-        *v.label = label.clone();
-        *v.connection = Some("connecting".into());
+        *v.demo = is_demo;
+        *v.connection = Some(Connection::Connecting);
         *v.problem = None;
     });
     let audio_dir =
         config.audio_cache.as_ref().map(|c| c.dir.clone()).unwrap_or_else(|| engine.paths().cache_dir.join("audio"));
     let runner = match Runner::start(config).await {
         Ok(r) => Arc::new(r),
-        Err(e) => return park(engine, "mailbox_unreachable", e.to_string()).await,
+        Err(e) => return park(engine, ProblemCode::MailboxUnreachable, e.to_string(), stop).await,
     };
-    let _session = SessionGuard::set(
+    engine.emit(crate::LiveEvent::Started {
+        mailbox: runner.mailbox_location(),
+        demo_phone: demo.as_ref().map(|d| format!("sip:demo@{}", d.phone)),
+    });
+    let session = SessionGuard::set(
         engine,
         Session { handle: tokio::runtime::Handle::current(), runner: runner.clone(), audio_dir },
     );
@@ -110,81 +169,90 @@ async fn run_once(engine: &Engine) {
     // missed calls known before the one being announced ("3 attempts" counts them)
     let mut earlier_calls = std::collections::HashSet::new();
     let mut calls_known = false;
-    let mut tick = tokio::time::interval(Duration::from_secs(6));
-    tick.tick().await;
+    let mut story = Box::pin(async {
+        match demo.as_mut() {
+            Some(d) => d.tell(&runner, options.demo_every, |n| engine.emit(crate::LiveEvent::Demo(n))).await,
+            None => std::future::pending().await,
+        }
+    });
+    let mut story_over = false;
     loop {
         while let Some(alert) = policy.poll(std::time::Instant::now()) {
             engine.raise(&alert);
         }
-        let deadline = policy.deadline().map(tokio::time::Instant::from_std);
+        // with nothing due, wake once a day anyway: harmless, and no helper needed
+        let deadline = policy
+            .deadline()
+            .map_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400), tokio::time::Instant::from_std);
         tokio::select! {
-            _ = sleep_until(deadline) => {}
+            _ = tokio::time::sleep_until(deadline) => {}
             Ok(()) = switches.changed() => policy.set_switches(*switches.borrow_and_update()),
             e = events.recv() => match e {
                 Ok(e) => {
-                    if let Some(d) = &demo {
-                        d.observe(&e);
-                    }
-                    if let RunEvent::Mwi { phone, result, .. } = &e {
-                        let failed = result != "ok" && !result.starts_with("SUBSCRIBE answered 2");
-                        let message = format!("The phone {phone} does not take the lamp state: {result}");
-                        engine.set_live(|v| {
-                            let ours = v.problem.as_ref().is_some_and(|p| p.code == "phone_unreachable");
-                            if failed && (v.problem.is_none() || ours) {
-                                *v.problem = Some(problem("phone_unreachable", message));
-                            } else if !failed && ours {
-                                *v.problem = None;
-                            }
-                        });
-                    }
-                    if let RunEvent::Notify { kind, item_id, preview, duration_secs, .. } = &e
-                        && let Some(item) =
-                            new_item(engine, &mut earlier_calls, *kind, item_id, preview.as_deref(), *duration_secs)
-                    {
-                        policy.new_item(std::time::Instant::now(), item);
-                    }
-                    if let RunEvent::State { voicemail, missed_calls, secondary_calls, connection } = e {
-                        if connection == "connected" && !calls_known {
-                            calls_known = true;
-                            // what was there before we went live counts as earlier attempts
-                            earlier_calls.extend(engine.lists().missed_calls.into_iter().filter_map(|c| c.item_id));
+                    engine.emit(crate::LiveEvent::Run(e.clone()));
+                    match e {
+                        RunEvent::Mwi { phone, result, .. } => {
+                            phone_answered(engine, result.is_delivered(), &phone, &result.to_string())
                         }
-                        policy.connection(
-                            std::time::Instant::now(),
-                            connection == "connected",
-                            voicemail.new,
-                            missed_calls,
-                        );
-                        engine.set_live(|v| {
-                            v.counts.voicemails = voicemail.new;
-                            v.counts.missed_calls = missed_calls;
-                            *v.secondary_calls = secondary_calls;
-                            *v.revision += 1;
-                            if connection.starts_with("sign-in refused") {
-                                *v.problem = Some(problem("mailbox_sign_in", connection.clone()));
-                            } else if v.problem.as_ref().is_some_and(|p| p.code == "mailbox_sign_in") {
-                                *v.problem = None;
+                        RunEvent::Subscribe { phone, code } => {
+                            phone_answered(engine, (200..300).contains(&code), &phone, &format!("SUBSCRIBE answered {code}"))
+                        }
+                        RunEvent::Notify(n) => {
+                            if let Some(item) = new_item(engine, &mut earlier_calls, &n) {
+                                policy.new_item(std::time::Instant::now(), item);
                             }
-                            *v.connection = Some(connection);
-                        });
+                        }
+                        RunEvent::State { summary, connection } => {
+                            let live = connection == Connection::Live;
+                            if live && !calls_known {
+                                calls_known = true;
+                                // what was there before we went live counts as earlier attempts
+                                earlier_calls.extend(engine.lists().missed_calls.into_iter().filter_map(|c| c.item_id));
+                            }
+                            policy.connection(std::time::Instant::now(), live, summary.voicemail.new, summary.missed_calls);
+                            let refused = matches!(connection, Connection::SignInRefused { .. })
+                                .then(|| lamplighter_view::connection(engine.lang(), &connection));
+                            engine.set_live(|v| {
+                                *v.summary = summary;
+                                *v.revision += 1;
+                                match refused {
+                                    Some(message) => *v.problem = Some(problem(ProblemCode::MailboxSignIn, message)),
+                                    None if v.problem.as_ref().is_some_and(|p| p.code == ProblemCode::MailboxSignIn) => {
+                                        *v.problem = None
+                                    }
+                                    None => {}
+                                }
+                                *v.connection = Some(connection);
+                            });
+                        }
                     }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => break,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
             },
-            _ = tick.tick(), if demo.is_some() => {
-                if let Some(d) = demo.as_mut()
-                    && let Some(what) = d.step(&runner).await
-                {
-                    log::info!("demo: {what}");
-                }
-            }
+            _ = &mut story, if !story_over => story_over = true,
+            _ = stop.changed() => break,
         }
     }
-    drop(_session);
+    drop(story);
+    drop(session);
     if let Ok(runner) = Arc::try_unwrap(runner) {
         runner.stop().await;
     }
+}
+
+/// A phone's answer: a refusal becomes the phone problem (unless a mailbox
+/// problem is shown), an acceptance clears it.
+fn phone_answered(engine: &Engine, ok: bool, phone: &str, result: &str) {
+    let message = format!("The phone {phone} does not take the lamp state: {result}");
+    engine.set_live(|v| {
+        let ours = v.problem.as_ref().is_some_and(|p| p.code == ProblemCode::PhoneUnreachable);
+        if !ok && (v.problem.is_none() || ours) {
+            *v.problem = Some(problem(ProblemCode::PhoneUnreachable, message));
+        } else if ok && ours {
+            *v.problem = None;
+        }
+    });
 }
 
 /// Clears the session when the run ends (or its future is dropped on restart).
@@ -203,52 +271,37 @@ impl Drop for SessionGuard<'_> {
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The texts of a new item's notification, from the window's rows (so both say the same).
+/// The texts of a new item's notification. A voicemail's come with it; a
+/// missed call's call-back address and "N attempts" need the caller's other
+/// calls, so they come from the window's rows (and both say the same).
 fn new_item(
     engine: &Engine,
     earlier_calls: &mut std::collections::HashSet<String>,
-    kind: Kind,
-    item_id: &str,
-    preview: Option<&str>,
-    duration_secs: Option<u32>,
+    n: &Notification,
 ) -> Option<NewItem> {
     let lang = engine.lang();
-    let lists = engine.lists();
-    match kind {
-        Kind::Voicemail => {
-            let row = lists.voicemails.iter().find(|v| v.item_id == item_id)?;
-            let from = match &row.number {
-                Some(n) => format!("{} ({n})", row.caller),
-                None => row.caller.clone(),
-            };
-            Some(NewItem {
-                kind,
-                item_id: item_id.into(),
-                call_back: None,
-                text: lamplighter_view::voicemail_notification(lang, &from, duration_secs, preview),
-            })
-        }
+    match n.kind {
+        Kind::Voicemail => Some(NewItem {
+            kind: n.kind,
+            item_id: n.item_id.clone(),
+            call_back: None,
+            text: lamplighter_view::voicemail_notification(lang, &n.from, n.duration_secs, n.preview.as_deref()),
+        }),
         Kind::MissedCall => {
-            let row = lists.missed_calls.iter().find(|c| c.item_id.as_deref() == Some(item_id))?;
+            let lists = engine.lists();
+            let row = lists.missed_calls.iter().find(|c| c.item_id.as_deref() == Some(n.item_id.as_str()))?;
             // the caller's unseen calls up to this one: "3 attempts" (later ones in the
             // same batch are not counted yet)
             let attempts = 1 + lists
                 .missed_calls
                 .iter()
                 .filter(|c| c.unseen && c.caller == row.caller && c.number == row.number)
-                .filter(|c| c.item_id.as_ref().is_some_and(|id| id != item_id && earlier_calls.contains(id)))
+                .filter(|c| c.item_id.as_ref().is_some_and(|id| *id != n.item_id && earlier_calls.contains(id)))
                 .count();
-            earlier_calls.insert(item_id.to_string());
+            earlier_calls.insert(n.item_id.clone());
             Some(NewItem {
-                kind,
-                item_id: item_id.into(),
+                kind: n.kind,
+                item_id: n.item_id.clone(),
                 call_back: row.call_back.clone(),
                 text: lamplighter_view::missed_call_notification(lang, &row.caller, attempts),
             })
@@ -256,12 +309,14 @@ fn new_item(
     }
 }
 
-/// A start that cannot work: say why, and wait for new settings.
-async fn park(engine: &Engine, code: &str, message: String) {
-    log::warn!("{code}: {message}");
+/// A start that cannot work: say why, and wait for new settings (or the stop).
+async fn park(engine: &Engine, code: ProblemCode, message: String, mut stop: watch::Receiver<bool>) {
+    log::warn!("{code:?}: {message}");
+    let p = problem(code, message);
     engine.set_live(|v| {
-        *v.problem = Some(problem(code, message));
+        *v.problem = Some(p.clone());
         *v.connection = None;
     });
-    std::future::pending::<()>().await;
+    engine.emit(crate::LiveEvent::Parked(p));
+    let _ = stop.wait_for(|s| *s).await;
 }

@@ -117,7 +117,7 @@ impl Engine {
                     });
                 }
             };
-            s.runner.fetch_audio(&id, &s.audio_dir, progress).await.map_err(|e| EngineError::Mailbox(e.to_string()))
+            Ok(s.runner.fetch_audio(&id, &s.audio_dir, progress).await?)
         })
         .await
     }
@@ -170,7 +170,7 @@ impl Engine {
             Ok(Ok(true)) => {}
             Ok(Ok(false)) => return Ok(()), // superseded: the newer request owns player and snapshot
             Ok(Err(e)) => return fail(self, e.into()),
-            Err(e) => return fail(self, EngineError::Mailbox(format!("playback task: {e}"))),
+            Err(e) => return fail(self, EngineError::Task(format!("playback: {e}"))),
         }
         if !slot.is_current(generation) {
             return Ok(());

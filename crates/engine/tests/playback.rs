@@ -5,7 +5,9 @@
 //! read on the server. Also: the notifications the engine raises.
 
 use lamplighter_config::Paths;
-use lamplighter_engine::{Alert, AlertKind, Engine, KeyringChoice, Options, PlaybackPhase, SettingsUpdate, Snapshot};
+use lamplighter_engine::{
+    Alert, AlertKind, Connection, Engine, KeyringChoice, Options, PlaybackPhase, SettingsUpdate, Snapshot,
+};
 use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Voicemail};
 use lamplighter_testkit::audio::{NullSink, rms};
 use std::sync::{Arc, Mutex};
@@ -23,16 +25,22 @@ fn engine(dir: &std::path::Path, ews_url: &str) -> Engine {
     e
 }
 
+/// Waits for the engine to push a snapshot for which `done` holds (the
+/// guard only ends a hung test; it is not a speed limit).
 fn wait(e: &Engine, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
-    let end = Instant::now() + Duration::from_secs(30);
-    loop {
-        let s = e.snapshot();
-        if done(&s) {
-            return s;
+    let (tx, rx) = std::sync::mpsc::channel();
+    e.subscribe(move |s| {
+        let _ = tx.send(s.clone());
+    });
+    let guard = Instant::now() + Duration::from_secs(180);
+    let mut s = e.snapshot();
+    while !done(&s) {
+        match rx.recv_timeout(guard.saturating_duration_since(Instant::now())) {
+            Ok(next) => s = next,
+            Err(_) => panic!("{what}: never came; last {s:?}"),
         }
-        assert!(Instant::now() < end, "{what}: {s:?}");
-        std::thread::sleep(Duration::from_millis(50));
     }
+    s
 }
 
 /// Every alert the engine raises, in order.
@@ -45,7 +53,7 @@ fn record_alerts(e: &Engine) -> Arc<Mutex<Vec<Alert>>> {
 
 /// Waits until at least `n` alerts were raised.
 fn wait_alerts(alerts: &Mutex<Vec<Alert>>, n: usize, what: &str) {
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + Duration::from_secs(120);
     while alerts.lock().expect("lock").len() < n {
         assert!(Instant::now() < end, "{what}: {:?}", alerts.lock().expect("lock"));
         std::thread::sleep(Duration::from_millis(50));
@@ -66,14 +74,14 @@ fn a_voicemail_plays_into_a_null_sink_and_turns_heard() {
     let id = sim.deposit_voicemail(Voicemail {
         caller_number: "+49 5251 304613".into(),
         duration_secs: 8,
-        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_runner::demo::tone_wav(8))),
+        audio: Some(("voicemail.wav".into(), "audio/wav".into(), lamplighter_demo::tone_wav(8))),
         ..Voicemail::default()
     });
     let dir = tempfile::tempdir().expect("tmp");
     let e = engine(dir.path(), &sim.ews_url());
     let _live = e.start_live().expect("live");
     wait(&e, "connected with one new voicemail", |s| {
-        s.counts.voicemails == 1 && s.connection.as_deref() == Some("connected")
+        s.counts.voicemails == 1 && s.connection == Some(Connection::Live)
     });
     let row = e.lists().voicemails.into_iter().next().expect("listed");
     assert_eq!(row.item_id, id);
@@ -113,11 +121,16 @@ fn a_voicemail_plays_into_a_null_sink_and_turns_heard() {
     assert!(heard.len() > 1600, "recorded {} samples", heard.len());
     assert!(rms(&heard) > 1000.0, "the sink carried silence (rms {})", rms(&heard));
     // the position advances in real time (the engine reports it every 250 ms)
+    // (judged against the time that really passed, so a loaded machine cannot fail it)
     let mid = e.snapshot().playback.expect("playback").position_ms;
-    std::thread::sleep(Duration::from_millis(1500));
-    let later = e.snapshot().playback.expect("playback").position_ms;
+    let t = Instant::now();
+    let later = wait(&e, "the position moves on", |s| s.playback.as_ref().is_some_and(|p| p.position_ms >= mid + 1000))
+        .playback
+        .expect("playback")
+        .position_ms;
+    let passed = t.elapsed().as_millis() as u64;
     assert!(mid >= p1.position_ms, "{} → {mid}", p1.position_ms);
-    assert!((1000..=2000).contains(&(later - mid)), "1.5 s of playing moved the position {mid} → {later}");
+    assert!(later - mid <= passed + 300, "the position ran ahead of the clock: {mid} → {later} in {passed} ms");
 
     // a few seconds of listening mark it heard, on the server too
     let s =
@@ -165,7 +178,7 @@ fn new_items_raise_one_notification_each_and_start_up_one_summary() {
     let e = engine(dir.path(), &sim.ews_url());
     let alerts = record_alerts(&e);
     let _live = e.start_live().expect("live");
-    wait(&e, "connected", |s| s.counts.voicemails == 5 && s.connection.as_deref() == Some("connected"));
+    wait(&e, "connected", |s| s.counts.voicemails == 5 && s.connection == Some(Connection::Live));
     wait_alerts(&alerts, 1, "no start-up summary");
     {
         let a = alerts.lock().expect("lock");
@@ -230,8 +243,8 @@ fn after_an_outage_one_summary_instead_of_a_storm() {
     let e = engine(dir.path(), &sim.ews_url());
     let alerts = record_alerts(&e);
     let _live = e.start_live().expect("live");
-    wait(&e, "connected", |s| s.connection.as_deref() == Some("connected"));
-    let end = Instant::now() + Duration::from_secs(10);
+    wait(&e, "connected", |s| s.connection == Some(Connection::Live));
+    let end = Instant::now() + Duration::from_secs(120);
     while sim.open_streams() != 1 {
         assert!(Instant::now() < end, "no stream");
         std::thread::sleep(Duration::from_millis(50));
@@ -240,7 +253,7 @@ fn after_an_outage_one_summary_instead_of_a_storm() {
 
     sim.fail_http(8, 503);
     sim.drop_streams();
-    wait(&e, "the outage seen", |s| s.connection.as_deref().is_some_and(|c| c.starts_with("reconnecting")));
+    wait(&e, "the outage seen", |s| matches!(s.connection, Some(Connection::Reconnecting { .. })));
     for n in 0..10 {
         sim.deposit_voicemail(Voicemail {
             caller_number: format!("+49 30 {n}"),
@@ -248,7 +261,7 @@ fn after_an_outage_one_summary_instead_of_a_storm() {
             ..Voicemail::default()
         });
     }
-    wait(&e, "back with all ten", |s| s.connection.as_deref() == Some("connected") && s.counts.voicemails == 10);
+    wait(&e, "back with all ten", |s| s.connection == Some(Connection::Live) && s.counts.voicemails == 10);
     // the policy holds what the resync brought for a moment, then decides
     std::thread::sleep(lamplighter_engine::alerts::SETTLE + Duration::from_millis(1500));
     let a = alerts.lock().expect("lock").clone();

@@ -8,9 +8,10 @@
 //!
 //! `cargo bench -p lamplighter-ews-client --bench stream_latency`
 
-use lamplighter_ews_client::driver::{self, DriverConfig, MailboxEvent, MemoryState, SyncStatus};
+use lamplighter_ews_client::driver::{self, DriverConfig};
 use lamplighter_ews_client::{ClientConfig, Credentials, EwsClient, Password};
 use lamplighter_ews_sim::{SimConfig, Simulator, Validation, Voicemail};
+use lamplighter_mailbox::{Connection, MailboxEvent, MemoryState};
 use lamplighter_mailbox_sync::Change;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +26,7 @@ fn main() {
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
         let handle = driver::spawn(client, Arc::new(MemoryState::default()), DriverConfig::default(), tx);
         loop {
-            if let Some(MailboxEvent::Status(SyncStatus::Live)) = rx.recv().await {
+            if let Some(MailboxEvent::Connection(Connection::Live)) = rx.recv().await {
                 break;
             }
         }

@@ -3,86 +3,18 @@
 //! enriches new and changed items with GetItem (internet headers, attachments,
 //! UM properties: SyncFolderItems cannot return them), persists each sync
 //! state only after its changes were handed on, and reports what it is doing
-//! as [`SyncStatus`]. It recovers by itself from everything but a refused
-//! sign-in, which waits for [`SyncHandle::retry_now`] (new credentials) so a
-//! wrong password is never hammered into an account lockout.
+//! as a [`Connection`]. What to do after each answer (wait, resubscribe, fall
+//! back to pull, stop after a refused sign-in) is the sans-IO core's policy;
+//! this loop only translates client errors into its [`Response`]s and sends
+//! what it asks for.
 
 use crate::{ClientError, EwsClient};
 use lamplighter_ews_wire::{EwsError, MaxChanges, ResponseClass, ResponseCode, SoapFault, SubscriptionKind};
-use lamplighter_mailbox_sync::{Change, MailboxSync, Mode, Request, Response, Status, SyncConfig};
-use std::path::PathBuf;
+use lamplighter_mailbox::{Connection, MailboxEvent, StateStore};
+use lamplighter_mailbox_sync::{MailboxSync, Mode, Request, Response, Status, SyncConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc, watch};
-
-/// Where the sync state lives between runs.
-pub trait StateStore: Send + Sync {
-    /// The stored state, if any.
-    fn load(&self) -> Option<String>;
-    /// Stores a state (durably: it is written before the next change is taken).
-    fn save(&self, state: &str) -> std::io::Result<()>;
-}
-
-/// A state file, replaced atomically.
-#[derive(Debug, Clone)]
-pub struct FileState(pub PathBuf);
-
-impl StateStore for FileState {
-    fn load(&self) -> Option<String> {
-        std::fs::read_to_string(&self.0).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-    }
-    fn save(&self, state: &str) -> std::io::Result<()> {
-        if let Some(dir) = self.0.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = self.0.with_extension("tmp");
-        std::fs::write(&tmp, state)?;
-        std::fs::rename(tmp, &self.0)
-    }
-}
-
-/// A state kept in memory (tests, the demo).
-#[derive(Debug, Default, Clone)]
-pub struct MemoryState(pub Arc<std::sync::Mutex<Option<String>>>);
-
-impl StateStore for MemoryState {
-    fn load(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-    fn save(&self, state: &str) -> std::io::Result<()> {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(state.to_string());
-        Ok(())
-    }
-}
-
-/// What the tracking is doing, for the UI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyncStatus {
-    /// Subscribing or catching up.
-    Syncing,
-    /// Up to date and listening.
-    Live,
-    /// Waiting before the next attempt.
-    Reconnecting {
-        /// Seconds from now.
-        in_secs: u64,
-        /// The last error.
-        reason: String,
-    },
-    /// The server refused the credentials; waiting for new ones.
-    AuthFailed(String),
-    /// Stopped.
-    Stopped,
-}
-
-/// What the driver reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MailboxEvent {
-    /// A change of the mailbox.
-    Change(Change),
-    /// The status changed.
-    Status(SyncStatus),
-}
 
 /// Driver settings.
 #[derive(Debug, Clone, Copy)]
@@ -149,6 +81,27 @@ fn to_wire<T>(r: Result<T, ClientError>) -> Result<T, EwsError> {
     }
 }
 
+/// What the core makes of a failed call: a refused sign-in, an EWS-level
+/// answer it reads itself, or a failure below EWS.
+fn classify<T>(r: Result<T, ClientError>, ok: impl FnOnce(Result<T, EwsError>) -> Response) -> Response {
+    match r {
+        Err(e @ ClientError::Auth { .. }) => Response::SignInRefused(e.to_string()),
+        Err(e) if !matches!(e, ClientError::Ews(_) | ClientError::Throttled(_)) => Response::Failed(e.to_string()),
+        r => ok(to_wire(r)),
+    }
+}
+
+fn connection(status: Status, now: Instant) -> Connection {
+    match status {
+        Status::Live => Connection::Live,
+        Status::Syncing => Connection::Syncing,
+        Status::Waiting { until, reason } => {
+            Connection::Reconnecting { in_secs: until.saturating_duration_since(now).as_secs(), reason }
+        }
+        Status::SignInRefused { reason } => Connection::SignInRefused { reason },
+    }
+}
+
 async fn run(
     client: Arc<EwsClient>,
     state: Arc<dyn StateStore>,
@@ -160,9 +113,7 @@ async fn run(
     let mut sync = MailboxSync::new(config.sync, state.load());
     let mut stream: Option<crate::EventStream> = None;
     let mut subscription: Option<String> = None;
-    let mut last_status: Option<SyncStatus> = None;
-    let mut last_error = String::new();
-    let mut auth_failed: Option<String> = None;
+    let mut last: Option<Connection> = None;
     loop {
         // hand on changes, then persist the state they lead to
         while let Some(c) = sync.poll_change() {
@@ -175,33 +126,17 @@ async fn run(
                 log::error!("cannot store the sync state: {e}");
             }
         }
-        let status = match (&auth_failed, sync.status()) {
-            (Some(m), _) => SyncStatus::AuthFailed(m.clone()),
-            (None, Status::Live) => SyncStatus::Live,
-            (None, Status::Syncing) => SyncStatus::Syncing,
-            (None, Status::Waiting { until }) => SyncStatus::Reconnecting {
-                in_secs: until.saturating_duration_since(Instant::now()).as_secs(),
-                reason: last_error.clone(),
-            },
-        };
-        if last_status.as_ref() != Some(&status) {
-            last_status = Some(status.clone());
-            if events.send(MailboxEvent::Status(status)).await.is_err() {
+        let now = connection(sync.status(), Instant::now());
+        if last.as_ref() != Some(&now) {
+            last = Some(now.clone());
+            if events.send(MailboxEvent::Connection(now)).await.is_err() {
                 return;
             }
         }
         if *stopped.borrow() {
             break;
         }
-        if let Some(_reason) = &auth_failed {
-            tokio::select! {
-                _ = retry.notified() => { auth_failed = None; sync.wake(Instant::now()); }
-                _ = stopped.changed() => {}
-            }
-            continue;
-        }
-        let now = Instant::now();
-        match sync.poll_request(now) {
+        match sync.poll_request(Instant::now()) {
             Some(Request::Subscribe) => {
                 stream = None;
                 // a subscription left behind counts against the account's limit (20 on Exchange Online)
@@ -213,14 +148,6 @@ async fn run(
                     Mode::Pull { .. } => SubscriptionKind::Pull { timeout_minutes: 10 },
                 };
                 let r = client.subscribe(kind).await;
-                if let Err(e @ ClientError::Auth { .. }) = &r {
-                    auth_failed = Some(e.to_string());
-                    sync.handle(Instant::now(), Response::Failed);
-                    continue;
-                }
-                if let Err(e) = &r {
-                    last_error = e.to_string();
-                }
                 if let Ok(msgs) = &r {
                     subscription = msgs
                         .first()
@@ -228,60 +155,42 @@ async fn run(
                         .and_then(|m| m.body.as_ref())
                         .map(|s| s.id.clone());
                 }
-                let failed = r.as_ref().is_err_and(|e| !matches!(e, ClientError::Ews(_) | ClientError::Throttled(_)));
-                sync.handle(Instant::now(), if failed { Response::Failed } else { Response::Subscribed(to_wire(r)) });
+                sync.handle(Instant::now(), classify(r, Response::Subscribed));
             }
             Some(Request::Sync { state: from }) => {
-                let r = client.sync_inbox(from, config.page).await;
-                let r = match r {
+                let r = match client.sync_inbox(from, config.page).await {
                     Ok(mut msgs) => enrich(&client, &mut msgs).await.map(|()| msgs),
                     Err(e) => Err(e),
                 };
-                match &r {
-                    Err(e @ ClientError::Auth { .. }) => {
-                        auth_failed = Some(e.to_string());
-                        sync.handle(Instant::now(), Response::Failed);
-                        continue;
-                    }
-                    Err(e) => last_error = e.to_string(),
-                    Ok(_) => {}
-                }
-                let failed = r.as_ref().is_err_and(|e| !matches!(e, ClientError::Ews(_) | ClientError::Throttled(_)));
-                sync.handle(Instant::now(), if failed { Response::Failed } else { Response::Synced(to_wire(r)) });
+                sync.handle(Instant::now(), classify(r, Response::Synced));
             }
             Some(Request::Stream { subscription_id }) => {
                 match client.open_stream(&subscription_id, config.stream_minutes).await {
                     Ok(s) => stream = Some(s),
-                    Err(e @ ClientError::Auth { .. }) => {
-                        auth_failed = Some(e.to_string());
-                        sync.handle(Instant::now(), Response::StreamEnded);
-                    }
-                    Err(ClientError::Ews(e)) => {
-                        last_error = e.to_string();
-                        sync.handle(Instant::now(), Response::Frame(Err(e)))
-                    }
-                    Err(e) => {
-                        last_error = e.to_string();
-                        sync.handle(Instant::now(), Response::StreamEnded)
-                    }
+                    Err(e) => sync.handle(
+                        Instant::now(),
+                        classify(Err::<(), _>(e), |r| match r {
+                            Err(e) => Response::Frame(Err(e)),
+                            Ok(()) => Response::StreamEnded,
+                        }),
+                    ),
                 }
             }
             Some(Request::Poll { subscription_id, watermark }) => {
                 let r = client.get_events(&subscription_id, &watermark).await;
-                if let Err(e) = &r {
-                    last_error = e.to_string();
-                }
-                let failed = r.as_ref().is_err_and(|e| !matches!(e, ClientError::Ews(_) | ClientError::Throttled(_)));
-                sync.handle(Instant::now(), if failed { Response::Failed } else { Response::Polled(to_wire(r)) });
+                sync.handle(Instant::now(), classify(r, Response::Polled));
             }
             None => {
-                let deadline = sync.poll_timeout().map(tokio::time::Instant::from_std);
+                // with nothing due, wake once a day anyway: harmless, and no helper needed
+                let deadline = sync.poll_timeout().map_or_else(
+                    || tokio::time::Instant::now() + Duration::from_secs(86_400),
+                    tokio::time::Instant::from_std,
+                );
                 tokio::select! {
                     frame = next_frame(&mut stream) => match frame {
                         Some(Ok(msgs)) => sync.handle(Instant::now(), Response::Frame(Ok(msgs))),
                         Some(Err(e)) => {
                             log::info!("streaming connection lost: {e}");
-                            last_error = e.to_string();
                             stream = None;
                             sync.handle(Instant::now(), Response::StreamEnded);
                         }
@@ -290,7 +199,7 @@ async fn run(
                             sync.handle(Instant::now(), Response::StreamEnded);
                         }
                     },
-                    _ = sleep_until(deadline) => {}
+                    _ = tokio::time::sleep_until(deadline) => {}
                     _ = retry.notified() => sync.wake(Instant::now()),
                     _ = stopped.changed() => {}
                 }
@@ -302,7 +211,7 @@ async fn run(
     if let Some(id) = subscription {
         let _ = tokio::time::timeout(Duration::from_secs(5), client.unsubscribe(&id)).await;
     }
-    let _ = events.send(MailboxEvent::Status(SyncStatus::Stopped)).await;
+    let _ = events.send(MailboxEvent::Connection(Connection::Stopped)).await;
 }
 
 async fn next_frame(
@@ -311,24 +220,6 @@ async fn next_frame(
     match stream {
         Some(s) => s.next().await,
         None => std::future::pending().await,
-    }
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Voicemail, missed-call and other Unified Messaging item classes (any case); unknown classes count too.
-fn is_um_class(class: Option<&str>) -> bool {
-    match class {
-        None => true,
-        Some(c) => {
-            let c = c.to_ascii_lowercase();
-            c.starts_with("ipm.note.microsoft.") || c.starts_with("ipm.note.rpmsg.microsoft.")
-        }
     }
 }
 
@@ -345,7 +236,7 @@ async fn enrich(
             .changes
             .iter()
             .filter_map(|c| match c {
-                W::Create(i) | W::Update(i) if is_um_class(i.item_class.as_deref()) => Some(i.id.clone()),
+                W::Create(i) | W::Update(i) if lamplighter_mailbox_sync::needs_details(i) => Some(i.id.clone()),
                 _ => None,
             })
             .collect();
@@ -364,4 +255,13 @@ async fn enrich(
         }
     }
     Ok(())
+}
+
+impl lamplighter_mailbox::Tracking for SyncHandle {
+    fn retry_now(&self) {
+        SyncHandle::retry_now(self);
+    }
+    fn stop(self: Box<Self>) -> lamplighter_mailbox::BoxFuture<'static, ()> {
+        Box::pin(SyncHandle::stop(*self))
+    }
 }

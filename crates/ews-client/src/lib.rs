@@ -1,7 +1,8 @@
 //! The EWS client: typed operations over HTTP(S), with sign-in, Autodiscover,
 //! retries and throttling, and the tokio driver that turns
 //! `lamplighter-mailbox-sync`'s requests into calls and its changes into a
-//! stream of [`driver::MailboxEvent`]s, the only thing the engine consumes.
+//! stream of [`lamplighter_mailbox::MailboxEvent`]s; [`EwsBackend`] is EWS
+//! behind the engine's [`lamplighter_mailbox::Backend`] interface.
 //!
 //! - [`http`](crate::http) (private): connections, NTLM/Basic/Bearer, TLS, cookies.
 //! - [`autodiscover`]: from an e-mail address to the EWS URL.
@@ -17,8 +18,11 @@
 //! Nothing here logs credentials or tokens.
 
 pub mod autodiscover;
+mod backend;
 pub mod driver;
 mod http;
+
+pub use backend::{EwsBackend, hint_for};
 
 use bytes::Bytes;
 use http::{Http, HttpOptions, Target};

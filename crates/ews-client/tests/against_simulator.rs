@@ -3,9 +3,10 @@
 //! official EWS schema with xmllint; each test ends by checking that none
 //! was refused.
 
-use lamplighter_ews_client::driver::{self, DriverConfig, FileState, MailboxEvent, MemoryState, SyncStatus};
+use lamplighter_ews_client::driver::{self, DriverConfig};
 use lamplighter_ews_client::{ClientConfig, ClientError, Credentials, EwsClient, Password, RetryPolicy};
 use lamplighter_ews_sim::{AuthSchemes, MissedCall, SimConfig, Simulator, Validation, Voicemail};
+use lamplighter_mailbox::{Connection, FileState, MailboxEvent, MemoryState, StateStore};
 use lamplighter_mailbox_sync::{Change, Mode, SyncConfig};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ const USER: &str = "mara";
 const PASSWORD: &str = "Sommer2026!";
 
 fn sim_config() -> SimConfig {
-    let v = Validation::repo_schema();
+    let v = Validation::embedded();
     assert!(matches!(v, Validation::Schema(_)), "the vendored schema must be found");
     SimConfig { heartbeat: Duration::from_secs(2), ..SimConfig::default() }
 }
@@ -71,7 +72,7 @@ struct Model {
     rx: mpsc::Receiver<MailboxEvent>,
     items: HashMap<String, bool>,
     added: HashMap<String, u32>,
-    statuses: Vec<SyncStatus>,
+    statuses: Vec<Connection>,
     resets: u32,
 }
 
@@ -99,7 +100,7 @@ impl Model {
                 self.resets += 1;
                 self.items.clear();
             }
-            MailboxEvent::Status(s) => self.statuses.push(s),
+            MailboxEvent::Connection(s) => self.statuses.push(s),
         }
     }
 
@@ -118,7 +119,7 @@ impl Model {
     }
 
     fn live(&self) -> bool {
-        self.statuses.last() == Some(&SyncStatus::Live)
+        self.statuses.last() == Some(&Connection::Live)
     }
 
     fn matches(&self, sim: &Simulator) -> bool {
@@ -130,7 +131,7 @@ impl Model {
 async fn start(
     sim: &Simulator,
     creds: Credentials,
-    state: Arc<dyn driver::StateStore>,
+    state: Arc<dyn StateStore>,
     cfg: DriverConfig,
 ) -> (Arc<EwsClient>, driver::SyncHandle, Model) {
     let client = Arc::new(EwsClient::connect(client_config(sim, creds)).await.expect("client"));
@@ -246,7 +247,7 @@ async fn twenty_dropped_connections_while_items_arrive_are_read_and_deleted() {
     assert_eq!(model.added.len(), 10 + 40, "every item that ever existed was announced");
     let streams = sim.served().iter().filter(|s| s.op == "GetStreamingEvents").count();
     assert!(streams >= 21, "the stream was dropped 20 times and reopened: {streams}");
-    assert!(model.statuses.iter().any(|s| matches!(s, SyncStatus::Reconnecting { .. })));
+    assert!(model.statuses.iter().any(|s| matches!(s, Connection::Reconnecting { .. })));
     assert_eq!(sim.subscriptions(), 1, "each resubscription ended the subscription before it");
     handle.stop().await;
     assert_eq!(sim.subscriptions(), 0);
@@ -266,7 +267,7 @@ async fn a_server_restart_forgets_subscriptions_and_the_client_recovers() {
     assert!(subscribes_after > subscribes_before, "subscribed anew");
     assert_eq!(sim.subscriptions(), 1);
     assert!(
-        model.statuses.iter().any(|s| matches!(s, SyncStatus::Reconnecting { .. })),
+        model.statuses.iter().any(|s| matches!(s, Connection::Reconnecting { .. })),
         "the outage was reported: {:?}",
         model.statuses
     );
@@ -313,7 +314,7 @@ async fn a_wrong_password_is_one_auth_error_and_no_retry_storm() {
         let (_c, handle, mut model) = start(&sim, wrong, Arc::new(MemoryState::default()), fast_driver()).await;
         assert!(
             model
-                .until(Duration::from_secs(10), |m| matches!(m.statuses.last(), Some(SyncStatus::AuthFailed(_))))
+                .until(Duration::from_secs(10), |m| matches!(m.statuses.last(), Some(Connection::SignInRefused { .. })))
                 .await
         );
         model.until(Duration::from_secs(2), |_| false).await;
@@ -406,7 +407,7 @@ async fn a_restart_of_lamplighter_neither_misses_nor_reannounces() {
     let sim = Simulator::start(sim_config()).await.expect("sim");
     let old: Vec<String> = (0..5).map(|n| sim.deposit_voicemail(voicemail(n))).collect();
     let dir = tempfile::tempdir().expect("tmp");
-    let state: Arc<dyn driver::StateStore> = Arc::new(FileState(dir.path().join("sync-state")));
+    let state: Arc<dyn StateStore> = Arc::new(FileState(dir.path().join("sync-state")));
     let (_c, handle, mut model) = start(&sim, basic(), state.clone(), fast_driver()).await;
     assert!(model.until(Duration::from_secs(20), |m| m.live() && m.items.len() == 5).await);
     handle.stop().await;

@@ -41,15 +41,68 @@ impl Validation {
             .stderr(std::process::Stdio::null())
             .status()
             .is_ok_and(|s| s.success());
-        if xmllint { Self::repo_schema() } else { Validation::Off }
+        if xmllint { Self::embedded() } else { Validation::Off }
     }
 
-    /// The schema vendored in this repository, when it is there.
-    pub fn repo_schema() -> Validation {
-        let p =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/ews-schema/ews-envelope-validate.xsd");
-        if p.exists() { Validation::Schema(p) } else { Validation::Off }
+    /// The official EWS schema, which the simulator carries in its binary (so
+    /// a packaged demo validates as the tests do), written once per version to
+    /// a private directory for xmllint. Off, with a warning, if it cannot be written.
+    pub fn embedded() -> Validation {
+        match schema_dir() {
+            Ok(dir) => Validation::Schema(dir.join("ews-envelope-validate.xsd")),
+            Err(e) => {
+                log::warn!("EWS schema validation is off: cannot write the schema files: {e}");
+                Validation::Off
+            }
+        }
     }
+}
+
+/// The schema files (Microsoft's `messages.xsd`/`types.xsd`, the W3C `xml.xsd`
+/// and our wrappers; provenance in `schema/README.md`).
+const SCHEMA_FILES: &[(&str, &[u8])] = &[
+    ("ews-envelope-validate.xsd", include_bytes!("../schema/ews-envelope-validate.xsd")),
+    ("ews-validate.xsd", include_bytes!("../schema/ews-validate.xsd")),
+    ("soap11-envelope-min.xsd", include_bytes!("../schema/soap11-envelope-min.xsd")),
+    ("messages.xsd", include_bytes!("../schema/messages.xsd")),
+    ("types.xsd", include_bytes!("../schema/types.xsd")),
+    ("xml.xsd", include_bytes!("../schema/xml.xsd")),
+];
+
+/// `$XDG_CACHE_HOME/lamplighter/ews-schema-<version>` (or `~/.cache/…`; a
+/// per-process temporary directory without a home), mode 0700, every file in
+/// place. Each file is written beside and renamed, so simulators starting
+/// together never see half a file.
+fn schema_dir() -> std::io::Result<PathBuf> {
+    static DIR: std::sync::OnceLock<Result<PathBuf, String>> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let write = || -> std::io::Result<PathBuf> {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+            let dir = match cache {
+                Some(c) => c.join("lamplighter").join(format!("ews-schema-{}", env!("CARGO_PKG_VERSION"))),
+                None => std::env::temp_dir().join(format!("lamplighter-ews-schema-{}", std::process::id())),
+            };
+            std::fs::create_dir_all(&dir)?;
+            #[cfg(unix)]
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+            for (name, bytes) in SCHEMA_FILES {
+                let path = dir.join(name);
+                if std::fs::read(&path).is_ok_and(|b| b == *bytes) {
+                    continue;
+                }
+                let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+                std::fs::write(&tmp, bytes)?;
+                std::fs::rename(&tmp, &path)?;
+            }
+            Ok(dir)
+        };
+        write().map_err(|e| e.to_string())
+    })
+    .clone()
+    .map_err(std::io::Error::other)
 }
 
 /// Which authentication schemes the server offers.
@@ -99,7 +152,7 @@ impl Default for SimConfig {
             auth: AuthSchemes { basic: true, ntlm: true, bearer_tokens: Vec::new() },
             tls: false,
             tls_names: Vec::new(),
-            validation: Validation::repo_schema(),
+            validation: Validation::embedded(),
             heartbeat: Duration::from_secs(45),
             max_connection_time: None,
             redirect_addresses: Vec::new(),

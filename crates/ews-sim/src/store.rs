@@ -96,8 +96,7 @@ impl StoredItem {
 
     /// Whether its class is a voicemail (what the `voicemail` search folder shows).
     pub fn is_voicemail(&self) -> bool {
-        let c = self.data.item_class.to_ascii_lowercase();
-        c.starts_with("ipm.note.microsoft.voicemail") || c.starts_with("ipm.note.rpmsg.microsoft.voicemail")
+        lamplighter_um::ItemClass::parse(&self.data.item_class) == lamplighter_um::ItemClass::Voicemail
     }
 }
 

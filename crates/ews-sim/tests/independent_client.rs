@@ -14,7 +14,7 @@ const HEAD: &str = r#"<?xml version="1.0" encoding="utf-8"?>
 const TAIL: &str = "</soap:Body></soap:Envelope>";
 
 fn schema() -> PathBuf {
-    match Validation::repo_schema() {
+    match Validation::embedded() {
         Validation::Schema(p) => p,
         Validation::Off => panic!("the vendored schema must be there"),
     }

@@ -70,6 +70,32 @@ impl ResponseCode {
             other => ResponseCode::Other(other.to_string()),
         }
     }
+
+    /// The code as the server writes it (`ErrorServerBusy`).
+    pub fn as_str(&self) -> &str {
+        match self {
+            ResponseCode::NoError => "NoError",
+            ResponseCode::ServerBusy => "ErrorServerBusy",
+            ResponseCode::SubscriptionNotFound => "ErrorSubscriptionNotFound",
+            ResponseCode::ExpiredSubscription => "ErrorExpiredSubscription",
+            ResponseCode::InvalidSubscription => "ErrorInvalidSubscription",
+            ResponseCode::InvalidSyncStateData => "ErrorInvalidSyncStateData",
+            ResponseCode::MissedNotificationEvents => "ErrorMissedNotificationEvents",
+            ResponseCode::ItemNotFound => "ErrorItemNotFound",
+            ResponseCode::IrresolvableConflict => "ErrorIrresolvableConflict",
+            ResponseCode::SchemaValidation => "ErrorSchemaValidation",
+            ResponseCode::AccessDenied => "ErrorAccessDenied",
+            ResponseCode::TimeoutExpired => "ErrorTimeoutExpired",
+            ResponseCode::InternalServerError => "ErrorInternalServerError",
+            ResponseCode::Other(s) => s,
+        }
+    }
+}
+
+impl std::fmt::Display for ResponseCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One response message: class, code, and the operation's payload.

@@ -1,6 +1,6 @@
 //! The EWS wire layer against recorded responses (tests/fixtures/ews, named
 //! `<operation>-<case>.xml`, each opening with its source) and the official
-//! schema (tests/fixtures/ews-schema, checked with xmllint).
+//! schema (crates/ews-sim/schema, checked with xmllint).
 
 use lamplighter_ews_wire::*;
 use std::path::PathBuf;
@@ -8,6 +8,11 @@ use std::time::Duration;
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// The official schema, kept with the simulator that enforces it.
+fn schema_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ews-sim/schema")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -142,7 +147,7 @@ fn requests_validate_against_the_ews_schema() {
         FindItemRequest { folder: "voicemailz", ..FindItemRequest::first_page("voicemail", 50) }.to_xml(),
     )
     .expect("write");
-    let schema = fixtures().join("ews-schema").join("ews-envelope-validate.xsd");
+    let schema = schema_dir().join("ews-envelope-validate.xsd");
     let run = |f: &PathBuf| {
         std::process::Command::new("xmllint")
             .arg("--noout")
@@ -229,7 +234,7 @@ fn getitem_fixture_and_request_validate_against_the_schema() {
         ItemId { id: "AAMk<&>".into(), change_key: String::new() },
     ];
     std::fs::write(&request, GetItemRequest { ids, server_version: "Exchange2013_SP1" }.to_xml()).expect("write");
-    let schemas = fixtures().join("ews-schema");
+    let schemas = schema_dir();
     for (file, schema) in [(&body, "ews-validate.xsd"), (&request, "ews-envelope-validate.xsd")] {
         let out = std::process::Command::new("xmllint")
             .arg("--noout")
@@ -520,7 +525,7 @@ fn syncfolderitems_invalid_sync_state_and_schema_validation_fault() {
 
 /// Each request, written into `dir`, validates against the official schema (xmllint).
 fn assert_schema_valid(dir: &std::path::Path, requests: impl IntoIterator<Item = (&'static str, String)>) {
-    let schema = fixtures().join("ews-schema").join("ews-envelope-validate.xsd");
+    let schema = schema_dir().join("ews-envelope-validate.xsd");
     for (name, xml) in requests {
         let f = dir.join(name);
         std::fs::write(&f, xml).expect("write");

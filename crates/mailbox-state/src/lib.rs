@@ -18,12 +18,13 @@
 use lamplighter_ews_wire::{Item, ItemId};
 use lamplighter_mailbox_sync::Change;
 use lamplighter_missed_calls::{CallBook, CallOutcome, CallRecord, MailboxCallItem, RecordId, UserIdentity};
-use lamplighter_sip_mwi::summary::Counts;
+pub use lamplighter_um::Counts;
+use lamplighter_um::ItemClass;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 /// What kind of item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// A voicemail.
@@ -34,13 +35,10 @@ pub enum Kind {
 
 /// The kind of an item class: voicemail, missed call, or neither (ordinary mail).
 pub fn kind_of(item_class: &str) -> Option<Kind> {
-    let c = item_class.to_ascii_lowercase();
-    if c.starts_with("ipm.note.microsoft.voicemail") || c.starts_with("ipm.note.rpmsg.microsoft.voicemail") {
-        Some(Kind::Voicemail)
-    } else if c == "ipm.note.microsoft.missed.voice" {
-        Some(Kind::MissedCall)
-    } else {
-        None
+    match ItemClass::parse(item_class) {
+        ItemClass::Voicemail => Some(Kind::Voicemail),
+        ItemClass::MissedCall => Some(Kind::MissedCall),
+        ItemClass::AnsweredCall | ItemClass::OtherUm | ItemClass::Other => None,
     }
 }
 
@@ -85,27 +83,14 @@ impl Voicemail {
 }
 
 /// The lamp, the badge and the lists in numbers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Summary {
     /// Voicemail counts as Exchange UM reports them.
-    pub voicemail: VoicemailCounts,
+    pub voicemail: Counts,
     /// Unseen missed calls (primary calls, deduplicated).
     pub missed_calls: u32,
     /// Calls that reached the user on someone else's behalf.
     pub secondary_calls: u32,
-}
-
-/// Voicemail counts.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct VoicemailCounts {
-    /// Unheard.
-    pub new: u32,
-    /// Heard.
-    pub old: u32,
-    /// Unheard and urgent.
-    pub urgent_new: u32,
-    /// Heard and urgent.
-    pub urgent_old: u32,
 }
 
 impl Summary {
@@ -116,7 +101,7 @@ impl Summary {
 }
 
 /// A notification to raise.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Notification {
     /// Voicemail or missed call.
     pub kind: Kind,
@@ -127,8 +112,10 @@ pub struct Notification {
     /// The item it is about.
     pub item_id: String,
     /// Duration of a voicemail, in seconds.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub duration_secs: Option<u32>,
     /// The transcription preview of a voicemail.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub preview: Option<String>,
 }
 

@@ -87,8 +87,12 @@ pub enum Response {
     Polled(Result<Vec<ResponseMessage<PullNotification>>, EwsError>),
     /// The stream ended or broke (connection dropped, read timeout).
     StreamEnded,
-    /// A request failed below EWS (HTTP error, connection refused, timeout).
-    Failed,
+    /// A request failed below EWS (HTTP error, connection refused, timeout), in words.
+    Failed(String),
+    /// The server refused the credentials. Nothing is sent until
+    /// [`MailboxSync::wake`] (new credentials or "Retry now"): retrying a wrong
+    /// password only locks the account.
+    SignInRefused(String),
 }
 
 /// Where the tracking is, for the UI.
@@ -100,8 +104,15 @@ pub enum Status {
     Live,
     /// Waiting before the next attempt.
     Waiting {
-        /// Until when.
+        /// When the next attempt is made.
         until: Instant,
+        /// Why the last one failed.
+        reason: String,
+    },
+    /// The server refused the credentials; waiting for [`MailboxSync::wake`].
+    SignInRefused {
+        /// The server's words.
+        reason: String,
     },
 }
 
@@ -116,6 +127,15 @@ enum Phase {
     PollWait { until: Instant },
     AwaitPoll,
     Wait { until: Instant, then_resubscribe: bool, retry: Request },
+    SignInRefused { reason: String },
+}
+
+/// Whether an item needs its details fetched (GetItem: internet headers with
+/// the call's SIP data, attachments, the transcription), which
+/// SyncFolderItems cannot return. Only Unified Messaging's items do, and those
+/// whose class the server did not say; ordinary mail never costs a request.
+pub fn needs_details(item: &Item) -> bool {
+    lamplighter_um::ItemClass::is_um_or_unknown(item.item_class.as_deref())
 }
 
 /// How changes are noticed.
@@ -169,6 +189,8 @@ pub struct MailboxSync {
     /// A notification arrived while a sync was running: sync again after it.
     dirty: bool,
     backoff: Duration,
+    /// Why the last request failed, for the status.
+    last_error: String,
     changes: VecDeque<Change>,
     states: VecDeque<String>,
 }
@@ -190,6 +212,7 @@ impl MailboxSync {
             stream_open: false,
             dirty: false,
             backoff: config.retry_initial,
+            last_error: String::new(),
             changes: VecDeque::new(),
             states: VecDeque::new(),
         }
@@ -252,10 +275,16 @@ impl MailboxSync {
         }
     }
 
-    /// Ends a wait now (the user asked to retry, or the network came back).
+    /// Ends a wait now (the user asked to retry, the network came back, or
+    /// the credentials changed after a refused sign-in).
     pub fn wake(&mut self, now: Instant) {
         match &mut self.phase {
             Phase::Wait { until, .. } | Phase::PollWait { until } => *until = now,
+            Phase::SignInRefused { .. } => {
+                self.subscription = None;
+                self.stream_open = false;
+                self.phase = Phase::NeedSubscribe;
+            }
             _ => {}
         }
         self.backoff = self.config.retry_initial;
@@ -289,7 +318,8 @@ impl MailboxSync {
     pub fn status(&self) -> Status {
         match &self.phase {
             Phase::Streaming | Phase::PollWait { .. } | Phase::AwaitPoll if !self.dirty => Status::Live,
-            Phase::Wait { until, .. } => Status::Waiting { until: *until },
+            Phase::Wait { until, .. } => Status::Waiting { until: *until, reason: self.last_error.clone() },
+            Phase::SignInRefused { reason } => Status::SignInRefused { reason: reason.clone() },
             _ => Status::Syncing,
         }
     }
@@ -322,7 +352,11 @@ impl MailboxSync {
                 }
                 Ok(Some(m)) => self.failed_message(now, m.code, m.back_off, Request::Subscribe),
                 Err(EwsError::Fault(f)) => self.fault(now, &f, Request::Subscribe),
-                Ok(None) | Err(_) => self.wait(now, None, false, Request::Subscribe),
+                Ok(None) => self.wait(now, None, false, Request::Subscribe),
+                Err(e) => {
+                    self.last_error = e.to_string();
+                    self.wait(now, None, false, Request::Subscribe)
+                }
             },
             Response::Synced(result) => match result.map(first) {
                 Ok(Some(ResponseMessage {
@@ -354,7 +388,11 @@ impl MailboxSync {
                 }
                 Ok(Some(m)) => self.failed_message(now, m.code, m.back_off, Request::Sync { state: None }),
                 Err(EwsError::Fault(f)) => self.fault(now, &f, Request::Sync { state: None }),
-                Ok(None) | Err(_) => self.wait(now, None, false, Request::Sync { state: None }),
+                Ok(None) => self.wait(now, None, false, Request::Sync { state: None }),
+                Err(e) => {
+                    self.last_error = e.to_string();
+                    self.wait(now, None, false, Request::Sync { state: None })
+                }
             },
             Response::Frame(result) => match result {
                 Ok(messages) => {
@@ -389,7 +427,8 @@ impl MailboxSync {
                     self.stream_open = false;
                     self.fault(now, &f, Request::Subscribe)
                 }
-                Err(_) => {
+                Err(e) => {
+                    self.last_error = e.to_string();
                     self.stream_open = false;
                     self.wait(now, None, true, Request::Subscribe)
                 }
@@ -416,16 +455,26 @@ impl MailboxSync {
                 }
                 Ok(Some(m)) => self.failed_message(now, m.code, m.back_off, Request::Subscribe),
                 Err(EwsError::Fault(f)) => self.fault(now, &f, Request::Subscribe),
-                Ok(None) | Err(_) => self.wait(now, None, true, Request::Subscribe),
+                Ok(None) => self.wait(now, None, true, Request::Subscribe),
+                Err(e) => {
+                    self.last_error = e.to_string();
+                    self.wait(now, None, true, Request::Subscribe)
+                }
             },
             Response::StreamEnded => {
                 self.stream_open = false;
                 if matches!(self.phase, Phase::Streaming) {
+                    self.last_error = "the streaming connection dropped".into();
                     // the connection dropped: resubscribe and resync, as after any outage
                     self.wait(now, None, true, Request::Subscribe);
                 }
             }
-            Response::Failed => {
+            Response::SignInRefused(reason) => {
+                self.stream_open = false;
+                self.phase = Phase::SignInRefused { reason };
+            }
+            Response::Failed(reason) => {
+                self.last_error = reason;
                 self.stream_open = false;
                 let retry = match &self.phase {
                     Phase::AwaitSync => Request::Sync { state: None },
@@ -441,6 +490,7 @@ impl MailboxSync {
     fn fault(&mut self, now: Instant, f: &lamplighter_ews_wire::SoapFault, retry: Request) {
         let code = f.response_code.clone().unwrap_or(ResponseCode::Other(f.code.clone()));
         self.failed_message(now, code, f.back_off, retry);
+        self.last_error = format!("SOAP fault {}: {}", f.code, f.message);
     }
 
     fn failed_message(
@@ -450,6 +500,7 @@ impl MailboxSync {
         back_off: Option<std::time::Duration>,
         retry: Request,
     ) {
+        self.last_error = format!("the server answered {code}");
         if self.mode == Mode::Streaming
             && matches!(&code, ResponseCode::Other(c) if c == "ErrorInvalidServerVersion" || c == "ErrorInvalidSubscriptionRequest" || c == "ErrorInvalidRequest")
         {

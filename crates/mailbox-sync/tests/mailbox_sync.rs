@@ -91,7 +91,7 @@ fn a_dropped_connection_resubscribes_and_resyncs_from_the_stored_state() {
     drain(&mut s);
     s.handle(t, Response::StreamEnded);
     let until = match s.status() {
-        Status::Waiting { until } => until,
+        Status::Waiting { until, .. } => until,
         other => panic!("{other:?}"),
     };
     assert_eq!(s.poll_request(t), None, "waits first");
@@ -167,10 +167,51 @@ fn repeated_failures_back_off_exponentially_up_to_the_limit() {
     let mut waits = Vec::new();
     for _ in 0..7 {
         assert_eq!(s.poll_request(now), Some(Request::Subscribe));
-        s.handle(now, Response::Failed);
+        s.handle(now, Response::Failed("connection refused".into()));
         let until = s.poll_timeout().expect("waiting");
         waits.push((until - now).as_secs());
         now = until;
     }
     assert_eq!(waits, vec![2, 4, 8, 16, 32, 60, 60]);
+}
+
+#[test]
+fn a_refused_sign_in_sends_nothing_until_woken_and_says_why() {
+    let t = Instant::now();
+    let mut s = MailboxSync::new(SyncConfig::default(), None);
+    assert_eq!(s.poll_request(t), Some(Request::Subscribe));
+    s.handle(t, Response::SignInRefused("401 Unauthorized".into()));
+    // however much time passes, no request goes out: a wrong password is not hammered
+    for hours in [0, 1, 24, 24 * 30] {
+        assert_eq!(s.poll_request(t + Duration::from_secs(hours * 3600)), None);
+    }
+    assert_eq!(s.poll_timeout(), None);
+    assert_eq!(s.status(), Status::SignInRefused { reason: "401 Unauthorized".into() });
+    s.wake(t + Duration::from_secs(5));
+    assert_eq!(s.status(), Status::Syncing);
+    assert_eq!(s.poll_request(t + Duration::from_secs(5)), Some(Request::Subscribe));
+}
+
+#[test]
+fn a_wait_says_why_the_last_attempt_failed() {
+    let t = Instant::now();
+    let mut s = MailboxSync::new(SyncConfig::default(), None);
+    assert_eq!(s.poll_request(t), Some(Request::Subscribe));
+    s.handle(t, Response::Failed("connection refused".into()));
+    assert_eq!(
+        s.status(),
+        Status::Waiting { until: t + SyncConfig::default().retry_initial, reason: "connection refused".into() }
+    );
+}
+
+#[test]
+fn only_unified_messaging_items_cost_a_get_item() {
+    let item = |class: Option<&str>| lamplighter_ews_wire::Item {
+        item_class: class.map(|c| std::borrow::Cow::Owned(c.to_string())),
+        ..Default::default()
+    };
+    assert!(lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note.Microsoft.Voicemail.UM.CA"))));
+    assert!(lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note.Microsoft.Missed.Voice"))));
+    assert!(lamplighter_mailbox_sync::needs_details(&item(None)));
+    assert!(!lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note"))));
 }

@@ -117,15 +117,12 @@ impl MailboxCallItem {
 
 /// Which kind of UM item an item class is.
 pub fn outcome_of_item_class(class: &str) -> Option<Outcome> {
-    let c = class.to_ascii_lowercase();
-    if c.starts_with("ipm.note.microsoft.voicemail") || c.starts_with("ipm.note.rpmsg.microsoft.voicemail") {
-        Some(Outcome::Voicemail)
-    } else if c == "ipm.note.microsoft.missed.voice" {
-        Some(Outcome::Missed)
-    } else if c == "ipm.note.microsoft.conversation.voice" {
-        Some(Outcome::AnsweredHere)
-    } else {
-        None
+    use lamplighter_um::ItemClass;
+    match ItemClass::parse(class) {
+        ItemClass::Voicemail => Some(Outcome::Voicemail),
+        ItemClass::MissedCall => Some(Outcome::Missed),
+        ItemClass::AnsweredCall => Some(Outcome::AnsweredHere),
+        ItemClass::OtherUm | ItemClass::Other => None,
     }
 }
 

@@ -1,32 +1,59 @@
-//! The running engine, headless: it joins the EWS sync driver
-//! (`lamplighter-ews-client`), the state core (`lamplighter-mailbox-state`)
-//! and the MWI relay (`lamplighter-sip-notify`), and reports what happens as
-//! [`RunEvent`]s, the one stream every front end renders (the agent's JSON
-//! lines, the tray later). It owns no policy of its own: counts and
-//! notifications come from the state core, retries from the sync driver and
-//! the relay.
+//! One mailbox and its phones, running: a mailbox backend
+//! ([`lamplighter_mailbox::Backend`], EWS today) feeds the state core
+//! (`lamplighter-mailbox-state`), whose lamp counts go to the MWI relay and
+//! the subscription server (`lamplighter-sip-notify`); what happens comes out
+//! as typed [`RunEvent`]s. The engine runs one `Runner` per configured
+//! mailbox (the gateway will run many); front ends never see it. Counts and
+//! notifications come from the state core, retries from the backend and the
+//! relay; the runner only joins them and reports one state line per batch.
 
 pub mod check;
-pub mod demo;
 pub mod setup;
 
 pub use setup::{RunSecrets, SetupError, from_settings};
 
-use lamplighter_ews_client::driver::{self, DriverConfig, MailboxEvent, MemoryState, SyncHandle, SyncStatus};
-use lamplighter_ews_client::{ClientConfig, ClientError, EwsClient};
-use lamplighter_mailbox_state::{Kind, MailboxState, Output, Summary, VoicemailCounts};
-use lamplighter_sip_mwi::relay::{RelayConfig, RelayEvent};
+use lamplighter_ews_client::driver::DriverConfig;
+use lamplighter_ews_client::{ClientConfig, ClientError, EwsBackend};
+use lamplighter_mailbox::{Backend, Connection, MailboxError, MailboxEvent, MemoryState, Tracking};
+use lamplighter_mailbox_state::{Counts, MailboxState, Notification, Output, Summary};
+use lamplighter_sip_mwi::relay::{LampResult, RelayConfig, RelayEvent};
 use lamplighter_sip_notify::NotifySender;
 use lamplighter_sip_notify::driver::{PhoneTarget, RelayHandle};
-use serde::Serialize;
+use lamplighter_sip_notify::subscriptions::{SubscriptionEvent, SubscriptionHandle};
+use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, watch};
 
+/// Which mailbox backend a run uses, and how to reach it.
+pub enum MailboxSetup {
+    /// Exchange over EWS (on-premises, or Exchange Online while it still allows EWS).
+    Ews {
+        /// Server, credentials, timeouts.
+        client: ClientConfig,
+        /// Change tracking (streaming or pull, page size).
+        driver: DriverConfig,
+    },
+}
+
+impl MailboxSetup {
+    /// An EWS mailbox with the default change tracking.
+    pub fn ews(client: ClientConfig) -> MailboxSetup {
+        MailboxSetup::Ews { client, driver: DriverConfig::default() }
+    }
+
+    /// Reaches the backend (Autodiscover, for EWS without a URL).
+    pub async fn connect(self) -> Result<Arc<dyn Backend>, ClientError> {
+        match self {
+            MailboxSetup::Ews { client, driver } => Ok(Arc::new(EwsBackend::connect(client, driver).await?)),
+        }
+    }
+}
+
 /// Everything a run needs.
 pub struct RunConfig {
     /// The mailbox.
-    pub client: ClientConfig,
+    pub mailbox: MailboxSetup,
     /// Who the user is, for the missed-call analysis.
     pub user: lamplighter_missed_calls::UserIdentity,
     /// Add unseen missed calls to the lamp.
@@ -39,8 +66,6 @@ pub struct RunConfig {
     pub sip_bind: SocketAddr,
     /// CA for TLS phones.
     pub sip_ca_pem: Option<Vec<u8>>,
-    /// Change tracking.
-    pub driver: DriverConfig,
     /// Relay timing.
     pub relay: RelayConfig,
     /// Where voicemail audio is cached, and for how long (purged at start and daily).
@@ -56,46 +81,37 @@ pub struct AudioCache {
     pub max_age: std::time::Duration,
 }
 
-/// What happens, for front ends. Serialized, it is the agent's JSON line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// What happens, for front ends: typed from the mailbox and the phones to the
+/// window. Serialized, it is the agent's JSON line (`"event"` names the kind).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum RunEvent {
     /// The counts or the connection changed.
     State {
-        /// Voicemail counts (UM semantics).
-        voicemail: VoicemailCounts,
-        /// Unseen missed calls.
-        missed_calls: u32,
-        /// Calls on someone else's behalf.
-        secondary_calls: u32,
-        /// `connected`, `syncing`, `reconnecting in N s: …`, `sign-in refused: …`.
-        connection: String,
+        /// Voicemail counts (UM semantics), missed and secondary calls.
+        #[serde(flatten)]
+        summary: Summary,
+        /// The mailbox connection.
+        connection: Connection,
     },
-    /// A new voicemail or missed call.
-    Notify {
-        /// `voicemail` or `missed_call`.
-        kind: Kind,
-        /// Who.
-        from: String,
-        /// When.
-        at: String,
-        /// The item.
-        item_id: String,
-        /// A voicemail's transcription preview, when there is one.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        preview: Option<String>,
-        /// A voicemail's length in seconds, when known.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        duration_secs: Option<u32>,
-    },
-    /// A phone's lamp was set, or setting it failed.
+    /// A new voicemail or missed call, with everything its notification says.
+    Notify(Notification),
+    /// A NOTIFY to a phone got its final answer (or none).
     Mwi {
-        /// The phone.
+        /// The phone's URI.
         phone: String,
-        /// `ok` or what went wrong.
-        result: String,
-        /// `new/old (urgent new/urgent old)` as delivered.
-        counts: Option<String>,
+        /// How it went.
+        result: LampResult,
+        /// What the phone now shows, when it took the state.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        counts: Option<Counts>,
+    },
+    /// A phone's SUBSCRIBE for message-summary was answered.
+    Subscribe {
+        /// The subscriber (its From URI).
+        phone: String,
+        /// The status code sent (200, 403 for a phone that is not paired, …).
+        code: u16,
     },
 }
 
@@ -113,29 +129,19 @@ pub enum RunError {
 /// A running engine.
 pub struct Runner {
     events: broadcast::Sender<RunEvent>,
-    client: Arc<EwsClient>,
+    backend: Arc<dyn Backend>,
     state: Arc<Mutex<MailboxState>>,
-    sync: SyncHandle,
+    tracking: Box<dyn Tracking>,
     relay: Option<RelayHandle>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     purger: Option<tokio::task::JoinHandle<()>>,
 }
 
-fn connection_text(s: &SyncStatus) -> String {
-    match s {
-        SyncStatus::Live => "connected".into(),
-        SyncStatus::Syncing => "syncing".into(),
-        SyncStatus::Reconnecting { in_secs, reason } => format!("reconnecting in {in_secs} s: {reason}"),
-        SyncStatus::AuthFailed(m) => format!("sign-in refused: {m}"),
-        SyncStatus::Stopped => "stopped".into(),
-    }
-}
-
 impl Runner {
     /// Connects to the mailbox (Autodiscover if needed), opens the SIP side and starts.
     pub async fn start(config: RunConfig) -> Result<Runner, RunError> {
-        let client = Arc::new(EwsClient::connect(config.client).await?);
+        let backend = config.mailbox.connect().await?;
         let purger = config.audio_cache.clone().map(|cache| {
             tokio::spawn(async move {
                 let mut daily = tokio::time::interval(std::time::Duration::from_secs(86_400));
@@ -177,11 +183,11 @@ impl Runner {
         let state = Arc::new(Mutex::new(MailboxState::new(config.user, config.include_missed_calls)));
         let (tx, rx) = mpsc::channel(1024);
         // the whole folder is read at start (silently), so counts are right and nothing is re-announced
-        let sync = driver::spawn(client.clone(), Arc::new(MemoryState::default()), config.driver, tx);
+        let tracking = backend.clone().track(Arc::new(MemoryState::default()), tx);
         let (stop, stopped) = watch::channel(false);
         let phones: Vec<String> = config.phones.iter().map(|p| p.uri.clone()).collect();
         let task = tokio::spawn(run(rx, state.clone(), relay.clone(), subscriptions, events.clone(), phones, stopped));
-        Ok(Runner { events, client, state, sync, relay, stop, task, purger })
+        Ok(Runner { events, backend, state, tracking, relay, stop, task, purger })
     }
 
     /// Events from now on.
@@ -199,26 +205,22 @@ impl Runner {
         f(&self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
-    /// The EWS URL in use.
-    pub fn ews_url(&self) -> &str {
-        self.client.ews_url()
+    /// Where the mailbox is (the EWS URL).
+    pub fn mailbox_location(&self) -> String {
+        self.backend.location()
     }
 
     /// Marks a voicemail heard on the server; the counts follow when the change comes back.
-    pub async fn mark_heard(&self, item_id: &str) -> Result<(), ClientError> {
+    pub async fn mark_heard(&self, item_id: &str) -> Result<(), MailboxError> {
         let id = self.state.lock().unwrap_or_else(|p| p.into_inner()).voicemail(item_id).map(|v| v.id.clone());
         let Some(id) = id else {
-            return Err(ClientError::Response {
-                operation: "UpdateItem",
-                code: lamplighter_ews_wire::ResponseCode::ItemNotFound,
-                message: format!("no voicemail {item_id}"),
-            });
+            return Err(MailboxError::NotFound { what: format!("voicemail {item_id}") });
         };
-        self.client.mark_read(&id, true).await.map(|_| ())
+        self.backend.mark_read(&id).await
     }
 
     /// Marks a missed call seen: every report of it (one per device) is marked read.
-    pub async fn mark_call_seen(&self, item_id: &str) -> Result<(), ClientError> {
+    pub async fn mark_call_seen(&self, item_id: &str) -> Result<(), MailboxError> {
         let ids: Vec<String> = {
             let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
             s.calls()
@@ -228,15 +230,11 @@ impl Runner {
                 .unwrap_or_default()
         };
         if ids.is_empty() {
-            return Err(ClientError::Response {
-                operation: "UpdateItem",
-                code: lamplighter_ews_wire::ResponseCode::ItemNotFound,
-                message: format!("no missed call {item_id}"),
-            });
+            return Err(MailboxError::NotFound { what: format!("missed call {item_id}") });
         }
         for id in ids {
-            let item = lamplighter_ews_wire::ItemId { id, change_key: String::new() };
-            self.client.mark_read(&item, true).await?;
+            let item = lamplighter_mailbox::ItemId { id, change_key: String::new() };
+            self.backend.mark_read(&item).await?;
         }
         Ok(())
     }
@@ -247,21 +245,17 @@ impl Runner {
         &self,
         item_id: &str,
         cache_dir: &std::path::Path,
-        progress: impl FnMut(u64),
-    ) -> Result<std::path::PathBuf, ClientError> {
+        progress: impl FnMut(u64) + Send,
+    ) -> Result<std::path::PathBuf, MailboxError> {
         let attachment = {
             let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
             s.voicemail(item_id).and_then(|v| v.audio_attachment.clone())
         };
         let Some(attachment) = attachment else {
-            return Err(ClientError::Response {
-                operation: "GetAttachment",
-                code: lamplighter_ews_wire::ResponseCode::ItemNotFound,
-                message: format!("voicemail {item_id} has no audio"),
-            });
+            return Err(MailboxError::NotFound { what: format!("the audio of voicemail {item_id}") });
         };
         let file_err =
-            |e: std::io::Error| ClientError::File { path: cache_dir.display().to_string(), reason: e.to_string() };
+            |e: std::io::Error| MailboxError::File { path: cache_dir.display().to_string(), reason: e.to_string() };
         std::fs::create_dir_all(cache_dir).map_err(file_err)?;
         // the name is derived from the attachment id, never from server-given file names
         let name: String = attachment
@@ -272,7 +266,7 @@ impl Runner {
         if path.exists() {
             return Ok(path);
         }
-        self.client.download_attachment(&attachment, &path, progress).await?;
+        self.backend.download_attachment(&attachment, &path, Box::new(progress)).await?;
         Ok(path)
     }
 
@@ -285,7 +279,7 @@ impl Runner {
 
     /// Reconnects now (after "Retry now" or new credentials).
     pub fn retry_now(&self) {
-        self.sync.retry_now();
+        self.tracking.retry_now();
     }
 
     /// Stops: the subscription is ended on the server, then everything stops.
@@ -293,7 +287,7 @@ impl Runner {
         if let Some(p) = &self.purger {
             p.abort();
         }
-        self.sync.stop().await;
+        self.tracking.stop().await;
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
@@ -303,15 +297,15 @@ async fn run(
     mut rx: mpsc::Receiver<MailboxEvent>,
     state: Arc<Mutex<MailboxState>>,
     relay: Option<RelayHandle>,
-    subscriptions: Option<lamplighter_sip_notify::subscriptions::SubscriptionHandle>,
+    subscriptions: Option<SubscriptionHandle>,
     events: broadcast::Sender<RunEvent>,
     phones: Vec<String>,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut relay_events = relay.as_ref().map(|r| r.events());
     let mut sub_events = subscriptions.as_ref().map(|s| s.events());
-    let mut connection = "syncing".to_string();
-    let mut last_state: Option<RunEvent> = None;
+    let mut connection = Connection::Connecting;
+    let mut last_state: Option<(Summary, Connection)> = None;
     loop {
         tokio::select! {
             e = rx.recv() => {
@@ -322,63 +316,49 @@ async fn run(
                     batch.push(more);
                 }
                 let mut outputs = Vec::new();
-                {
-                    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                    for e in batch {
-                        match e {
-                            MailboxEvent::Change(c) => s.apply(c),
-                            MailboxEvent::Status(st) => {
-                                if st == SyncStatus::Live && !s.is_live() {
-                                    s.caught_up();
-                                }
-                                // a sync that a notification started is part of being connected
-                                if !(st == SyncStatus::Syncing && connection == "connected") {
-                                    connection = connection_text(&st);
-                                }
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                for e in batch {
+                    match e {
+                        MailboxEvent::Change(c) => s.apply(c),
+                        MailboxEvent::Connection(c) => {
+                            if c == Connection::Live && !s.is_live() {
+                                s.caught_up();
+                            }
+                            // a sync that a notification started is part of being connected
+                            if !(c == Connection::Syncing && connection == Connection::Live) {
+                                connection = c;
                             }
                         }
                     }
-                    while let Some(o) = s.poll_output() {
-                        outputs.push(o);
-                    }
-                    let sum = s.summary();
-                    let live = s.is_live();
-                    drop(s);
-                    for o in outputs {
-                        match o {
-                            Output::Notify(n) => {
-                                let _ = events.send(RunEvent::Notify {
-                                    kind: n.kind,
-                                    from: n.from,
-                                    at: n.at,
-                                    item_id: n.item_id,
-                                    preview: n.preview,
-                                    duration_secs: n.duration_secs,
-                                });
-                            }
-                            Output::Lamp(c) => {
-                                if let Some(r) = &relay {
-                                    r.set_counts(c);
-                                }
-                                if let Some(s) = &subscriptions {
-                                    s.set_counts(c);
-                                }
-                            }
-                            Output::Changed(_) => {}
+                }
+                while let Some(o) = s.poll_output() {
+                    outputs.push(o);
+                }
+                let summary = s.summary();
+                let live = s.is_live();
+                drop(s);
+                for o in outputs {
+                    match o {
+                        Output::Notify(n) => {
+                            let _ = events.send(RunEvent::Notify(n));
                         }
+                        Output::Lamp(c) => {
+                            if let Some(r) = &relay {
+                                r.set_counts(c);
+                            }
+                            if let Some(s) = &subscriptions {
+                                s.set_counts(c);
+                            }
+                        }
+                        Output::Changed(_) => {}
                     }
-                    let now = RunEvent::State {
-                        voicemail: sum.voicemail,
-                        missed_calls: sum.missed_calls,
-                        secondary_calls: sum.secondary_calls,
-                        connection: connection.clone(),
-                    };
-                    // during the initial catch-up only the connection is news
-                    let report = live || !matches!(&last_state, Some(RunEvent::State { connection: c, .. }) if *c == connection);
-                    if report && last_state.as_ref() != Some(&now) {
-                        last_state = Some(now.clone());
-                        let _ = events.send(now);
-                    }
+                }
+                // during the initial catch-up only the connection is news
+                let report = live || last_state.as_ref().is_none_or(|(_, c)| *c != connection);
+                let now = (summary, connection.clone());
+                if report && last_state.as_ref() != Some(&now) {
+                    last_state = Some(now);
+                    let _ = events.send(RunEvent::State { summary, connection: connection.clone() });
                 }
             }
             r = recv_any(&mut relay_events) => {
@@ -386,12 +366,12 @@ async fn run(
                 let ev = match ev {
                     RelayEvent::Delivered { phone, counts } => RunEvent::Mwi {
                         phone: phones.get(phone.0).cloned().unwrap_or_default(),
-                        result: "ok".into(),
-                        counts: Some(format!("{}/{} ({}/{})", counts.new, counts.old, counts.urgent_new, counts.urgent_old)),
+                        result: LampResult::Delivered,
+                        counts: Some(counts),
                     },
                     RelayEvent::Failed { phone, failure, retry_in } => RunEvent::Mwi {
                         phone: phones.get(phone.0).cloned().unwrap_or_default(),
-                        result: format!("{failure:?}; retry in {} s", retry_in.as_secs()),
+                        result: LampResult::failed(&failure, Some(retry_in)),
                         counts: None,
                     },
                 };
@@ -400,21 +380,17 @@ async fn run(
             e = recv_any(&mut sub_events) => {
                 let Some(e) = e else { sub_events = None; continue };
                 let ev = match e {
-                    lamplighter_sip_notify::subscriptions::SubscriptionEvent::Notified { to, state, code } => RunEvent::Mwi {
+                    SubscriptionEvent::Notified { to, code, .. } => RunEvent::Mwi {
                         phone: to,
                         result: match code {
-                            Some(c) if (200..300).contains(&c) => "ok".into(),
-                            Some(c) => format!("answered {c}"),
-                            None => "no answer".into(),
+                            Some(c) if (200..300).contains(&c) => LampResult::Delivered,
+                            Some(c) => LampResult::Refused { code: c, reason: String::new(), retry_in_secs: None },
+                            None => LampResult::NoAnswer { retry_in_secs: None },
                         },
-                        counts: Some(format!("subscription {state}")),
-                    },
-                    lamplighter_sip_notify::subscriptions::SubscriptionEvent::Answered { from, code } => RunEvent::Mwi {
-                        phone: from,
-                        result: format!("SUBSCRIBE answered {code}"),
                         counts: None,
                     },
-                    lamplighter_sip_notify::subscriptions::SubscriptionEvent::Registered { .. } => continue,
+                    SubscriptionEvent::Answered { from, code } => RunEvent::Subscribe { phone: from, code },
+                    SubscriptionEvent::Registered { .. } => continue,
                 };
                 let _ = events.send(ev);
             }

@@ -104,7 +104,7 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
         })
         .collect();
     Ok(RunConfig {
-        client,
+        mailbox: crate::MailboxSetup::ews(client),
         user,
         include_missed_calls: settings.mwi.include_missed_calls,
         phones,
@@ -115,7 +115,6 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
             max_age: std::time::Duration::from_secs(u64::from(settings.audio.cache_days) * 86_400),
         }),
         sip_ca_pem: None,
-        driver: Default::default(),
         relay: Default::default(),
     })
 }

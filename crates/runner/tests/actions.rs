@@ -1,9 +1,12 @@
 //! The engine's actions against the Exchange simulator: mark heard, mark a
 //! missed call seen (every device's report), fetch audio to the cache, purge.
 
+use lamplighter_ews_client::driver::DriverConfig;
 use lamplighter_ews_client::{ClientConfig, Credentials, Password};
 use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Voicemail};
-use lamplighter_runner::{RunConfig, RunEvent, Runner, purge_audio_cache};
+use lamplighter_mailbox::Connection;
+use lamplighter_mailbox_sync::SyncConfig;
+use lamplighter_runner::{MailboxSetup, RunConfig, RunEvent, Runner, purge_audio_cache};
 use std::time::Duration;
 
 /// A run against `sim` with these phones.
@@ -19,7 +22,7 @@ fn run_config(
     );
     client.ews_url = Some(sim.ews_url());
     RunConfig {
-        client,
+        mailbox: MailboxSetup::ews(client),
         user: lamplighter_missed_calls::UserIdentity::new(&["mara@example.test"], &["+49 5251 304600"]).expect("user"),
         include_missed_calls: false,
         phones,
@@ -27,17 +30,20 @@ fn run_config(
         audio_cache: None,
         sip_bind: sip_bind.parse().expect("addr"),
         sip_ca_pem: None,
-        driver: Default::default(),
         relay: Default::default(),
     }
 }
 
+/// Waits for a connected state line for which `want(new, old, missed)` holds
+/// (the guard only ends a hung test).
 async fn wait_state(rx: &mut tokio::sync::broadcast::Receiver<RunEvent>, want: impl Fn(u32, u32, u32) -> bool) {
-    let end = tokio::time::Instant::now() + Duration::from_secs(20);
+    let end = tokio::time::Instant::now() + Duration::from_secs(180);
     loop {
         match tokio::time::timeout_at(end, rx.recv()).await {
-            Ok(Ok(RunEvent::State { voicemail, missed_calls, connection, .. })) => {
-                if connection == "connected" && want(voicemail.new, voicemail.old, missed_calls) {
+            Ok(Ok(RunEvent::State { summary, connection })) => {
+                if connection == Connection::Live
+                    && want(summary.voicemail.new, summary.voicemail.old, summary.missed_calls)
+                {
                     return;
                 }
             }
@@ -173,7 +179,7 @@ async fn a_subscribing_phone_is_notified_in_its_dialog() {
 async fn resend_lamp_sends_the_current_state_again() {
     let sim = Simulator::start(SimConfig::default()).await.expect("sim");
     sim.deposit_voicemail(Voicemail { caller_number: "+49 30 1".into(), duration_secs: 3, ..Voicemail::default() });
-    let phone = lamplighter_testkit::phone::UdpPhone::start("200 OK");
+    let phone = lamplighter_testkit::phone::DemoPhone::start("200 OK").expect("phone");
     let target = lamplighter_sip_notify::driver::PhoneTarget {
         uri: format!("sip:613@{}", phone.addr),
         transport: lamplighter_sip_notify::Transport::Udp,
@@ -183,11 +189,55 @@ async fn resend_lamp_sends_the_current_state_again() {
     };
     let runner = Runner::start(run_config(&sim, vec![target], vec![], "127.0.0.1:0")).await.expect("runner");
     let next_notify = || {
-        phone.lamps.recv_timeout(Duration::from_secs(20)).map(|(_, v)| format!("Voice-Message: {v}")).expect("a NOTIFY")
+        phone
+            .lamps
+            .recv_timeout(Duration::from_secs(180))
+            .map(|l| format!("Voice-Message: {}", l.voice_message))
+            .expect("a NOTIFY")
     };
     assert_eq!(next_notify(), "Voice-Message: 1/0 (0/0)");
     // right away, maybe while the first NOTIFY's transaction is still open: the resend must not be lost
     runner.resend_lamp();
     assert_eq!(next_notify(), "Voice-Message: 1/0 (0/0)", "sent again on request");
+    runner.stop().await;
+}
+
+/// "Retry now" after an outage: the server comes back, and the run connects
+/// because it was asked to, not because a back-off ran out. The back-off here
+/// is an hour, so nothing but the retry can explain a connection within the
+/// test's guard, however loaded the machine is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_now_connects_as_soon_as_the_server_is_back() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");
+    let mut client = ClientConfig::new(
+        "mara@example.test",
+        Credentials::Basic { user: "mara".into(), password: Password::new("Sommer2026!") },
+    );
+    client.ews_url = Some(format!("http://{addr}/EWS/Exchange.asmx"));
+    let hour = Duration::from_secs(3600);
+    let driver = DriverConfig {
+        sync: SyncConfig { retry_initial: hour, retry_max: hour, ..SyncConfig::default() },
+        ..DriverConfig::default()
+    };
+    let mut config =
+        run_config(&Simulator::start(SimConfig::default()).await.expect("sim"), vec![], vec![], "127.0.0.1:0");
+    config.mailbox = MailboxSetup::Ews { client, driver };
+    let runner = Runner::start(config).await.expect("runner");
+    let mut rx = runner.events();
+    // nothing listens yet: the run waits its hour
+    let end = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        match tokio::time::timeout_at(end, rx.recv()).await.expect("an outage is reported").expect("event") {
+            RunEvent::State { connection: Connection::Reconnecting { in_secs, .. }, .. } => {
+                assert!(in_secs > 600, "the back-off is the configured hour: {in_secs} s");
+                break;
+            }
+            _ => continue,
+        }
+    }
+    let sim = Simulator::start(SimConfig { listen: addr, ..SimConfig::default() }).await.expect("sim on the same port");
+    sim.deposit_voicemail(Voicemail { caller_number: "+49 30 1".into(), duration_secs: 5, ..Voicemail::default() });
+    runner.retry_now();
+    wait_state(&mut rx, |new, _, _| new == 1).await;
     runner.stop().await;
 }

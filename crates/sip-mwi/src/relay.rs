@@ -65,6 +65,83 @@ pub enum SendFailure {
     Transport(String),
 }
 
+/// How setting one phone's lamp went, as front ends show it: typed, so a
+/// window or a script reads the outcome without parsing words.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum LampResult {
+    /// The phone accepted the state (2xx).
+    Delivered,
+    /// The phone answered with an error.
+    Refused {
+        /// Its status code.
+        code: u16,
+        /// Its reason phrase.
+        reason: String,
+        /// When the relay tries again, if it does.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_in_secs: Option<u64>,
+    },
+    /// Nothing answered before the transaction timed out.
+    NoAnswer {
+        /// When the relay tries again, if it does.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_in_secs: Option<u64>,
+    },
+    /// The request could not be sent (connection refused, no route).
+    Unreachable {
+        /// The transport's words.
+        reason: String,
+        /// When the relay tries again, if it does.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_in_secs: Option<u64>,
+    },
+}
+
+impl LampResult {
+    /// A failed send with the relay's next attempt.
+    pub fn failed(failure: &SendFailure, retry_in: Option<Duration>) -> LampResult {
+        let retry_in_secs = retry_in.map(|d| d.as_secs());
+        match failure {
+            SendFailure::Timeout => LampResult::NoAnswer { retry_in_secs },
+            SendFailure::Rejected { code, reason } => {
+                LampResult::Refused { code: *code, reason: reason.clone(), retry_in_secs }
+            }
+            SendFailure::Transport(reason) => LampResult::Unreachable { reason: reason.clone(), retry_in_secs },
+        }
+    }
+
+    /// Whether the phone took the state.
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, LampResult::Delivered)
+    }
+}
+
+impl std::fmt::Display for LampResult {
+    /// English words, for logs and the agent's text lines.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let retry = |f: &mut std::fmt::Formatter<'_>, r: &Option<u64>| match r {
+            Some(s) => write!(f, "; retry in {s} s"),
+            None => Ok(()),
+        };
+        match self {
+            LampResult::Delivered => f.write_str("ok"),
+            LampResult::Refused { code, reason, retry_in_secs } => {
+                write!(f, "refused: {code} {reason}")?;
+                retry(f, retry_in_secs)
+            }
+            LampResult::NoAnswer { retry_in_secs } => {
+                f.write_str("the phone did not answer")?;
+                retry(f, retry_in_secs)
+            }
+            LampResult::Unreachable { reason, retry_in_secs } => {
+                write!(f, "cannot reach the phone: {reason}")?;
+                retry(f, retry_in_secs)
+            }
+        }
+    }
+}
+
 /// A NOTIFY to send now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transmit {

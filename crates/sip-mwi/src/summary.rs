@@ -64,18 +64,9 @@ impl MessageClass {
     }
 }
 
-/// Counts of one message class.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Counts {
-    /// New (unheard) messages.
-    pub new: u32,
-    /// Old (heard) messages.
-    pub old: u32,
-    /// New urgent messages (a subset of `new`).
-    pub urgent_new: u32,
-    /// Old urgent messages (a subset of `old`).
-    pub urgent_old: u32,
-}
+/// Counts of one message class; the one counts type of Lamplighter, shared
+/// with the mailbox side.
+pub use lamplighter_um::Counts;
 
 /// One summary line.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

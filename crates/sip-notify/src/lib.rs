@@ -14,6 +14,7 @@
 //! message-summary`, `Subscription-State: terminated`, `Content-Type:
 //! application/simple-message-summary`.
 
+pub mod demo_phone;
 pub mod driver;
 pub mod subscriptions;
 

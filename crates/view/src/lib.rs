@@ -1,8 +1,11 @@
 //! The view models: what the window's lists and the notifications say, for
 //! a given state, in English or German (the seeds' users are German
 //! speakers; the OS language picks). Pure functions of the state and the
-//! time, so every text is unit-tested; the UI only renders these rows.
+//! time, so every text is unit-tested; the UI only renders these rows. This
+//! is the only place that puts counts or the connection into words for a
+//! person: the tray's tooltip and menu, the window, the notifications.
 
+use lamplighter_mailbox::Connection;
 use lamplighter_mailbox_state::{MailboxState, Voicemail};
 use lamplighter_missed_calls::{Call, CallOutcome, Party, SecondaryReason};
 use serde::Serialize;
@@ -319,8 +322,9 @@ fn counted(n: u32, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-/// The tray's tooltip in words.
-pub fn tooltip(lang: Lang, voicemails: u32, missed_calls: u32) -> String {
+/// The counts in full, zeros included (the window's header, the tray menu's
+/// first line): "3 new voicemails, 0 missed calls".
+pub fn summary(lang: Lang, voicemails: u32, missed_calls: u32) -> String {
     match (lang, voicemails, missed_calls) {
         (Lang::En, 0, 0) => "No new voicemail or missed calls".into(),
         (Lang::De, 0, 0) => "Keine neuen Sprachnachrichten oder verpassten Anrufe".into(),
@@ -332,6 +336,86 @@ pub fn tooltip(lang: Lang, voicemails: u32, missed_calls: u32) -> String {
             counted(v, "neue Sprachnachricht", "neue Sprachnachrichten"),
             counted(m, "verpasster Anruf", "verpasste Anrufe")
         ),
+    }
+}
+
+/// The tray's tooltip: only what waits ("3 new voicemails"), prefixed with
+/// the demo's label when the counts come from the demo mailbox.
+pub fn tooltip(lang: Lang, demo_label: Option<&str>, voicemails: u32, missed_calls: u32) -> String {
+    let some = |n: u32, one: &str, many: &str| (n > 0).then(|| counted(n, one, many));
+    let (vm, mc) = match lang {
+        Lang::En => {
+            (some(voicemails, "new voicemail", "new voicemails"), some(missed_calls, "missed call", "missed calls"))
+        }
+        Lang::De => (
+            some(voicemails, "neue Sprachnachricht", "neue Sprachnachrichten"),
+            some(missed_calls, "verpasster Anruf", "verpasste Anrufe"),
+        ),
+    };
+    let words = match (vm, mc) {
+        (None, None) => summary(lang, 0, 0),
+        (Some(v), None) => v,
+        (None, Some(m)) => m,
+        (Some(v), Some(m)) => format!("{v}, {m}"),
+    };
+    match demo_label {
+        Some(label) => format!("{label}: {words}"),
+        None => words,
+    }
+}
+
+/// What waits, urgent ones named: "3 new voicemails (1 urgent), 1 missed call"
+/// (the agent's `status` line and waybar tooltip).
+pub fn waiting(lang: Lang, s: &lamplighter_mailbox_state::Summary) -> String {
+    let v = s.voicemail;
+    match lang {
+        Lang::En => format!(
+            "{}{}, {}",
+            counted(v.new, "new voicemail", "new voicemails"),
+            if v.urgent_new > 0 { format!(" ({} urgent)", v.urgent_new) } else { String::new() },
+            counted(s.missed_calls, "missed call", "missed calls")
+        ),
+        Lang::De => format!(
+            "{}{}, {}",
+            counted(v.new, "neue Sprachnachricht", "neue Sprachnachrichten"),
+            if v.urgent_new > 0 { format!(" ({} dringend)", v.urgent_new) } else { String::new() },
+            counted(s.missed_calls, "verpasster Anruf", "verpasste Anrufe")
+        ),
+    }
+}
+
+/// The rest of the agent's `status` line: heard voicemails, calls for
+/// others, the connection: "2 heard; 1 on others' behalf; connected".
+pub fn also(lang: Lang, s: &lamplighter_mailbox_state::Summary, c: &Connection) -> String {
+    match lang {
+        Lang::En => {
+            format!("{} heard; {} on others' behalf; {}", s.voicemail.old, s.secondary_calls, connection(lang, c))
+        }
+        Lang::De => format!("{} abgehört; {} für andere; {}", s.voicemail.old, s.secondary_calls, connection(lang, c)),
+    }
+}
+
+/// What the counts come from when the built-in demo runs.
+pub fn demo_label(lang: Lang) -> &'static str {
+    match lang {
+        Lang::En => "Demo mailbox",
+        Lang::De => "Demo-Postfach",
+    }
+}
+
+/// The mailbox connection in words. The reasons are the server's or the
+/// network's own words and stay as they came.
+pub fn connection(lang: Lang, c: &Connection) -> String {
+    match (lang, c) {
+        (Lang::En, c) => c.to_string(),
+        (Lang::De, Connection::Connecting) => "verbinde".into(),
+        (Lang::De, Connection::Syncing) => "gleiche ab".into(),
+        (Lang::De, Connection::Live) => "verbunden".into(),
+        (Lang::De, Connection::Reconnecting { in_secs, reason }) => {
+            format!("neuer Versuch in {in_secs} s: {reason}")
+        }
+        (Lang::De, Connection::SignInRefused { reason }) => format!("Anmeldung abgelehnt: {reason}"),
+        (Lang::De, Connection::Stopped) => "angehalten".into(),
     }
 }
 

@@ -123,8 +123,9 @@ fn notification_texts_in_both_languages() {
         summary_notification(Lang::De, 1, 4).body,
         "1 neue Sprachnachricht und 4 verpasste Anrufe in Ihrer Abwesenheit"
     );
-    assert_eq!(tooltip(Lang::De, 2, 1), "2 neue Sprachnachrichten, 1 verpasster Anruf");
-    assert_eq!(tooltip(Lang::En, 0, 0), "No new voicemail or missed calls");
+    assert_eq!(summary(Lang::De, 2, 1), "2 neue Sprachnachrichten, 1 verpasster Anruf");
+    assert_eq!(summary(Lang::En, 0, 0), "No new voicemail or missed calls");
+    assert_eq!(summary(Lang::En, 3, 0), "3 new voicemails, 0 missed calls");
 }
 
 #[test]
@@ -177,4 +178,44 @@ fn numbers_compare_by_their_digits() {
     assert!(crate::same_number("+49 5251 304613", "+495251304613"));
     assert!(!crate::same_number("Carl Caller", "+49301234567"));
     assert!(!crate::same_number("+49 30 1", "+49 30 2"));
+}
+
+#[test]
+fn the_tooltip_names_only_what_waits_in_the_user_s_language() {
+    assert_eq!(tooltip(Lang::En, None, 3, 1), "3 new voicemails, 1 missed call");
+    assert_eq!(tooltip(Lang::En, None, 1, 0), "1 new voicemail");
+    assert_eq!(tooltip(Lang::En, None, 0, 3), "3 missed calls");
+    assert_eq!(tooltip(Lang::En, None, 0, 0), "No new voicemail or missed calls");
+    assert_eq!(tooltip(Lang::De, None, 3, 1), "3 neue Sprachnachrichten, 1 verpasster Anruf");
+    assert_eq!(tooltip(Lang::De, None, 0, 1), "1 verpasster Anruf");
+    assert_eq!(
+        tooltip(Lang::De, Some(demo_label(Lang::De)), 0, 0),
+        "Demo-Postfach: Keine neuen Sprachnachrichten oder verpassten Anrufe"
+    );
+    assert_eq!(tooltip(Lang::En, Some(demo_label(Lang::En)), 2, 0), "Demo mailbox: 2 new voicemails");
+}
+
+#[test]
+fn the_connection_reads_in_both_languages() {
+    use lamplighter_mailbox::Connection;
+    let waiting = Connection::Reconnecting { in_secs: 8, reason: "connection refused".into() };
+    assert_eq!(connection(Lang::En, &Connection::Live), "connected");
+    assert_eq!(connection(Lang::En, &waiting), "reconnecting in 8 s: connection refused");
+    assert_eq!(connection(Lang::De, &Connection::Live), "verbunden");
+    assert_eq!(connection(Lang::De, &waiting), "neuer Versuch in 8 s: connection refused");
+    assert_eq!(connection(Lang::De, &Connection::SignInRefused { reason: "401".into() }), "Anmeldung abgelehnt: 401");
+}
+
+#[test]
+fn the_status_line_names_urgent_voicemail() {
+    use lamplighter_mailbox::Connection;
+    let s = lamplighter_mailbox_state::Summary {
+        voicemail: lamplighter_mailbox_state::Counts { new: 3, old: 2, urgent_new: 1, urgent_old: 0 },
+        missed_calls: 1,
+        secondary_calls: 1,
+    };
+    assert_eq!(waiting(Lang::En, &s), "3 new voicemails (1 urgent), 1 missed call");
+    assert_eq!(waiting(Lang::De, &s), "3 neue Sprachnachrichten (1 dringend), 1 verpasster Anruf");
+    assert_eq!(also(Lang::En, &s, &Connection::Live), "2 heard; 1 on others' behalf; connected");
+    assert_eq!(also(Lang::De, &s, &Connection::Live), "2 abgehört; 1 für andere; verbunden");
 }

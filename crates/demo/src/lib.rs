@@ -1,20 +1,25 @@
 //! The built-in demo: an Exchange simulator with a sample mailbox and a
 //! demo phone, both in this process, and a short story played against them
-//! step by step. The agent's `demo` and the tray (with no account
-//! configured) run the same thing, clearly labelled "Demo mailbox".
+//! step by step ([`Demo::tell`]). The engine runs it when no account is
+//! configured, so the tray and the agent's `run`/`demo` show the same
+//! thing, clearly labelled "Demo mailbox". Everything it needs is in the
+//! binary: the simulator carries the EWS schema it validates with, and the
+//! team call's SIP headers are `data/invite-team-call.sip`.
 
-use crate::{RunConfig, RunEvent, Runner};
 use lamplighter_ews_client::{ClientConfig, Credentials, Password};
 use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Validation, Voicemail};
+use lamplighter_runner::{MailboxSetup, RunConfig, RunEvent, Runner};
+use lamplighter_sip_notify::demo_phone::DemoPhone;
 use lamplighter_sip_notify::driver::PhoneTarget;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the demo is labelled with wherever it shows.
 pub const LABEL: &str = "Demo mailbox";
 
-const TEAM_CALL: &str = include_str!("../../../tests/fixtures/sip/invite-team-call.sip");
+/// A call to the user's team that rang at the user's phone: the demo's
+/// secondary call (History-Info with `ms-retarget-reason=team-call`).
+const TEAM_CALL: &str = include_str!("../data/invite-team-call.sip");
 
 /// G.711 µ-law of one 16-bit sample.
 fn mulaw(sample: i16) -> u8 {
@@ -89,6 +94,20 @@ fn voicemail(number: &str, name: Option<&str>, secs: u32, urgent: bool, read: bo
     }
 }
 
+/// A line of the demo's story, for front ends to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Narration {
+    /// A step of the story, in words.
+    Step(String),
+    /// The demo phone's lamp: on or off, and the `Voice-Message` line it got.
+    Lamp {
+        /// `Messages-Waiting: yes`.
+        on: bool,
+        /// `Voice-Message: 3/2 (1/0)`.
+        line: String,
+    },
+}
+
 /// The running demo's pieces.
 pub struct Demo {
     /// The simulated Exchange.
@@ -96,50 +115,16 @@ pub struct Demo {
     /// The demo phone's address.
     pub phone: SocketAddr,
     step: u32,
-    last_voicemail: Arc<Mutex<Option<String>>>,
-}
-
-/// A demo phone: answers every request with 200 OK and tells `on_lamp` each Voice-Message line.
-async fn demo_phone(on_lamp: Arc<dyn Fn(bool, String) + Send + Sync>) -> std::io::Result<SocketAddr> {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    let addr = socket.local_addr()?;
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
-            let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if msg.starts_with("SIP/2.0") {
-                continue;
-            }
-            let mut reply = String::from("SIP/2.0 200 OK\r\n");
-            for line in msg.lines() {
-                let lower = line.to_ascii_lowercase();
-                if ["via:", "v:", "from:", "f:", "call-id:", "i:", "cseq:"].iter().any(|h| lower.starts_with(h)) {
-                    reply.push_str(line);
-                    reply.push_str("\r\n");
-                } else if lower.starts_with("to:") || lower.starts_with("t:") {
-                    reply.push_str(line);
-                    if !lower.contains("tag=") {
-                        reply.push_str(";tag=demo-phone");
-                    }
-                    reply.push_str("\r\n");
-                }
-            }
-            reply.push_str("Content-Length: 0\r\n\r\n");
-            let _ = socket.send_to(reply.as_bytes(), from).await;
-            if let Some(line) = msg.lines().find(|l| l.to_ascii_lowercase().starts_with("voice-message:")) {
-                let waiting = msg.lines().any(|l| l.trim().eq_ignore_ascii_case("messages-waiting: yes"));
-                on_lamp(waiting, line.trim().to_string());
-            }
-        }
-    });
-    Ok(addr)
+    last_voicemail: Option<String>,
+    /// Requests already checked against the schema's verdict.
+    checked: usize,
+    lamps: Option<std::sync::mpsc::Receiver<lamplighter_sip_notify::demo_phone::Lamp>>,
 }
 
 impl Demo {
     /// Starts the simulator with the sample mailbox (3 unheard voicemails, one urgent, and 2
     /// heard) and the demo phone; returns the demo and the run that uses them.
-    pub async fn start(on_lamp: Arc<dyn Fn(bool, String) + Send + Sync>) -> std::io::Result<(Demo, RunConfig)> {
+    pub async fn start() -> std::io::Result<(Demo, RunConfig)> {
         let sim = Simulator::start(SimConfig { validation: Validation::if_available(), ..SimConfig::default() })
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -148,7 +133,7 @@ impl Demo {
         sim.deposit_voicemail(voicemail("+49 89 7654321", Some("Anna Weber"), 65, false, false));
         sim.deposit_voicemail(voicemail("+49 40 5550000", Some("Paketdienst"), 20, false, true));
         sim.deposit_voicemail(voicemail("+49 221 987654", None, 8, false, true));
-        let phone = demo_phone(on_lamp).await?;
+        let phone = DemoPhone::start("200 OK")?;
         let mut client = ClientConfig::new(
             "mara@example.test",
             Credentials::Ntlm { user: "EXAMPLE\\mara".into(), password: Password::new("Sommer2026!") },
@@ -157,11 +142,11 @@ impl Demo {
         let user = lamplighter_missed_calls::UserIdentity::new(&["frank.carius@netatwork.de"], &["+49 5251 304600"])
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let config = RunConfig {
-            client,
+            mailbox: MailboxSetup::ews(client),
             user,
             include_missed_calls: false,
             phones: vec![PhoneTarget {
-                uri: format!("sip:demo@{phone}"),
+                uri: format!("sip:demo@{}", phone.addr),
                 transport: lamplighter_sip_notify::Transport::Udp,
                 credentials: None,
                 account: "sip:mara@example.test".into(),
@@ -169,26 +154,65 @@ impl Demo {
             }],
             subscribers: Vec::new(),
             audio_cache: None,
-            sip_bind: "127.0.0.1:0".parse().expect("address"),
+            sip_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             sip_ca_pem: None,
-            driver: Default::default(),
             relay: lamplighter_sip_mwi::relay::RelayConfig {
                 coalesce: Duration::from_millis(200),
                 ..Default::default()
             },
         };
-        Ok((Demo { sim, phone, step: 0, last_voicemail: Arc::new(Mutex::new(None)) }, config))
+        let demo = Demo { sim, phone: phone.addr, step: 0, last_voicemail: None, checked: 0, lamps: Some(phone.lamps) };
+        Ok((demo, config))
     }
 
-    /// Watches the run's events (the story marks the newest voicemail heard).
-    pub fn observe(&self, e: &RunEvent) {
-        if let RunEvent::Notify { kind: lamplighter_mailbox_state::Kind::Voicemail, item_id, .. } = e {
-            *self.last_voicemail.lock().unwrap_or_else(|p| p.into_inner()) = Some(item_id.clone());
+    /// Tells the story against `runner`: a step every `every`, each told to
+    /// `narrate`, and so is every lamp the demo phone gets. Runs until the
+    /// future is dropped (or the run ends).
+    pub async fn tell(&mut self, runner: &Runner, every: Duration, narrate: impl Fn(Narration)) {
+        let mut events = runner.events();
+        let (lamp_tx, mut lamps) = tokio::sync::mpsc::unbounded_channel();
+        if let Some(rx) = self.lamps.take() {
+            // the phone reports on a plain channel; a thread hands it to this task
+            std::thread::spawn(move || {
+                for lamp in rx {
+                    if lamp_tx.send(lamp).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        let mut tick = tokio::time::interval(every);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(RunEvent::Notify(n)) if n.kind == lamplighter_mailbox_state::Kind::Voicemail => {
+                        self.last_voicemail = Some(n.item_id);
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                Some(lamp) = lamps.recv() => narrate(Narration::Lamp {
+                    on: lamp.waiting,
+                    line: format!("Voice-Message: {}", lamp.voice_message),
+                }),
+                _ = tick.tick() => {
+                    if let Some(what) = self.step(runner).await {
+                        narrate(Narration::Step(what));
+                    }
+                    let served = self.sim.served();
+                    for s in served.iter().skip(self.checked).filter(|s| !s.schema_valid) {
+                        // the demo is also a check of the client: say so loudly
+                        narrate(Narration::Step(format!("the demo mailbox refused a request as invalid: {}", s.op)));
+                    }
+                    self.checked = served.len();
+                }
+            }
         }
     }
 
     /// Plays the next step of the story; returns what happened, in words.
-    pub async fn step(&mut self, runner: &Runner) -> Option<String> {
+    async fn step(&mut self, runner: &Runner) -> Option<String> {
         let step = self.step;
         self.step += 1;
         match step % 4 {
@@ -223,7 +247,7 @@ impl Demo {
                 Some("a team call rings for a colleague (not your missed call)".into())
             }
             _ => {
-                let id = self.last_voicemail.lock().unwrap_or_else(|p| p.into_inner()).take()?;
+                let id = self.last_voicemail.take()?;
                 Some(match runner.mark_heard(&id).await {
                     Ok(()) => "you listen to the newest voicemail: it is marked heard".into(),
                     Err(e) => format!("marking the newest voicemail heard failed: {e}"),

@@ -1,0 +1,153 @@
+//! EWS as a [`lamplighter_mailbox::Backend`]: tracking through the
+//! [`driver`](crate::driver), the user's actions through [`EwsClient`], and
+//! the self-diagnosis behind `lamplighter-agent check` and the window's
+//! "Check settings" (address or Autodiscover, sign-in, both folders,
+//! streaming), each step with a hint a user can act on.
+
+use crate::driver::{self, DriverConfig};
+use crate::{ClientError, EwsClient};
+use lamplighter_mailbox::{
+    Backend, BoxFuture, CheckStep, ItemId, MailboxCheck, MailboxError, MailboxEvent, StateStore, Tracking,
+};
+use std::path::Path;
+use std::sync::Arc;
+
+/// An Exchange mailbox over EWS.
+pub struct EwsBackend {
+    client: Arc<EwsClient>,
+    driver: DriverConfig,
+    /// How the EWS URL was found, for the check's first step.
+    how: &'static str,
+}
+
+impl EwsBackend {
+    /// Finds the server (Autodiscover unless the URL is given) and returns the backend.
+    pub async fn connect(config: crate::ClientConfig, driver: DriverConfig) -> Result<EwsBackend, ClientError> {
+        let how = if config.ews_url.is_some() { "EWS URL from the settings" } else { "Autodiscover" };
+        Ok(EwsBackend { client: Arc::new(EwsClient::connect(config).await?), driver, how })
+    }
+
+    /// The client underneath, for tests and benchmarks that speak EWS directly.
+    pub fn client(&self) -> &Arc<EwsClient> {
+        &self.client
+    }
+}
+
+impl From<ClientError> for MailboxError {
+    fn from(e: ClientError) -> MailboxError {
+        match e {
+            ClientError::Auth { .. } => MailboxError::SignInRefused(e.to_string()),
+            ClientError::Response { code: lamplighter_ews_wire::ResponseCode::ItemNotFound, message, .. } => {
+                MailboxError::NotFound { what: message }
+            }
+            ClientError::File { path, reason } => MailboxError::File { path, reason },
+            ClientError::Response { operation, .. } => MailboxError::Failed { operation, message: e.to_string() },
+            other => MailboxError::Failed { operation: "EWS", message: other.to_string() },
+        }
+    }
+}
+
+/// What to do about a client error, in a sentence.
+pub fn hint_for(e: &ClientError) -> String {
+    use ClientError as E;
+    match e {
+        E::Auth { .. } => {
+            "check [mailbox] username (DOMAIN\\user or the e-mail address), auth (basic/ntlm) and the password".into()
+        }
+        E::Tls { .. } => "the server's certificate is not trusted: set [mailbox] ca_file to your company CA".into(),
+        E::Connect { .. } | E::Timeout { .. } => {
+            "the server cannot be reached: check ews_url, the network or VPN".into()
+        }
+        E::Autodiscover { .. } => {
+            "Autodiscover failed: set [mailbox] ews_url to https://<server>/EWS/Exchange.asmx".into()
+        }
+        E::Forbidden { .. } => "EWS is refused for this mailbox (admin policy, or a licence without EWS)".into(),
+        E::Insecure { .. } => "use an https:// EWS URL".into(),
+        E::Throttled(_) => "the server is throttling: try again later".into(),
+        _ => "see the log for details".into(),
+    }
+}
+
+impl Backend for EwsBackend {
+    fn location(&self) -> String {
+        self.client.ews_url().to_string()
+    }
+
+    fn track(
+        self: Arc<Self>,
+        state: Arc<dyn StateStore>,
+        events: tokio::sync::mpsc::Sender<MailboxEvent>,
+    ) -> Box<dyn Tracking> {
+        Box::new(driver::spawn(self.client.clone(), state, self.driver, events))
+    }
+
+    fn mark_read<'a>(&'a self, id: &'a ItemId) -> BoxFuture<'a, Result<(), MailboxError>> {
+        Box::pin(async move { self.client.mark_read(id, true).await.map(drop).map_err(MailboxError::from) })
+    }
+
+    fn download_attachment<'a>(
+        &'a self,
+        attachment_id: &'a str,
+        path: &'a Path,
+        progress: Box<dyn FnMut(u64) + Send + 'a>,
+    ) -> BoxFuture<'a, Result<(), MailboxError>> {
+        Box::pin(async move {
+            self.client.download_attachment(attachment_id, path, progress).await.map(drop).map_err(MailboxError::from)
+        })
+    }
+
+    fn check(&self) -> BoxFuture<'_, MailboxCheck> {
+        Box::pin(check(&self.client, self.how))
+    }
+}
+
+async fn check(client: &EwsClient, how: &str) -> MailboxCheck {
+    let mut out = MailboxCheck::default();
+    out.steps.push(CheckStep { ok: true, what: format!("{how}: {}", client.ews_url()), hint: None });
+    match client.find_all("voicemail", 1000).await {
+        Ok(items) => out.voicemails = Some(items),
+        Err(e) => {
+            let refused = matches!(e, ClientError::Auth { .. });
+            out.steps.push(CheckStep {
+                ok: false,
+                what: format!("sign-in / Voice Mail folder: {e}"),
+                hint: Some(hint_for(&e)),
+            });
+            if refused {
+                out.sign_in_refused = true;
+                // one refused sign-in is enough: more attempts only risk a lockout
+                return out;
+            }
+        }
+    }
+    match client.find_all("inbox", 1000).await {
+        Ok(items) => {
+            out.steps.push(CheckStep { ok: true, what: format!("Inbox readable ({} items)", items.len()), hint: None })
+        }
+        Err(e) => out.steps.push(CheckStep { ok: false, what: format!("Inbox: {e}"), hint: Some(hint_for(&e)) }),
+    }
+    let streaming = async {
+        let msgs = client.subscribe(lamplighter_ews_wire::SubscriptionKind::Streaming).await?;
+        let id = msgs
+            .into_iter()
+            .next()
+            .and_then(|m| m.body)
+            .map(|s| s.id)
+            .ok_or_else(|| ClientError::Broken("no subscription id".into()))?;
+        let opened = client.open_stream(&id, 1).await.map(drop);
+        let _ = client.unsubscribe(&id).await;
+        opened
+    }
+    .await;
+    match streaming {
+        Ok(()) => out.steps.push(CheckStep { ok: true, what: "streaming notifications supported".into(), hint: None }),
+        Err(e) => out.steps.push(CheckStep {
+            ok: false,
+            what: format!("streaming notifications: {e}"),
+            hint: Some(
+                "Lamplighter falls back to polling (pull subscriptions); changes then arrive within 30 s".into(),
+            ),
+        }),
+    }
+    out
+}
