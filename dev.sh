@@ -71,12 +71,16 @@ run() {
   ensure_rust
   if have_display; then
     ensure_packages "${BUILD_CLI[@]}" "${BUILD_APP[@]}" "${RUN_APP[@]}" "${PLAYBACK[@]}"
-    cargo build --quiet -p lamplighter-app
+    # cargo's own progress: the first build takes minutes on a small machine
+    say "dev.sh: building the tray app (the first build takes a few minutes)"
+    cargo build -p lamplighter-app
     exec "${CARGO_TARGET_DIR:-target}/debug/lamplighter" "$@"
   else
     say "dev.sh: no display (DISPLAY and WAYLAND_DISPLAY are unset): running the headless agent instead."
     ensure_packages "${BUILD_CLI[@]}" "${PLAYBACK[@]}"
-    exec cargo run --quiet -p lamplighter-cli -- run "$@"
+    say "dev.sh: building the agent (the first build takes a few minutes)"
+    cargo build -p lamplighter-cli
+    exec "${CARGO_TARGET_DIR:-target}/debug/lamplighter-agent" run "$@"
   fi
 }
 
@@ -95,6 +99,10 @@ test_all() {
   setup_all
   cargo fmt --all -- --check
   check_gui_free
+  # lints and docs are errors here, not advice
+  cargo clippy --workspace --all-targets --quiet -- -D warnings
+  RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+  say "dev.sh: clippy and rustdoc are clean"
   cargo build --quiet -p lamplighter-app
   local log status
   log=$(mktemp)

@@ -207,6 +207,23 @@ fn tray_shows_the_count_in_its_tooltip_and_badge_and_quits_from_its_menu() {
     assert!(status.success(), "{status:?}");
 }
 
+/// A German desktop gets a German tooltip under its German menu: the words
+/// come from the same place as the window's (`lamplighter-view`).
+#[test]
+fn a_german_desktop_reads_a_german_tooltip() {
+    let (_one, mut session) = desktop();
+    let host = TrayHost::start(&mut session);
+    write_config(&session, "schema_version = 1\n[mailbox]\nemail = \"anna@example.com\"\nauth = \"ntlm\"\n");
+    let mut app = spawn_app(&session, &[], &[("LAMPLIGHTER_PREVIEW_COUNTS", "3,1"), ("LANG", "de_DE.UTF-8"), ("LC_ALL", "de_DE.UTF-8")]);
+    let tray = host.item(Duration::from_secs(30));
+    let (_, _, title, description) = tray.tooltip();
+    let words = format!("{title} {description}");
+    assert!(words.contains("3 neue Sprachnachrichten, 1 verpasster Anruf"), "tooltip says {words:?}");
+    assert!(!words.contains("voicemail"), "no English left: {words:?}");
+    let _ = app.kill();
+    let _ = app.wait();
+}
+
 #[test]
 fn a_second_launch_opens_the_first_instances_window_and_exits() {
     let (_one, mut session) = desktop();

@@ -115,7 +115,8 @@ pub(crate) async fn run(
     let Some(live) = engine.start_live_with(LiveOptions { demo_every }) else {
         bail!("the live engine cannot start (counts from LAMPLIGHTER_PREVIEW_COUNTS keep it off)");
     };
-    let deadline = seconds.map(|s| tokio::time::Instant::now() + Duration::from_secs(s));
+    // without --seconds, a year: as good as forever for a run, and no helper needed
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(seconds.unwrap_or(365 * 86_400));
     let signal = shutdown_signal();
     tokio::pin!(signal);
     let mut parked = None;
@@ -135,7 +136,7 @@ pub(crate) async fn run(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => printer.say(&format!("({n} events skipped)")),
                 Err(_) => break,
             },
-            _ = sleep_until(deadline) => break,
+            _ = tokio::time::sleep_until(deadline) => break,
             _ = &mut signal => break,
         }
     }
@@ -150,13 +151,6 @@ pub(crate) async fn run(
         printer.say("demo over");
     }
     Ok(())
-}
-
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// How `status` prints.

@@ -183,7 +183,6 @@ impl AuthMethod {
 pub enum SipTransport {
     /// UDP (the phones' default).
     Udp,
-    /// TCP.
     Tcp,
     /// TLS over TCP.
     Tls,
@@ -259,7 +258,6 @@ pub struct Mailbox {
 pub struct Phone {
     /// SIP URI (`sip:` or `sips:`).
     pub uri: String,
-    /// Transport.
     pub transport: SipTransport,
     /// Who starts the MWI conversation.
     pub mode: PhoneMode,

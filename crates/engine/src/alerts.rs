@@ -61,9 +61,7 @@ pub struct Alert {
     pub item_id: Option<String>,
     /// The URI "Call back" opens.
     pub call_back: Option<String>,
-    /// Title.
     pub title: String,
-    /// Body.
     pub body: String,
     /// Buttons.
     pub actions: Vec<AlertAction>,
@@ -74,11 +72,9 @@ pub struct Alert {
 pub struct NewItem {
     /// Voicemail or missed call.
     pub kind: Kind,
-    /// The item.
     pub item_id: String,
     /// The URI to call back.
     pub call_back: Option<String>,
-    /// The texts.
     pub text: NotificationText,
 }
 
@@ -87,9 +83,7 @@ pub struct NewItem {
 pub struct Switches {
     /// Notifications at all.
     pub enabled: bool,
-    /// For voicemail.
     pub voicemail: bool,
-    /// For missed calls.
     pub missed_calls: bool,
     /// Paused from the tray ("do not disturb").
     pub paused: bool,
@@ -106,7 +100,6 @@ impl Switches {
     }
 }
 
-/// The policy.
 pub struct AlertPolicy {
     lang: Lang,
     switches: Switches,

@@ -21,9 +21,7 @@ const TICK: Duration = Duration::from_millis(250);
 pub enum PlaybackPhase {
     /// The audio is being fetched from the mailbox.
     Downloading,
-    /// Playing.
     Playing,
-    /// Paused.
     Paused,
     /// Played to the end.
     Ended,
@@ -36,7 +34,6 @@ pub enum PlaybackPhase {
 pub struct PlaybackView {
     /// The voicemail.
     pub item_id: String,
-    /// Where it is.
     pub phase: PlaybackPhase,
     /// Bytes fetched so far.
     pub downloaded_bytes: u64,

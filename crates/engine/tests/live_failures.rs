@@ -1,38 +1,11 @@
 //! The live engine reports every failure as something the UI can show:
 //! an unreachable server, a refused sign-in, a phone that refuses the lamp.
 
-use lamplighter_config::Paths;
-use lamplighter_engine::{Connection, Engine, KeyringChoice, Options, ProblemCode, SettingsUpdate, Snapshot};
+mod common;
+
+use common::{engine, wait};
+use lamplighter_engine::{Connection, ProblemCode, Snapshot};
 use lamplighter_ews_sim::{SimConfig, Simulator, Voicemail};
-use std::time::{Duration, Instant};
-
-/// An engine with these settings and mailbox password, saved as the settings window does.
-fn engine(dir: &std::path::Path, config: &str, password: &str) -> Engine {
-    let paths = Paths::under(dir.join("config"), dir.join("state"), dir.join("cache"));
-    let e = Engine::open(Options { paths, keyring: KeyringChoice::InMemory, preview_counts: None });
-    let form: lamplighter_config::SettingsForm = toml::from_str(config).expect("settings");
-    e.save_settings(SettingsUpdate { form, mailbox_password: Some(password.into()), phone_passwords: vec![None; 2] })
-        .expect("saved");
-    e
-}
-
-/// Waits for the engine to push a snapshot for which `done` holds (the
-/// guard only ends a hung test; it is not a speed limit).
-fn wait(e: &Engine, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
-    let (tx, rx) = std::sync::mpsc::channel();
-    e.subscribe(move |s| {
-        let _ = tx.send(s.clone());
-    });
-    let guard = Instant::now() + Duration::from_secs(180);
-    let mut s = e.snapshot();
-    while !done(&s) {
-        match rx.recv_timeout(guard.saturating_duration_since(Instant::now())) {
-            Ok(next) => s = next,
-            Err(_) => panic!("{what}: never came; last {s:?}"),
-        }
-    }
-    s
-}
 
 fn has(s: &Snapshot, code: ProblemCode) -> bool {
     s.problems.iter().any(|p| p.code == code)
@@ -44,11 +17,7 @@ fn unreachable_server_refused_sign_in_and_refusing_phone_become_problems() {
     let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("sim");
     sim.deposit_voicemail(Voicemail { caller_number: "+49 30 1".into(), duration_secs: 5, ..Voicemail::default() });
     let dir = tempfile::tempdir().expect("tmp");
-    let mailbox = |url: &str| {
-        format!(
-            "[mailbox]\nemail = \"mara@example.test\"\news_url = \"{url}\"\nusername = \"mara\"\nauth = \"basic\"\n"
-        )
-    };
+    let mailbox = common::mailbox;
 
     // nothing listens on the EWS URL
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr");

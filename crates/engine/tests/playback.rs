@@ -4,9 +4,11 @@
 //! outside with `parec`), and after a few seconds of listening the item is
 //! read on the server. Also: the notifications the engine raises.
 
-use lamplighter_config::Paths;
+mod common;
+
+use common::wait;
 use lamplighter_engine::{
-    Alert, AlertKind, Connection, Engine, KeyringChoice, Options, PlaybackPhase, SettingsUpdate, Snapshot,
+    Alert, AlertKind, Connection, Engine, PlaybackPhase,
 };
 use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Voicemail};
 use lamplighter_testkit::audio::{NullSink, rms};
@@ -14,33 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn engine(dir: &std::path::Path, ews_url: &str) -> Engine {
-    let paths = Paths::under(dir.join("config"), dir.join("state"), dir.join("cache"));
-    let e = Engine::open(Options { paths, keyring: KeyringChoice::InMemory, preview_counts: None });
-    let config = format!(
-        "[mailbox]\nemail = \"mara@example.test\"\news_url = \"{ews_url}\"\nusername = \"mara\"\nauth = \"basic\"\n"
-    );
-    let form: lamplighter_config::SettingsForm = toml::from_str(&config).expect("settings");
-    e.save_settings(SettingsUpdate { form, mailbox_password: Some("Sommer2026!".into()), phone_passwords: vec![] })
-        .expect("saved");
-    e
-}
-
-/// Waits for the engine to push a snapshot for which `done` holds (the
-/// guard only ends a hung test; it is not a speed limit).
-fn wait(e: &Engine, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
-    let (tx, rx) = std::sync::mpsc::channel();
-    e.subscribe(move |s| {
-        let _ = tx.send(s.clone());
-    });
-    let guard = Instant::now() + Duration::from_secs(180);
-    let mut s = e.snapshot();
-    while !done(&s) {
-        match rx.recv_timeout(guard.saturating_duration_since(Instant::now())) {
-            Ok(next) => s = next,
-            Err(_) => panic!("{what}: never came; last {s:?}"),
-        }
-    }
-    s
+    common::engine(dir, &common::mailbox(ews_url), "Sommer2026!")
 }
 
 /// Every alert the engine raises, in order.

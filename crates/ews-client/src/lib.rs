@@ -75,14 +75,12 @@ pub enum Credentials {
     Basic {
         /// User name (`DOMAIN\user` or UPN).
         user: String,
-        /// Password.
         password: Password,
     },
     /// NTLM (NTLMv2), per connection.
     Ntlm {
         /// `DOMAIN\user` or `user`.
         user: String,
-        /// Password.
         password: Password,
     },
     /// OAuth2 bearer token from a provider.
@@ -173,37 +171,29 @@ pub enum ClientError {
     /// A URL we cannot use.
     #[error("cannot use the URL {url}: {reason}")]
     Url {
-        /// The URL.
         url: String,
-        /// Why.
         reason: String,
     },
     /// Credentials would travel unencrypted.
     #[error("refusing to send credentials to {target} without HTTPS")]
     Insecure {
-        /// Where.
         target: String,
     },
     /// No connection.
     #[error("cannot connect to {target}: {reason}")]
     Connect {
-        /// Where.
         target: String,
-        /// Why.
         reason: String,
     },
     /// TLS failed (certificate not trusted, wrong name, …).
     #[error("TLS with {target} failed: {reason}")]
     Tls {
-        /// Where.
         target: String,
-        /// Why.
         reason: String,
     },
     /// No answer in time.
     #[error("{target} did not answer within {secs} s")]
     Timeout {
-        /// Where.
         target: String,
         /// How long we waited.
         secs: u64,
@@ -211,7 +201,6 @@ pub enum ClientError {
     /// The server refused the credentials.
     #[error("sign-in to {target} refused ({scheme}): check the user name and password")]
     Auth {
-        /// Where.
         target: String,
         /// Which scheme.
         scheme: &'static str,
@@ -219,15 +208,12 @@ pub enum ClientError {
     /// HTTP 403.
     #[error("{target} denies access (HTTP 403); EWS may be disabled for this mailbox")]
     Forbidden {
-        /// Where.
         target: String,
     },
     /// Another HTTP status.
     #[error("HTTP {status} from {target}")]
     Http {
-        /// Where.
         target: String,
-        /// The status.
         status: u16,
         /// `Retry-After`, if given.
         retry_after: Option<Duration>,
@@ -241,7 +227,6 @@ pub enum ClientError {
     /// An operation's response message said no.
     #[error("{operation} failed: {code:?}: {message}")]
     Response {
-        /// The operation.
         operation: &'static str,
         /// The response code.
         code: ResponseCode,
@@ -267,7 +252,6 @@ pub enum ClientError {
     File {
         /// The file.
         path: String,
-        /// Why.
         reason: String,
     },
 }

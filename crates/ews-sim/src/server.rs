@@ -108,7 +108,6 @@ fn schema_dir() -> std::io::Result<PathBuf> {
 /// Which authentication schemes the server offers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthSchemes {
-    /// Basic.
     pub basic: bool,
     /// NTLM (and `Negotiate` falling back to NTLM).
     pub ntlm: bool,
@@ -211,9 +210,7 @@ pub enum SimError {
     /// Listening failed.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
-        /// Where.
         addr: SocketAddr,
-        /// Why.
         source: std::io::Error,
     },
     /// The certificate could not be made.
@@ -247,9 +244,7 @@ pub struct Voicemail {
 /// A missed call to deposit.
 #[derive(Debug, Clone, Default)]
 pub struct MissedCall {
-    /// Caller number.
     pub caller_number: String,
-    /// Caller name.
     pub caller_name: Option<String>,
     /// The call's SIP data copied into internet headers (History-Info, Call-ID, Reason, …).
     pub headers: Vec<(String, String)>,

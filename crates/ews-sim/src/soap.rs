@@ -44,7 +44,6 @@ impl El {
         self.children.iter().filter(move |c| c.name == name)
     }
 
-    /// An attribute.
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attrs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }

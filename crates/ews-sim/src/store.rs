@@ -47,7 +47,6 @@ pub struct StoredAttachment {
 pub struct NewItem {
     /// `ItemClass`, e.g. `IPM.Note.Microsoft.Voicemail.UM.CA`.
     pub item_class: String,
-    /// Subject.
     pub subject: String,
     /// `DateTimeReceived` (ISO 8601, UTC); now when `None`.
     pub received: Option<String>,
@@ -165,7 +164,6 @@ impl EventKind {
 /// A pending notification event.
 #[derive(Debug, Clone)]
 pub struct SimEvent {
-    /// Which.
     pub kind: EventKind,
     /// The item and its change key.
     pub item: (String, String),
@@ -468,7 +466,6 @@ impl Store {
         self.subscriptions.get(id).is_some_and(|s| s.kind == kind)
     }
 
-    /// Unsubscribe.
     pub fn unsubscribe(&mut self, id: &str) -> Result<(), SubError> {
         self.subscriptions.remove(id).map(|_| ()).ok_or(SubError::NotFound)
     }

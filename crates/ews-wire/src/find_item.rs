@@ -141,7 +141,6 @@ pub const TEXT_BODY_LIMIT: usize = 2000;
 /// One page of results.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FindItemPage {
-    /// The items.
     pub items: Vec<Item>,
     /// `IndexedPagingOffset`: where the next page starts.
     pub indexed_paging_offset: Option<u32>,

@@ -64,9 +64,7 @@ pub enum EwsError {
     /// The response is larger than we accept.
     #[error("EWS response of {size} bytes exceeds the limit of {limit}")]
     TooLarge {
-        /// Its size.
         size: usize,
-        /// The limit.
         limit: usize,
     },
 }

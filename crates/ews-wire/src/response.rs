@@ -113,7 +113,6 @@ pub struct ResponseMessage<T> {
     pub body: Option<T>,
 }
 
-/// A SOAP fault.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoapFault {
     /// `faultcode`, e.g. `a:ErrorServerBusy`.

@@ -216,7 +216,6 @@ pub enum EventKind {
 /// One notification event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    /// The kind.
     pub kind: EventKind,
     /// `TimeStamp`.
     pub timestamp: Option<String>,
@@ -372,7 +371,6 @@ fn read_event(r: &mut Reader<'_>, kind: EventKind) -> Result<Event, EwsError> {
 /// Opens the stream of a streaming subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetStreamingEventsRequest {
-    /// The subscription.
     pub subscription_id: String,
     /// Minutes until the server closes the connection (1–30).
     pub connection_timeout_minutes: u8,
@@ -397,7 +395,6 @@ impl GetStreamingEventsRequest {
 /// Polls a pull subscription from a watermark.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetEventsRequest {
-    /// The subscription.
     pub subscription_id: String,
     /// The last watermark seen.
     pub watermark: String,

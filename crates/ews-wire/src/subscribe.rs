@@ -12,7 +12,6 @@ pub enum SubscriptionKind {
     Streaming,
     /// GetEvents with watermarks, expiring after `timeout_minutes` without a poll (1–1440).
     Pull {
-        /// Minutes.
         timeout_minutes: u16,
     },
 }
@@ -70,7 +69,6 @@ pub fn parse_subscribe(bytes: &[u8]) -> Result<Vec<ResponseMessage<Subscription>
 /// Unsubscribe: end a subscription (on shutdown, so the server frees it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsubscribeRequest {
-    /// The subscription.
     pub subscription_id: String,
     /// `RequestServerVersion`.
     pub server_version: &'static str,

@@ -30,7 +30,6 @@ impl MaxChanges {
     }
 }
 
-/// A SyncFolderItems request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncFolderItemsRequest {
     /// A distinguished folder id (`inbox`).

@@ -27,9 +27,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
-    /// A voicemail.
     Voicemail,
-    /// A missed call.
     MissedCall,
 }
 
@@ -50,9 +48,7 @@ pub struct Voicemail {
     pub id: ItemId,
     /// The item id as text, for the UI.
     pub item_id: String,
-    /// Caller number.
     pub caller_number: Option<String>,
-    /// Caller name.
     pub caller_name: Option<String>,
     /// `DateTimeReceived` as written.
     pub received: Option<String>,
@@ -62,7 +58,6 @@ pub struct Voicemail {
     pub urgent: bool,
     /// Read (heard).
     pub heard: bool,
-    /// The subject.
     pub subject: Option<String>,
     /// The transcription preview, when Unified Messaging wrote one (whitespace collapsed, at most 200 characters).
     pub transcription: Option<String>,
@@ -105,7 +100,6 @@ impl Summary {
 pub struct Notification {
     /// Voicemail or missed call.
     pub kind: Kind,
-    /// Who.
     pub from: String,
     /// When (ISO 8601 as the server wrote it).
     pub at: String,

@@ -42,12 +42,10 @@ pub enum Request {
     },
     /// Open GetStreamingEvents for this subscription.
     Stream {
-        /// The subscription.
         subscription_id: String,
     },
     /// GetEvents for this pull subscription from this watermark.
     Poll {
-        /// The subscription.
         subscription_id: String,
         /// The last watermark.
         watermark: String,

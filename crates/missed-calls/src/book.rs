@@ -68,7 +68,6 @@ pub struct Report {
     pub id: RecordId,
     /// Where it came from.
     pub source: Source,
-    /// The device.
     pub device: String,
     /// What it said.
     pub outcome: Outcome,
@@ -77,7 +76,6 @@ pub struct Report {
 /// One deduplicated call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Call {
-    /// The caller.
     pub caller: Party,
     /// The caller's name, from whichever report had one.
     pub caller_name: Option<String>,
@@ -99,7 +97,6 @@ impl Call {
 /// Missed calls from one caller, for "3 attempts".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallerAttempts {
-    /// The caller.
     pub caller: Party,
     /// How many missed calls.
     pub attempts: usize,

@@ -68,11 +68,9 @@ pub struct CallRecord {
     pub call_id: Option<String>,
     /// The From tag, which with the Call-ID names the call across forks.
     pub from_tag: Option<String>,
-    /// The caller.
     pub caller: Party,
     /// The caller's display name.
     pub caller_name: Option<String>,
-    /// When.
     pub at: Millis,
     /// What `at` means.
     pub time_kind: TimeKind,

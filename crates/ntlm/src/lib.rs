@@ -68,7 +68,6 @@ pub enum NtlmError {
 pub struct Credentials {
     /// The user name (`jdoe`), or `DOMAIN\jdoe`, or `jdoe@domain` (then the domain stays empty, as Windows does).
     pub user: String,
-    /// The password.
     pub password: String,
 }
 

@@ -41,7 +41,6 @@ pub enum PlayError {
     File {
         /// The file.
         path: String,
-        /// Why.
         reason: String,
     },
     /// The recording is damaged or the audio output refused.
@@ -52,7 +51,6 @@ pub enum PlayError {
 /// Where the player is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PlayState {
-    /// Playing.
     Playing,
     /// Paused by the user.
     Paused,

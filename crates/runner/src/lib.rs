@@ -52,7 +52,6 @@ impl MailboxSetup {
 
 /// Everything a run needs.
 pub struct RunConfig {
-    /// The mailbox.
     pub mailbox: MailboxSetup,
     /// Who the user is, for the missed-call analysis.
     pub user: lamplighter_missed_calls::UserIdentity,

@@ -36,7 +36,6 @@ pub enum SetupError {
     CaFile {
         /// Which file.
         path: String,
-        /// Why.
         reason: String,
     },
     /// `[mwi] sip_listen` is not an address.

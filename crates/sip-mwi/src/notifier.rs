@@ -41,11 +41,9 @@ impl Default for NotifierConfig {
 /// A SUBSCRIBE as the driver parsed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscribe {
-    /// Call-ID.
     pub call_id: String,
     /// The subscriber's URI (From), e.g. `sip:613@192.0.2.10`.
     pub from: String,
-    /// The From tag.
     pub from_tag: String,
     /// The To URI (the account subscribed to).
     pub to: String,
@@ -98,11 +96,9 @@ impl Answer {
 /// A subscription's handle.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SubscriptionId {
-    /// Call-ID.
     pub call_id: String,
     /// The subscriber's tag.
     pub remote_tag: String,
-    /// Our tag.
     pub local_tag: String,
 }
 

@@ -167,7 +167,6 @@ pub enum RelayEvent {
     Failed {
         /// Which phone.
         phone: PhoneId,
-        /// Why.
         failure: SendFailure,
         /// When the next attempt is made.
         retry_in: Duration,

@@ -71,9 +71,7 @@ pub use lamplighter_um::Counts;
 /// One summary line.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct SummaryLine {
-    /// The class.
     pub class: MessageClass,
-    /// The counts.
     pub counts: Counts,
     /// Whether the `(urgent-new/urgent-old)` part is written (Exchange UM
     /// omits it; the relay always writes it).

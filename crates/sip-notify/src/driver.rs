@@ -16,7 +16,6 @@ use tokio::sync::{broadcast, mpsc};
 pub struct PhoneTarget {
     /// SIP URI.
     pub uri: String,
-    /// Transport.
     pub transport: Transport,
     /// Digest credentials, if it challenges.
     pub credentials: Option<Credentials>,

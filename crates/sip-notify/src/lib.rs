@@ -89,7 +89,6 @@ impl NotifyError {
 pub struct Credentials {
     /// User name.
     pub username: String,
-    /// Password.
     pub password: String,
 }
 

@@ -29,7 +29,6 @@ pub fn free_port() -> u16 {
 /// A running sipp phone.
 pub struct Sipp {
     child: Child,
-    /// Its port.
     pub port: u16,
     trace: tempfile::TempDir,
 }

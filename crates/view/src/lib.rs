@@ -153,7 +153,6 @@ pub struct CallRow {
 /// The window's lists, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Lists {
-    /// Voicemails.
     pub voicemails: Vec<VoicemailRow>,
     /// The user's own missed calls.
     pub missed_calls: Vec<CallRow>,
@@ -260,9 +259,7 @@ pub fn lists(lang: Lang, now: i64, state: &MailboxState) -> Lists {
 /// A desktop notification's texts and actions (id, label).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct NotificationText {
-    /// The title.
     pub title: String,
-    /// The body.
     pub body: String,
     /// Actions: (id, label).
     pub actions: Vec<(&'static str, String)>,
@@ -520,13 +517,10 @@ pub struct MenuText {
     pub play_latest: String,
     /// "Resend lamp to phone".
     pub resend_lamp: String,
-    /// "Pause notifications".
     pub pause_notifications: String,
     /// "Open Lamplighter".
     pub open: String,
-    /// "Settings…".
     pub settings: String,
-    /// "Quit".
     pub quit: String,
 }
 
