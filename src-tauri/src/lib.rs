@@ -3,7 +3,7 @@
 //!
 //! No business logic lives here (it could not be tested without a display):
 //! the shell opens the engine, renders its [`lamplighter_engine::Snapshot`]s
-//! into the tray ([`tray`]) and the window ([`commands`], events), and keeps
+//! into the tray (`tray.rs`) and the window (`commands.rs`, events), and keeps
 //! the process alive when the window closes. The window is destroyed, not
 //! hidden, on close: that frees the webview (~125 MB).
 //!

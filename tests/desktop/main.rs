@@ -3,6 +3,10 @@
 //! StatusNotifierWatcher as tray host, and the window driven over WebDriver
 //! (tauri-driver + WebKitWebDriver).
 
+// The guard from `desktop()` is held for a whole test, across its awaits, on
+// purpose: it lets one desktop (display, bus, tray host) exist at a time.
+#![allow(clippy::await_holding_lock)]
+
 use fantoccini::Locator;
 use lamplighter_e2e::*;
 use lamplighter_testkit::{Parts, Session};
@@ -214,7 +218,11 @@ fn a_german_desktop_reads_a_german_tooltip() {
     let (_one, mut session) = desktop();
     let host = TrayHost::start(&mut session);
     write_config(&session, "schema_version = 1\n[mailbox]\nemail = \"anna@example.com\"\nauth = \"ntlm\"\n");
-    let mut app = spawn_app(&session, &[], &[("LAMPLIGHTER_PREVIEW_COUNTS", "3,1"), ("LANG", "de_DE.UTF-8"), ("LC_ALL", "de_DE.UTF-8")]);
+    let mut app = spawn_app(
+        &session,
+        &[],
+        &[("LAMPLIGHTER_PREVIEW_COUNTS", "3,1"), ("LANG", "de_DE.UTF-8"), ("LC_ALL", "de_DE.UTF-8")],
+    );
     let tray = host.item(Duration::from_secs(30));
     let (_, _, title, description) = tray.tooltip();
     let words = format!("{title} {description}");

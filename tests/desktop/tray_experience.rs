@@ -492,7 +492,7 @@ fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
     assert!(!window_open(&session));
     tray.click_menu("Play latest voicemail");
     let end = Instant::now() + Duration::from_secs(20);
-    while !(window_open(&session) && !sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty()) {
+    while !window_open(&session) || sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty() {
         assert!(Instant::now() < end, "window or sound missing: {}", app_log(&session));
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -40,7 +40,7 @@ fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -
 
 /// What a settings document says, before it is trusted.
 enum Parsed {
-    Ok(Settings),
+    Ok(Box<Settings>),
     TooNew(u32),
     Bad(String),
 }
@@ -65,7 +65,7 @@ fn parse(text: &str) -> Parsed {
         Err(e) => return Parsed::Bad(e.to_string().trim().replace('\n', " ")),
     };
     match form.validate() {
-        Ok(s) => Parsed::Ok(s),
+        Ok(s) => Parsed::Ok(Box::new(s)),
         Err(errors) => {
             Parsed::Bad(errors.iter().map(|e| format!("{}: {}", e.field, e.message)).collect::<Vec<_>>().join("; "))
         }
@@ -89,7 +89,7 @@ pub fn load(path: &Path) -> Result<Loaded, ConfigError> {
         Err(e) => format!("not UTF-8 text ({e})"),
         Ok(text) => match parse(text) {
             Parsed::Ok(settings) => {
-                return Ok(Loaded { settings, existed: true });
+                return Ok(Loaded { settings: *settings, existed: true });
             }
             Parsed::TooNew(found) => {
                 return Err(ConfigError::TooNew { path: path.to_path_buf(), found, supported: SCHEMA_VERSION });

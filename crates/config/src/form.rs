@@ -401,20 +401,20 @@ fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mai
         err(errors, "mailbox.username", "The user name must not contain spaces.");
     }
     let password_env = non_empty(&m.password_env);
-    if let Some(v) = &password_env {
-        if !is_env_name(v) {
-            err(
-                errors,
-                "mailbox.password_env",
-                "Name an environment variable (letters, digits, _), not the password itself.",
-            );
-        }
+    if let Some(v) = &password_env
+        && !is_env_name(v)
+    {
+        err(
+            errors,
+            "mailbox.password_env",
+            "Name an environment variable (letters, digits, _), not the password itself.",
+        );
     }
     let ca_file = non_empty(&m.ca_file).map(PathBuf::from);
-    if let Some(p) = &ca_file {
-        if !p.is_file() {
-            err(errors, "mailbox.ca_file", format!("No such file: {}.", p.display()));
-        }
+    if let Some(p) = &ca_file
+        && !p.is_file()
+    {
+        err(errors, "mailbox.ca_file", format!("No such file: {}.", p.display()));
     }
     if errors.len() > n {
         return None;
@@ -455,14 +455,10 @@ fn validate_phone(i: usize, p: &PhoneForm, errors: &mut Vec<FieldError>) -> Opti
         err(errors, f("refresh_hours"), "Refresh between 1 and 24 hours.");
     }
     let password_env = non_empty(&p.password_env);
-    if let Some(v) = &password_env {
-        if !is_env_name(v) {
-            err(
-                errors,
-                f("password_env"),
-                "Name an environment variable (letters, digits, _), not the password itself.",
-            );
-        }
+    if let Some(v) = &password_env
+        && !is_env_name(v)
+    {
+        err(errors, f("password_env"), "Name an environment variable (letters, digits, _), not the password itself.");
     }
     if errors.len() > n {
         return None;
@@ -479,10 +475,10 @@ fn validate_phone(i: usize, p: &PhoneForm, errors: &mut Vec<FieldError>) -> Opti
 
 fn validate_user(u: &UserForm, errors: &mut Vec<FieldError>) -> UserIdentity {
     let sip_uri = non_empty(&u.sip_uri);
-    if let Some(s) = &sip_uri {
-        if let Err(why) = check_sip_uri(s) {
-            err(errors, "user.sip_uri", why);
-        }
+    if let Some(s) = &sip_uri
+        && let Err(why) = check_sip_uri(s)
+    {
+        err(errors, "user.sip_uri", why);
     }
     let mut numbers = Vec::new();
     for (i, n) in u.numbers.iter().enumerate() {

@@ -3,7 +3,7 @@
 //! program can trust.
 //!
 //! This crate owns three things and nothing else:
-//! - **the file format** ([`file`]): a versioned TOML document
+//! - **the file format** ([`file`](mod@file)): a versioned TOML document
 //!   (`schema_version = 1`). A file that cannot be read is never overwritten
 //!   silently: it is copied to a backup first and the caller is told where.
 //! - **validation** ([`form`]): a [`SettingsForm`] holds strings as typed in

@@ -186,7 +186,7 @@ impl Demo {
         loop {
             tokio::select! {
                 e = events.recv() => match e {
-                    Ok(RunEvent::Notify(n)) if n.kind == lamplighter_mailbox_state::Kind::Voicemail => {
+                    Ok(RunEvent::Notify(n)) if n.kind == lamplighter_inbox::Kind::Voicemail => {
                         self.last_voicemail = Some(n.item_id);
                     }
                     Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}

@@ -14,7 +14,7 @@
 //! - notifications off, paused, or off for a kind: nothing is raised (the
 //!   badge still counts).
 
-use lamplighter_mailbox_state::Kind;
+use lamplighter_inbox::Kind;
 use lamplighter_view::{Lang, NotificationText};
 use serde::Serialize;
 use std::collections::VecDeque;

@@ -29,8 +29,8 @@ pub mod lamp_test;
 
 pub use alerts::{Alert, AlertAction, AlertKind};
 pub use lamplighter_demo::Narration;
+pub use lamplighter_inbox::{Counts as MessageCounts, Kind, Notification, Summary};
 pub use lamplighter_mailbox::{CheckStep, Connection};
-pub use lamplighter_mailbox_state::{Counts as MessageCounts, Kind, Notification, Summary};
 pub use lamplighter_runner::RunEvent;
 pub use lamplighter_sip_mwi::relay::LampResult;
 /// The words every front end shows, in the user's language.

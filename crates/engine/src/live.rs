@@ -10,8 +10,8 @@
 use crate::alerts::{AlertPolicy, NewItem};
 use crate::{Engine, Problem, ProblemCode, problem};
 use lamplighter_demo::{Demo, Narration};
+use lamplighter_inbox::{Kind, Notification};
 use lamplighter_mailbox::Connection;
-use lamplighter_mailbox_state::{Kind, Notification};
 use lamplighter_runner::{RunEvent, Runner};
 use std::sync::Arc;
 use std::time::Duration;

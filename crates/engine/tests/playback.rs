@@ -7,9 +7,7 @@
 mod common;
 
 use common::wait;
-use lamplighter_engine::{
-    Alert, AlertKind, Connection, Engine, PlaybackPhase,
-};
+use lamplighter_engine::{Alert, AlertKind, Connection, Engine, PlaybackPhase};
 use lamplighter_ews_sim::{MissedCall, SimConfig, Simulator, Voicemail};
 use lamplighter_testkit::audio::{NullSink, rms};
 use std::sync::{Arc, Mutex};

@@ -4,7 +4,7 @@
 //! stream of [`lamplighter_mailbox::MailboxEvent`]s; [`EwsBackend`] is EWS
 //! behind the engine's [`lamplighter_mailbox::Backend`] interface.
 //!
-//! - [`http`](crate::http) (private): connections, NTLM/Basic/Bearer, TLS, cookies.
+//! - `http.rs` (private): connections, NTLM/Basic/Bearer, TLS, cookies.
 //! - [`autodiscover`]: from an e-mail address to the EWS URL.
 //! - [`EwsClient`]: FindItem with paging, GetItem, UpdateItem (mark read),
 //!   GetAttachment to a file, Subscribe/Unsubscribe, SyncFolderItems,
@@ -170,27 +170,16 @@ impl ClientConfig {
 pub enum ClientError {
     /// A URL we cannot use.
     #[error("cannot use the URL {url}: {reason}")]
-    Url {
-        url: String,
-        reason: String,
-    },
+    Url { url: String, reason: String },
     /// Credentials would travel unencrypted.
     #[error("refusing to send credentials to {target} without HTTPS")]
-    Insecure {
-        target: String,
-    },
+    Insecure { target: String },
     /// No connection.
     #[error("cannot connect to {target}: {reason}")]
-    Connect {
-        target: String,
-        reason: String,
-    },
+    Connect { target: String, reason: String },
     /// TLS failed (certificate not trusted, wrong name, …).
     #[error("TLS with {target} failed: {reason}")]
-    Tls {
-        target: String,
-        reason: String,
-    },
+    Tls { target: String, reason: String },
     /// No answer in time.
     #[error("{target} did not answer within {secs} s")]
     Timeout {
@@ -207,9 +196,7 @@ pub enum ClientError {
     },
     /// HTTP 403.
     #[error("{target} denies access (HTTP 403); EWS may be disabled for this mailbox")]
-    Forbidden {
-        target: String,
-    },
+    Forbidden { target: String },
     /// Another HTTP status.
     #[error("HTTP {status} from {target}")]
     Http {

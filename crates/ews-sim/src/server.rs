@@ -209,10 +209,7 @@ pub struct Simulator {
 pub enum SimError {
     /// Listening failed.
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
     /// The certificate could not be made.
     #[error("certificate: {0}")]
     Certificate(String),

@@ -63,8 +63,5 @@ pub enum EwsError {
     Fault(Box<SoapFault>),
     /// The response is larger than we accept.
     #[error("EWS response of {size} bytes exceeds the limit of {limit}")]
-    TooLarge {
-        size: usize,
-        limit: usize,
-    },
+    TooLarge { size: usize, limit: usize },
 }

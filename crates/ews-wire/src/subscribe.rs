@@ -11,9 +11,7 @@ pub enum SubscriptionKind {
     /// GetStreamingEvents (Exchange 2010 SP1 and later).
     Streaming,
     /// GetEvents with watermarks, expiring after `timeout_minutes` without a poll (1–1440).
-    Pull {
-        timeout_minutes: u16,
-    },
+    Pull { timeout_minutes: u16 },
 }
 
 /// A Subscribe request for item changes in distinguished folders.

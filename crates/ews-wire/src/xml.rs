@@ -108,6 +108,10 @@ impl<'a> Reader<'a> {
     }
 
     /// The next node.
+    #[expect(
+        clippy::should_implement_trait,
+        reason = "not an Iterator: every call can fail, and the end of input is an error, not None"
+    )]
     pub fn next(&mut self) -> Result<Node<'a>, EwsError> {
         if self.pending_end {
             self.pending_end = false;

@@ -41,9 +41,7 @@ pub enum Request {
         state: Option<String>,
     },
     /// Open GetStreamingEvents for this subscription.
-    Stream {
-        subscription_id: String,
-    },
+    Stream { subscription_id: String },
     /// GetEvents for this pull subscription from this watermark.
     Poll {
         subscription_id: String,

@@ -32,6 +32,10 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What a tracking backend reports, in order: a state that follows changes is
 /// only handed to the [`StateStore`] after those changes were sent here.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every event is a Change: boxing it would allocate once per item for nothing"
+)]
 pub enum MailboxEvent {
     /// The folder changed.
     Change(Change),

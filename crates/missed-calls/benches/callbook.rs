@@ -58,7 +58,7 @@ fn main() {
             caller_name: None,
             at: 1_764_000_000_000 + call as i64 * 3_000 + repeat as i64 * 100,
             time_kind: TimeKind::Start,
-            outcome: if call % 10 == 0 && repeat == 5 { Outcome::AnsweredHere } else { Outcome::Missed },
+            outcome: if call.is_multiple_of(10) && repeat == 5 { Outcome::AnsweredHere } else { Outcome::Missed },
             to: Some(to.clone()),
             history: HistoryInfo::default(),
             diversion: Vec::new(),

@@ -176,10 +176,10 @@ fn link_parts(
     (a, a_key, a_target): (&CallRecord, Option<&String>, Option<&Party>),
     (b, b_key, b_target): (&CallRecord, Option<&String>, Option<&Party>),
 ) -> u8 {
-    if let (Some(x), Some(y)) = (a_key, b_key) {
-        if x == y {
-            return 3;
-        }
+    if let (Some(x), Some(y)) = (a_key, b_key)
+        && x == y
+    {
+        return 3;
     }
     if (a.at - b.at).abs() > window(a, b) {
         return 0;
@@ -333,14 +333,14 @@ impl CallBook {
     pub fn remove(&mut self, id: RecordId) -> Option<CallRecord> {
         self.slots.get(id.0 as usize)?.as_ref()?;
         let neighbours = self.neighbours(id);
-        let Some(slot) = self.slots[id.0 as usize].take() else { return None };
+        let slot = self.slots[id.0 as usize].take()?;
         self.free.push(id.0);
-        if let Some(k) = &slot.call_key {
-            if let Some(v) = self.by_call_id.get_mut(k) {
-                v.retain(|&x| x != id);
-                if v.is_empty() {
-                    self.by_call_id.remove(k);
-                }
+        if let Some(k) = &slot.call_key
+            && let Some(v) = self.by_call_id.get_mut(k)
+        {
+            v.retain(|&x| x != id);
+            if v.is_empty() {
+                self.by_call_id.remove(k);
             }
         }
         let time_key = (slot.caller_key.clone(), slot.record.at.div_euclid(LOGGED_WINDOW_MS));

@@ -134,7 +134,7 @@ fn forward_cause(hi: &HistoryInfo, path: &[&HiEntry], from: &Party) -> Option<u1
         .iter()
         .filter(|e| matches!(&e.relation, Some(Relation::Contact(parent)) if parent == index))
         .filter_map(|e| e.reason.as_ref().and_then(|r| r.cause))
-        .last()
+        .next_back()
 }
 
 fn diversion_cause(reason: &str) -> Option<u16> {

@@ -86,7 +86,7 @@ pub(crate) fn parse_params(s: &str) -> Result<Vec<Param>, ParseError> {
         if rest.is_empty() {
             break;
         }
-        let name_end = rest.find(|c: char| c == '=' || c == ';').unwrap_or(rest.len());
+        let name_end = rest.find(['=', ';']).unwrap_or(rest.len());
         let name = rest[..name_end].trim();
         if name.is_empty() || !name.chars().all(is_token_char) {
             return Err(ParseError::Syntax { what: "parameter", detail: format!("bad parameter name {name:?}") });

@@ -25,7 +25,7 @@ pub async fn run(config: RunConfig, first: CheckStep) -> Vec<CheckStep> {
             if let Some(items) = check.voicemails {
                 // the lamp as the engine would set it: the same state core counts
                 let total = items.len();
-                let mut state = lamplighter_mailbox_state::MailboxState::new(config.user.clone(), false);
+                let mut state = lamplighter_inbox::MailboxState::new(config.user.clone(), false);
                 for i in items {
                     state.apply(lamplighter_mailbox::Change::Added(i));
                 }

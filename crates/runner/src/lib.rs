@@ -1,6 +1,6 @@
 //! One mailbox and its phones, running: a mailbox backend
 //! ([`lamplighter_mailbox::Backend`], EWS today) feeds the state core
-//! (`lamplighter-mailbox-state`), whose lamp counts go to the MWI relay and
+//! (`lamplighter-inbox`), whose lamp counts go to the MWI relay and
 //! the subscription server (`lamplighter-sip-notify`); what happens comes out
 //! as typed [`RunEvent`]s. The engine runs one `Runner` per configured
 //! mailbox (the gateway will run many); front ends never see it. Counts and
@@ -14,8 +14,8 @@ pub use setup::{RunSecrets, SetupError, from_settings};
 
 use lamplighter_ews_client::driver::DriverConfig;
 use lamplighter_ews_client::{ClientConfig, ClientError, EwsBackend};
+use lamplighter_inbox::{Counts, MailboxState, Notification, Output, Summary};
 use lamplighter_mailbox::{Backend, Connection, MailboxError, MailboxEvent, MemoryState, Tracking};
-use lamplighter_mailbox_state::{Counts, MailboxState, Notification, Output, Summary};
 use lamplighter_sip_mwi::relay::{LampResult, RelayConfig, RelayEvent};
 use lamplighter_sip_notify::NotifySender;
 use lamplighter_sip_notify::driver::{PhoneTarget, RelayHandle};

@@ -5,8 +5,8 @@
 //! is the only place that puts counts or the connection into words for a
 //! person: the tray's tooltip and menu, the window, the notifications.
 
+use lamplighter_inbox::{MailboxState, Voicemail};
 use lamplighter_mailbox::Connection;
-use lamplighter_mailbox_state::{MailboxState, Voicemail};
 use lamplighter_missed_calls::{Call, CallOutcome, Party, SecondaryReason};
 use serde::Serialize;
 
@@ -363,7 +363,7 @@ pub fn tooltip(lang: Lang, demo_label: Option<&str>, voicemails: u32, missed_cal
 
 /// What waits, urgent ones named: "3 new voicemails (1 urgent), 1 missed call"
 /// (the agent's `status` line and waybar tooltip).
-pub fn waiting(lang: Lang, s: &lamplighter_mailbox_state::Summary) -> String {
+pub fn waiting(lang: Lang, s: &lamplighter_inbox::Summary) -> String {
     let v = s.voicemail;
     match lang {
         Lang::En => format!(
@@ -383,7 +383,7 @@ pub fn waiting(lang: Lang, s: &lamplighter_mailbox_state::Summary) -> String {
 
 /// The rest of the agent's `status` line: heard voicemails, calls for
 /// others, the connection: "2 heard; 1 on others' behalf; connected".
-pub fn also(lang: Lang, s: &lamplighter_mailbox_state::Summary, c: &Connection) -> String {
+pub fn also(lang: Lang, s: &lamplighter_inbox::Summary, c: &Connection) -> String {
     match lang {
         Lang::En => {
             format!("{} heard; {} on others' behalf; {}", s.voicemail.old, s.secondary_calls, connection(lang, c))

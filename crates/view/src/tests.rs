@@ -209,8 +209,8 @@ fn the_connection_reads_in_both_languages() {
 #[test]
 fn the_status_line_names_urgent_voicemail() {
     use lamplighter_mailbox::Connection;
-    let s = lamplighter_mailbox_state::Summary {
-        voicemail: lamplighter_mailbox_state::Counts { new: 3, old: 2, urgent_new: 1, urgent_old: 0 },
+    let s = lamplighter_inbox::Summary {
+        voicemail: lamplighter_inbox::Counts { new: 3, old: 2, urgent_new: 1, urgent_old: 0 },
         missed_calls: 1,
         secondary_calls: 1,
     };

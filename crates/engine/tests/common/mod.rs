@@ -6,7 +6,7 @@ use lamplighter_engine::{Engine, KeyringChoice, Options, SettingsUpdate, Snapsho
 use std::time::{Duration, Instant};
 
 /// An engine with these settings (TOML) and mailbox password, saved as the settings window does.
-pub fn engine(dir: &std::path::Path, config: &str, password: &str) -> Engine {
+pub(crate) fn engine(dir: &std::path::Path, config: &str, password: &str) -> Engine {
     let paths = Paths::under(dir.join("config"), dir.join("state"), dir.join("cache"));
     let e = Engine::open(Options { paths, keyring: KeyringChoice::InMemory, preview_counts: None });
     let form: lamplighter_config::SettingsForm = toml::from_str(config).expect("settings");
@@ -16,13 +16,15 @@ pub fn engine(dir: &std::path::Path, config: &str, password: &str) -> Engine {
 }
 
 /// `[mailbox]` settings for the simulator's user at `ews_url`, Basic sign-in.
-pub fn mailbox(ews_url: &str) -> String {
-    format!("[mailbox]\nemail = \"mara@example.test\"\news_url = \"{ews_url}\"\nusername = \"mara\"\nauth = \"basic\"\n")
+pub(crate) fn mailbox(ews_url: &str) -> String {
+    format!(
+        "[mailbox]\nemail = \"mara@example.test\"\news_url = \"{ews_url}\"\nusername = \"mara\"\nauth = \"basic\"\n"
+    )
 }
 
 /// Waits for the engine to push a snapshot for which `done` holds (the
 /// guard only ends a hung test; it is not a speed limit).
-pub fn wait(e: &Engine, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
+pub(crate) fn wait(e: &Engine, what: &str, done: impl Fn(&Snapshot) -> bool) -> Snapshot {
     let (tx, rx) = std::sync::mpsc::channel();
     e.subscribe(move |s| {
         let _ = tx.send(s.clone());

@@ -1,4 +1,4 @@
-//! The user's state, sans-IO: fed the mailbox changes that
+//! What waits for the user (the inbox of voicemail and calls), sans-IO: fed the mailbox changes that
 //! `lamplighter-mailbox-sync` reports (initial load, streamed changes,
 //! resyncs), it keeps the voicemails and the missed calls (deduplicated
 //! across devices by `lamplighter-missed-calls`, with secondary calls kept
@@ -378,7 +378,7 @@ impl MailboxState {
     /// The deduplicated calls (missed and secondary), newest first.
     pub fn calls(&self) -> Vec<lamplighter_missed_calls::Call> {
         let mut c = self.book.calls();
-        c.sort_by(|a, b| b.at.cmp(&a.at));
+        c.sort_by_key(|call| std::cmp::Reverse(call.at));
         c
     }
 
