@@ -43,7 +43,7 @@ fn write_config(session: &Session, text: &str) -> std::path::PathBuf {
 }
 
 fn wait_exit(child: &mut std::process::Child, timeout: Duration) -> Option<std::process::ExitStatus> {
-    let end = Instant::now() + timeout;
+    let end = Instant::now() + lamplighter_testkit::guard(timeout);
     while Instant::now() < end {
         if let Some(status) = child.try_wait().expect("try_wait") {
             return Some(status);
@@ -153,7 +153,7 @@ fn without_an_account_the_tray_shows_the_demo_mailbox_counts() {
     let host = TrayHost::start(&mut session);
     let mut app = spawn_app(&session, &[], &[]);
     let tray = host.item(Duration::from_secs(30));
-    let end = std::time::Instant::now() + Duration::from_secs(40);
+    let end = std::time::Instant::now() + lamplighter_testkit::guard(Duration::from_secs(40));
     let mut words = String::new();
     while std::time::Instant::now() < end {
         let (_, _, title, description) = tray.tooltip();
@@ -244,7 +244,7 @@ fn a_second_launch_opens_the_first_instances_window_and_exits() {
     let mut second = spawn_app(&session, &["--open"], &[]);
     let status = wait_exit(&mut second, Duration::from_secs(30)).expect("the second instance exits");
     assert!(status.success(), "{status:?}");
-    let end = Instant::now() + Duration::from_secs(20);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
     while !window_open(&session) {
         assert!(Instant::now() < end, "the first instance did not open its window");
         std::thread::sleep(Duration::from_millis(100));
@@ -254,7 +254,7 @@ fn a_second_launch_opens_the_first_instances_window_and_exits() {
     // Closing the window (as a window manager asks) destroys it, rather than
     // hiding it (a hidden window would still be found); the app stays in the tray.
     let display = session.var("DISPLAY").expect("display").to_string();
-    let end = Instant::now() + Duration::from_secs(20);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
     while !(x11::window_closable(&display, "Lamplighter") && app_log(&session).contains("window main: page loaded")) {
         assert!(Instant::now() < end, "the window never finished loading:\n{}", app_log(&session));
         std::thread::sleep(Duration::from_millis(100));
@@ -263,7 +263,7 @@ fn a_second_launch_opens_the_first_instances_window_and_exits() {
     // WM_DELETE_WINDOW (seen about 1 in 5 runs; the app logs no close request
     // then). A user would click × again; so does the test, up to 3 times.
     let mut requests = 0;
-    let end = Instant::now() + Duration::from_secs(20);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
     while window_open(&session) {
         assert!(Instant::now() < end, "the window did not close after {requests} requests:\n{}", app_log(&session));
         if requests < 3 {
@@ -294,7 +294,7 @@ fn without_a_tray_host_the_app_says_so_and_shows_its_window() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("start the app");
-    let end = Instant::now() + Duration::from_secs(30);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(30));
     while !window_open(&session) {
         if let Some(status) = app.try_wait().expect("try_wait") {
             let mut err = String::new();

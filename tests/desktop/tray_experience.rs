@@ -277,7 +277,7 @@ fn fake_softphone(session: &lamplighter_testkit::Session) -> std::path::PathBuf 
 }
 
 fn wait_for(what: &str, session: &lamplighter_testkit::Session, mut done: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(20);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
     while !done() {
         assert!(Instant::now() < end, "{what}: {}", app_log(session));
         std::thread::sleep(Duration::from_millis(100));
@@ -469,7 +469,7 @@ fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
     sim.deposit_voicemail(with_audio("+49 30 2222"));
     let (ok, log) = phone.finish();
     assert!(ok, "{log}");
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
     while !tray.menu_items().iter().any(|(l, _, _)| l == "2 new voicemails, 0 missed calls") {
         assert!(Instant::now() < end, "not counted: {:?}", tray.menu_items());
         std::thread::sleep(Duration::from_millis(100));
@@ -480,7 +480,7 @@ fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
     tray.click_menu("Pause notifications");
     let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "yes"), ("summary", r"Voice-Message: 3/0")]);
     let newest = sim.deposit_voicemail(with_audio("+49 30 3333"));
-    let end = Instant::now() + Duration::from_secs(20);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
     while !dunst.shown().iter().any(|(_, s, _)| s.contains("+49 30 3333")) {
         assert!(Instant::now() < end, "not announced after resuming: {:?}", dunst.shown());
         std::thread::sleep(Duration::from_millis(100));
@@ -491,13 +491,13 @@ fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
     // play the latest (newest unheard): the window opens and the sound goes out
     assert!(!window_open(&session));
     tray.click_menu("Play latest voicemail");
-    let end = Instant::now() + Duration::from_secs(20);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
     while !window_open(&session) || sink.pactl(&["list", "short", "sink-inputs"]).trim().is_empty() {
         assert!(Instant::now() < end, "window or sound missing: {}", app_log(&session));
         std::thread::sleep(Duration::from_millis(100));
     }
     // it was the newest that played: after a few seconds it alone is read in the mailbox
-    let end = Instant::now() + Duration::from_secs(20);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
     while !sim.items().iter().any(|(i, _, read)| *i == newest && *read) {
         assert!(Instant::now() < end, "the newest was not marked heard: {}", app_log(&session));
         std::thread::sleep(Duration::from_millis(100));
@@ -507,7 +507,7 @@ fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
     // the password changes on the server: the icon turns grey, the tooltip says why
     sim.set_password("mara", "Winter2027!");
     sim.drop_streams();
-    let end = Instant::now() + Duration::from_secs(30);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(30));
     loop {
         let (_, _, title, description) = tray.tooltip();
         let words = format!("{title} {description}");

@@ -89,7 +89,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let end = Instant::now() + timeout;
+    let end = Instant::now() + lamplighter_testkit::guard(timeout);
     loop {
         if let Some(v) = probe().await {
             return v;
@@ -111,7 +111,7 @@ pub async fn text_of(c: &Client, css: &str) -> String {
 /// Waits until the element's text equals `want`.
 pub async fn text_becomes(c: &Client, css: &str, want: &str) {
     let mut last = String::new();
-    let end = Instant::now() + Duration::from_secs(20);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
     while Instant::now() < end {
         if let Ok(el) = c.find(Locator::Css(css)).await {
             last = el.text().await.unwrap_or_default();
@@ -190,7 +190,7 @@ impl TrayHost {
 
     /// Waits for a StatusNotifierItem to appear; fails when the tray is missing.
     pub fn item(&self, timeout: Duration) -> Tray {
-        let end = Instant::now() + timeout;
+        let end = Instant::now() + lamplighter_testkit::guard(timeout);
         loop {
             if let Some(name) = Tray::item_names(&self.conn).into_iter().next() {
                 return Tray { conn: self.conn.clone(), name };

@@ -67,7 +67,8 @@ impl Agent {
 
     /// Waits until an event satisfies `want`.
     fn wait(&mut self, what: &str, want: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-        let end = Instant::now() + Duration::from_secs(30);
+        // a guard against a hang, not a speed limit
+        let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(180));
         if let Some(v) = self.seen.iter().find(|v| want(v)) {
             return v.clone();
         }

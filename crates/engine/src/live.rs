@@ -99,11 +99,23 @@ impl Live {
         let (stop, mut stopped) = watch::channel(false);
         let (done_tx, done) = tokio::sync::oneshot::channel();
         runtime.spawn(async move {
-            // a stop reaches the run itself, so it can end its subscription first
+            // a stop or a restart reaches the run itself, so it can end its
+            // subscription on the server before the next one starts
             while !*stopped.borrow_and_update() {
-                tokio::select! {
-                    _ = run_once(&engine, options, stopped.clone()) => {}
-                    _ = restarts.changed() => log::info!("settings changed: restarting the mailbox"),
+                let (end, ended) = watch::channel(false);
+                let run = run_once(&engine, options, ended);
+                tokio::pin!(run);
+                loop {
+                    tokio::select! {
+                        _ = &mut run => break,
+                        Ok(()) = restarts.changed() => {
+                            log::info!("settings changed: restarting the mailbox");
+                            let _ = end.send(true);
+                        }
+                        Ok(()) = stopped.changed() => {
+                            let _ = end.send(true);
+                        }
+                    }
                 }
             }
             let _ = done_tx.send(());

@@ -53,3 +53,34 @@ fn unreachable_server_refused_sign_in_and_refusing_phone_become_problems() {
     assert_eq!(s.health, lamplighter_badge::Health::PhoneUnreachable);
     drop(live);
 }
+
+/// Saved settings restart the mailbox, and the old run ends its server-side
+/// subscription first: after any number of saves the server holds one
+/// subscription, not one per save (Exchange Online allows 20 per account).
+#[test]
+fn saving_settings_restarts_without_leaving_subscriptions_behind() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("sim");
+    sim.deposit_voicemail(Voicemail { caller_number: "+49 30 1".into(), duration_secs: 5, ..Voicemail::default() });
+    let dir = tempfile::tempdir().expect("tmp");
+    let e = engine(dir.path(), &common::mailbox(&sim.ews_url()), "Sommer2026!");
+    let live = e.start_live().expect("live");
+    wait(&e, "connected", |s| s.connection == Some(Connection::Live) && s.counts.voicemails == 1);
+    for round in 0..3 {
+        let view = e.settings_view();
+        e.save_settings(lamplighter_engine::SettingsUpdate {
+            form: view.form,
+            mailbox_password: None,
+            phone_passwords: Vec::new(),
+        })
+        .expect("saved");
+        // the new run subscribes (its Subscribe comes before its live snapshot), then is live
+        let subscribes = || sim.served().iter().filter(|r| r.op == "Subscribe").count();
+        wait(&e, "live again after a new Subscribe", |s| {
+            s.connection == Some(Connection::Live) && s.counts.voicemails == 1 && subscribes() >= round + 2
+        });
+        assert_eq!(sim.subscriptions(), 1, "after save {round}: the old subscription was ended");
+    }
+    rt.block_on(live.stop());
+    assert_eq!(sim.subscriptions(), 0, "a stopped engine leaves nothing on the server");
+}

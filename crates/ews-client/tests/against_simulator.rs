@@ -177,7 +177,7 @@ async fn a_voicemail_deposited_while_streaming_is_announced_with_its_properties(
     let id =
         sim.deposit_voicemail(Voicemail { transcription: Some("Bitte rufen Sie zurück.".into()), ..voicemail(7) });
     let mut seen = None;
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
     while seen.is_none() && Instant::now() < end {
         if let Ok(Some(MailboxEvent::Change(Change::Added(i)))) =
             tokio::time::timeout(Duration::from_secs(10), model.rx.recv()).await

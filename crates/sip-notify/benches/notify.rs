@@ -8,38 +8,23 @@
 
 use lamplighter_sip_mwi::relay::RelayConfig;
 use lamplighter_sip_mwi::summary::{Counts, MessageSummary};
+use lamplighter_sip_notify::demo_phone::{DemoPhone, Lamp};
 use lamplighter_sip_notify::driver::{PhoneTarget, spawn};
 use lamplighter_sip_notify::{NotifySender, Transport};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-/// A phone that answers 200 OK to every request and reports each arrival time.
-async fn sink() -> (String, mpsc::UnboundedReceiver<(Instant, String)>) {
-    let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
-    let uri = format!("sip:613@{}", socket.local_addr().expect("addr"));
+/// The shared fake phone, answering 200 OK; its reports handed to this runtime.
+fn sink() -> (String, mpsc::UnboundedReceiver<Lamp>) {
+    let phone = DemoPhone::start("200 OK").expect("phone");
+    let uri = format!("sip:613@{}", phone.addr);
     let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        loop {
-            let Ok((n, from)) = socket.recv_from(&mut buf).await else { return };
-            let at = Instant::now();
-            let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-            let mut response = String::from("SIP/2.0 200 OK\r\n");
-            for line in text.lines() {
-                let lower = line.to_ascii_lowercase();
-                if ["via:", "from:", "call-id:", "cseq:"].iter().any(|h| lower.starts_with(h)) {
-                    response.push_str(line);
-                    response.push_str("\r\n");
-                } else if lower.starts_with("to:") {
-                    response.push_str(line);
-                    response.push_str(";tag=sink\r\n");
-                }
+    std::thread::spawn(move || {
+        for lamp in phone.lamps {
+            if tx.send(lamp).is_err() {
+                return;
             }
-            response.push_str("Content-Length: 0\r\n\r\n");
-            let _ = socket.send_to(response.as_bytes(), from).await;
-            let _ = tx.send((at, text));
         }
     });
     (uri, rx)
@@ -67,7 +52,7 @@ async fn main() {
     println!("format:            {:.0} bodies/s ({} bytes each)", f64::from(n) / e.as_secs_f64(), bytes / n as usize);
 
     // 2. NOTIFY transactions to a local sink
-    let (uri, mut arrivals) = sink().await;
+    let (uri, mut arrivals) = sink();
     let sender = Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
     let body = MessageSummary::voice(&uri, Counts { new: 2, old: 5, urgent_new: 1, urgent_old: 0 });
     let total = 2_000;
@@ -112,11 +97,11 @@ async fn main() {
     for i in 1..=200u32 {
         let t = Instant::now();
         relay.set_counts(Counts { new: i, old: 0, urgent_new: 0, urgent_old: 0 });
-        let want = format!("Voice-Message: {i}/0");
+        let want = format!("{i}/0 ");
         loop {
-            let (at, text) = arrivals.recv().await.expect("arrival");
-            if text.contains(&want) {
-                latencies.push(at - t);
+            let lamp = arrivals.recv().await.expect("arrival");
+            if lamp.voice_message.starts_with(&want) {
+                latencies.push(lamp.at - t);
                 break;
             }
         }

@@ -113,7 +113,7 @@ async fn baresip_subscribes_and_shows_the_lamp_on_and_off() {
         });
     }
     let wait_for = |needle: &str, after: usize| {
-        let end = Instant::now() + Duration::from_secs(30);
+        let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(30));
         loop {
             let text = output.lock().expect("lock").clone();
             if let Some(pos) = text[after.min(text.len())..].find(needle) {
@@ -134,7 +134,7 @@ async fn baresip_subscribes_and_shows_the_lamp_on_and_off() {
     // our side saw the REGISTER, a 200 to the SUBSCRIBE and 2xx to the NOTIFYs
     // (baresip prints a NOTIFY before our side has its 200: wait for both answers)
     let mut seen = Vec::new();
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
     while seen.iter().filter(|e| matches!(e, SubscriptionEvent::Notified { code: Some(200..=299), .. })).count() < 2
         && Instant::now() < end
     {
@@ -241,7 +241,7 @@ fn baresip_tls(dir: &std::path::Path, cert: &std::path::Path) -> (KillOnDrop, u1
         .map(KillOnDrop)
         .expect("baresip");
     let tls = port + 1;
-    let end = Instant::now() + Duration::from_secs(10);
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
     while std::net::TcpStream::connect(("127.0.0.1", tls)).is_err() {
         assert!(Instant::now() < end, "baresip did not listen for TLS on {tls}");
         std::thread::sleep(Duration::from_millis(50));

@@ -18,6 +18,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// How long a test waits for something before it calls it hung: the time the
+/// test names, times four. Tests wait for events, and this bound only ends a
+/// hung one; it is generous so a loaded machine (CI, two CPU hogs) never
+/// turns slowness into a failure.
+pub fn guard(expected: Duration) -> Duration {
+    expected * 4
+}
+
 /// What to start in a [`Session`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Parts {
@@ -145,7 +153,7 @@ impl Session {
 
     /// Waits until a well-known name is owned on the session bus.
     pub fn wait_for_name(&self, name: &str, timeout: Duration) {
-        let end = Instant::now() + timeout;
+        let end = Instant::now() + guard(timeout);
         loop {
             if self.bus_names().iter().any(|n| n == name) {
                 return;
