@@ -128,6 +128,9 @@ pub enum RunError {
 /// A running engine.
 pub struct Runner {
     events: broadcast::Sender<RunEvent>,
+    /// Subscribed before anything ran: the first [`Runner::events`] caller gets
+    /// every event from the start, however late it asks on a busy machine.
+    first_events: Mutex<Option<broadcast::Receiver<RunEvent>>>,
     backend: Arc<dyn Backend>,
     state: Arc<Mutex<MailboxState>>,
     tracking: Box<dyn Tracking>,
@@ -178,7 +181,7 @@ impl Runner {
             };
             (relay, subs)
         };
-        let (events, _) = broadcast::channel(1024);
+        let (events, first_events) = broadcast::channel(1024);
         let state = Arc::new(Mutex::new(MailboxState::new(config.user, config.include_missed_calls)));
         let (tx, rx) = mpsc::channel(1024);
         // the whole folder is read at start (silently), so counts are right and nothing is re-announced
@@ -186,12 +189,16 @@ impl Runner {
         let (stop, stopped) = watch::channel(false);
         let phones: Vec<String> = config.phones.iter().map(|p| p.uri.clone()).collect();
         let task = tokio::spawn(run(rx, state.clone(), relay.clone(), subscriptions, events.clone(), phones, stopped));
-        Ok(Runner { events, backend, state, tracking, relay, stop, task, purger })
+        let first_events = Mutex::new(Some(first_events));
+        Ok(Runner { events, first_events, backend, state, tracking, relay, stop, task, purger })
     }
 
-    /// Events from now on.
+    /// The events: for the first caller (the engine's live loop, or a one-shot
+    /// sync) every event since the run started, so the first state lines are
+    /// never lost to a race with the run's own tasks; for later callers, events
+    /// from now on.
     pub fn events(&self) -> broadcast::Receiver<RunEvent> {
-        self.events.subscribe()
+        self.first_events.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| self.events.subscribe())
     }
 
     /// The counts now.

@@ -241,3 +241,29 @@ async fn retry_now_connects_as_soon_as_the_server_is_back() {
     wait_state(&mut rx, |new, _, _| new == 1).await;
     runner.stop().await;
 }
+
+/// The first events of a run (the catch-up's state lines) reach the first
+/// listener however late it subscribes: here it asks only after the run has
+/// long been live.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_first_listener_still_gets_the_run_from_its_start() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    sim.deposit_voicemail(Voicemail { caller_number: "+49 30 1".into(), duration_secs: 3, ..Voicemail::default() });
+    let runner = Runner::start(run_config(&sim, vec![], vec![], "127.0.0.1:0")).await.expect("runner");
+    // the run goes live without anyone listening
+    let end = tokio::time::Instant::now() + Duration::from_secs(180);
+    while sim.open_streams() == 0 {
+        assert!(tokio::time::Instant::now() < end, "never streamed");
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut rx = runner.events();
+    match rx.try_recv() {
+        Ok(RunEvent::State { connection, .. }) => {
+            assert_ne!(connection, Connection::Live, "the first line is the start")
+        }
+        other => panic!("the run's first state line was lost: {other:?}"),
+    }
+    wait_state(&mut rx, |new, _, _| new == 1).await;
+    runner.stop().await;
+}
