@@ -1,11 +1,13 @@
 //! Figures of the agent as a process, against the Exchange simulator (schema
 //! validation off, so xmllint's time is not counted) and a UDP phone:
 //! - start-up to the first complete state with 10,000 items in the mailbox;
-//! - deposit in the simulator → NOTIFY at the phone, p50/p99 over 200 deposits
-//!   (includes the relay's 500 ms coalescing, which batches bursts by design);
+//! - deposit in the simulator → NOTIFY at the phone, p50/p99 over 100 isolated
+//!   deposits (each after a quiet spell longer than the relay's 500 ms coalescing
+//!   window, so each goes out on the window's leading edge);
+//! - a burst of 10 deposits within 100 ms: how many NOTIFYs, and what the last says;
 //! - RSS and CPU of the agent while idle for 60 s with its stream open.
 //!
-//! `cargo bench -p lamplighter-cli --bench agent` (about 4 minutes)
+//! `cargo bench -p lamplighter-cli --bench agent` (about 3 minutes)
 
 use lamplighter_ews_sim::{SimConfig, Simulator, Validation, Voicemail};
 use std::io::BufRead as _;
@@ -59,7 +61,7 @@ fn main() {
     let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
     loop {
         let line = lines.next().expect("line").expect("read");
-        if line.contains("\"event\":\"state\"") && line.contains("\"connection\":\"connected\"") {
+        if line.contains("\"event\":\"state\"") && line.contains("\"state\":\"live\"") {
             break;
         }
     }
@@ -82,7 +84,9 @@ fn main() {
         (cpu1 - cpu0) / 60.0 * 100.0
     );
     let mut samples = Vec::new();
-    for n in 0..200u32 {
+    for n in 0..100u32 {
+        // a quiet spell beyond the coalescing window: an isolated change
+        std::thread::sleep(Duration::from_millis(700));
         let t = Instant::now();
         sim.deposit_voicemail(Voicemail {
             caller_number: format!("+49 89 {n:06}"),
@@ -94,11 +98,29 @@ fn main() {
     }
     samples.sort_by(|a, b| a.total_cmp(b));
     println!(
-        "deposit → NOTIFY at the phone, 200 deposits: p50 {:.0} ms, p99 {:.0} ms (the relay coalesces changes for 500 ms)",
-        samples[100], samples[198]
+        "deposit → NOTIFY at the phone, 100 isolated deposits: p50 {:.1} ms, p99 {:.1} ms",
+        samples[50], samples[98]
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let burst = Instant::now();
+    for n in 0..10u32 {
+        sim.deposit_voicemail(Voicemail { caller_number: format!("+49 30 {n:06}"), ..Voicemail::default() });
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let deposited = burst.elapsed();
+    let mut lamps = Vec::new();
+    while let Ok(lamp) = heard.recv_timeout(Duration::from_secs(3)) {
+        lamps.push(lamp);
+    }
+    println!(
+        "a burst of 10 deposits in {} ms: {} NOTIFY(s), the last {:.0} ms after the first deposit saying {:?}",
+        deposited.as_millis(),
+        lamps.len(),
+        lamps.last().map(|l| (l.at - burst).as_secs_f64() * 1e3).unwrap_or(f64::NAN),
+        lamps.last().map(|l| l.voice_message.clone())
     );
     let (rss2, _) = proc_stat(pid);
-    println!("RSS after 200 more voicemails (10,200 items): {rss2} KiB");
+    println!("RSS after 110 more voicemails (10,110 items): {rss2} KiB");
     let _ = std::process::Command::new("sh").args(["-c", &format!("kill -TERM {pid}")]).status();
     let _ = child.wait();
 }

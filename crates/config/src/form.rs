@@ -129,7 +129,7 @@ impl Default for Notifications {
 }
 
 /// `[mwi]`: what the lamp shows.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MwiOptions {
     /// Count unseen missed calls as new messages (off by default, as Exchange UM).
@@ -138,6 +138,25 @@ pub struct MwiOptions {
     /// empty: any free port, or 0.0.0.0:5060 when a phone subscribes.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sip_listen: String,
+    /// After a NOTIFY, how many milliseconds further changes are gathered into
+    /// one NOTIFY (0–10000; the first change after a quiet spell goes out at once).
+    #[serde(skip_serializing_if = "MwiOptions::is_default_coalesce")]
+    pub coalesce_ms: u32,
+}
+
+impl MwiOptions {
+    /// The default coalescing window, in milliseconds.
+    pub const DEFAULT_COALESCE_MS: u32 = 500;
+
+    fn is_default_coalesce(ms: &u32) -> bool {
+        *ms == Self::DEFAULT_COALESCE_MS
+    }
+}
+
+impl Default for MwiOptions {
+    fn default() -> Self {
+        MwiOptions { include_missed_calls: false, sip_listen: String::new(), coalesce_ms: Self::DEFAULT_COALESCE_MS }
+    }
 }
 
 /// `[audio]`: downloaded voicemail audio.
@@ -297,6 +316,9 @@ impl SettingsForm {
         let listen = self.mwi.sip_listen.trim();
         if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
             err(&mut errors, "mwi.sip_listen", "Give an IP address and port, such as 0.0.0.0:5060.");
+        }
+        if self.mwi.coalesce_ms > 10_000 {
+            err(&mut errors, "mwi.coalesce_ms", "Gather lamp changes for at most 10000 ms.");
         }
         if !(1..=3650).contains(&self.audio.cache_days) {
             err(&mut errors, "audio.cache_days", "Keep recordings between 1 and 3650 days.");
@@ -693,10 +715,15 @@ mod tests {
         form.mwi.sip_listen = " 0.0.0.0:5070 ".into();
         let ok = form.validate().expect("valid");
         assert_eq!((ok.mwi.sip_listen.as_str(), ok.audio.cache_days), ("0.0.0.0:5070", 30));
+        assert_eq!(ok.mwi.coalesce_ms, 500, "the default window");
+        assert!(!toml::to_string(&ok.to_form()).expect("toml").contains("coalesce_ms"), "the default is not written");
         form.mwi.sip_listen = "phone.local".into();
+        form.mwi.coalesce_ms = 10_001;
         form.audio.cache_days = 0;
         let fields: Vec<String> = form.validate().expect_err("invalid").into_iter().map(|e| e.field).collect();
-        assert_eq!(fields, ["mwi.sip_listen", "audio.cache_days"]);
+        assert_eq!(fields, ["mwi.sip_listen", "mwi.coalesce_ms", "audio.cache_days"]);
+        let parsed: SettingsForm = toml::from_str("[mwi]\ncoalesce_ms = 0\n").expect("toml");
+        assert_eq!(parsed.validate().expect("0 is allowed").mwi.coalesce_ms, 0);
         let parsed: SettingsForm =
             toml::from_str("[mwi]\nsip_listen = \"127.0.0.1:5060\"\n[audio]\ncache_days = 7\n").expect("toml");
         assert_eq!((parsed.mwi.sip_listen.as_str(), parsed.audio.cache_days), ("127.0.0.1:5060", 7));

@@ -114,6 +114,9 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
             max_age: std::time::Duration::from_secs(u64::from(settings.audio.cache_days) * 86_400),
         }),
         sip_ca_pem: None,
-        relay: Default::default(),
+        relay: lamplighter_sip_mwi::relay::RelayConfig {
+            coalesce: std::time::Duration::from_millis(u64::from(settings.mwi.coalesce_ms)),
+            ..Default::default()
+        },
     })
 }

@@ -9,8 +9,12 @@
 //! ```
 //!
 //! Per phone:
-//! - **coalescing**: a change is sent `coalesce` after it arrives, so a burst
-//!   of mailbox changes becomes one NOTIFY with the latest counts;
+//! - **coalescing, leading edge then trailing**: a change to a phone that was
+//!   sent nothing for `coalesce` goes out at once; changes that follow within
+//!   `coalesce` of that send wait until the window ends and go out as one
+//!   NOTIFY with the latest counts. An isolated deposit lights the lamp without
+//!   delay, and a burst of ten changes costs two NOTIFYs (the first change and
+//!   the final counts), never ten;
 //! - **no repeats**: a state the phone already acknowledged is not sent
 //!   again, except as the periodic **refresh** (Exchange UM refreshes at
 //!   least every 12 h, so a rebooted phone converges), on `resend_now` (the
@@ -27,7 +31,9 @@ use std::time::{Duration, Instant};
 /// Timing of the relay.
 #[derive(Debug, Clone, Copy)]
 pub struct RelayConfig {
-    /// How long a change waits for more changes before it is sent.
+    /// After a NOTIFY to a phone, how long further changes are gathered into
+    /// one (the first change after a quiet spell is sent at once). The
+    /// setting `[mwi] coalesce_ms`.
     pub coalesce: Duration,
     /// First retry delay after a failure.
     pub retry_initial: Duration,
@@ -201,6 +207,8 @@ struct Phone {
     in_flight: Option<Counts>,
     due: Option<Instant>,
     refresh_at: Option<Instant>,
+    /// When the last NOTIFY to it started: the coalescing window runs from here.
+    last_sent: Option<Instant>,
     force: bool,
     failures: u32,
     last_failure: Option<SendFailure>,
@@ -234,6 +242,7 @@ impl Relay {
             in_flight: None,
             due: Some(now),
             refresh_at: None,
+            last_sent: None,
             force: true,
             failures: 0,
             last_failure: None,
@@ -248,9 +257,14 @@ impl Relay {
             return;
         }
         self.wanted = Some(counts);
-        let at = now + self.config.coalesce;
+        let coalesce = self.config.coalesce;
         for p in &mut self.phones {
             if p.acked != Some(counts) || p.in_flight.is_some() {
+                // leading edge: at once after a quiet spell; else when the window ends
+                let at = match p.last_sent {
+                    Some(sent) if now < sent + coalesce => sent + coalesce,
+                    _ => now,
+                };
                 // keep an earlier deadline (a burst does not postpone forever), unless backing off
                 p.due = Some(match p.due {
                     Some(d) if d <= at => d,
@@ -294,6 +308,7 @@ impl Relay {
             p.force = false;
             p.due = None;
             p.refresh_at = None;
+            p.last_sent = Some(now);
             p.in_flight = Some(wanted);
             return Some(Transmit {
                 phone: PhoneId(i),
@@ -319,7 +334,9 @@ impl Relay {
                     // "resend now" came while this NOTIFY was in flight: send again, as asked
                     Some(now)
                 } else {
-                    (Some(sent) != self.wanted).then(|| now + self.config.coalesce)
+                    // what changed meanwhile goes out when the window ends
+                    let window_end = p.last_sent.map_or(now, |t| (t + self.config.coalesce).max(now));
+                    (Some(sent) != self.wanted).then_some(window_end)
                 };
                 self.events.push_back(RelayEvent::Delivered { phone, counts: sent });
             }
@@ -401,17 +418,65 @@ mod tests {
     }
 
     #[test]
-    fn first_state_is_sent_at_once_and_a_burst_is_coalesced() {
+    fn first_state_is_sent_at_once_and_changes_right_after_it_are_coalesced() {
         let (mut r, p, t0) = setup();
         assert_eq!(run_ok(&mut r, t0), vec![(t0, counts(0, 0))]);
         let ms = Duration::from_millis;
         r.set_counts(t0 + ms(100), counts(1, 0));
         r.set_counts(t0 + ms(200), counts(2, 0));
         r.set_counts(t0 + ms(300), counts(3, 0));
-        assert_eq!(r.poll_transmit(t0 + ms(599)), None, "still coalescing");
+        assert_eq!(r.poll_transmit(t0 + ms(499)), None, "within the window of the first send");
         let sent = run_ok(&mut r, t0 + ms(1000));
-        assert_eq!(sent, vec![(t0 + ms(600), counts(3, 0))]);
+        assert_eq!(sent, vec![(t0 + ms(500), counts(3, 0))], "one NOTIFY when the window ends");
         assert_eq!(r.status(p), Some(PhoneStatus::Showing { counts: counts(3, 0) }));
+    }
+
+    #[test]
+    fn an_isolated_change_goes_out_at_once() {
+        let (mut r, _, t0) = setup();
+        run_ok(&mut r, t0);
+        let ms = Duration::from_millis;
+        for (i, at) in [ms(600), ms(5_000), Duration::from_secs(3600)].into_iter().enumerate() {
+            r.set_counts(t0 + at, counts(i as u32 + 1, 0));
+            assert_eq!(r.poll_timeout(), Some(t0 + at), "due at the change itself");
+            let tx = r.poll_transmit(t0 + at).expect("sent without waiting");
+            assert_eq!(tx.summary.voice_counts(), Some(counts(i as u32 + 1, 0)));
+            r.handle_result(t0 + at + ms(2), tx.phone, Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_burst_of_ten_gives_the_first_at_once_and_one_more_with_the_final_counts() {
+        let (mut r, _, t0) = setup();
+        run_ok(&mut r, t0);
+        let ms = Duration::from_millis;
+        let start = t0 + Duration::from_secs(60);
+        let mut sent = Vec::new();
+        for i in 0..10u32 {
+            let now = start + ms(u64::from(i) * 11);
+            r.set_counts(now, counts(i + 1, 0));
+            // the phone answers each NOTIFY within 2 ms
+            while let Some(tx) = r.poll_transmit(now) {
+                sent.push((now, tx.summary.voice_counts().expect("voice")));
+                r.handle_result(now + ms(2), tx.phone, Ok(()));
+            }
+        }
+        sent.extend(run_ok(&mut r, start + Duration::from_secs(10)));
+        assert_eq!(sent, vec![(start, counts(1, 0)), (start + ms(500), counts(10, 0))]);
+    }
+
+    #[test]
+    fn no_window_means_every_change_is_sent_as_it_comes() {
+        let t0 = Instant::now();
+        let mut r = Relay::new(RelayConfig { coalesce: Duration::ZERO, ..RelayConfig::default() });
+        r.add_phone(t0, "sip:613@192.0.2.10", "sip:613@192.0.2.10", 12 * HOUR);
+        let ms = Duration::from_millis;
+        let mut sent = Vec::new();
+        for i in 0..3u32 {
+            r.set_counts(t0 + ms(u64::from(i)), counts(i, 0));
+            sent.extend(run_ok(&mut r, t0 + ms(u64::from(i))));
+        }
+        assert_eq!(sent.len(), 3, "{sent:?}");
     }
 
     #[test]
