@@ -73,7 +73,7 @@ run() {
     ensure_packages "${BUILD_CLI[@]}" "${BUILD_APP[@]}" "${RUN_APP[@]}" "${PLAYBACK[@]}"
     # cargo's own progress: the first build takes minutes on a small machine
     say "dev.sh: building the tray app (the first build takes a few minutes)"
-    cargo build -p lamplighter-app
+    cargo build -p lamplighter-tray -p lamplighter-app
     exec "${CARGO_TARGET_DIR:-target}/debug/lamplighter" "$@"
   else
     say "dev.sh: no display (DISPLAY and WAYLAND_DISPLAY are unset): running the headless agent instead."
@@ -103,7 +103,7 @@ test_all() {
   cargo clippy --workspace --all-targets --quiet -- -D warnings
   RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
   say "dev.sh: clippy and rustdoc are clean"
-  cargo build --quiet -p lamplighter-app
+  cargo build --quiet -p lamplighter-tray -p lamplighter-app
   local log status
   log=$(mktemp)
   set +e

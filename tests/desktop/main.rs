@@ -96,8 +96,11 @@ async fn settings_are_saved_survive_a_restart_and_the_password_lives_only_in_the
         "{text}"
     );
 
+    // closing the window leaves the tray (started by the window) running; Quit ends it
     let _ = c.close().await;
     drop(driver);
+    assert!(host.any_item(), "the tray outlives its window");
+    host.item(Duration::from_secs(5)).click_menu("Quit");
     eventually("the first instance to exit", Duration::from_secs(20), || async { (!host.any_item()).then_some(()) })
         .await;
 

@@ -8,22 +8,36 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// The desktop app binary: `$LAMPLIGHTER_APP`, else `target/debug/lamplighter`.
-/// The test command builds it first (`./dev.sh test`); a missing binary fails the test.
-pub fn app_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("LAMPLIGHTER_APP") {
-        return PathBuf::from(p);
-    }
+fn built(name: &str) -> PathBuf {
     let target = std::env::var("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug").join("lamplighter");
+    let bin = target.join("debug").join(name);
     assert!(
         bin.is_file(),
-        "{} is missing: build the app first (cargo build -p lamplighter-app) or run ./dev.sh test",
+        "{} is missing: build the app first (cargo build -p lamplighter-tray -p lamplighter-app) or run ./dev.sh test",
         bin.display()
     );
     bin
+}
+
+/// The desktop app as a user starts it, the tray process:
+/// `$LAMPLIGHTER_APP`, else `target/debug/lamplighter`. The test command
+/// builds it first (`./dev.sh test`); a missing binary fails the test.
+pub fn app_binary() -> PathBuf {
+    match std::env::var("LAMPLIGHTER_APP") {
+        Ok(p) => PathBuf::from(p),
+        Err(_) => built("lamplighter"),
+    }
+}
+
+/// The window process (`target/debug/lamplighter-window`), which WebDriver
+/// drives; started without a tray, it starts the tray beside it.
+pub fn window_binary() -> PathBuf {
+    let tray = app_binary();
+    let window = tray.with_file_name("lamplighter-window");
+    assert!(window.is_file(), "{} is missing: build it with cargo build -p lamplighter-app", window.display());
+    window
 }
 
 /// A free TCP port on loopback.
@@ -65,10 +79,12 @@ impl Driver {
         Driver { child, port }
     }
 
-    /// Opens a WebDriver session that launches the app with `args`.
+    /// Opens a WebDriver session that launches the window with `args`
+    /// (`--settings`, `--open`; none: the page the settings call for). The
+    /// window starts the tray when none is running.
     pub async fn launch(&self, args: &[&str]) -> Client {
         let mut caps = serde_json::Map::new();
-        caps.insert("tauri:options".into(), serde_json::json!({ "application": app_binary(), "args": args }));
+        caps.insert("tauri:options".into(), serde_json::json!({ "application": window_binary(), "args": args }));
         let url = format!("http://127.0.0.1:{}", self.port);
         let end = Instant::now() + Duration::from_secs(60);
         loop {

@@ -42,6 +42,12 @@ pub struct LogFile {
 impl LogFile {
     /// A writer for `dir/lamplighter.log` (the directory is created, `0700`).
     pub fn open(dir: &Path, rotation: Rotation, level: log::LevelFilter) -> std::io::Result<Self> {
+        Self::open_named(dir, "lamplighter.log", rotation, level)
+    }
+
+    /// A writer for `dir/name`: a second process of the app keeps its own
+    /// file, so two writers never rotate one file under each other.
+    pub fn open_named(dir: &Path, name: &str, rotation: Rotation, level: log::LevelFilter) -> std::io::Result<Self> {
         let mut builder = fs::DirBuilder::new();
         builder.recursive(true);
         #[cfg(unix)]
@@ -50,7 +56,7 @@ impl LogFile {
             builder.mode(0o700);
         }
         builder.create(dir)?;
-        let path = dir.join("lamplighter.log");
+        let path = dir.join(name);
         let (file, len) = open_append(&path)?;
         Ok(LogFile { path, rotation, level, state: Mutex::new(Some((file, len))), also_stderr: false })
     }
