@@ -4,14 +4,14 @@
 #                   the headless agent when there is no display)
 #   ./dev.sh test   set up what is missing, then build and run the whole test suite
 #   ./dev.sh setup  only install what is missing (safe to repeat; quiet when nothing is)
-#   ./dev.sh package  build the Debian package with the Tauri bundler
+#   ./dev.sh package  build the Debian package with the Tauri bundler (tray and window)
 # Debian/Ubuntu. Installs with apt-get (through sudo when not root) and cargo.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 # What each part needs, by Debian package name.
 BUILD_CLI=(build-essential pkg-config libgstreamer1.0-dev)
-BUILD_APP=(libwebkit2gtk-4.1-dev libayatana-appindicator3-dev)
+BUILD_APP=(libwebkit2gtk-4.1-dev)
 # Voicemail playback: G.711/MP3 (good), GSM 6.10 (bad), WMA (ugly's ASF demuxer + libav), PulseAudio/PipeWire output.
 PLAYBACK=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
           gstreamer1.0-libav gstreamer1.0-pulseaudio)
@@ -124,7 +124,13 @@ package() {
     say "dev.sh: installing tauri-cli 2 (the Tauri bundler)"
     cargo install tauri-cli --version '^2' --locked -j "$(nproc)" --quiet
   fi
-  cargo tauri build --bundles deb --ci
+  # The package holds both desktop programs: lamplighter-window (the bundle's main binary,
+  # its menu entry) and the tray, lamplighter, which the autostart entry starts.
+  cargo build --release -p lamplighter-tray
+  local target
+  target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
+  cargo tauri build --bundles deb --ci --config \
+    "{\"bundle\":{\"linux\":{\"deb\":{\"files\":{\"/usr/bin/lamplighter\":\"$target/release/lamplighter\",\"/etc/xdg/autostart/Lamplighter.desktop\":\"../packaging/Lamplighter-autostart.desktop\"}}}}}"
   ls -l "${CARGO_TARGET_DIR:-target}"/release/bundle/deb/*.deb
 }
 

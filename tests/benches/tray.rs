@@ -1,11 +1,16 @@
-//! Figures for the tray app as a process, printed (never asserted):
-//! idle RSS and CPU with the window closed and with it open, and the time
-//! from a deposit in the (simulated) mailbox to the notification on screen
-//! (dunst runs its logging rule when it shows one).
+//! Figures for the desktop app, printed (never asserted), summed over every
+//! process of the app (the tray, the window process while it is open, and
+//! WebKit's web and network processes under it):
+//! - RSS and PSS (`/proc/PID/smaps_rollup`) and idle CPU: tray only (the
+//!   window never opened), window open, window closed again, and after 10
+//!   more open/close cycles;
+//! - the time from a deposit in the (simulated) mailbox to the notification
+//!   on screen (dunst runs its logging rule when it shows one).
 //!
 //! `cargo bench -p lamplighter-e2e --bench tray` measures
-//! `target/release/lamplighter` when it exists (`./dev.sh package` or
-//! `cargo build --release -p lamplighter-app`), else the debug build, and says which.
+//! `target/release/lamplighter` (and `lamplighter-window` beside it) when they
+//! exist (`./dev.sh package`, or `cargo build --release -p lamplighter-tray -p
+//! lamplighter-app`), else the debug build, and says which.
 
 use lamplighter_e2e::{Dunst, TrayHost, x11};
 use lamplighter_ews_sim::{SimConfig, Simulator, Validation, Voicemail};
@@ -18,6 +23,7 @@ fn binary() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
     let release = target.join("release/lamplighter");
+    // the window binary beside it is what the tray starts
     if release.is_file() { release } else { target.join("debug/lamplighter") }
 }
 
@@ -40,12 +46,23 @@ fn tree(root: u32) -> Vec<u32> {
     all
 }
 
-fn rss_kib(pids: &[u32]) -> u64 {
+/// A `Key:  N kB` line of a `/proc/PID/…` file, summed over `pids`.
+fn sum_kib(pids: &[u32], file: &str, key: &str) -> u64 {
     pids.iter()
-        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/status")).ok())
-        .filter_map(|s| s.lines().find(|l| l.starts_with("VmRSS:")).map(str::to_string))
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/{file}")).ok())
+        .filter_map(|s| s.lines().find(|l| l.starts_with(key)).map(str::to_string))
         .filter_map(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
         .sum()
+}
+
+fn rss_kib(pids: &[u32]) -> u64 {
+    sum_kib(pids, "status", "VmRSS:")
+}
+
+/// Proportional set size: shared pages (libraries, WebKit's shared memory)
+/// counted once across the processes that share them.
+fn pss_kib(pids: &[u32]) -> u64 {
+    sum_kib(pids, "smaps_rollup", "Pss:")
 }
 
 fn cpu_ticks(pids: &[u32]) -> u64 {
@@ -67,8 +84,9 @@ fn idle(root: u32, what: &str, secs: u64) {
     let pids = tree(root);
     let ticks = cpu_ticks(&pids).saturating_sub(before);
     println!(
-        "{what}: RSS {} MiB over {} processes; CPU {:.2} s in {secs} s ({:.3} %)",
-        rss_kib(&pids) / 1024,
+        "{what}: RSS {:.1} MiB, PSS {:.1} MiB over {} processes; CPU {:.2} s in {secs} s ({:.3} %)",
+        rss_kib(&pids) as f64 / 1024.0,
+        pss_kib(&pids) as f64 / 1024.0,
         pids.len(),
         ticks as f64 / 100.0,
         ticks as f64 / secs as f64
@@ -123,20 +141,45 @@ fn main() {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(10));
-    idle(app.id(), "idle, window closed (tray only, 20 items, stream open)", 30);
+    idle(app.id(), "idle, tray only (window never opened; 20 items, stream open)", 30);
 
     let display = session.var("DISPLAY").expect("display").to_string();
-    tray.click_menu("Open Lamplighter");
-    let end = Instant::now() + Duration::from_secs(30);
-    while !x11::window_exists(&display, "Lamplighter") {
-        assert!(Instant::now() < end, "no window");
-        std::thread::sleep(Duration::from_millis(100));
+    let root = app.id();
+    // opens from the tray menu; returns how many processes the app has with the window open
+    let open = || {
+        tray.click_menu("Open Lamplighter");
+        let end = Instant::now() + Duration::from_secs(60);
+        while !x11::window_closable(&display, "Lamplighter") {
+            assert!(Instant::now() < end, "no window");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tree(root).len()
+    };
+    // closes as a window manager does, until the window's processes are gone
+    let close = || {
+        let end = Instant::now() + Duration::from_secs(60);
+        while tree(root).len() > 1 {
+            assert!(Instant::now() < end, "the window's processes stay after close");
+            if x11::window_exists(&display, "Lamplighter") {
+                x11::request_close(&display, "Lamplighter");
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    open();
+    std::thread::sleep(Duration::from_secs(10));
+    idle(root, "idle, window open", 30);
+    close();
+    std::thread::sleep(Duration::from_secs(5));
+    idle(root, "idle, window closed again", 10);
+    let mut processes = Vec::new();
+    for _ in 0..10 {
+        processes.push(open());
+        close();
     }
-    std::thread::sleep(Duration::from_secs(10));
-    idle(app.id(), "idle, window open", 30);
-    x11::request_close(&display, "Lamplighter");
-    std::thread::sleep(Duration::from_secs(10));
-    idle(app.id(), "idle, window closed again", 10);
+    std::thread::sleep(Duration::from_secs(5));
+    println!("10 open/close cycles: processes while open {processes:?}");
+    idle(root, "idle, after 10 more open/close cycles", 10);
 
     // deposit → notification on screen; spaced so the burst cap (3 in 10 s) never folds them
     let mut ms = Vec::new();

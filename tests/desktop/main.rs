@@ -1,5 +1,5 @@
-//! The desktop app end to end: the built `lamplighter` binary under Xvfb on a
-//! private D-Bus session with a real GNOME Keyring, a real
+//! The desktop app end to end: the built `lamplighter` (tray) and
+//! `lamplighter-window` binaries under Xvfb on a private D-Bus session with a real GNOME Keyring, a real
 //! StatusNotifierWatcher as tray host, and the window driven over WebDriver
 //! (tauri-driver + WebKitWebDriver).
 
@@ -206,8 +206,14 @@ fn tray_shows_the_count_in_its_tooltip_and_badge_and_quits_from_its_menu() {
         rgba: argb.chunks_exact(4).flat_map(|p| [p[1], p[2], p[3], p[0]]).collect(),
     };
     assert_eq!(lamplighter_badge::read_badge(&seen).as_deref(), Some("4"));
-    // tray only: a configured mailbox opens no window at start
+    // tray only: a configured mailbox opens no window at start, and the tray's
+    // process has neither WebKit nor GTK loaded (the window is another process)
     assert!(!window_open(&session));
+    assert!(std::fs::read_to_string(format!("/proc/{}/maps", app.id())).is_ok_and(|m| m.contains("libc")));
+    for lib in ["webkit2gtk", "javascriptcoregtk", "libgtk-3"] {
+        assert_eq!(libraries_mapped(app.id(), lib), Vec::<String>::new(), "the tray process loaded {lib}");
+    }
+    assert_eq!(descendants(app.id()), Vec::<u32>::new(), "tray only: one process");
 
     tray.click_menu("Quit");
     let status = wait_exit(&mut app, Duration::from_secs(20)).expect("Quit in the tray menu ends the app");
@@ -253,6 +259,8 @@ fn a_second_launch_opens_the_first_instances_window_and_exits() {
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(first.try_wait().expect("try_wait").is_none(), "the first instance keeps running");
+    // the window is a process of its own, started by the tray
+    assert!(!descendants(first.id()).is_empty(), "the window runs in a child process");
 
     // Closing the window (as a window manager asks) destroys it, rather than
     // hiding it (a hidden window would still be found); the app stays in the tray.
@@ -280,7 +288,12 @@ fn a_second_launch_opens_the_first_instances_window_and_exits() {
     }
     let log = app_log(&session);
     assert!(log.contains("window main: close requested") && log.contains("window main: destroyed"), "{log}");
-    std::thread::sleep(Duration::from_millis(1000));
+    // the window's process ends, and WebKit's processes under it: its memory is given back
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
+    while !descendants(first.id()).is_empty() {
+        assert!(Instant::now() < end, "the window's processes stay: {:?}", descendants(first.id()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     assert!(first.try_wait().expect("try_wait").is_none(), "closing the window must not end the app");
     assert!(tray.present(), "the tray icon stays after the window closes");
     let _ = first.kill();

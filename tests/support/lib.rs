@@ -325,6 +325,44 @@ impl Tray {
     }
 }
 
+/// The processes below `pid` (children, their children, …), from `/proc`.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let parent_of = |p: u32| -> Option<u32> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        stat.rsplit(')').next()?.split_whitespace().nth(1)?.parse().ok()
+    };
+    let all: Vec<u32> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect();
+    let mut found = vec![pid];
+    let mut i = 0;
+    while i < found.len() {
+        let parent = found[i];
+        let children: Vec<u32> =
+            all.iter().copied().filter(|&p| parent_of(p) == Some(parent) && !found.contains(&p)).collect();
+        found.extend(children);
+        i += 1;
+    }
+    found.remove(0);
+    found
+}
+
+/// The shared libraries mapped into process `pid` whose file name contains `needle`.
+pub fn libraries_mapped(pid: u32, needle: &str) -> Vec<String> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap_or_default();
+    let mut libs: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|path| path.rsplit('/').next().is_some_and(|f| f.contains(needle)))
+        .map(str::to_string)
+        .collect();
+    libs.dedup();
+    libs
+}
+
 /// Every file below `dir` whose bytes contain `needle`.
 pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     let mut hits = Vec::new();
