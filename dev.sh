@@ -130,7 +130,7 @@ package() {
   local target
   target=$(cd "${CARGO_TARGET_DIR:-target}" && pwd)
   cargo tauri build --bundles deb --ci --config \
-    "{\"bundle\":{\"linux\":{\"deb\":{\"files\":{\"/usr/bin/lamplighter\":\"$target/release/lamplighter\",\"/etc/xdg/autostart/Lamplighter.desktop\":\"../packaging/Lamplighter-autostart.desktop\"}}}}}"
+    "{\"bundle\":{\"linux\":{\"deb\":{\"files\":{\"/usr/bin/lamplighter\":\"$target/release/lamplighter\"}}}}}"
   ls -l "${CARGO_TARGET_DIR:-target}"/release/bundle/deb/*.deb
 }
 
