@@ -31,11 +31,11 @@ fn page_from_args<S: AsRef<str>>(args: &[S]) -> Option<Page> {
         match a {
             "--settings" => return Some(Page::Settings),
             "--open" => return Some(Page::Inbox),
-            "--page" => match it.next() {
-                Some("settings") => return Some(Page::Settings),
-                Some("inbox") => return Some(Page::Inbox),
-                _ => {}
-            },
+            "--page" => {
+                if let Some(page) = it.next().and_then(Page::from_name) {
+                    return Some(page);
+                }
+            }
             _ => {}
         }
     }

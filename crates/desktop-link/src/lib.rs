@@ -70,6 +70,19 @@ pub enum Page {
 }
 
 impl Page {
+    /// The page's name on a command line (`--page inbox`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Page::Inbox => "inbox",
+            Page::Settings => "settings",
+        }
+    }
+
+    /// The page a command-line name means.
+    pub fn from_name(name: &str) -> Option<Page> {
+        [Page::Inbox, Page::Settings].into_iter().find(|p| p.name() == name)
+    }
+
     /// The page's address in `ui/`.
     pub fn url(self) -> &'static str {
         match self {
@@ -507,6 +520,14 @@ mod tests {
         ] {
             assert!(matches!(Call::from_invoke(command, args), Err(LinkError::Malformed(_))), "{command}");
         }
+    }
+
+    #[test]
+    fn page_names_read_back() {
+        for page in [Page::Inbox, Page::Settings] {
+            assert_eq!(Page::from_name(page.name()), Some(page));
+        }
+        assert_eq!(Page::from_name("calendar"), None);
     }
 
     #[tokio::test]

@@ -166,10 +166,7 @@ async fn session_bus_closed() {
 /// Starts a window process on `page`; its end is reported on `exits`.
 fn start_window(windows: &mut Windows, page: Page, exits: &mpsc::UnboundedSender<u32>) {
     let bin = window::binary();
-    let page_arg = match page {
-        Page::Inbox => "inbox",
-        Page::Settings => "settings",
-    };
+    let page_arg = page.name();
     match tokio::process::Command::new(&bin).args(["--page", page_arg]).spawn() {
         Ok(mut child) => {
             let pid = child.id().unwrap_or_default();

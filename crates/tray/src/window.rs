@@ -41,13 +41,12 @@ pub(crate) enum Opening {
 impl Windows {
     /// Opens (or fronts) the window on `page`, showing `item` if given.
     pub(crate) fn open(&mut self, page: Page, item: Option<String>) -> Opening {
-        let has_item = item.is_some();
         if item.is_some() {
             self.focus = item.clone();
         }
         if let Some((_, pushes)) = &self.attached {
             let _ = pushes.try_send(ToWindow::Show { page });
-            if let Some(item_id) = item.filter(|_| has_item) {
+            if let Some(item_id) = item {
                 let _ = pushes.try_send(ToWindow::FocusItem { item_id });
             }
             return Opening::Done;
