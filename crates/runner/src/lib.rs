@@ -59,8 +59,8 @@ pub struct RunConfig {
     pub include_missed_calls: bool,
     /// Phones whose lamp follows (unsolicited NOTIFYs).
     pub phones: Vec<PhoneTarget>,
-    /// Phones that SUBSCRIBE for message-summary (their URIs); served on `sip_bind`.
-    pub subscribers: Vec<String>,
+    /// Phones that SUBSCRIBE for message-summary, with how each proves who it is; served on `sip_bind`.
+    pub subscribers: Vec<lamplighter_sip_notify::subscriptions::Subscriber>,
     /// Local SIP address for NOTIFYs (port 0: any).
     pub sip_bind: SocketAddr,
     /// CA for TLS phones.
@@ -174,7 +174,7 @@ impl Runner {
                     lamplighter_sip_notify::subscriptions::serve(
                         sender,
                         config.subscribers.clone(),
-                        lamplighter_sip_mwi::notifier::NotifierConfig::default(),
+                        lamplighter_sip_notify::subscriptions::ListenerConfig::default(),
                     )
                     .map_err(|e| RunError::Sip(e.to_string()))?,
                 )

@@ -41,6 +41,15 @@ pub enum SetupError {
     /// `[mwi] sip_listen` is not an address.
     #[error("[mwi] sip_listen = {0:?} is not an IP address with a port")]
     Listen(String),
+    /// A subscribing phone without credentials is named by a host name, so
+    /// there is no address to admit it from.
+    #[error(
+        "the phone {0} subscribes without credentials, so it is admitted only from its address, and its URI names a host instead of an IP address: give its IP address, or a username and password"
+    )]
+    SubscriberAddress(String),
+    /// A subscribing phone has a user name but no password.
+    #[error("the phone {0} has a username but no password: save it in the settings window, or name a variable in password_env")]
+    SubscriberPassword(String),
     /// `[user]` is not usable.
     #[error("the [user] section (sip_uri, numbers): {0}")]
     User(String),
@@ -75,8 +84,13 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
     addresses.push(mailbox.email.clone());
     let user = lamplighter_missed_calls::UserIdentity::new(&addresses, &settings.user.numbers)
         .map_err(|e| SetupError::User(e.to_string()))?;
-    let subscribers: Vec<String> =
-        settings.phones.iter().filter(|p| p.mode == PhoneMode::Subscribe).map(|p| p.uri.clone()).collect();
+    let subscribers = settings
+        .phones
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.mode == PhoneMode::Subscribe)
+        .map(|(i, p)| subscriber(p, secrets.phones.get(i).cloned().flatten()))
+        .collect::<Result<Vec<_>, _>>()?;
     let sip_bind = match settings.mwi.sip_listen.trim() {
         "" if subscribers.is_empty() => "0.0.0.0:0".parse().expect("address"),
         "" => "0.0.0.0:5060".parse().expect("address"),
@@ -119,4 +133,23 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
             ..Default::default()
         },
     })
+}
+
+/// How a subscribing phone proves who it is: digest with its credentials, or
+/// (without credentials) the IP address in its URI.
+fn subscriber(
+    phone: &lamplighter_config::Phone,
+    password: Option<String>,
+) -> Result<lamplighter_sip_notify::subscriptions::Subscriber, SetupError> {
+    use lamplighter_sip_mwi::guard::PhoneAuth;
+    let auth = match (&phone.username, password) {
+        (Some(username), Some(password)) => PhoneAuth::Digest { username: username.clone(), password },
+        (Some(_), None) => return Err(SetupError::SubscriberPassword(phone.uri.clone())),
+        (None, _) => PhoneAuth::Address(
+            lamplighter_sip_mwi::uri::host(&phone.uri)
+                .and_then(|h| h.parse().ok())
+                .ok_or_else(|| SetupError::SubscriberAddress(phone.uri.clone()))?,
+        ),
+    };
+    Ok(lamplighter_sip_notify::subscriptions::Subscriber { uri: phone.uri.clone(), auth })
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 fn run_config(
     sim: &Simulator,
     phones: Vec<lamplighter_sip_notify::driver::PhoneTarget>,
-    subscribers: Vec<String>,
+    subscribers: Vec<lamplighter_sip_notify::subscriptions::Subscriber>,
     sip_bind: &str,
 ) -> RunConfig {
     let mut client = ClientConfig::new(
@@ -108,6 +108,14 @@ async fn mark_heard_mark_seen_fetch_and_purge() {
     assert!(sim.served().iter().all(|s| s.schema_valid));
 }
 
+/// A subscribing phone without credentials: admitted from its own address only.
+fn address_phone(uri: &str) -> lamplighter_sip_notify::subscriptions::Subscriber {
+    lamplighter_sip_notify::subscriptions::Subscriber {
+        uri: uri.into(),
+        auth: lamplighter_sip_mwi::guard::PhoneAuth::Address("127.0.0.1".parse().expect("ip")),
+    }
+}
+
 /// A phone in `mode = "subscribe"`: it SUBSCRIBEs to the runner, which answers
 /// and keeps it NOTIFYed in the subscription's dialog as the counts change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +131,7 @@ async fn a_subscribing_phone_is_notified_in_its_dialog() {
         s.local_addr().expect("addr").port()
     };
     let runner =
-        Runner::start(run_config(&sim, vec![], vec!["sip:613@127.0.0.1".into()], &format!("127.0.0.1:{port}")))
+        Runner::start(run_config(&sim, vec![], vec![address_phone("sip:613@127.0.0.1")], &format!("127.0.0.1:{port}")))
             .await
             .expect("runner");
     let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("phone");

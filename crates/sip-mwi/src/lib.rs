@@ -6,6 +6,8 @@
 //!   (RFC 3261 §22, RFC 7616/8760): MD5 and SHA-256, `-sess`, `qop=auth`,
 //!   nonce counting. rsipstack rejects `algorithm=SHA-256` and `qop` lists,
 //!   so this module answers the challenges itself.
+//! - [`guard`]: who may REGISTER and SUBSCRIBE: digest as a UAS, the
+//!   address check for phones without credentials, rate limits.
 //! - [`notifier`]: phones that SUBSCRIBE to us (RFC 6665), sans-IO.
 //! - [`relay`]: the sans-IO relay policy: per phone the state wanted, the
 //!   state the phone acknowledged, coalescing of bursts, periodic refresh
@@ -19,9 +21,11 @@
 //! ```
 
 pub mod digest;
+pub mod guard;
 pub mod notifier;
 pub mod relay;
 pub mod summary;
+pub mod uri;
 
 /// What is wrong with a message-summary body or a digest challenge.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -20,6 +20,7 @@
 
 use crate::relay::SendFailure;
 use crate::summary::{Counts, MessageSummary};
+use crate::uri::aor;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -30,11 +31,15 @@ pub struct NotifierConfig {
     pub max_expires: u32,
     /// The shortest duration accepted.
     pub min_expires: u32,
+    /// Subscriptions kept per paired phone: a new one beyond this replaces the
+    /// phone's oldest (a phone that lost its dialog subscribes afresh, and a
+    /// phone caught in a SUBSCRIBE loop cannot grow the table).
+    pub max_per_phone: usize,
 }
 
 impl Default for NotifierConfig {
     fn default() -> Self {
-        NotifierConfig { max_expires: 3600, min_expires: 60 }
+        NotifierConfig { max_expires: 3600, min_expires: 60, max_per_phone: 4 }
     }
 }
 
@@ -123,6 +128,8 @@ pub struct DialogNotify {
 
 #[derive(Debug)]
 struct Sub {
+    /// Order of creation, for replacing a phone's oldest.
+    serial: u64,
     subscriber: String,
     contact: String,
     account: String,
@@ -142,17 +149,6 @@ pub struct Notifier {
     subs: BTreeMap<SubscriptionId, Sub>,
     tag_seed: u64,
     tags: u64,
-}
-
-/// `sip:613@Host:5060;transport=udp` → `613@host:5060` (case of the user kept).
-fn aor(uri: &str) -> String {
-    let u = uri.trim().trim_start_matches('<').trim_end_matches('>');
-    let u = u.split(['?', ';']).next().unwrap_or(u);
-    let u = u.strip_prefix("sips:").or_else(|| u.strip_prefix("sip:")).unwrap_or(u);
-    match u.split_once('@') {
-        Some((user, host)) => format!("{user}@{}", host.to_ascii_lowercase()),
-        None => u.to_ascii_lowercase(),
-    }
 }
 
 impl Notifier {
@@ -204,11 +200,20 @@ impl Notifier {
         if !self.is_paired(&s.from) {
             return Answer::Forbidden;
         }
+        let who = aor(&s.from);
+        let mut mine: Vec<(u64, SubscriptionId)> =
+            self.subs.iter().filter(|(_, v)| aor(&v.subscriber) == who).map(|(k, v)| (v.serial, k.clone())).collect();
+        mine.sort();
+        let excess = (mine.len() + 1).saturating_sub(self.config.max_per_phone.max(1));
+        for (_, old) in mine.into_iter().take(excess) {
+            self.subs.remove(&old);
+        }
         let tag = self.new_tag();
         let id = SubscriptionId { call_id: s.call_id.clone(), remote_tag: s.from_tag.clone(), local_tag: tag.clone() };
         self.subs.insert(
             id,
             Sub {
+                serial: self.tags,
                 subscriber: s.from.clone(),
                 contact: s.contact.clone(),
                 account: s.to.clone(),
@@ -398,6 +403,27 @@ mod tests {
         let f = n.poll_transmit(t0).expect("notify");
         n.handle_result(&f.id, Err(SendFailure::Rejected { code: 481, reason: "gone".into() }));
         assert_eq!(n.active(), 0);
+    }
+
+    #[test]
+    fn a_subscribe_loop_keeps_at_most_max_per_phone_and_the_newest_gets_the_lamp() {
+        let t0 = Instant::now();
+        let mut n = Notifier::new(NotifierConfig::default(), &["sip:613@127.0.0.1"], 7);
+        let mut last = None;
+        for i in 0..10_000 {
+            let mut s = sub(None, "message-summary", Some(600));
+            s.call_id = format!("loop{i}@phone");
+            last = Some(accept(&mut n, t0, &s).0);
+        }
+        assert_eq!(n.active(), 4);
+        n.set_counts(Counts { new: 1, old: 0, urgent_new: 0, urgent_old: 0 });
+        let mut sent = Vec::new();
+        while let Some(f) = n.poll_transmit(t0) {
+            n.handle_result(&f.id, Ok(()));
+            sent.push(f.id.call_id);
+        }
+        assert_eq!(sent.len(), 4, "only the kept subscriptions are notified");
+        assert!(sent.contains(&"loop9999@phone".to_string()), "{sent:?} {last:?}");
     }
 
     #[test]

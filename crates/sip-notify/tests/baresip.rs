@@ -3,50 +3,14 @@
 //! of every NOTIFY it accepts. The test reads baresip's own report of the
 //! waiting-message state as the counts go on and off again.
 
-use lamplighter_sip_mwi::notifier::NotifierConfig;
+use lamplighter_sip_mwi::guard::PhoneAuth;
 use lamplighter_sip_mwi::summary::Counts;
 use lamplighter_sip_notify::NotifySender;
-use lamplighter_sip_notify::subscriptions::{SubscriptionEvent, serve};
+use lamplighter_sip_notify::subscriptions::{ListenerConfig, Subscriber, SubscriptionEvent, serve};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// A stretch of network between the softphone and us: a UDP relay that
-/// delays every datagram by `delay` both ways. baresip 1.0.0 loops on
-/// SUBSCRIBE forever when its REGISTER succeeds within 1 ms of starting
-/// (its mwi start timer iterates a list it appends to), which only a
-/// registrar on the same host can answer; a real network never does.
-async fn network(to: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
-    let front = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("front"));
-    let back = Arc::new(tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("back"));
-    let addr = front.local_addr().expect("addr");
-    let client: Arc<Mutex<Option<std::net::SocketAddr>>> = Arc::new(Mutex::new(None));
-    let (f, b, c) = (front.clone(), back.clone(), client.clone());
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok((n, from)) = f.recv_from(&mut buf).await {
-            *c.lock().expect("lock") = Some(from);
-            let (data, b) = (buf[..n].to_vec(), b.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = b.send_to(&data, to).await;
-            });
-        }
-    });
-    tokio::spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok((n, _)) = back.recv_from(&mut buf).await {
-            let Some(dest) = *client.lock().expect("lock") else { continue };
-            let (data, f) = (buf[..n].to_vec(), front.clone());
-            tokio::spawn(async move {
-                tokio::time::sleep(delay).await;
-                let _ = f.send_to(&data, dest).await;
-            });
-        }
-    });
-    addr
-}
 
 /// Kills the softphone however the test ends, so a failure leaks no process.
 struct KillOnDrop(std::process::Child);
@@ -62,94 +26,244 @@ fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("port")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn baresip_subscribes_and_shows_the_lamp_on_and_off() {
-    let sender = Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
-    let ours = network(sender.local_addr(), Duration::from_millis(5)).await;
-    let subs = serve(sender.clone(), vec!["sip:613@127.0.0.1".into()], NotifierConfig::default()).expect("serve");
-    let mut events = subs.events();
-    subs.set_counts(Counts { new: 3, old: 2, urgent_new: 1, urgent_old: 0 });
+/// baresip as a subscribing phone `sip:613@127.0.0.1` with `password`,
+/// registered straight at `ours`; its output is collected for [`Softphone::wait_for`].
+struct Softphone {
+    _child: KillOnDrop,
+    _dir: tempfile::TempDir,
+    output: Arc<Mutex<String>>,
+}
 
-    let dir = tempfile::tempdir().expect("config dir");
-    let port = free_udp_port();
-    std::fs::write(
-        dir.path().join("config"),
-        format!(
-            "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
-             module_app account.so\nmodule_app menu.so\nmodule_app mwi.so\n"
-        ),
-    )
-    .expect("config");
-    std::fs::write(
-        dir.path().join("accounts"),
-        format!("<sip:613@127.0.0.1>;auth_pass=unused;outbound=\"sip:{ours}\";regint=600\n"),
-    )
-    .expect("accounts");
-    let mut baresip = Command::new("baresip")
-        .args(std::env::var("BARESIP_TRACE").map(|_| vec!["-s"]).unwrap_or_default())
-        .arg("-f")
-        .arg(dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map(KillOnDrop)
-        .expect("baresip not found: run ./dev.sh setup");
-    let output = Arc::new(Mutex::new(String::new()));
-    for stream in [
-        baresip.0.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        baresip.0.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        let output = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                let mut o = output.lock().expect("lock");
-                o.push_str(&line);
-                o.push('\n');
-            }
-        });
+impl Softphone {
+    fn start(ours: std::net::SocketAddr, password: &str) -> Softphone {
+        let dir = tempfile::tempdir().expect("config dir");
+        let port = free_udp_port();
+        std::fs::write(
+            dir.path().join("config"),
+            format!(
+                "poll_method epoll\nsip_listen 127.0.0.1:{port}\nmodule_path /usr/lib/baresip/modules\n\
+                 module_app account.so\nmodule_app menu.so\nmodule_app mwi.so\n"
+            ),
+        )
+        .expect("config");
+        std::fs::write(
+            dir.path().join("accounts"),
+            format!("<sip:613@127.0.0.1>;auth_pass={password};outbound=\"sip:{ours}\";regint=600\n"),
+        )
+        .expect("accounts");
+        let mut child = Command::new("baresip")
+            .args(std::env::var("BARESIP_TRACE").map(|_| vec!["-s"]).unwrap_or_default())
+            .arg("-f")
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(KillOnDrop)
+            .expect("baresip not found: run ./dev.sh setup");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child.0.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.0.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut o = output.lock().expect("lock");
+                    o.push_str(&line);
+                    o.push('\n');
+                }
+            });
+        }
+        Softphone { _child: child, _dir: dir, output }
     }
-    let wait_for = |needle: &str, after: usize| {
+
+    /// Waits until baresip printed `needle` after byte `after`; returns the end of it.
+    fn wait_for(&self, needle: &str, after: usize) -> usize {
         let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(30));
         loop {
-            let text = output.lock().expect("lock").clone();
+            let text = self.text();
             if let Some(pos) = text[after.min(text.len())..].find(needle) {
                 return after + pos + needle.len();
             }
             assert!(Instant::now() < end, "baresip never reported {needle:?}; its output:\n{text}");
             std::thread::sleep(Duration::from_millis(50));
         }
-    };
-    let on = wait_for("Voice-Message: 3/2 (1/0)", 0);
-    let text = output.lock().expect("lock").clone();
-    assert!(text[..on].contains("Messages-Waiting: yes"), "{text}");
-    subs.set_counts(Counts { new: 0, old: 5, urgent_new: 0, urgent_old: 0 });
-    let off = wait_for("Voice-Message: 0/5 (0/0)", on);
-    let text = output.lock().expect("lock").clone();
-    assert!(text[on..off].contains("Messages-Waiting: no"), "{text}");
+    }
 
-    // our side saw the REGISTER, a 200 to the SUBSCRIBE and 2xx to the NOTIFYs
-    // (baresip prints a NOTIFY before our side has its 200: wait for both answers)
+    fn text(&self) -> String {
+        self.output.lock().expect("lock").clone()
+    }
+}
+
+fn digest_phone() -> Subscriber {
+    Subscriber {
+        uri: "sip:613@127.0.0.1".into(),
+        auth: PhoneAuth::Digest { username: "613".into(), password: "pw-613".into() },
+    }
+}
+
+/// Waits for events until `done` holds for what was seen.
+fn collect(
+    events: &mut tokio::sync::broadcast::Receiver<SubscriptionEvent>,
+    done: impl Fn(&[SubscriptionEvent]) -> bool,
+) -> Vec<SubscriptionEvent> {
     let mut seen = Vec::new();
     let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
-    while seen.iter().filter(|e| matches!(e, SubscriptionEvent::Notified { code: Some(200..=299), .. })).count() < 2
-        && Instant::now() < end
-    {
+    while !done(&seen) && Instant::now() < end {
         match events.try_recv() {
             Ok(e) => seen.push(e),
             Err(_) => std::thread::sleep(Duration::from_millis(20)),
         }
     }
+    seen
+}
+
+fn notified_ok(seen: &[SubscriptionEvent]) -> usize {
+    seen.iter().filter(|e| matches!(e, SubscriptionEvent::Notified { code: Some(200..=299), .. })).count()
+}
+
+/// No relay in between: baresip's REGISTER is challenged and answered at
+/// loopback speed, and its SUBSCRIBE too, with digest.
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_registers_and_subscribes_with_digest_straight_at_us_and_shows_the_lamp_on_and_off() {
+    let sender = Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
+    let subs = serve(sender.clone(), vec![digest_phone()], ListenerConfig::default()).expect("serve");
+    let mut events = subs.events();
+    subs.set_counts(Counts { new: 3, old: 2, urgent_new: 1, urgent_old: 0 });
+    let phone = Softphone::start(sender.local_addr(), "pw-613");
+    let on = phone.wait_for("Voice-Message: 3/2 (1/0)", 0);
+    assert!(phone.text()[..on].contains("Messages-Waiting: yes"), "{}", phone.text());
+    subs.set_counts(Counts { new: 0, old: 5, urgent_new: 0, urgent_old: 0 });
+    let off = phone.wait_for("Voice-Message: 0/5 (0/0)", on);
+    assert!(phone.text()[on..off].contains("Messages-Waiting: no"), "{}", phone.text());
+
+    // our side challenged, then saw the REGISTER, a 200 to the SUBSCRIBE and
+    // 2xx to the NOTIFYs (baresip prints a NOTIFY before our side has its 200)
+    let seen = collect(&mut events, |s| notified_ok(s) >= 2);
+    assert!(seen.iter().any(|e| matches!(e, SubscriptionEvent::Answered { code: 401, .. })), "challenged: {seen:?}");
     assert!(seen.iter().any(|e| matches!(e, SubscriptionEvent::Registered { .. })), "{seen:?}");
     assert!(seen.iter().any(|e| matches!(e, SubscriptionEvent::Answered { code: 200, .. })), "{seen:?}");
+    assert!(notified_ok(&seen) >= 2, "{seen:?}");
+    let stats = subs.stats();
+    assert_eq!((stats.subscriptions, stats.dropped), (1, 0), "one subscription, nothing dropped: {stats:?}");
+}
+
+/// A wrong password: baresip's REGISTER gets 403 and it never holds a subscription.
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_with_a_wrong_password_gets_no_subscription_and_no_notify() {
+    let sender = Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
+    let subs = serve(sender.clone(), vec![digest_phone()], ListenerConfig::default()).expect("serve");
+    let mut events = subs.events();
+    subs.set_counts(Counts { new: 1, old: 0, urgent_new: 0, urgent_old: 0 });
+    let phone = Softphone::start(sender.local_addr(), "wrong");
+    let seen = collect(&mut events, |s| s.iter().any(|e| matches!(e, SubscriptionEvent::Answered { code: 403, .. })));
+    assert!(seen.iter().any(|e| matches!(e, SubscriptionEvent::Answered { code: 403, .. })), "{seen:?}");
+    assert!(!seen.iter().any(|e| matches!(e, SubscriptionEvent::Notified { .. })), "{seen:?}");
+    assert_eq!(subs.stats().subscriptions, 0);
+    assert!(!phone.text().contains("Messages-Waiting"), "{}", phone.text());
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// Spoofing and reflection: requests claiming the paired phone from another
+/// address (127.0.0.2), with a Contact aiming at a third party (127.0.0.3),
+/// get at most one answer each, never larger than the request, and the third
+/// party gets nothing. Then 10,000 SUBSCRIBEs from that source: the tables stay
+/// bounded, and the real phone (baresip) still gets its lamp on and off.
+#[tokio::test(flavor = "multi_thread")]
+async fn spoofed_and_flooding_requests_get_small_answers_or_none_and_the_real_phone_its_lamp() {
+    let sender = Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
+    let ours = sender.local_addr();
+    let address_phone =
+        Subscriber { uri: "sip:614@127.0.0.1".into(), auth: PhoneAuth::Address("127.0.0.1".parse().expect("ip")) };
+    let subs = serve(sender.clone(), vec![digest_phone(), address_phone], ListenerConfig::default()).expect("serve");
+    subs.set_counts(Counts { new: 2, old: 1, urgent_new: 1, urgent_old: 0 });
+    let attacker = tokio::net::UdpSocket::bind("127.0.0.2:0").await.expect("127.0.0.2");
+    let victim = tokio::net::UdpSocket::bind("127.0.0.3:0").await.expect("127.0.0.3");
+    let (me, target) = (attacker.local_addr().expect("addr"), victim.local_addr().expect("addr"));
+    let request = |i: usize, method: &str, user: &str| {
+        format!(
+            "{method} sip:{user}@{ours} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK-spoof{i}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{user}@127.0.0.1>;tag=s{i}\r\nTo: <sip:{user}@127.0.0.1>\r\n\
+             Call-ID: spoof-{i}@127.0.0.1\r\nCSeq: 1 {method}\r\nContact: <sip:{user}@{target}>\r\n\
+             Event: message-summary\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let (mut sent, mut sent_bytes) = (0usize, 0usize);
+    for i in 0..20 {
+        for (method, user) in [("SUBSCRIBE", "613"), ("REGISTER", "613"), ("SUBSCRIBE", "614"), ("REGISTER", "614")] {
+            let r = request(i * 4 + sent % 4, method, user);
+            attacker.send_to(r.as_bytes(), ours).await.expect("send");
+            sent += 1;
+            sent_bytes += r.len();
+        }
+    }
+    // each request is answered at most once (rsipstack answers a retransmission
+    // from its finished transaction, but nothing here retransmits)
+    let mut answers: Vec<usize> = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let largest_request = (0..4).map(|k| request(0, ["SUBSCRIBE", "REGISTER"][k % 2], "613").len()).max().unwrap_or(0);
+    while let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(500), attacker.recv_from(&mut buf)).await {
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        assert!(text.starts_with("SIP/2.0 401") || text.starts_with("SIP/2.0 403"), "{text}");
+        assert!(!text.contains("Voice-Message"), "{text}");
+        answers.push(n);
+    }
+    assert!(answers.len() <= sent, "{} answers to {sent} requests", answers.len());
+    assert!(answers.iter().all(|&n| n <= largest_request + 16), "answers {answers:?} vs requests of ≤ {largest_request} bytes");
+    let answered_bytes: usize = answers.iter().sum();
+    assert!(answered_bytes <= sent_bytes, "{answered_bytes} bytes answered to {sent_bytes} sent");
     assert!(
-        seen.iter().filter(|e| matches!(e, SubscriptionEvent::Notified { code: Some(200..=299), .. })).count() >= 2,
-        "{seen:?}"
+        tokio::time::timeout(Duration::from_millis(200), victim.recv_from(&mut buf)).await.is_err(),
+        "the third party got a datagram"
     );
-    drop(baresip);
+    assert_eq!(subs.stats().subscriptions, 0, "{:?}", subs.stats());
+    eprintln!(
+        "spoof: {sent} requests ({sent_bytes} B) from {me} → {} answers ({answered_bytes} B), 0 to {target}",
+        answers.len()
+    );
+
+    // the flood
+    let before = rss_kib();
+    let mut flood_bytes = 0usize;
+    for i in 0..10_000 {
+        let r = request(1000 + i, "SUBSCRIBE", "613");
+        flood_bytes += r.len();
+        let _ = attacker.send_to(r.as_bytes(), ours).await;
+        if i % 500 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    let mut flood_answers = (0usize, 0usize);
+    while let Ok(Ok((n, _))) = tokio::time::timeout(Duration::from_millis(500), attacker.recv_from(&mut buf)).await {
+        flood_answers.0 += 1;
+        flood_answers.1 += n;
+    }
+    let after = rss_kib();
+    let stats = subs.stats();
+    eprintln!(
+        "flood: 10000 SUBSCRIBEs ({flood_bytes} B) → {} answers ({} B); RSS {before} → {after} KiB; {stats:?}",
+        flood_answers.0, flood_answers.1
+    );
+    assert!(flood_answers.1 <= flood_bytes && flood_answers.0 <= 10_000, "{flood_answers:?}");
+    assert!(stats.dropped > 0, "the source's rate limit held: {stats:?}");
+    assert_eq!(stats.subscriptions, 0, "{stats:?}");
+    assert!(stats.sources <= 4, "{stats:?}");
+
+    let phone = Softphone::start(ours, "pw-613");
+    let on = phone.wait_for("Voice-Message: 2/1 (1/0)", 0);
+    subs.set_counts(Counts { new: 0, old: 3, urgent_new: 0, urgent_old: 0 });
+    phone.wait_for("Voice-Message: 0/3 (0/0)", on);
+    assert_eq!(subs.stats().subscriptions, 1, "{:?}", subs.stats());
 }
 
 /// A private CA and a phone certificate signed by it (CA:FALSE, SAN

@@ -168,11 +168,12 @@ async fn garbage_on_the_wire_does_not_disturb_the_sender() {
 /// The notifier's refusals, on the wire, to a sipp client.
 #[tokio::test(flavor = "multi_thread")]
 async fn subscriptions_are_refused_as_rfc_6665_says() {
-    use lamplighter_sip_mwi::notifier::NotifierConfig;
-    use lamplighter_sip_notify::subscriptions::serve;
+    use lamplighter_sip_mwi::guard::PhoneAuth;
+    use lamplighter_sip_notify::subscriptions::{ListenerConfig, Subscriber, serve};
     let sender = std::sync::Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
     let us = sender.local_addr();
-    let _subs = serve(sender.clone(), vec!["sip:613@127.0.0.1".into()], NotifierConfig::default()).expect("serve");
+    let phone = Subscriber { uri: "sip:613@127.0.0.1".into(), auth: PhoneAuth::Address("127.0.0.1".parse().expect("ip")) };
+    let _subs = serve(sender.clone(), vec![phone], ListenerConfig::default()).expect("serve");
     for (what, user, event, expires, to_tag, code) in [
         ("another event package", "613", "presence", "600", "", "489"),
         ("a phone that is not paired", "666", "message-summary", "600", "", "403"),
