@@ -22,7 +22,12 @@
 //! - **one request in flight**: changes during a transaction are sent after it;
 //! - **retry with backoff** after a failure (timeout, error response):
 //!   `retry_initial`, doubling up to `retry_max`; every failure is reported
-//!   with the phone's response code, and a success resets the backoff.
+//!   with the phone's response code, and a success resets the backoff;
+//! - **no retry storm on a refusal**: credentials refused (401/407 after
+//!   ours, or asked for and none configured) and answers that say "never"
+//!   (403, 404, 405, 489, 501, 603) are retried only after `retry_refused`
+//!   (an hour), since PBXs' intrusion detection bans hosts that repeat them;
+//!   "Resend lamp to phone" and new settings try again at once.
 
 use crate::summary::{Counts, MessageSummary};
 use std::collections::VecDeque;
@@ -39,6 +44,8 @@ pub struct RelayConfig {
     pub retry_initial: Duration,
     /// Longest retry delay.
     pub retry_max: Duration,
+    /// The delay after a refusal ([`SendFailure::is_refusal`]).
+    pub retry_refused: Duration,
 }
 
 impl Default for RelayConfig {
@@ -47,6 +54,7 @@ impl Default for RelayConfig {
             coalesce: Duration::from_millis(500),
             retry_initial: Duration::from_secs(5),
             retry_max: Duration::from_secs(300),
+            retry_refused: Duration::from_secs(3600),
         }
     }
 }
@@ -69,6 +77,24 @@ pub enum SendFailure {
     },
     /// The transport failed (connection refused, name did not resolve).
     Transport(String),
+    /// The phone refused our credentials, or asks for credentials none are configured for.
+    Credentials {
+        /// 401, 403 or 407.
+        code: u16,
+        /// The phone's reason phrase, or what is missing.
+        reason: String,
+    },
+}
+
+impl SendFailure {
+    /// Whether trying again soon would only repeat the refusal.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            SendFailure::Credentials { .. } => true,
+            SendFailure::Rejected { code, .. } => matches!(code, 403 | 404 | 405 | 489 | 501 | 603),
+            SendFailure::Timeout | SendFailure::Transport(_) => false,
+        }
+    }
 }
 
 /// How setting one phone's lamp went, as front ends show it: typed, so a
@@ -94,6 +120,16 @@ pub enum LampResult {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         retry_in_secs: Option<u64>,
     },
+    /// The phone refused our credentials (or asks for some and none are configured).
+    CredentialsRefused {
+        /// Its status code.
+        code: u16,
+        /// Its reason phrase, or what is missing.
+        reason: String,
+        /// When the relay tries again, if it does.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_in_secs: Option<u64>,
+    },
     /// The request could not be sent (connection refused, no route).
     Unreachable {
         /// The transport's words.
@@ -114,6 +150,9 @@ impl LampResult {
                 LampResult::Refused { code: *code, reason: reason.clone(), retry_in_secs }
             }
             SendFailure::Transport(reason) => LampResult::Unreachable { reason: reason.clone(), retry_in_secs },
+            SendFailure::Credentials { code, reason } => {
+                LampResult::CredentialsRefused { code: *code, reason: reason.clone(), retry_in_secs }
+            }
         }
     }
 
@@ -142,6 +181,10 @@ impl std::fmt::Display for LampResult {
             }
             LampResult::Unreachable { reason, retry_in_secs } => {
                 write!(f, "cannot reach the phone: {reason}")?;
+                retry(f, retry_in_secs)
+            }
+            LampResult::CredentialsRefused { code, reason, retry_in_secs } => {
+                write!(f, "the phone refused the credentials ({code} {reason}): check its username and password")?;
                 retry(f, retry_in_secs)
             }
         }
@@ -342,8 +385,13 @@ impl Relay {
             }
             Err(failure) => {
                 p.failures += 1;
-                let retry_in = p.backoff;
-                p.backoff = (p.backoff * 2).min(self.config.retry_max);
+                let retry_in = if failure.is_refusal() {
+                    self.config.retry_refused
+                } else {
+                    let r = p.backoff;
+                    p.backoff = (p.backoff * 2).min(self.config.retry_max);
+                    r
+                };
                 p.due = Some(now + retry_in);
                 p.force = true;
                 p.last_failure = Some(failure.clone());
@@ -552,6 +600,49 @@ mod tests {
         assert!(
             matches!(r.poll_event(), Some(RelayEvent::Failed { retry_in, .. }) if retry_in == Duration::from_secs(5))
         );
+    }
+
+    /// Counts the NOTIFYs a phone that always refuses gets in `span` of virtual time,
+    /// with the mailbox changing every 10 s meanwhile.
+    fn attempts_against(refusal: SendFailure, span: Duration) -> usize {
+        let (mut r, _, t0) = setup();
+        let (mut now, mut attempts, mut n) = (t0, 0, 0);
+        while now < t0 + span {
+            while let Some(tx) = r.poll_transmit(now) {
+                attempts += 1;
+                r.handle_result(now, tx.phone, Err(refusal.clone()));
+            }
+            n += 1;
+            let next_change = t0 + Duration::from_secs(10 * n);
+            now = r.poll_timeout().map_or(next_change, |t| t.min(next_change));
+            if now == next_change {
+                r.set_counts(now, counts(n as u32, 0));
+            }
+        }
+        attempts
+    }
+
+    #[test]
+    fn a_refusal_is_not_retried_for_an_hour_whatever_changes() {
+        let two_minutes = Duration::from_secs(120);
+        let forbidden = SendFailure::Rejected { code: 403, reason: "Forbidden".into() };
+        assert_eq!(attempts_against(forbidden.clone(), two_minutes), 1);
+        let wrong_password = SendFailure::Credentials { code: 401, reason: "Unauthorized".into() };
+        assert_eq!(attempts_against(wrong_password, two_minutes), 1);
+        // a phone that does not answer is retried on the backoff: 0, 5, 15, 35, 75 s
+        assert_eq!(attempts_against(SendFailure::Timeout, two_minutes), 5);
+        // over 3 hours: at 0, 1 h, 2 h (and 3 h is the edge)
+        assert_eq!(attempts_against(forbidden.clone(), Duration::from_secs(3 * 3600 - 1)), 3);
+        let (mut r, p, t0) = setup();
+        let tx = r.poll_transmit(t0).expect("first");
+        r.handle_result(t0, tx.phone, Err(forbidden));
+        match r.poll_event() {
+            Some(RelayEvent::Failed { retry_in, .. }) => assert_eq!(retry_in, Duration::from_secs(3600)),
+            other => panic!("{other:?}"),
+        }
+        // the user's "Resend lamp to phone" tries at once
+        r.resend_now(t0 + Duration::from_secs(60), Some(p));
+        assert!(r.poll_transmit(t0 + Duration::from_secs(60)).is_some());
     }
 
     #[test]

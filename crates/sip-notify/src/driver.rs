@@ -57,10 +57,9 @@ impl RelayHandle {
 fn failure(e: NotifyError) -> SendFailure {
     match e {
         NotifyError::Timeout => SendFailure::Timeout,
-        NotifyError::Rejected { code, reason } | NotifyError::AuthFailed { code, reason } => {
-            SendFailure::Rejected { code, reason }
-        }
-        NotifyError::AuthRequired { code, detail } => SendFailure::Rejected { code, reason: detail },
+        NotifyError::Rejected { code, reason } => SendFailure::Rejected { code, reason },
+        NotifyError::AuthFailed { code, reason } => SendFailure::Credentials { code, reason },
+        NotifyError::AuthRequired { code, detail } => SendFailure::Credentials { code, reason: detail },
         NotifyError::InvalidTarget(t) => SendFailure::Transport(format!("invalid target {t}")),
         NotifyError::Transport(t) => SendFailure::Transport(t),
     }
@@ -95,7 +94,8 @@ pub fn spawn(sender: Arc<NotifySender>, phones: Vec<PhoneTarget>, config: RelayC
                         log::info!("lamp of {}: {}/{}", phones[phone.0].uri, counts.new, counts.old)
                     }
                     RelayEvent::Failed { phone, failure, retry_in } => {
-                        log::warn!("lamp of {}: {failure:?}, retry in {retry_in:?}", phones[phone.0].uri)
+                        let result = lamplighter_sip_mwi::relay::LampResult::failed(failure, Some(*retry_in));
+                        log::warn!("lamp of {}: {result}", phones[phone.0].uri)
                     }
                 }
                 let _ = events.send(e);

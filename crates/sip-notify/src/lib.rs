@@ -72,10 +72,10 @@ pub enum NotifyError {
 }
 
 impl NotifyError {
-    /// The status code to report, where there is one.
+    /// The phone's status code, where it answered (a timeout has none).
     pub fn code(&self) -> Option<u16> {
         match self {
-            NotifyError::Timeout => Some(408),
+            NotifyError::Timeout => None,
             NotifyError::Rejected { code, .. }
             | NotifyError::AuthRequired { code, .. }
             | NotifyError::AuthFailed { code, .. } => Some(*code),
@@ -191,6 +191,22 @@ impl NotifySender {
         &self.endpoint
     }
 
+    /// Opens (or finds) the stream connection to the target first, so a
+    /// refused or reset connection is an error at once; the transaction layer
+    /// would otherwise retry the connect on the UDP timers and report a
+    /// timeout 32 s later.
+    async fn connect(&self, uri: &Uri) -> Result<(), NotifyError> {
+        let addr = rsipstack::transport::SipAddr::try_from(uri)
+            .map_err(|e| NotifyError::InvalidTarget(format!("{uri}: {e}")))?;
+        self.endpoint
+            .inner
+            .transport_layer
+            .lookup(&addr, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| NotifyError::Transport(format!("cannot connect to {addr}: {e}")))
+    }
+
     /// Runs one client transaction and returns the final response's code and phrase.
     pub(crate) async fn transact(
         &self,
@@ -234,6 +250,9 @@ impl NotifySender {
         };
         let request_uri =
             Uri::try_from(target.as_str()).map_err(|e| NotifyError::InvalidTarget(format!("{uri}: {e}")))?;
+        if transport != Transport::Udp {
+            self.connect(&request_uri).await?;
+        }
         let body = summary.to_string().into_bytes();
         let call_id = format!("{}@lamplighter", rsipstack::transaction::random_text(20));
         let tag = rsipstack::transaction::random_text(10);
@@ -260,7 +279,7 @@ impl NotifySender {
             let (code, reason, response) = self.transact(request).await?;
             match code {
                 200..=299 => return Ok(Delivered { code, reason, authenticated: authenticated || preauthorised }),
-                401 | 407 if authenticated => {
+                401 | 403 | 407 if authenticated => {
                     self.challenges.lock().unwrap_or_else(|p| p.into_inner()).remove(&target);
                     return Err(NotifyError::AuthFailed { code, reason });
                 }

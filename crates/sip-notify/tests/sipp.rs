@@ -61,7 +61,33 @@ async fn a_wrong_password_is_refused_once_not_retried() {
         sender.send(&sipp.uri(), Transport::Udp, "lamplighter", &summary(1, 0, 0, sipp.port), Some(&creds)).await;
     let (_, log) = sipp.finish();
     assert_eq!(result.as_ref().map_err(NotifyError::code), Err(Some(403)), "{result:?}\n{log}");
+    assert!(matches!(result, Err(NotifyError::AuthFailed { .. })), "told as refused credentials: {result:?}");
+    let text = result.expect_err("refused").to_string();
+    assert!(text.contains("refused the credentials"), "{text}");
     assert_eq!(log.matches("NOTIFY sip:").count(), 2, "exactly one retry with credentials:\n{log}");
+}
+
+/// Nothing listens on the phone's TCP port: the connection is refused, and
+/// that is the error, at once, not a timeout after Timer F (32 s).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_tcp_connection_is_a_clear_error_at_once() {
+    let port = free_port();
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    for transport in [Transport::Tcp, Transport::Tls] {
+        let started = Instant::now();
+        let result = sender
+            .send(&format!("sip:613@127.0.0.1:{port}"), transport, "lamplighter", &summary(1, 0, 0, port), None)
+            .await;
+        let elapsed = started.elapsed();
+        eprintln!("{transport:?} refused: {result:?} after {elapsed:?}");
+        match result {
+            Err(NotifyError::Transport(text)) => {
+                assert!(text.contains(&format!("127.0.0.1:{port}")), "names the target: {text}");
+                assert!(text.to_ascii_lowercase().contains("refused"), "says why: {text}");
+            }
+            other => panic!("{transport:?}: a refused connection is a transport error, not {other:?}"),
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
