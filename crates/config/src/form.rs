@@ -73,8 +73,13 @@ pub struct PhoneForm {
     pub uri: String,
     /// `udp`, `tcp` or `tls`.
     pub transport: String,
-    /// `unsolicited` (we send NOTIFY) or `subscribe` (the phone subscribes to us).
+    /// `unsolicited` (we send NOTIFY), `subscribe` (the phone subscribes to us)
+    /// or `publish` (we PUBLISH to the presence server the phone subscribes at).
     pub mode: String,
+    /// For `publish`: the presence server, e.g. `sip:pbx.example.org:5060`
+    /// (empty: the host of `uri`).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub presence_server: String,
     /// Digest user name, if the phone challenges.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub username: String,
@@ -91,6 +96,7 @@ impl Default for PhoneForm {
             uri: String::new(),
             transport: "udp".into(),
             mode: "unsolicited".into(),
+            presence_server: String::new(),
             username: String::new(),
             password_env: String::new(),
             refresh_hours: 12,
@@ -226,6 +232,9 @@ pub enum PhoneMode {
     Unsolicited,
     /// The phone SUBSCRIBEs to Lamplighter for message-summary.
     Subscribe,
+    /// Lamplighter PUBLISHes message-summary (RFC 3903) to the presence
+    /// server or PBX the phone subscribes at.
+    Publish,
 }
 
 impl PhoneMode {
@@ -234,6 +243,7 @@ impl PhoneMode {
         match self {
             PhoneMode::Unsolicited => "unsolicited",
             PhoneMode::Subscribe => "subscribe",
+            PhoneMode::Publish => "publish",
         }
     }
 }
@@ -280,6 +290,8 @@ pub struct Phone {
     pub transport: SipTransport,
     /// Who starts the MWI conversation.
     pub mode: PhoneMode,
+    /// Where PUBLISH goes (`mode = "publish"`; `None`: the host of `uri`).
+    pub presence_server: Option<String>,
     /// Digest user name.
     pub username: Option<String>,
     /// Environment variable with the digest password (headless use).
@@ -357,6 +369,7 @@ impl Settings {
                     uri: p.uri.clone(),
                     transport: p.transport.as_str().into(),
                     mode: p.mode.as_str().into(),
+                    presence_server: p.presence_server.clone().unwrap_or_default(),
                     username: p.username.clone().unwrap_or_default(),
                     password_env: p.password_env.clone().unwrap_or_default(),
                     refresh_hours: (p.refresh.as_secs() / 3600) as u32,
@@ -468,11 +481,20 @@ fn validate_phone(i: usize, p: &PhoneForm, errors: &mut Vec<FieldError>) -> Opti
     let mode = match p.mode.trim().to_ascii_lowercase().as_str() {
         "unsolicited" | "" => Some(PhoneMode::Unsolicited),
         "subscribe" => Some(PhoneMode::Subscribe),
+        "publish" => Some(PhoneMode::Publish),
         other => {
-            err(errors, f("mode"), format!("Unknown mode \"{other}\" (choose unsolicited or subscribe)."));
+            err(errors, f("mode"), format!("Unknown mode \"{other}\" (choose unsolicited, subscribe or publish)."));
             None
         }
     };
+    let presence_server = non_empty(&p.presence_server);
+    if let Some(server) = &presence_server {
+        if let Err(why) = check_sip_uri(server) {
+            err(errors, f("presence_server"), why);
+        } else if mode != Some(PhoneMode::Publish) {
+            err(errors, f("presence_server"), "A presence server is used only with mode = \"publish\".");
+        }
+    }
     if !(1..=24).contains(&p.refresh_hours) {
         err(errors, f("refresh_hours"), "Refresh between 1 and 24 hours.");
     }
@@ -489,6 +511,7 @@ fn validate_phone(i: usize, p: &PhoneForm, errors: &mut Vec<FieldError>) -> Opti
         uri,
         transport: transport?,
         mode: mode?,
+        presence_server,
         username: non_empty(&p.username),
         password_env,
         refresh: Duration::from_secs(u64::from(p.refresh_hours) * 3600),

@@ -151,6 +151,7 @@ impl Demo {
                 credentials: None,
                 account: "sip:mara@example.test".into(),
                 refresh: Duration::from_secs(3600),
+                delivery: lamplighter_sip_notify::driver::Delivery::Notify,
             }],
             subscribers: Vec::new(),
             audio_cache: None,

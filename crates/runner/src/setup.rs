@@ -8,6 +8,9 @@ use lamplighter_config::{AuthMethod, Paths, PhoneMode, Settings, SipTransport};
 use lamplighter_ews_client::{ClientConfig, Credentials, Password};
 use lamplighter_sip_notify::driver::PhoneTarget;
 
+/// Seconds a PUBLISHed lamp state is asked to live (RFC 3903 default: 3600).
+pub const PUBLISH_EXPIRES: u32 = 3600;
+
 /// The passwords a run needs.
 #[derive(Clone, Default)]
 pub struct RunSecrets {
@@ -100,7 +103,7 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
         .phones
         .iter()
         .enumerate()
-        .filter(|(_, p)| p.mode == PhoneMode::Unsolicited)
+        .filter(|(_, p)| p.mode != PhoneMode::Subscribe)
         .map(|(i, p)| PhoneTarget {
             uri: p.uri.clone(),
             transport: match p.transport {
@@ -113,7 +116,18 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
                 _ => None,
             },
             account: p.uri.clone(),
-            refresh: p.refresh,
+            // a publication is refreshed well before the presence server drops it
+            refresh: match p.mode {
+                PhoneMode::Publish => p.refresh.min(std::time::Duration::from_secs(u64::from(PUBLISH_EXPIRES) * 9 / 10)),
+                _ => p.refresh,
+            },
+            delivery: match p.mode {
+                PhoneMode::Publish => lamplighter_sip_notify::driver::Delivery::Publish {
+                    server: p.presence_server.clone(),
+                    expires: PUBLISH_EXPIRES,
+                },
+                _ => lamplighter_sip_notify::driver::Delivery::Notify,
+            },
         })
         .collect();
     Ok(RunConfig {

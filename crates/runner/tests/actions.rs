@@ -194,6 +194,7 @@ async fn resend_lamp_sends_the_current_state_again() {
         credentials: None,
         account: "sip:mara@example.test".into(),
         refresh: Duration::from_secs(3600),
+        delivery: lamplighter_sip_notify::driver::Delivery::Notify,
     };
     let runner = Runner::start(run_config(&sim, vec![target], vec![], "127.0.0.1:0")).await.expect("runner");
     let next_notify = || {

@@ -90,6 +90,7 @@ async fn main() {
         credentials: None,
         account: uri.clone(),
         refresh: Duration::from_secs(3600),
+        delivery: lamplighter_sip_notify::driver::Delivery::Notify,
     };
     let relay = spawn(sender.clone(), vec![phone], RelayConfig { coalesce: Duration::ZERO, ..RelayConfig::default() });
     let mut events = relay.events();

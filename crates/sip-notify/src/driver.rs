@@ -23,6 +23,23 @@ pub struct PhoneTarget {
     pub account: String,
     /// Resend interval.
     pub refresh: Duration,
+    /// How the state reaches the phone.
+    pub delivery: Delivery,
+}
+
+/// How a phone's lamp is set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// An unsolicited NOTIFY to the phone (as Exchange UM does).
+    Notify,
+    /// A PUBLISH of the state to the presence server the phone subscribes
+    /// at; `uri` is the presentity (the phone's address of record there).
+    Publish {
+        /// The presence server (`None`: the host of `uri`).
+        server: Option<String>,
+        /// Seconds asked for; the relay refreshes before they run out.
+        expires: u32,
+    },
 }
 
 enum Command {
@@ -77,14 +94,33 @@ pub fn spawn(sender: Arc<NotifySender>, phones: Vec<PhoneTarget>, config: RelayC
             relay.add_phone(now(), &p.uri, &p.account, p.refresh);
         }
         let mut in_flight = FuturesUnordered::new();
+        // the entity tag of each phone's publication (PUBLISH phones)
+        let mut etags: Vec<Option<String>> = vec![None; phones.len()];
         loop {
             while let Some(t) = relay.poll_transmit(now()) {
                 let sender = sender.clone();
                 let phone = phones[t.phone.0].clone();
+                let etag = etags[t.phone.0].clone();
                 in_flight.push(async move {
-                    let r = sender
-                        .send(&phone.uri, phone.transport, "lamplighter", &t.summary, phone.credentials.as_ref())
-                        .await;
+                    let creds = phone.credentials.as_ref();
+                    let r = match &phone.delivery {
+                        Delivery::Notify => sender
+                            .send(&phone.uri, phone.transport, "lamplighter", &t.summary, creds)
+                            .await
+                            .map(|_| None),
+                        Delivery::Publish { server, expires } => sender
+                            .publish(
+                                &phone.uri,
+                                server.as_deref(),
+                                phone.transport,
+                                Some(&t.summary),
+                                etag.as_deref(),
+                                *expires,
+                                creds,
+                            )
+                            .await
+                            .map(|p| p.etag),
+                    };
                     (t.phone, r)
                 });
             }
@@ -108,6 +144,9 @@ pub fn spawn(sender: Arc<NotifySender>, phones: Vec<PhoneTarget>, config: RelayC
                     None => break,
                 },
                 Some((phone, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                    if let Ok(etag) = &result {
+                        etags[phone.0] = etag.clone();
+                    }
                     relay.handle_result(now(), phone, result.map(|_| ()).map_err(failure));
                 }
                 _ = async { match deadline { Some(d) => tokio::time::sleep_until(d).await, None => std::future::pending().await } } => {}

@@ -121,6 +121,30 @@ pub struct Delivered {
     pub authenticated: bool,
 }
 
+/// A presence server's acceptance of a PUBLISH.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// Status code (200).
+    pub code: u16,
+    /// The entity tag to refresh, modify or remove the publication with.
+    pub etag: Option<String>,
+    /// Seconds the server keeps the publication.
+    pub expires: u32,
+}
+
+/// One request to send: what differs between NOTIFY and PUBLISH.
+struct Outgoing<'a> {
+    method: Method,
+    uri: &'a str,
+    transport: Transport,
+    from_user: &'a str,
+    /// Where to send it, when not to the Request-URI's host.
+    server: Option<rsipstack::transport::SipAddr>,
+    /// Method-specific headers.
+    headers: Vec<Header>,
+    body: Vec<u8>,
+}
+
 /// A SIP endpoint that sends NOTIFYs; its socket lives as long as it does.
 pub struct NotifySender {
     endpoint: Arc<Endpoint>,
@@ -195,9 +219,12 @@ impl NotifySender {
     /// refused or reset connection is an error at once; the transaction layer
     /// would otherwise retry the connect on the UDP timers and report a
     /// timeout 32 s later.
-    async fn connect(&self, uri: &Uri) -> Result<(), NotifyError> {
-        let addr = rsipstack::transport::SipAddr::try_from(uri)
-            .map_err(|e| NotifyError::InvalidTarget(format!("{uri}: {e}")))?;
+    async fn connect(&self, server: Option<rsipstack::transport::SipAddr>, uri: &Uri) -> Result<(), NotifyError> {
+        let addr = match server {
+            Some(a) => a,
+            None => rsipstack::transport::SipAddr::try_from(uri)
+                .map_err(|e| NotifyError::InvalidTarget(format!("{uri}: {e}")))?,
+        };
         self.endpoint
             .inner
             .transport_layer
@@ -212,8 +239,18 @@ impl NotifySender {
         &self,
         request: Request,
     ) -> Result<(u16, String, rsipstack::sip::Response), NotifyError> {
+        self.transact_to(request, None).await
+    }
+
+    /// Like [`transact`](Self::transact), sent to `destination` instead of the Request-URI's host.
+    async fn transact_to(
+        &self,
+        request: Request,
+        destination: Option<rsipstack::transport::SipAddr>,
+    ) -> Result<(u16, String, rsipstack::sip::Response), NotifyError> {
         let key = TransactionKey::from_request(&request, TransactionRole::Client).map_err(transport_error)?;
         let mut tx = Transaction::new_client(key, request, self.endpoint.inner.clone(), None);
+        tx.destination = destination;
         tx.send().await.map_err(transport_error)?;
         while let Some(msg) = tx.receive().await {
             if let SipMessage::Response(r) = msg {
@@ -241,7 +278,100 @@ impl NotifySender {
         summary: &MessageSummary,
         credentials: Option<&Credentials>,
     ) -> Result<Delivered, NotifyError> {
-        let target = match transport {
+        let out = Outgoing {
+            method: Method::Notify,
+            uri,
+            transport,
+            from_user: account_from,
+            server: None,
+            headers: vec![
+                Header::Other("Event".into(), "message-summary".into()),
+                Header::Other("Subscription-State".into(), "terminated".into()),
+                ContentType::new("application/simple-message-summary").into(),
+            ],
+            body: summary.to_string().into_bytes(),
+        };
+        self.request_with_auth(out, credentials).await.map(|(d, _)| d)
+    }
+
+    /// PUBLISHes `summary` for the presentity `uri` (RFC 3903) to `server`
+    /// (`None`: the host of `uri`): an initial publication without `etag`, a
+    /// modification or refresh with it, a removal with `summary` `None` and
+    /// `expires` 0. A 412 to a modification (the server forgot the entity
+    /// tag; Kamailio 5.6 says 500) is followed by one initial publication.
+    #[allow(clippy::too_many_arguments)] // the RFC 3903 request's parts, each distinct
+    pub async fn publish(
+        &self,
+        uri: &str,
+        server: Option<&str>,
+        transport: Transport,
+        summary: Option<&MessageSummary>,
+        etag: Option<&str>,
+        expires: u32,
+        credentials: Option<&Credentials>,
+    ) -> Result<Published, NotifyError> {
+        let server = match server {
+            Some(s) => Some(
+                Uri::try_from(s)
+                    .ok()
+                    .and_then(|u| rsipstack::transport::SipAddr::try_from(&u).ok())
+                    .ok_or_else(|| NotifyError::InvalidTarget(format!("presence server {s}")))?,
+            ),
+            None => None,
+        };
+        let mut etag = etag.map(str::to_string);
+        loop {
+            let mut headers = vec![
+                Header::Other("Event".into(), "message-summary".into()),
+                Expires::new(expires.to_string()).into(),
+            ];
+            if let Some(tag) = &etag {
+                headers.push(Header::Other("SIP-If-Match".into(), tag.clone()));
+            }
+            if summary.is_some() {
+                headers.push(ContentType::new("application/simple-message-summary").into());
+            }
+            let out = Outgoing {
+                method: Method::Publish,
+                uri,
+                transport,
+                from_user: "lamplighter",
+                server: server.clone(),
+                headers,
+                body: summary.map(|s| s.to_string().into_bytes()).unwrap_or_default(),
+            };
+            match self.request_with_auth(out, credentials).await {
+                Ok((delivered, response)) => {
+                    let header = |name: &str| {
+                        response.headers.iter().find_map(|h| {
+                            let text = h.to_string();
+                            let (n, v) = text.split_once(':')?;
+                            n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                        })
+                    };
+                    return Ok(Published {
+                        code: delivered.code,
+                        etag: header("SIP-ETag").or(etag),
+                        expires: header("Expires").and_then(|e| e.parse().ok()).unwrap_or(expires),
+                    });
+                }
+                // RFC 3903 says 412; Kamailio 5.6 answers an unknown tag with 500
+                Err(NotifyError::Rejected { code: 412 | 500, .. }) if etag.is_some() && summary.is_some() => {
+                    etag = None
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends one request, answering a 401/407 once with digest.
+    async fn request_with_auth(
+        &self,
+        out: Outgoing<'_>,
+        credentials: Option<&Credentials>,
+    ) -> Result<(Delivered, rsipstack::sip::Response), NotifyError> {
+        let uri = out.uri;
+        let target = match out.transport {
             Transport::Udp => uri.to_string(),
             Transport::Tcp if uri.to_ascii_lowercase().contains("transport=tcp") => uri.to_string(),
             Transport::Tcp => format!("{uri};transport=tcp"),
@@ -250,35 +380,63 @@ impl NotifySender {
         };
         let request_uri =
             Uri::try_from(target.as_str()).map_err(|e| NotifyError::InvalidTarget(format!("{uri}: {e}")))?;
-        if transport != Transport::Udp {
-            self.connect(&request_uri).await?;
+        let destination = match out.server.clone() {
+            Some(mut server) => {
+                server.r#type = match out.transport {
+                    Transport::Udp => Some(rsipstack::sip::Transport::Udp),
+                    Transport::Tcp => Some(rsipstack::sip::Transport::Tcp),
+                    Transport::Tls => Some(rsipstack::sip::Transport::Tls),
+                };
+                Some(server)
+            }
+            None => None,
+        };
+        if out.transport != Transport::Udp {
+            self.connect(destination.clone(), &request_uri).await?;
         }
-        let body = summary.to_string().into_bytes();
+        let method_name = out.method.to_string();
+        let body = out.body;
         let call_id = format!("{}@lamplighter", rsipstack::transaction::random_text(20));
         let tag = rsipstack::transaction::random_text(10);
         let mut cseq = 1u32;
         let mut authenticated = false;
         let known = self.challenges.lock().unwrap_or_else(|p| p.into_inner()).get(&target).cloned();
         let mut auth_header: Option<Header> = match (known, credentials) {
-            (Some((code, challenge)), Some(creds)) => Some(self.auth_header(code, &challenge, creds, &target, &body)),
+            (Some((code, challenge)), Some(creds)) => {
+                Some(self.auth_header(code, &challenge, creds, &method_name, &target, &body))
+            }
             _ => None,
         };
         let mut preauthorised = auth_header.is_some();
         loop {
-            let request = self.request(
-                &request_uri,
+            let mut headers = self.base_headers(
+                &method_name,
                 &target,
-                transport,
-                account_from,
+                out.transport,
+                out.from_user,
                 &call_id,
                 &tag,
                 cseq,
-                auth_header.clone(),
-                body.clone(),
             );
-            let (code, reason, response) = self.transact(request).await?;
+            headers.extend(out.headers.iter().cloned());
+            headers.push(UserAgent::new(concat!("Lamplighter/", env!("CARGO_PKG_VERSION"))).into());
+            if let Some(a) = &auth_header {
+                headers.push(a.clone());
+            }
+            headers.push(ContentLength::new(body.len().to_string()).into());
+            let request = Request {
+                method: out.method,
+                uri: request_uri.clone(),
+                headers: headers.into(),
+                version: Version::V2,
+                body: body.clone(),
+            };
+            let (code, reason, response) = self.transact_to(request, destination.clone()).await?;
             match code {
-                200..=299 => return Ok(Delivered { code, reason, authenticated: authenticated || preauthorised }),
+                200..=299 => {
+                    let delivered = Delivered { code, reason, authenticated: authenticated || preauthorised };
+                    return Ok((delivered, response));
+                }
                 401 | 403 | 407 if authenticated => {
                     self.challenges.lock().unwrap_or_else(|p| p.into_inner()).remove(&target);
                     return Err(NotifyError::AuthFailed { code, reason });
@@ -308,7 +466,7 @@ impl NotifySender {
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .insert(target.clone(), (code, challenge.clone()));
-                    auth_header = Some(self.auth_header(code, &challenge, creds, &target, &body));
+                    auth_header = Some(self.auth_header(code, &challenge, creds, &method_name, &target, &body));
                     // a stale pre-authorisation gets one fresh try, like any first challenge
                     preauthorised = false;
                     authenticated = true;
@@ -321,10 +479,18 @@ impl NotifySender {
     }
 
     /// `Authorization` (401) or `Proxy-Authorization` (407) for `challenge`, next `nc`.
-    fn auth_header(&self, code: u16, challenge: &Challenge, creds: &Credentials, target: &str, body: &[u8]) -> Header {
+    fn auth_header(
+        &self,
+        code: u16,
+        challenge: &Challenge,
+        creds: &Credentials,
+        method: &str,
+        target: &str,
+        body: &[u8],
+    ) -> Header {
         let nc = self.nonces.lock().unwrap_or_else(|p| p.into_inner()).next(&challenge.nonce);
         let cnonce = rsipstack::transaction::random_text(16);
-        let request = RequestToSign { method: "NOTIFY", uri: target, body };
+        let request = RequestToSign { method, uri: target, body };
         let value = authorization(challenge, &creds.username, &creds.password, request, &cnonce, nc);
         if code == 407 {
             Header::ProxyAuthorization(ProxyAuthorization::new(value))
@@ -333,19 +499,18 @@ impl NotifySender {
         }
     }
 
+    /// Via, Max-Forwards, From, To, Call-ID, CSeq and Contact of a request to `target`.
     #[allow(clippy::too_many_arguments)]
-    fn request(
+    fn base_headers(
         &self,
-        uri: &Uri,
+        method: &str,
         target: &str,
         transport: Transport,
         from_user: &str,
         call_id: &str,
         tag: &str,
         cseq: u32,
-        auth: Option<Header>,
-        body: Vec<u8>,
-    ) -> Request {
+    ) -> Vec<Header> {
         let proto = match transport {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
@@ -353,23 +518,14 @@ impl NotifySender {
         };
         let branch = format!("z9hG4bK{}", rsipstack::transaction::random_text(16));
         let to = target.split(';').next().unwrap_or(target);
-        let mut headers: Vec<Header> = vec![
+        vec![
             Via::new(format!("SIP/2.0/{proto} {};branch={branch};rport", self.local)).into(),
             MaxForwards::new("70").into(),
             From::new(format!("<sip:{from_user}@{}>;tag={tag}", self.local)).into(),
             To::new(format!("<{to}>")).into(),
             CallId::new(call_id).into(),
-            CSeq::new(format!("{cseq} NOTIFY")).into(),
+            CSeq::new(format!("{cseq} {method}")).into(),
             Contact::new(format!("<sip:{from_user}@{}>", self.local)).into(),
-            Header::Other("Event".into(), "message-summary".into()),
-            Header::Other("Subscription-State".into(), "terminated".into()),
-            ContentType::new("application/simple-message-summary").into(),
-            UserAgent::new(concat!("Lamplighter/", env!("CARGO_PKG_VERSION"))).into(),
-        ];
-        if let Some(a) = auth {
-            headers.push(a);
-        }
-        headers.push(ContentLength::new(body.len().to_string()).into());
-        Request { method: Method::Notify, uri: uri.clone(), headers: headers.into(), version: Version::V2, body }
+        ]
     }
 }

@@ -10,6 +10,8 @@
 //! Nothing here touches the developer's own session, keyring or files.
 
 pub mod audio;
+pub mod baresip;
+pub mod kamailio;
 pub mod phone;
 pub mod sipp;
 

@@ -1,0 +1,113 @@
+//! Kamailio 5.6 (Debian `kamailio`, `kamailio-presence-modules`) as a real
+//! presence server for message-summary: `presence` + `presence_mwi` on
+//! loopback with db_text tables in a temporary directory
+//! (tests/fixtures/kamailio/presence-mwi.cfg). Its log (every request with
+//! its `SIP-If-Match`) is collected for [`Kamailio::wait_for`].
+
+use crate::baresip::{KillOnDrop, free_udp_port};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running Kamailio; killed on drop.
+pub struct Kamailio {
+    _child: KillOnDrop,
+    _dir: tempfile::TempDir,
+    log: Arc<Mutex<String>>,
+    /// Its UDP address.
+    pub addr: std::net::SocketAddr,
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/kamailio").join(name)
+}
+
+impl Kamailio {
+    /// Starts it and waits until it answers.
+    pub fn start() -> Kamailio {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("db");
+        std::fs::create_dir(&db).expect("db dir");
+        let tables = std::path::Path::new("/usr/share/kamailio/dbtext/kamailio");
+        for entry in std::fs::read_dir(tables).expect("kamailio not found: run ./dev.sh setup") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), db.join(entry.file_name())).expect("copy table");
+        }
+        let port = free_udp_port();
+        let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let cfg = std::fs::read_to_string(fixture("presence-mwi.cfg"))
+            .expect("presence-mwi.cfg")
+            .replace("@LISTEN@", &format!("udp:{addr}"))
+            .replace("@LISTEN_ADDR@", &addr.to_string())
+            .replace("@DB@", &db.display().to_string());
+        let file = dir.path().join("kamailio.cfg");
+        std::fs::write(&file, cfg).expect("cfg");
+        let mut child = Command::new("kamailio")
+            .arg("-f")
+            .arg(&file)
+            .args(["-DD", "-E", "-n", "1", "-Y"])
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map(KillOnDrop)
+            .expect("kamailio not found: run ./dev.sh setup");
+        let log = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child.0.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child.0.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut l = log.lock().expect("lock");
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let k = Kamailio { _child: child, _dir: dir, log, addr };
+        // it answers an OPTIONS (404 by its script) once it serves
+        let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe");
+        probe.set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
+        let me = probe.local_addr().expect("addr");
+        let end = Instant::now() + crate::guard(Duration::from_secs(10));
+        let mut buf = [0u8; 4096];
+        loop {
+            let options = format!(
+                "OPTIONS sip:{addr} SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK-probe{}\r\nMax-Forwards: 70\r\n\
+                 From: <sip:probe@{me}>;tag=p\r\nTo: <sip:{addr}>\r\nCall-ID: probe@{me}\r\nCSeq: 1 OPTIONS\r\n\
+                 Content-Length: 0\r\n\r\n",
+                Instant::now().elapsed().as_nanos()
+            );
+            let _ = probe.send_to(options.as_bytes(), addr);
+            if probe.recv_from(&mut buf).is_ok() {
+                return k;
+            }
+            assert!(Instant::now() < end, "kamailio did not answer; its log:\n{}", k.log());
+        }
+    }
+
+    /// Waits until its log has `needle` after byte `after`; returns the end of it.
+    pub fn wait_for(&self, needle: &str, after: usize) -> usize {
+        let end = Instant::now() + crate::guard(Duration::from_secs(30));
+        loop {
+            let text = self.log();
+            if let Some(pos) = text[after.min(text.len())..].find(needle) {
+                return after + pos + needle.len();
+            }
+            assert!(Instant::now() < end, "kamailio never logged {needle:?}; its log:\n{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().expect("lock").clone()
+    }
+}
