@@ -70,6 +70,10 @@ impl Printer {
                 None => println!("lamp: {phone}: {result}"),
             },
             RunEvent::Subscribe { phone, code } => println!("lamp: SUBSCRIBE from {phone} answered {code}"),
+            RunEvent::Listening { address, serving_subscriptions: true } => {
+                println!("lamp: listening for subscribing phones on {address}")
+            }
+            RunEvent::Listening { address, serving_subscriptions: false } => println!("lamp: sending from {address}"),
         }
     }
 

@@ -141,9 +141,14 @@ pub struct MwiOptions {
     /// Count unseen missed calls as new messages (off by default, as Exchange UM).
     pub include_missed_calls: bool,
     /// Local SIP address (`IP:port`) NOTIFYs come from and subscribing phones send to;
-    /// empty: any free port, or 0.0.0.0:5060 when a phone subscribes.
+    /// empty: the address of the interface that routes to the phones (loopback
+    /// when none is named by IP), any free port, or port 5060 when a phone subscribes.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub sip_listen: String,
+    /// CA certificates (PEM) that TLS phones' and presence servers' certificates
+    /// must chain to; without it no TLS phone is trusted.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub ca_file: String,
     /// After a NOTIFY, how many milliseconds further changes are gathered into
     /// one NOTIFY (0–10000; the first change after a quiet spell goes out at once).
     #[serde(skip_serializing_if = "MwiOptions::is_default_coalesce")]
@@ -161,7 +166,12 @@ impl MwiOptions {
 
 impl Default for MwiOptions {
     fn default() -> Self {
-        MwiOptions { include_missed_calls: false, sip_listen: String::new(), coalesce_ms: Self::DEFAULT_COALESCE_MS }
+        MwiOptions {
+            include_missed_calls: false,
+            sip_listen: String::new(),
+            ca_file: String::new(),
+            coalesce_ms: Self::DEFAULT_COALESCE_MS,
+        }
     }
 }
 
@@ -329,6 +339,10 @@ impl SettingsForm {
         if !listen.is_empty() && listen.parse::<std::net::SocketAddr>().is_err() {
             err(&mut errors, "mwi.sip_listen", "Give an IP address and port, such as 0.0.0.0:5060.");
         }
+        let phone_ca = self.mwi.ca_file.trim();
+        if !phone_ca.is_empty() && !std::path::Path::new(phone_ca).is_file() {
+            err(&mut errors, "mwi.ca_file", format!("No such file: {phone_ca}."));
+        }
         if self.mwi.coalesce_ms > 10_000 {
             err(&mut errors, "mwi.coalesce_ms", "Gather lamp changes for at most 10000 ms.");
         }
@@ -341,7 +355,11 @@ impl SettingsForm {
                 phones,
                 user,
                 notifications: self.notifications.clone(),
-                mwi: MwiOptions { sip_listen: listen.to_string(), ..self.mwi.clone() },
+                mwi: MwiOptions {
+                    sip_listen: listen.to_string(),
+                    ca_file: phone_ca.to_string(),
+                    ..self.mwi.clone()
+                },
                 audio: self.audio.clone(),
             })
         } else {

@@ -206,6 +206,7 @@ async fn run_once(engine: &Engine, options: LiveOptions, mut stop: watch::Receiv
                         RunEvent::Mwi { phone, result, .. } => {
                             phone_answered(engine, result.is_delivered(), &phone, &result.to_string())
                         }
+                        RunEvent::Listening { .. } => {}
                         RunEvent::Subscribe { phone, code } => {
                             phone_answered(engine, (200..300).contains(&code), &phone, &format!("SUBSCRIBE answered {code}"))
                         }

@@ -105,6 +105,13 @@ pub enum RunEvent {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         counts: Option<Counts>,
     },
+    /// The SIP side is open: subscribing phones send to `address`, and NOTIFYs come from it.
+    Listening {
+        /// `udp:IP:port`.
+        address: String,
+        /// Whether phones subscribe to this address (otherwise it only sends).
+        serving_subscriptions: bool,
+    },
     /// A phone's SUBSCRIBE for message-summary was answered.
     Subscribe {
         /// The subscriber (its From URI).
@@ -157,6 +164,7 @@ impl Runner {
                 }
             })
         });
+        let mut listening = None;
         let (relay, subscriptions) = if config.phones.is_empty() && config.subscribers.is_empty() {
             (None, None)
         } else {
@@ -165,6 +173,9 @@ impl Runner {
                     .await
                     .map_err(|e| RunError::Sip(format!("{}: {e}", config.sip_bind)))?,
             );
+            let address = format!("udp:{}", sender.local_addr());
+            log::info!("SIP: {address} ({} subscribing phone(s))", config.subscribers.len());
+            listening = Some(RunEvent::Listening { address, serving_subscriptions: !config.subscribers.is_empty() });
             let relay = (!config.phones.is_empty())
                 .then(|| lamplighter_sip_notify::driver::spawn(sender.clone(), config.phones.clone(), config.relay));
             let subs = if config.subscribers.is_empty() {
@@ -182,6 +193,9 @@ impl Runner {
             (relay, subs)
         };
         let (events, first_events) = broadcast::channel(1024);
+        if let Some(e) = listening {
+            let _ = events.send(e);
+        }
         let state = Arc::new(Mutex::new(MailboxState::new(config.user, config.include_missed_calls)));
         let (tx, rx) = mpsc::channel(1024);
         // the whole folder is read at start (silently), so counts are right and nothing is re-announced

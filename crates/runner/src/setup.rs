@@ -95,9 +95,17 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
         .map(|(i, p)| subscriber(p, secrets.phones.get(i).cloned().flatten()))
         .collect::<Result<Vec<_>, _>>()?;
     let sip_bind = match settings.mwi.sip_listen.trim() {
-        "" if subscribers.is_empty() => "0.0.0.0:0".parse().expect("address"),
-        "" => "0.0.0.0:5060".parse().expect("address"),
+        "" => std::net::SocketAddr::new(
+            local_address_toward(&settings.phones),
+            if subscribers.is_empty() { 0 } else { 5060 },
+        ),
         listen => listen.parse().map_err(|_| SetupError::Listen(listen.to_string()))?,
+    };
+    let sip_ca_pem = match settings.mwi.ca_file.trim() {
+        "" => None,
+        path => Some(
+            std::fs::read(path).map_err(|e| SetupError::CaFile { path: path.to_string(), reason: e.to_string() })?,
+        ),
     };
     let phones = settings
         .phones
@@ -141,7 +149,7 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
             dir: paths.cache_dir.join("audio"),
             max_age: std::time::Duration::from_secs(u64::from(settings.audio.cache_days) * 86_400),
         }),
-        sip_ca_pem: None,
+        sip_ca_pem,
         relay: lamplighter_sip_mwi::relay::RelayConfig {
             coalesce: std::time::Duration::from_millis(u64::from(settings.mwi.coalesce_ms)),
             ..Default::default()
@@ -166,4 +174,110 @@ fn subscriber(
         ),
     };
     Ok(lamplighter_sip_notify::subscriptions::Subscriber { uri: phone.uri.clone(), auth })
+}
+
+/// The local address the system routes from toward the phones (and presence
+/// servers) named by IP address, so NOTIFYs carry it in Via/From/Contact and
+/// subscribing phones reach the listener; loopback when none is named by IP.
+/// Nothing is sent: a connected UDP socket only asks the routing table.
+fn local_address_toward(phones: &[lamplighter_config::Phone]) -> std::net::IpAddr {
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    phones
+        .iter()
+        .flat_map(|p| [Some(p.uri.as_str()), p.presence_server.as_deref()])
+        .flatten()
+        .filter_map(|uri| lamplighter_sip_mwi::uri::host(uri)?.parse::<std::net::IpAddr>().ok())
+        .find_map(|ip| {
+            let any: std::net::SocketAddr =
+                if ip.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+            let socket = std::net::UdpSocket::bind(any).ok()?;
+            socket.connect((ip, 5060)).ok()?;
+            socket.local_addr().ok().map(|a| a.ip())
+        })
+        .unwrap_or(loopback)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lamplighter_config::{MailboxForm, PhoneForm, SettingsForm};
+    use lamplighter_sip_mwi::guard::PhoneAuth;
+
+    fn settings(phones: Vec<PhoneForm>, mwi_ca: &str) -> Settings {
+        let mut form = SettingsForm {
+            mailbox: Some(MailboxForm {
+                email: "mara@example.test".into(),
+                ews_url: "http://127.0.0.1:1/EWS/Exchange.asmx".into(),
+                auth: "basic".into(),
+                ..MailboxForm::default()
+            }),
+            phones,
+            ..SettingsForm::default()
+        };
+        form.mwi.ca_file = mwi_ca.into();
+        form.validate().expect("valid settings")
+    }
+
+    fn phone(uri: &str, mode: &str, username: &str) -> PhoneForm {
+        PhoneForm { uri: uri.into(), mode: mode.into(), username: username.into(), ..PhoneForm::default() }
+    }
+
+    fn run(settings: &Settings, phone_passwords: Vec<Option<String>>) -> Result<RunConfig, SetupError> {
+        let dir = std::env::temp_dir();
+        let paths = Paths { config_file: dir.join("none.toml"), state_dir: dir.clone(), cache_dir: dir };
+        let secrets = RunSecrets { mailbox: Some("pw".into()), phones: phone_passwords };
+        from_settings(settings, &secrets, &paths)
+    }
+
+    #[test]
+    fn the_listener_binds_where_the_phones_are_routed_never_silently_to_every_interface() {
+        let s = settings(vec![phone("sip:613@127.0.0.1", "subscribe", "")], "");
+        let config = run(&s, vec![None]).expect("runs");
+        assert_eq!(config.sip_bind, "127.0.0.1:5060".parse().expect("addr"));
+        // phones named by host name only: loopback, any port for unsolicited NOTIFYs
+        let s = settings(vec![phone("sip:613@phone.example.test", "unsolicited", "")], "");
+        let config = run(&s, vec![None]).expect("runs");
+        assert_eq!(config.sip_bind, "127.0.0.1:0".parse().expect("addr"));
+        assert!(!config.sip_bind.ip().is_unspecified());
+    }
+
+    #[test]
+    fn subscribing_phones_authenticate_by_digest_or_by_their_address() {
+        let s = settings(
+            vec![phone("sip:613@127.0.0.1", "subscribe", "613"), phone("sip:614@127.0.0.2", "subscribe", "")],
+            "",
+        );
+        let config = run(&s, vec![Some("pw-613".into()), None]).expect("runs");
+        assert_eq!(
+            config.subscribers.iter().map(|s| s.auth.clone()).collect::<Vec<_>>(),
+            vec![
+                PhoneAuth::Digest { username: "613".into(), password: "pw-613".into() },
+                PhoneAuth::Address("127.0.0.2".parse().expect("ip")),
+            ]
+        );
+        assert!(matches!(run(&s, vec![None, None]), Err(SetupError::SubscriberPassword(_))));
+        let by_name = settings(vec![phone("sip:613@phone.example.test", "subscribe", "")], "");
+        let err = run(&by_name, vec![None]).err().expect("refused");
+        assert!(err.to_string().contains("give its IP address, or a username and password"), "{err}");
+    }
+
+    #[test]
+    fn publish_phones_and_the_phone_ca_are_wired() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ca = dir.path().join("phones-ca.pem");
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").expect("ca");
+        let mut p = phone("sip:613@127.0.0.1", "publish", "");
+        p.presence_server = "sip:127.0.0.1:5070".into();
+        let s = settings(vec![p], &ca.display().to_string());
+        let config = run(&s, vec![None]).expect("runs");
+        assert_eq!(config.sip_ca_pem.as_deref(), Some(&b"-----BEGIN CERTIFICATE-----\n"[..]));
+        assert_eq!(
+            config.phones[0].delivery,
+            lamplighter_sip_notify::driver::Delivery::Publish {
+                server: Some("sip:127.0.0.1:5070".into()),
+                expires: PUBLISH_EXPIRES
+            }
+        );
+        assert!(config.phones[0].refresh < std::time::Duration::from_secs(u64::from(PUBLISH_EXPIRES)));
+    }
 }

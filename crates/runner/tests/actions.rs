@@ -134,6 +134,13 @@ async fn a_subscribing_phone_is_notified_in_its_dialog() {
         Runner::start(run_config(&sim, vec![], vec![address_phone("sip:613@127.0.0.1")], &format!("127.0.0.1:{port}")))
             .await
             .expect("runner");
+    // the first event says where phones subscribe
+    match runner.events().recv().await.expect("event") {
+        lamplighter_runner::RunEvent::Listening { address, serving_subscriptions } => {
+            assert_eq!((address, serving_subscriptions), (format!("udp:127.0.0.1:{port}"), true))
+        }
+        other => panic!("{other:?}"),
+    }
     let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.expect("phone");
     let me = phone.local_addr().expect("addr");
     let subscribe = format!(

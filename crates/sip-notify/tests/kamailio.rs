@@ -38,11 +38,9 @@ async fn published_state_lights_a_phone_subscribed_at_kamailio_on_and_off() {
     let delivered = |events: &mut tokio::sync::broadcast::Receiver<RelayEvent>| {
         let mut events = events.resubscribe();
         async move {
-            loop {
-                match events.recv().await.expect("relay events") {
-                    RelayEvent::Delivered { counts, .. } => return counts,
-                    RelayEvent::Failed { failure, .. } => panic!("PUBLISH failed: {failure:?}"),
-                }
+            match events.recv().await.expect("relay events") {
+                RelayEvent::Delivered { counts, .. } => counts,
+                RelayEvent::Failed { failure, .. } => panic!("PUBLISH failed: {failure:?}"),
             }
         }
     };
