@@ -542,6 +542,23 @@ mod tests {
         assert_eq!(g.phone_of("<sip:613@127.0.0.1:5099;transport=udp>"), Some(0));
     }
 
+    proptest::proptest! {
+        /// Whatever a stranger writes in Authorization, a digest phone is never
+        /// admitted without its password, and the replay table does not grow.
+        #[test]
+        fn forged_credentials_never_pass(values in proptest::collection::vec(".{0,300}", 0..4), nc in 0u32..5) {
+            let t0 = Instant::now();
+            let mut g = guard(t0);
+            let www = challenge(&mut g, t0, from("127.0.0.1"));
+            let mut auth = values;
+            // also a well-formed answer to a real challenge, with the wrong password
+            auth.push(answer(&www, "not-the-password", nc.max(1)));
+            let verdict = g.check(t0, &inbound(from("127.0.0.1"), PHONE, &auth));
+            proptest::prop_assert!(!matches!(verdict, Verdict::Admit { .. }), "{verdict:?}");
+            proptest::prop_assert_eq!(g.stats().nonces, 0);
+        }
+    }
+
     #[test]
     fn rates_are_limited_per_source_and_overall_and_the_source_table_is_bounded() {
         let t0 = Instant::now();
