@@ -355,11 +355,7 @@ impl SettingsForm {
                 phones,
                 user,
                 notifications: self.notifications.clone(),
-                mwi: MwiOptions {
-                    sip_listen: listen.to_string(),
-                    ca_file: phone_ca.to_string(),
-                    ..self.mwi.clone()
-                },
+                mwi: MwiOptions { sip_listen: listen.to_string(), ca_file: phone_ca.to_string(), ..self.mwi.clone() },
                 audio: self.audio.clone(),
             })
         } else {

@@ -51,7 +51,9 @@ pub enum SetupError {
     )]
     SubscriberAddress(String),
     /// A subscribing phone has a user name but no password.
-    #[error("the phone {0} has a username but no password: save it in the settings window, or name a variable in password_env")]
+    #[error(
+        "the phone {0} has a username but no password: save it in the settings window, or name a variable in password_env"
+    )]
     SubscriberPassword(String),
     /// `[user]` is not usable.
     #[error("the [user] section (sip_uri, numbers): {0}")]
@@ -126,7 +128,9 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
             account: p.uri.clone(),
             // a publication is refreshed well before the presence server drops it
             refresh: match p.mode {
-                PhoneMode::Publish => p.refresh.min(std::time::Duration::from_secs(u64::from(PUBLISH_EXPIRES) * 9 / 10)),
+                PhoneMode::Publish => {
+                    p.refresh.min(std::time::Duration::from_secs(u64::from(PUBLISH_EXPIRES) * 9 / 10))
+                }
                 _ => p.refresh,
             },
             delivery: match p.mode {

@@ -443,7 +443,10 @@ mod tests {
                 uri: PHONE.into(),
                 auth: PhoneAuth::Digest { username: "613".into(), password: "s3cret".into() },
             },
-            GuardPhone { uri: "sip:614@127.0.0.1".into(), auth: PhoneAuth::Address("127.0.0.1".parse().expect("test value")) },
+            GuardPhone {
+                uri: "sip:614@127.0.0.1".into(),
+                auth: PhoneAuth::Address("127.0.0.1".parse().expect("test value")),
+            },
         ];
         Guard::new(GuardConfig::default(), phones, [7; 32], t0)
     }

@@ -321,10 +321,8 @@ impl NotifySender {
         };
         let mut etag = etag.map(str::to_string);
         loop {
-            let mut headers = vec![
-                Header::Other("Event".into(), "message-summary".into()),
-                Expires::new(expires.to_string()).into(),
-            ];
+            let mut headers =
+                vec![Header::Other("Event".into(), "message-summary".into()), Expires::new(expires.to_string()).into()];
             if let Some(tag) = &etag {
                 headers.push(Header::Other("SIP-If-Match".into(), tag.clone()));
             }
@@ -409,15 +407,8 @@ impl NotifySender {
         };
         let mut preauthorised = auth_header.is_some();
         loop {
-            let mut headers = self.base_headers(
-                &method_name,
-                &target,
-                out.transport,
-                out.from_user,
-                &call_id,
-                &tag,
-                cseq,
-            );
+            let mut headers =
+                self.base_headers(&method_name, &target, out.transport, out.from_user, &call_id, &tag, cseq);
             headers.extend(out.headers.iter().cloned());
             headers.push(UserAgent::new(concat!("Lamplighter/", env!("CARGO_PKG_VERSION"))).into());
             if let Some(a) = &auth_header {

@@ -20,8 +20,8 @@ use lamplighter_sip_mwi::guard::{Guard, GuardConfig, GuardPhone, Inbound, PhoneA
 use lamplighter_sip_mwi::notifier::{Answer, DialogNotify, Notifier, NotifierConfig, Subscribe};
 use lamplighter_sip_mwi::relay::SendFailure;
 use lamplighter_sip_mwi::summary::Counts;
-use rsipstack::sip::{Header, Method, Request, StatusCode, Uri, Version, headers::*};
 use rsipstack::sip::prelude::HeadersExt;
+use rsipstack::sip::{Header, Method, Request, StatusCode, Uri, Version, headers::*};
 use rsipstack::transaction::transaction::Transaction;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -368,8 +368,13 @@ async fn serve_request(
         let authorization = header_values(&tx.original, "Authorization");
         let method = tx.original.method.to_string();
         let request_uri = tx.original.uri.to_string();
-        let inbound =
-            Inbound { method: &method, source, claimed: &claimed, request_uri: &request_uri, authorization: &authorization };
+        let inbound = Inbound {
+            method: &method,
+            source,
+            claimed: &claimed,
+            request_uri: &request_uri,
+            authorization: &authorization,
+        };
         match guard.check(now, &inbound) {
             Verdict::Admit { phone } => match &guard.phones()[phone].auth {
                 PhoneAuth::Address(_) if !contact_matches_source(&tx.original, source) => Verdict::Forbidden,
@@ -453,8 +458,10 @@ async fn admitted(
         Answer::Accept { to_tag, expires } => {
             tx.original.headers.unique_push(To::new(format!("<{}>;tag={to_tag}", sub.to)).into());
             let local = sender.local_addr();
-            let extra: Vec<Header> =
-                vec![Expires::new(expires.to_string()).into(), Contact::new(format!("<sip:lamplighter@{local}>")).into()];
+            let extra: Vec<Header> = vec![
+                Expires::new(expires.to_string()).into(),
+                Contact::new(format!("<sip:lamplighter@{local}>")).into(),
+            ];
             tx.reply_with(StatusCode::OK, extra, None).await
         }
         Answer::IntervalTooBrief { min } => {

@@ -6,12 +6,11 @@
 use lamplighter_sip_mwi::guard::PhoneAuth;
 use lamplighter_sip_mwi::summary::Counts;
 use lamplighter_sip_notify::NotifySender;
-use lamplighter_testkit::baresip::{KillOnDrop, Softphone, free_udp_port};
 use lamplighter_sip_notify::subscriptions::{ListenerConfig, Subscriber, SubscriptionEvent, serve};
+use lamplighter_testkit::baresip::{KillOnDrop, Softphone, free_udp_port};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
 
 fn digest_phone() -> Subscriber {
     Subscriber {
@@ -84,7 +83,9 @@ async fn baresip_with_a_wrong_password_gets_no_subscription_and_no_notify() {
 fn rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
         .unwrap_or(0)
 }
 
@@ -133,7 +134,10 @@ async fn spoofed_and_flooding_requests_get_small_answers_or_none_and_the_real_ph
         answers.push(n);
     }
     assert!(answers.len() <= sent, "{} answers to {sent} requests", answers.len());
-    assert!(answers.iter().all(|&n| n <= largest_request + 16), "answers {answers:?} vs requests of ≤ {largest_request} bytes");
+    assert!(
+        answers.iter().all(|&n| n <= largest_request + 16),
+        "answers {answers:?} vs requests of ≤ {largest_request} bytes"
+    );
     let answered_bytes: usize = answers.iter().sum();
     assert!(answered_bytes <= sent_bytes, "{answered_bytes} bytes answered to {sent_bytes} sent");
     assert!(

@@ -95,4 +95,3 @@ impl Softphone {
         self.output.lock().expect("lock").clone()
     }
 }
-
