@@ -70,10 +70,13 @@ impl Printer {
                 None => println!("lamp: {phone}: {result}"),
             },
             RunEvent::Subscribe { phone, code } => println!("lamp: SUBSCRIBE from {phone} answered {code}"),
-            RunEvent::Listening { address, serving_subscriptions: true } => {
-                println!("lamp: listening for subscribing phones on {address}")
+            RunEvent::Listening { address, streams, serving_subscriptions: true } => {
+                let all: Vec<&str> = std::iter::once(address.as_str()).chain(streams.iter().map(String::as_str)).collect();
+                println!("lamp: listening for subscribing phones on {}", all.join(", "))
             }
-            RunEvent::Listening { address, serving_subscriptions: false } => println!("lamp: sending from {address}"),
+            RunEvent::Listening { address, serving_subscriptions: false, .. } => {
+                println!("lamp: sending from {address}")
+            }
         }
     }
 

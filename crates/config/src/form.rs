@@ -88,6 +88,10 @@ pub struct PhoneForm {
     pub password_env: String,
     /// How often the lamp state is resent even without change (Exchange UM: 12 h).
     pub refresh_hours: u32,
+    /// Write `Voice-Message: 2/1` instead of `2/1 (0/0)` when nothing is
+    /// urgent, as Exchange UM does, for phones that misread `(0/0)`.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub omit_zero_urgent: bool,
 }
 
 impl Default for PhoneForm {
@@ -100,6 +104,7 @@ impl Default for PhoneForm {
             username: String::new(),
             password_env: String::new(),
             refresh_hours: 12,
+            omit_zero_urgent: false,
         }
     }
 }
@@ -149,6 +154,13 @@ pub struct MwiOptions {
     /// must chain to; without it no TLS phone is trusted.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ca_file: String,
+    /// The certificate chain (PEM) the TLS listener presents to phones that
+    /// subscribe over TLS; it listens on the port after `sip_listen`'s (5061).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_cert_file: String,
+    /// Its private key (PEM), readable by this user only.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub tls_key_file: String,
     /// After a NOTIFY, how many milliseconds further changes are gathered into
     /// one NOTIFY (0–10000; the first change after a quiet spell goes out at once).
     #[serde(skip_serializing_if = "MwiOptions::is_default_coalesce")]
@@ -170,6 +182,8 @@ impl Default for MwiOptions {
             include_missed_calls: false,
             sip_listen: String::new(),
             ca_file: String::new(),
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
             coalesce_ms: Self::DEFAULT_COALESCE_MS,
         }
     }
@@ -308,6 +322,8 @@ pub struct Phone {
     pub password_env: Option<String>,
     /// Resend interval.
     pub refresh: Duration,
+    /// Leave out `(0/0)` when nothing is urgent.
+    pub omit_zero_urgent: bool,
 }
 
 /// The user's identity on the phone system.
@@ -343,6 +359,7 @@ impl SettingsForm {
         if !phone_ca.is_empty() && !std::path::Path::new(phone_ca).is_file() {
             err(&mut errors, "mwi.ca_file", format!("No such file: {phone_ca}."));
         }
+        check_tls_identity(&self.mwi, &phones, &mut errors);
         if self.mwi.coalesce_ms > 10_000 {
             err(&mut errors, "mwi.coalesce_ms", "Gather lamp changes for at most 10000 ms.");
         }
@@ -355,7 +372,13 @@ impl SettingsForm {
                 phones,
                 user,
                 notifications: self.notifications.clone(),
-                mwi: MwiOptions { sip_listen: listen.to_string(), ca_file: phone_ca.to_string(), ..self.mwi.clone() },
+                mwi: MwiOptions {
+                    sip_listen: listen.to_string(),
+                    ca_file: phone_ca.to_string(),
+                    tls_cert_file: self.mwi.tls_cert_file.trim().to_string(),
+                    tls_key_file: self.mwi.tls_key_file.trim().to_string(),
+                    ..self.mwi.clone()
+                },
                 audio: self.audio.clone(),
             })
         } else {
@@ -387,6 +410,7 @@ impl Settings {
                     username: p.username.clone().unwrap_or_default(),
                     password_env: p.password_env.clone().unwrap_or_default(),
                     refresh_hours: (p.refresh.as_secs() / 3600) as u32,
+                    omit_zero_urgent: p.omit_zero_urgent,
                 })
                 .collect(),
             user: UserForm {
@@ -529,7 +553,50 @@ fn validate_phone(i: usize, p: &PhoneForm, errors: &mut Vec<FieldError>) -> Opti
         username: non_empty(&p.username),
         password_env,
         refresh: Duration::from_secs(u64::from(p.refresh_hours) * 3600),
+        omit_zero_urgent: p.omit_zero_urgent,
     })
+}
+
+/// `tls_cert_file` and `tls_key_file`: both or neither, both present, the key
+/// private to this user; required when a phone subscribes over TLS.
+fn check_tls_identity(mwi: &MwiOptions, phones: &[Phone], errors: &mut Vec<FieldError>) {
+    let cert = mwi.tls_cert_file.trim();
+    let key = mwi.tls_key_file.trim();
+    let tls_subscriber = phones.iter().any(|p| p.mode == PhoneMode::Subscribe && p.transport == SipTransport::Tls);
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) if tls_subscriber => err(
+            errors,
+            "mwi.tls_cert_file",
+            "A phone subscribes over TLS: give the certificate (tls_cert_file) and key (tls_key_file) to present to it.",
+        ),
+        (true, true) => {}
+        (false, true) => err(errors, "mwi.tls_key_file", "Give the private key of the TLS certificate."),
+        (true, false) => err(errors, "mwi.tls_cert_file", "Give the certificate of the TLS key."),
+        (false, false) => {
+            if !std::path::Path::new(cert).is_file() {
+                err(errors, "mwi.tls_cert_file", format!("No such file: {cert}."));
+            }
+            match std::fs::metadata(key) {
+                Err(_) => err(errors, "mwi.tls_key_file", format!("No such file: {key}.")),
+                Ok(m) if !m.is_file() => err(errors, "mwi.tls_key_file", format!("No such file: {key}.")),
+                Ok(m) => {
+                    #[cfg(unix)]
+                    {
+                        use std::os::unix::fs::PermissionsExt;
+                        if m.permissions().mode() & 0o077 != 0 {
+                            err(
+                                errors,
+                                "mwi.tls_key_file",
+                                format!("{key} can be read by other users: make it private (chmod 600)."),
+                            );
+                        }
+                    }
+                    #[cfg(not(unix))]
+                    let _ = m;
+                }
+            }
+        }
+    }
 }
 
 fn validate_user(u: &UserForm, errors: &mut Vec<FieldError>) -> UserIdentity {
@@ -685,6 +752,36 @@ mod tests {
                 "user.numbers.1"
             ]
         );
+    }
+
+    #[test]
+    fn a_tls_subscriber_needs_a_private_key_that_only_this_user_reads() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().expect("dir");
+        let (cert, key) = (dir.path().join("sip.crt"), dir.path().join("sip.key"));
+        std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\n").expect("cert");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").expect("key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        let mut form = SettingsForm {
+            phones: vec![PhoneForm {
+                uri: "sip:613@127.0.0.1".into(),
+                transport: "tls".into(),
+                mode: "subscribe".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let errors = form.validate().expect_err("no certificate");
+        assert_eq!(fields(&errors), vec!["mwi.tls_cert_file"], "{errors:?}");
+        form.mwi.tls_cert_file = cert.display().to_string();
+        assert_eq!(fields(&form.validate().expect_err("no key")), vec!["mwi.tls_key_file"]);
+        form.mwi.tls_key_file = key.display().to_string();
+        let errors = form.validate().expect_err("world-readable key");
+        assert!(errors[0].message.contains("chmod 600"), "{errors:?}");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let settings = form.validate().expect("valid");
+        assert_eq!(settings.mwi.tls_key_file, key.display().to_string());
+        assert_eq!(settings.to_form().validate(), Ok(settings));
     }
 
     #[test]

@@ -152,11 +152,11 @@ impl Demo {
                 account: "sip:mara@example.test".into(),
                 refresh: Duration::from_secs(3600),
                 delivery: lamplighter_sip_notify::driver::Delivery::Notify,
+                urgent: Default::default(),
             }],
             subscribers: Vec::new(),
             audio_cache: None,
-            sip_bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            sip_ca_pem: None,
+            sip: lamplighter_sip_notify::SenderConfig::udp(SocketAddr::from(([127, 0, 0, 1], 0))),
             relay: lamplighter_sip_mwi::relay::RelayConfig {
                 coalesce: Duration::from_millis(200),
                 ..Default::default()

@@ -52,17 +52,24 @@ pub async fn run(config: RunConfig, first: CheckStep) -> Vec<CheckStep> {
     }
     if !config.phones.is_empty() {
         // the running engine may hold the configured port: then any port of the same address
-        let bound = match lamplighter_sip_notify::NotifySender::bind(config.sip_bind).await {
+        // no listeners: the check only sends
+        let sending = lamplighter_sip_notify::SenderConfig {
+            ca_pem: config.sip.ca_pem.clone(),
+            ..lamplighter_sip_notify::SenderConfig::udp(config.sip.udp)
+        };
+        let bound = match lamplighter_sip_notify::NotifySender::start(sending.clone()).await {
             Ok(s) => Ok(s),
-            Err(_) if config.sip_bind.port() != 0 => {
-                lamplighter_sip_notify::NotifySender::bind(std::net::SocketAddr::new(config.sip_bind.ip(), 0)).await
+            Err(_) if config.sip.udp.port() != 0 => {
+                let udp = std::net::SocketAddr::new(config.sip.udp.ip(), 0);
+                lamplighter_sip_notify::NotifySender::start(lamplighter_sip_notify::SenderConfig { udp, ..sending })
+                    .await
             }
             Err(e) => Err(e),
         };
         match bound {
             Ok(sender) => {
                 for p in &config.phones {
-                    let summary = lamplighter_sip_mwi::summary::MessageSummary::voice(&p.account, counts);
+                    let summary = lamplighter_sip_mwi::summary::MessageSummary::voice_with(&p.account, counts, p.urgent);
                     match sender.send(&p.uri, p.transport, &p.account, &summary, p.credentials.as_ref()).await {
                         Ok(d) => steps.push(CheckStep {
                             ok: true,

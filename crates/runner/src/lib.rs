@@ -21,7 +21,6 @@ use lamplighter_sip_notify::NotifySender;
 use lamplighter_sip_notify::driver::{PhoneTarget, RelayHandle};
 use lamplighter_sip_notify::subscriptions::{SubscriptionEvent, SubscriptionHandle};
 use serde::{Deserialize, Serialize};
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc, watch};
 
@@ -59,12 +58,11 @@ pub struct RunConfig {
     pub include_missed_calls: bool,
     /// Phones whose lamp follows (unsolicited NOTIFYs).
     pub phones: Vec<PhoneTarget>,
-    /// Phones that SUBSCRIBE for message-summary, with how each proves who it is; served on `sip_bind`.
+    /// Phones that SUBSCRIBE for message-summary, with how each proves who it is; served on `sip`'s addresses.
     pub subscribers: Vec<lamplighter_sip_notify::subscriptions::Subscriber>,
-    /// Local SIP address for NOTIFYs (port 0: any).
-    pub sip_bind: SocketAddr,
-    /// CA for TLS phones.
-    pub sip_ca_pem: Option<Vec<u8>>,
+    /// The SIP side's sockets: UDP (port 0: any), the TCP/TLS listeners
+    /// subscribing phones need, the CA for TLS phones.
+    pub sip: lamplighter_sip_notify::SenderConfig,
     /// Relay timing.
     pub relay: RelayConfig,
     /// Where voicemail audio is cached, and for how long (purged at start and daily).
@@ -109,6 +107,9 @@ pub enum RunEvent {
     Listening {
         /// `udp:IP:port`.
         address: String,
+        /// The stream listeners, `tcp:IP:port` and `tls:IP:port`, when a phone subscribes over them.
+        #[serde(skip_serializing_if = "Vec::is_empty", default)]
+        streams: Vec<String>,
         /// Whether phones subscribe to this address (otherwise it only sends).
         serving_subscriptions: bool,
     },
@@ -168,14 +169,16 @@ impl Runner {
         let (relay, subscriptions) = if config.phones.is_empty() && config.subscribers.is_empty() {
             (None, None)
         } else {
-            let sender = Arc::new(
-                NotifySender::bind_with_ca(config.sip_bind, config.sip_ca_pem)
-                    .await
-                    .map_err(|e| RunError::Sip(format!("{}: {e}", config.sip_bind)))?,
-            );
-            let address = format!("udp:{}", sender.local_addr());
-            log::info!("SIP: {address} ({} subscribing phone(s))", config.subscribers.len());
-            listening = Some(RunEvent::Listening { address, serving_subscriptions: !config.subscribers.is_empty() });
+            let sender = Arc::new(NotifySender::start(config.sip.clone()).await.map_err(|e| RunError::Sip(e.to_string()))?);
+            let bound = sender.listening();
+            let address = format!("udp:{}", bound.udp);
+            let streams: Vec<String> = [bound.tcp.map(|a| format!("tcp:{a}")), bound.tls.map(|a| format!("tls:{a}"))]
+                .into_iter()
+                .flatten()
+                .collect();
+            log::info!("SIP: {address} {streams:?} ({} subscribing phone(s))", config.subscribers.len());
+            listening =
+                Some(RunEvent::Listening { address, streams, serving_subscriptions: !config.subscribers.is_empty() });
             let relay = (!config.phones.is_empty())
                 .then(|| lamplighter_sip_notify::driver::spawn(sender.clone(), config.phones.clone(), config.relay));
             let subs = if config.subscribers.is_empty() {

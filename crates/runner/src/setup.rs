@@ -55,6 +55,9 @@ pub enum SetupError {
         "the phone {0} has a username but no password: save it in the settings window, or name a variable in password_env"
     )]
     SubscriberPassword(String),
+    /// The TLS listener's certificate or key cannot be used.
+    #[error("a phone subscribes over TLS, but {0}")]
+    TlsIdentity(String),
     /// `[user]` is not usable.
     #[error("the [user] section (sip_uri, numbers): {0}")]
     User(String),
@@ -103,11 +106,30 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
         ),
         listen => listen.parse().map_err(|_| SetupError::Listen(listen.to_string()))?,
     };
+    let read = |path: &str| {
+        std::fs::read(path).map_err(|e| SetupError::CaFile { path: path.to_string(), reason: e.to_string() })
+    };
     let sip_ca_pem = match settings.mwi.ca_file.trim() {
         "" => None,
-        path => Some(
-            std::fs::read(path).map_err(|e| SetupError::CaFile { path: path.to_string(), reason: e.to_string() })?,
-        ),
+        path => Some(read(path)?),
+    };
+    // stream listeners only for the phones that subscribe over them: TCP on
+    // the UDP address (RFC 3261 §18.2.1), TLS on the next port (5061)
+    let subscribes_over =
+        |t: SipTransport| settings.phones.iter().any(|p| p.mode == PhoneMode::Subscribe && p.transport == t);
+    let sip_tcp = subscribes_over(SipTransport::Tcp).then_some(sip_bind);
+    let sip_tls = match (subscribes_over(SipTransport::Tls), settings.mwi.tls_cert_file.trim()) {
+        (false, _) => None,
+        (true, "") => return Err(SetupError::TlsIdentity("no [mwi] tls_cert_file".into())),
+        (true, cert) => {
+            let identity = lamplighter_sip_notify::TlsIdentity {
+                cert_pem: read(cert)?,
+                key_pem: std::fs::read(settings.mwi.tls_key_file.trim())
+                    .map_err(|e| SetupError::TlsIdentity(format!("cannot read [mwi] tls_key_file: {e}")))?,
+            };
+            let port = if sip_bind.port() == 0 { 0 } else { sip_bind.port().saturating_add(1) };
+            Some((std::net::SocketAddr::new(sip_bind.ip(), port), identity))
+        }
     };
     let phones = settings
         .phones
@@ -126,6 +148,11 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
                 _ => None,
             },
             account: p.uri.clone(),
+            urgent: if p.omit_zero_urgent {
+                lamplighter_sip_mwi::summary::UrgentPart::WhenNonzero
+            } else {
+                lamplighter_sip_mwi::summary::UrgentPart::Always
+            },
             // a publication is refreshed well before the presence server drops it
             refresh: match p.mode {
                 PhoneMode::Publish => {
@@ -148,12 +175,17 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
         include_missed_calls: settings.mwi.include_missed_calls,
         phones,
         subscribers,
-        sip_bind,
+        sip: lamplighter_sip_notify::SenderConfig {
+            udp: sip_bind,
+            tcp: sip_tcp,
+            tls: sip_tls,
+            ca_pem: sip_ca_pem,
+            limits: Default::default(),
+        },
         audio_cache: Some(crate::AudioCache {
             dir: paths.cache_dir.join("audio"),
             max_age: std::time::Duration::from_secs(u64::from(settings.audio.cache_days) * 86_400),
         }),
-        sip_ca_pem,
         relay: lamplighter_sip_mwi::relay::RelayConfig {
             coalesce: std::time::Duration::from_millis(u64::from(settings.mwi.coalesce_ms)),
             ..Default::default()
@@ -237,12 +269,12 @@ mod tests {
     fn the_listener_binds_where_the_phones_are_routed_never_silently_to_every_interface() {
         let s = settings(vec![phone("sip:613@127.0.0.1", "subscribe", "")], "");
         let config = run(&s, vec![None]).expect("runs");
-        assert_eq!(config.sip_bind, "127.0.0.1:5060".parse().expect("addr"));
+        assert_eq!(config.sip.udp, "127.0.0.1:5060".parse().expect("addr"));
         // phones named by host name only: loopback, any port for unsolicited NOTIFYs
         let s = settings(vec![phone("sip:613@phone.example.test", "unsolicited", "")], "");
         let config = run(&s, vec![None]).expect("runs");
-        assert_eq!(config.sip_bind, "127.0.0.1:0".parse().expect("addr"));
-        assert!(!config.sip_bind.ip().is_unspecified());
+        assert_eq!(config.sip.udp, "127.0.0.1:0".parse().expect("addr"));
+        assert!(!config.sip.udp.ip().is_unspecified());
     }
 
     #[test]
@@ -274,7 +306,7 @@ mod tests {
         p.presence_server = "sip:127.0.0.1:5070".into();
         let s = settings(vec![p], &ca.display().to_string());
         let config = run(&s, vec![None]).expect("runs");
-        assert_eq!(config.sip_ca_pem.as_deref(), Some(&b"-----BEGIN CERTIFICATE-----\n"[..]));
+        assert_eq!(config.sip.ca_pem.as_deref(), Some(&b"-----BEGIN CERTIFICATE-----\n"[..]));
         assert_eq!(
             config.phones[0].delivery,
             lamplighter_sip_notify::driver::Delivery::Publish {

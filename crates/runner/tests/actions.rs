@@ -28,8 +28,7 @@ fn run_config(
         phones,
         subscribers,
         audio_cache: None,
-        sip_bind: sip_bind.parse().expect("addr"),
-        sip_ca_pem: None,
+        sip: lamplighter_sip_notify::SenderConfig::udp(sip_bind.parse().expect("addr")),
         relay: Default::default(),
     }
 }
@@ -136,8 +135,9 @@ async fn a_subscribing_phone_is_notified_in_its_dialog() {
             .expect("runner");
     // the first event says where phones subscribe
     match runner.events().recv().await.expect("event") {
-        lamplighter_runner::RunEvent::Listening { address, serving_subscriptions } => {
-            assert_eq!((address, serving_subscriptions), (format!("udp:127.0.0.1:{port}"), true))
+        lamplighter_runner::RunEvent::Listening { address, streams, serving_subscriptions } => {
+            assert_eq!((address, serving_subscriptions), (format!("udp:127.0.0.1:{port}"), true));
+            assert!(streams.is_empty(), "no phone subscribes over TCP or TLS: {streams:?}")
         }
         other => panic!("{other:?}"),
     }
@@ -202,6 +202,7 @@ async fn resend_lamp_sends_the_current_state_again() {
         account: "sip:mara@example.test".into(),
         refresh: Duration::from_secs(3600),
         delivery: lamplighter_sip_notify::driver::Delivery::Notify,
+        urgent: Default::default(),
     };
     let runner = Runner::start(run_config(&sim, vec![target], vec![], "127.0.0.1:0")).await.expect("runner");
     let next_notify = || {

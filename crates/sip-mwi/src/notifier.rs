@@ -297,6 +297,11 @@ impl Notifier {
     pub fn active(&self) -> usize {
         self.subs.len()
     }
+
+    /// Whether a subscription with this Call-ID is alive.
+    pub fn has_dialog(&self, call_id: &str) -> bool {
+        self.subs.keys().any(|k| k.call_id == call_id)
+    }
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@
 //!   (an hour), since PBXs' intrusion detection bans hosts that repeat them;
 //!   "Resend lamp to phone" and new settings try again at once.
 
-use crate::summary::{Counts, MessageSummary};
+use crate::summary::{Counts, MessageSummary, UrgentPart};
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -245,6 +245,7 @@ pub enum PhoneStatus {
 struct Phone {
     uri: String,
     account: String,
+    urgent: UrgentPart,
     refresh: Duration,
     acked: Option<Counts>,
     in_flight: Option<Counts>,
@@ -277,9 +278,22 @@ impl Relay {
 
     /// Pairs a phone; its first NOTIFY is due at once (once counts are known).
     pub fn add_phone(&mut self, now: Instant, uri: &str, account: &str, refresh: Duration) -> PhoneId {
+        self.add_phone_with(now, uri, account, refresh, UrgentPart::Always)
+    }
+
+    /// Like [`add_phone`](Self::add_phone), writing the summary's urgent part as `urgent` says.
+    pub fn add_phone_with(
+        &mut self,
+        now: Instant,
+        uri: &str,
+        account: &str,
+        refresh: Duration,
+        urgent: UrgentPart,
+    ) -> PhoneId {
         self.phones.push(Phone {
             uri: uri.to_string(),
             account: account.to_string(),
+            urgent,
             refresh,
             acked: None,
             in_flight: None,
@@ -356,7 +370,7 @@ impl Relay {
             return Some(Transmit {
                 phone: PhoneId(i),
                 uri: p.uri.clone(),
-                summary: MessageSummary::voice(&p.account, wanted),
+                summary: MessageSummary::voice_with(&p.account, wanted, p.urgent),
             });
         }
         None
@@ -438,6 +452,30 @@ mod tests {
         let p = r.add_phone(t0, "sip:613@192.0.2.10", "sip:613@192.0.2.10", 12 * HOUR);
         r.set_counts(t0, counts(0, 0));
         (r, p, t0)
+    }
+
+    #[test]
+    fn each_phone_gets_the_urgent_part_as_configured() {
+        let t0 = Instant::now();
+        let mut r = Relay::new(RelayConfig { coalesce: Duration::ZERO, ..RelayConfig::default() });
+        let always = r.add_phone(t0, "sip:613@192.0.2.10", "sip:613@192.0.2.10;user=phone", HOUR);
+        let when = r.add_phone_with(t0, "sip:614@192.0.2.11", "sip:614@192.0.2.11", HOUR, UrgentPart::WhenNonzero);
+        let bodies = |r: &mut Relay, at: Instant| {
+            let mut out = std::collections::BTreeMap::new();
+            while let Some(tx) = r.poll_transmit(at) {
+                out.insert(tx.phone.0, tx.summary.to_string());
+                r.handle_result(at, tx.phone, Ok(()));
+            }
+            out
+        };
+        r.set_counts(t0, counts(2, 1));
+        let first = bodies(&mut r, t0);
+        assert!(first[&always.0].contains("Voice-Message: 2/1 (0/0)\r\n"), "{first:?}");
+        assert!(first[&always.0].contains("Message-Account: sip:613@192.0.2.10;user=phone\r\n"), "{first:?}");
+        assert!(first[&when.0].contains("Voice-Message: 2/1\r\n"), "{first:?}");
+        r.set_counts(t0 + HOUR / 4, Counts { new: 2, old: 1, urgent_new: 1, urgent_old: 0 });
+        let second = bodies(&mut r, t0 + HOUR / 4);
+        assert!(second[&when.0].contains("Voice-Message: 2/1 (1/0)\r\n"), "{second:?}");
     }
 
     #[test]

@@ -91,13 +91,33 @@ pub struct MessageSummary {
     pub message_headers: Vec<Vec<String>>,
 }
 
+/// Whether a phone gets the `(urgent-new/urgent-old)` part of the summary line.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum UrgentPart {
+    /// Always, `(0/0)` included (the default; RFC 3842's own examples).
+    #[default]
+    Always,
+    /// Only when an urgent count is not 0, as Exchange UM writes it, for
+    /// phones that misread `(0/0)`.
+    WhenNonzero,
+}
+
 impl MessageSummary {
     /// The body for voicemail counts: the lamp is on when there are new messages.
     pub fn voice(account: &str, counts: Counts) -> Self {
+        Self::voice_with(account, counts, UrgentPart::Always)
+    }
+
+    /// Like [`voice`](Self::voice), writing the urgent part as `urgent` says.
+    pub fn voice_with(account: &str, counts: Counts, urgent: UrgentPart) -> Self {
+        let with_urgent = match urgent {
+            UrgentPart::Always => true,
+            UrgentPart::WhenNonzero => counts.urgent_new > 0 || counts.urgent_old > 0,
+        };
         MessageSummary {
             messages_waiting: counts.new > 0,
             account: Some(account.to_string()),
-            lines: vec![SummaryLine { class: MessageClass::Voice, counts, with_urgent: true }],
+            lines: vec![SummaryLine { class: MessageClass::Voice, counts, with_urgent }],
             message_headers: Vec::new(),
         }
     }

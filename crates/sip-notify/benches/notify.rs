@@ -91,6 +91,7 @@ async fn main() {
         account: uri.clone(),
         refresh: Duration::from_secs(3600),
         delivery: lamplighter_sip_notify::driver::Delivery::Notify,
+        urgent: Default::default(),
     };
     let relay = spawn(sender.clone(), vec![phone], RelayConfig { coalesce: Duration::ZERO, ..RelayConfig::default() });
     let mut events = relay.events();

@@ -6,7 +6,7 @@
 use crate::{Credentials, NotifyError, NotifySender, Transport};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lamplighter_sip_mwi::relay::{PhoneId, Relay, RelayConfig, RelayEvent, SendFailure};
-use lamplighter_sip_mwi::summary::Counts;
+use lamplighter_sip_mwi::summary::{Counts, UrgentPart};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{broadcast, mpsc};
@@ -25,6 +25,8 @@ pub struct PhoneTarget {
     pub refresh: Duration,
     /// How the state reaches the phone.
     pub delivery: Delivery,
+    /// Whether the summary carries `(0/0)` when nothing is urgent.
+    pub urgent: UrgentPart,
 }
 
 /// How a phone's lamp is set.
@@ -91,7 +93,7 @@ pub fn spawn(sender: Arc<NotifySender>, phones: Vec<PhoneTarget>, config: RelayC
         let now = || tokio::time::Instant::now().into_std();
         let mut relay = Relay::new(config);
         for p in &phones {
-            relay.add_phone(now(), &p.uri, &p.account, p.refresh);
+            relay.add_phone_with(now(), &p.uri, &p.account, p.refresh, p.urgent);
         }
         let mut in_flight = FuturesUnordered::new();
         // the entity tag of each phone's publication (PUBLISH phones)

@@ -16,7 +16,10 @@
 
 pub mod demo_phone;
 pub mod driver;
+mod listen;
 pub mod subscriptions;
+
+pub use listen::{StreamLimits, TlsIdentity};
 
 use lamplighter_sip_mwi::digest::{Challenge, Nonces, RequestToSign, authorization, choose};
 use lamplighter_sip_mwi::summary::MessageSummary;
@@ -145,10 +148,43 @@ struct Outgoing<'a> {
     body: Vec<u8>,
 }
 
-/// A SIP endpoint that sends NOTIFYs; its socket lives as long as it does.
+/// Where a [`NotifySender`] binds and listens.
+#[derive(Debug, Clone)]
+pub struct SenderConfig {
+    /// The UDP socket (port 0 picks one); an unspecified address
+    /// (`0.0.0.0`, `[::]`) sends from whichever address routes to each target.
+    pub udp: SocketAddr,
+    /// A TCP listener for phones that connect to us (subscribe mode).
+    pub tcp: Option<SocketAddr>,
+    /// A TLS listener and the certificate it presents.
+    pub tls: Option<(SocketAddr, TlsIdentity)>,
+    /// PEM CA certificates TLS phones' certificates must chain to.
+    pub ca_pem: Option<Vec<u8>>,
+    /// Bounds on accepted connections.
+    pub limits: StreamLimits,
+}
+
+impl SenderConfig {
+    /// UDP at `udp` only, no listeners, no TLS trust.
+    pub fn udp(udp: SocketAddr) -> Self {
+        SenderConfig { udp, tcp: None, tls: None, ca_pem: None, limits: StreamLimits::default() }
+    }
+}
+
+/// The addresses a [`NotifySender`] is bound to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listening {
+    pub udp: SocketAddr,
+    pub tcp: Option<SocketAddr>,
+    pub tls: Option<SocketAddr>,
+}
+
+/// A SIP endpoint that sends NOTIFYs; its sockets live as long as it does.
 pub struct NotifySender {
     endpoint: Arc<Endpoint>,
     local: SocketAddr,
+    listening: Listening,
+    streams: Vec<listen::ListenerState>,
     cancel: CancellationToken,
     /// The last challenge per target, so the next NOTIFY is authorised up
     /// front with the same nonce and a growing `nc` (RFC 7616 §3.4).
@@ -176,16 +212,23 @@ impl NotifySender {
     /// `ca_pem` for TLS phones (phones usually carry PBX-issued or private
     /// certificates; without a CA every TLS phone is refused).
     pub async fn bind_with_ca(local: SocketAddr, ca_pem: Option<Vec<u8>>) -> Result<NotifySender, NotifyError> {
+        Self::start(SenderConfig { ca_pem, ..SenderConfig::udp(local) }).await
+    }
+
+    /// Binds the UDP socket and the listeners `config` asks for.
+    pub async fn start(config: SenderConfig) -> Result<NotifySender, NotifyError> {
         let cancel = CancellationToken::new();
         let layer = TransportLayer::new(cancel.child_token());
-        let udp =
-            UdpConnection::create_connection(local, None, Some(cancel.child_token())).await.map_err(transport_error)?;
+        let udp = UdpConnection::create_connection(config.udp, None, Some(cancel.child_token()))
+            .await
+            .map_err(|e| NotifyError::Transport(format!("cannot bind udp:{}: {e}", config.udp)))?;
         let local = udp.get_addr().get_socketaddr().map_err(transport_error)?;
         layer.add_transport(udp.into());
-        if let Some(ca) = ca_pem {
-            // rustls needs a process-wide crypto provider; ring is the one in the tree.
-            // An error only means one is installed already.
-            let _ = rustls::crypto::ring::default_provider().install_default();
+        layer.set_stream_idle_timeout(config.limits.idle);
+        // rustls needs a process-wide crypto provider; ring is the one in the tree.
+        // An error only means one is installed already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        if let Some(ca) = config.ca_pem {
             layer.set_tls_config(rsipstack::transport::tls::TlsConfig { ca_certs: Some(ca), ..Default::default() });
         }
         let endpoint = Arc::new(
@@ -197,9 +240,24 @@ impl NotifySender {
         );
         let serving = endpoint.clone();
         tokio::spawn(async move { serving.serve().await });
+        let mut listening = Listening { udp: local, tcp: None, tls: None };
+        let mut streams = Vec::new();
+        for (addr, identity) in config.tcp.map(|a| (a, None)).into_iter().chain(config.tls.map(|(a, i)| (a, Some(i)))) {
+            let (bound, state) =
+                listen::start(endpoint.clone(), addr, identity.as_ref(), config.limits, cancel.child_token())
+                    .await
+                    .map_err(NotifyError::Transport)?;
+            match identity {
+                None => listening.tcp = Some(bound),
+                Some(_) => listening.tls = Some(bound),
+            }
+            streams.push(state);
+        }
         Ok(NotifySender {
             endpoint,
             local,
+            listening,
+            streams,
             cancel,
             challenges: Mutex::new(HashMap::new()),
             nonces: Mutex::new(Nonces::default()),
@@ -211,6 +269,39 @@ impl NotifySender {
         self.local
     }
 
+    /// Every address bound.
+    pub fn listening(&self) -> Listening {
+        self.listening
+    }
+
+    /// Accepted stream connections open now, and those refused so far
+    /// (over a bound, or a failed TLS handshake).
+    pub fn stream_connections(&self) -> (usize, u64) {
+        (self.streams.iter().map(|s| s.open()).sum(), self.streams.iter().map(|s| s.refused()).sum())
+    }
+
+    /// The address requests to `remote` over `transport` carry in Via, From
+    /// and Contact: the one the socket uses toward it, with the port replies
+    /// and new requests reach us on.
+    pub(crate) fn local_toward(&self, transport: Transport, remote: SocketAddr, stream_local: Option<SocketAddr>) -> SocketAddr {
+        let listener = match transport {
+            Transport::Udp => Some(self.local),
+            Transport::Tcp => self.listening.tcp,
+            Transport::Tls => self.listening.tls,
+        };
+        let ip = match (stream_local, listener) {
+            (Some(s), _) => s.ip(),
+            (None, Some(l)) if !l.ip().is_unspecified() => l.ip(),
+            _ => local_ip_toward(remote.ip()).unwrap_or(self.local.ip()),
+        };
+        let port = match (listener, stream_local) {
+            (Some(l), _) => l.port(),
+            (None, Some(s)) => s.port(),
+            (None, None) => self.local.port(),
+        };
+        SocketAddr::new(ip, port)
+    }
+
     pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
         &self.endpoint
     }
@@ -219,19 +310,32 @@ impl NotifySender {
     /// refused or reset connection is an error at once; the transaction layer
     /// would otherwise retry the connect on the UDP timers and report a
     /// timeout 32 s later.
-    async fn connect(&self, server: Option<rsipstack::transport::SipAddr>, uri: &Uri) -> Result<(), NotifyError> {
+    ///
+    /// Returns the address to name ourselves with toward the target.
+    async fn connect(
+        &self,
+        transport: Transport,
+        server: Option<rsipstack::transport::SipAddr>,
+        uri: &Uri,
+    ) -> Result<SocketAddr, NotifyError> {
         let addr = match server {
             Some(a) => a,
             None => rsipstack::transport::SipAddr::try_from(uri)
                 .map_err(|e| NotifyError::InvalidTarget(format!("{uri}: {e}")))?,
         };
-        self.endpoint
+        let (connection, resolved) = self
+            .endpoint
             .inner
             .transport_layer
             .lookup(&addr, None)
             .await
-            .map(|_| ())
-            .map_err(|e| NotifyError::Transport(format!("cannot connect to {addr}: {e}")))
+            .map_err(|e| NotifyError::Transport(format!("cannot connect to {addr}: {e}")))?;
+        let remote = resolved.get_socketaddr().map_err(|e| NotifyError::InvalidTarget(format!("{addr}: {e}")))?;
+        let stream_local = match transport {
+            Transport::Udp => None,
+            _ => connection.get_addr().get_socketaddr().ok(),
+        };
+        Ok(self.local_toward(transport, remote, stream_local))
     }
 
     /// Runs one client transaction and returns the final response's code and phrase.
@@ -243,7 +347,7 @@ impl NotifySender {
     }
 
     /// Like [`transact`](Self::transact), sent to `destination` instead of the Request-URI's host.
-    async fn transact_to(
+    pub(crate) async fn transact_to(
         &self,
         request: Request,
         destination: Option<rsipstack::transport::SipAddr>,
@@ -389,9 +493,7 @@ impl NotifySender {
             }
             None => None,
         };
-        if out.transport != Transport::Udp {
-            self.connect(destination.clone(), &request_uri).await?;
-        }
+        let local = self.connect(out.transport, destination.clone(), &request_uri).await?;
         let method_name = out.method.to_string();
         let body = out.body;
         let call_id = format!("{}@lamplighter", rsipstack::transaction::random_text(20));
@@ -407,8 +509,13 @@ impl NotifySender {
         };
         let mut preauthorised = auth_header.is_some();
         loop {
-            let mut headers =
-                self.base_headers(&method_name, &target, out.transport, out.from_user, &call_id, &tag, cseq);
+            let mut headers = base_headers(
+                Addressing { local, transport: out.transport, from_user: out.from_user, to: uri },
+                &method_name,
+                &call_id,
+                &tag,
+                cseq,
+            );
             headers.extend(out.headers.iter().cloned());
             headers.push(UserAgent::new(concat!("Lamplighter/", env!("CARGO_PKG_VERSION"))).into());
             if let Some(a) = &auth_header {
@@ -489,34 +596,60 @@ impl NotifySender {
             Header::Authorization(Authorization::new(value))
         }
     }
+}
 
-    /// Via, Max-Forwards, From, To, Call-ID, CSeq and Contact of a request to `target`.
-    #[allow(clippy::too_many_arguments)]
-    fn base_headers(
-        &self,
-        method: &str,
-        target: &str,
-        transport: Transport,
-        from_user: &str,
-        call_id: &str,
-        tag: &str,
-        cseq: u32,
-    ) -> Vec<Header> {
-        let proto = match transport {
-            Transport::Udp => "UDP",
-            Transport::Tcp => "TCP",
-            Transport::Tls => "TLS",
-        };
-        let branch = format!("z9hG4bK{}", rsipstack::transaction::random_text(16));
-        let to = target.split(';').next().unwrap_or(target);
-        vec![
-            Via::new(format!("SIP/2.0/{proto} {};branch={branch};rport", self.local)).into(),
-            MaxForwards::new("70").into(),
-            From::new(format!("<sip:{from_user}@{}>;tag={tag}", self.local)).into(),
-            To::new(format!("<{to}>")).into(),
-            CallId::new(call_id).into(),
-            CSeq::new(format!("{cseq} {method}")).into(),
-            Contact::new(format!("<sip:{from_user}@{}>", self.local)).into(),
-        ]
+/// Who a request is from and to, on the wire.
+struct Addressing<'a> {
+    /// Our address toward the target.
+    local: SocketAddr,
+    transport: Transport,
+    from_user: &'a str,
+    /// The configured URI, parameters kept (`;user=phone`).
+    to: &'a str,
+}
+
+/// `;transport=tcp`/`tls` for a URI naming us over a stream, nothing for UDP.
+pub(crate) fn transport_param(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Udp => "",
+        Transport::Tcp => ";transport=tcp",
+        Transport::Tls => ";transport=tls",
     }
+}
+
+/// `UDP`, `TCP` or `TLS`, as the Via's sent-protocol says it.
+pub(crate) fn via_protocol(transport: Transport) -> &'static str {
+    match transport {
+        Transport::Udp => "UDP",
+        Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
+    }
+}
+
+/// Via, Max-Forwards, From, To, Call-ID, CSeq and Contact of a request.
+fn base_headers(a: Addressing<'_>, method: &str, call_id: &str, tag: &str, cseq: u32) -> Vec<Header> {
+    let branch = format!("z9hG4bK{}", rsipstack::transaction::random_text(16));
+    let local = a.local;
+    vec![
+        Via::new(format!("SIP/2.0/{} {local};branch={branch};rport", via_protocol(a.transport))).into(),
+        MaxForwards::new("70").into(),
+        From::new(format!("<sip:{}@{local}>;tag={tag}", a.from_user)).into(),
+        To::new(format!("<{}>", a.to)).into(),
+        CallId::new(call_id).into(),
+        CSeq::new(format!("{cseq} {method}")).into(),
+        Contact::new(format!("<sip:{}@{local}{}>", a.from_user, transport_param(a.transport))).into(),
+    ]
+}
+
+/// The local address the routing table picks toward `remote`. Nothing is
+/// sent: a connected UDP socket only asks the routing table.
+pub fn local_ip_toward(remote: std::net::IpAddr) -> Option<std::net::IpAddr> {
+    let any: SocketAddr = if remote.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = std::net::UdpSocket::bind(any).ok()?;
+    socket.connect((remote, 5060)).ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
 }

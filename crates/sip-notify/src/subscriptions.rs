@@ -14,7 +14,7 @@
 //! and its NOTIFYs go out in the subscription's dialog. Other requests get
 //! 405 under the same size rule.
 
-use crate::{NotifySender, transport_error};
+use crate::{NotifySender, Transport, transport_error, transport_param, via_protocol};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lamplighter_sip_mwi::guard::{Guard, GuardConfig, GuardPhone, Inbound, PhoneAuth, Verdict};
 use lamplighter_sip_mwi::notifier::{Answer, DialogNotify, Notifier, NotifierConfig, Subscribe};
@@ -23,6 +23,7 @@ use lamplighter_sip_mwi::summary::Counts;
 use rsipstack::sip::prelude::HeadersExt;
 use rsipstack::sip::{Header, Method, Request, StatusCode, Uri, Version, headers::*};
 use rsipstack::transaction::transaction::Transaction;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{broadcast, mpsc};
@@ -213,6 +214,40 @@ pub fn source_of(req: &Request) -> Option<SocketAddr> {
     Some(SocketAddr::new(host.parse().ok()?, port.unwrap_or(5060)))
 }
 
+/// The connection a request came over: its transport, the peer's address
+/// (the packet's source for UDP, the connection's peer for TCP/TLS) and, on
+/// a stream, our end of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Flow {
+    transport: Transport,
+    remote: SocketAddr,
+    stream_local: Option<SocketAddr>,
+}
+
+fn flow_of(tx: &Transaction) -> Option<Flow> {
+    let connection = tx.connection.as_ref();
+    let transport = match connection.and_then(|c| c.get_addr().r#type) {
+        Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
+        Some(rsipstack::sip::Transport::Tls) => Transport::Tls,
+        _ => Transport::Udp,
+    };
+    if transport == Transport::Udp {
+        return Some(Flow { transport, remote: source_of(&tx.original)?, stream_local: None });
+    }
+    let connection = connection?;
+    Some(Flow {
+        transport,
+        remote: connection.get_remote_addr()?.get_socketaddr().ok()?,
+        stream_local: connection.get_addr().get_socketaddr().ok(),
+    })
+}
+
+/// Our Contact toward a flow.
+fn contact_toward(sender: &NotifySender, flow: &Flow) -> String {
+    let local = sender.local_toward(flow.transport, flow.remote, flow.stream_local);
+    format!("<sip:lamplighter@{local}{}>", transport_param(flow.transport))
+}
+
 fn header_values(req: &Request, name: &str) -> Vec<String> {
     req.headers
         .iter()
@@ -291,19 +326,29 @@ pub fn serve(
         let mut guard = Guard::new(config.guard, guard_phones, key, now());
         let mut in_flight = FuturesUnordered::new();
         let count = |f: &dyn Fn(&mut ListenerStats)| bump(&stats, f);
+        // the connection each subscription came over, by Call-ID: NOTIFYs go
+        // back over it (a phone behind NAT or a firewall is reachable only so)
+        let mut flows: HashMap<String, Flow> = HashMap::new();
         loop {
             while let Some(n) = notifier.poll_transmit(now()) {
                 let sender = sender.clone();
+                let flow = flows.get(&n.id.call_id).copied();
+                if n.subscription_state.starts_with("terminated") {
+                    flows.remove(&n.id.call_id);
+                }
                 in_flight.push(async move {
-                    let request = dialog_request(&sender, &n);
-                    (n, sender.transact(request).await)
+                    let result = notify_in_dialog(&sender, &n, flow).await;
+                    (n, result)
                 });
             }
             let deadline = notifier.poll_timeout(now()).map(tokio::time::Instant::from_std);
             tokio::select! {
                 tx = incoming.recv() => {
                     let Some(mut tx) = tx else { break };
-                    serve_request(&mut tx, &mut guard, &mut notifier, &sender, &events, &stats).await;
+                    if let Some((call_id, flow)) = serve_request(&mut tx, &mut guard, &mut notifier, &sender, &events, &stats).await {
+                        flows.insert(call_id, flow);
+                    }
+                    flows.retain(|call_id, _| notifier.has_dialog(call_id));
                     let (subs, sources) = (notifier.active(), guard.stats().sources);
                     count(&|s| {
                         s.subscriptions = subs;
@@ -342,24 +387,25 @@ async fn serve_request(
     sender: &NotifySender,
     events: &broadcast::Sender<SubscriptionEvent>,
     stats: &Mutex<ListenerStats>,
-) {
+) -> Option<(String, Flow)> {
     let count = |f: &dyn Fn(&mut ListenerStats)| bump(stats, f);
     let now = tokio::time::Instant::now().into_std();
     let size = tx.original.to_string().len();
     count(&|s| s.requests += 1);
     if tx.original.method == Method::Ack {
-        return;
+        return None;
     }
-    let Some(source) = source_of(&tx.original) else {
+    let Some(flow) = flow_of(tx) else {
         count(&|s| s.dropped += 1);
-        return;
+        return None;
     };
+    let source = flow.remote;
     if !guard.admit_rate(now, source.ip()) {
         count(&|s| {
             s.dropped += 1;
             s.unadmitted_in += size as u64;
         });
-        return;
+        return None;
     }
     let is_dialog_request = matches!(tx.original.method, Method::Register | Method::Subscribe);
     let verdict = if is_dialog_request {
@@ -389,8 +435,7 @@ async fn serve_request(
     let sent = match verdict {
         Verdict::Admit { .. } => {
             count(&|s| s.admitted += 1);
-            admitted(tx, notifier, sender, events).await;
-            return;
+            return admitted(tx, notifier, sender, &flow, events).await.map(|call_id| (call_id, flow));
         }
         Verdict::Drop => 0,
         Verdict::Forbidden => {
@@ -420,19 +465,22 @@ async fn serve_request(
             s.dropped += 1;
         }
     });
+    None
 }
 
 fn bump(stats: &Mutex<ListenerStats>, f: &dyn Fn(&mut ListenerStats)) {
     f(&mut stats.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// Answers a request the guard admitted as a paired phone's.
+/// Answers a request the guard admitted as a paired phone's; returns the
+/// Call-ID of a subscription it accepted.
 async fn admitted(
     tx: &mut Transaction,
     notifier: &mut Notifier,
     sender: &NotifySender,
+    flow: &Flow,
     events: &broadcast::Sender<SubscriptionEvent>,
-) {
+) -> Option<String> {
     let now = tokio::time::Instant::now().into_std();
     if tx.original.method == Method::Register {
         let aor = header_value(&tx.original, "To").map(|v| uri_and_tag(&v).0).unwrap_or_default();
@@ -442,14 +490,14 @@ async fn admitted(
                 let _ = tx.reply(StatusCode::BadRequest).await;
             }
         }
-        return;
+        return None;
     }
     let sub = match parse_subscribe(&tx.original) {
         Ok(sub) => sub,
         Err(e) => {
             let warning = Header::Other("Warning".into(), format!("399 lamplighter \"{e}\""));
             let _ = tx.reply_with(StatusCode::BadRequest, vec![warning], None).await;
-            return;
+            return None;
         }
     };
     let answer = notifier.handle_subscribe(now, &sub);
@@ -457,11 +505,8 @@ async fn admitted(
     let result = match &answer {
         Answer::Accept { to_tag, expires } => {
             tx.original.headers.unique_push(To::new(format!("<{}>;tag={to_tag}", sub.to)).into());
-            let local = sender.local_addr();
-            let extra: Vec<Header> = vec![
-                Expires::new(expires.to_string()).into(),
-                Contact::new(format!("<sip:lamplighter@{local}>")).into(),
-            ];
+            let extra: Vec<Header> =
+                vec![Expires::new(expires.to_string()).into(), Contact::new(contact_toward(sender, flow)).into()];
             tx.reply_with(StatusCode::OK, extra, None).await
         }
         Answer::IntervalTooBrief { min } => {
@@ -474,22 +519,56 @@ async fn admitted(
     if result.is_ok() {
         let _ = events.send(SubscriptionEvent::Answered { from: sub.from.clone(), code });
     }
+    matches!(answer, Answer::Accept { .. }).then_some(sub.call_id)
+}
+
+/// Sends a subscription's NOTIFY back over the connection it came on; when
+/// that stream is gone, to its Contact (over the Contact's transport).
+async fn notify_in_dialog(
+    sender: &NotifySender,
+    n: &DialogNotify,
+    flow: Option<Flow>,
+) -> Result<(u16, String, rsipstack::sip::Response), crate::NotifyError> {
+    let Some(flow) = flow else {
+        let contact = Uri::try_from(n.request_uri.as_str()).unwrap_or_default();
+        let addr = rsipstack::transport::SipAddr::try_from(&contact).ok();
+        let transport = match addr.as_ref().and_then(|a| a.r#type) {
+            Some(rsipstack::sip::Transport::Tcp) => Transport::Tcp,
+            Some(rsipstack::sip::Transport::Tls) => Transport::Tls,
+            _ => Transport::Udp,
+        };
+        let remote = addr.and_then(|a| a.get_socketaddr().ok()).unwrap_or(sender.local_addr());
+        let fallback = Flow { transport, remote, stream_local: None };
+        return sender.transact(dialog_request(sender, n, &fallback)).await;
+    };
+    if flow.transport == Transport::Udp {
+        return sender.transact(dialog_request(sender, n, &flow)).await;
+    }
+    let kind = match flow.transport {
+        Transport::Tls => rsipstack::sip::Transport::Tls,
+        _ => rsipstack::sip::Transport::Tcp,
+    };
+    let over = rsipstack::transport::SipAddr { r#type: Some(kind), addr: flow.remote.into() };
+    match sender.transact_to(dialog_request(sender, n, &flow), Some(over)).await {
+        Err(crate::NotifyError::Transport(_)) => Box::pin(notify_in_dialog(sender, n, None)).await,
+        other => other,
+    }
 }
 
 /// The NOTIFY in a subscription's dialog (RFC 6665 §4.4.1: To/From are the
 /// dialog's URIs with their tags, the Request-URI is the subscriber's Contact).
-fn dialog_request(sender: &NotifySender, n: &DialogNotify) -> Request {
-    let local = sender.local_addr();
+fn dialog_request(sender: &NotifySender, n: &DialogNotify, flow: &Flow) -> Request {
+    let local = sender.local_toward(flow.transport, flow.remote, flow.stream_local);
     let branch = format!("z9hG4bK{}", rsipstack::transaction::random_text(16));
     let body = n.summary.as_ref().map(|s| s.to_string().into_bytes()).unwrap_or_default();
     let mut headers: Vec<Header> = vec![
-        Via::new(format!("SIP/2.0/UDP {local};branch={branch};rport")).into(),
+        Via::new(format!("SIP/2.0/{} {local};branch={branch};rport", via_protocol(flow.transport))).into(),
         MaxForwards::new("70").into(),
         From::new(format!("<{}>;tag={}", n.from, n.id.local_tag)).into(),
         To::new(format!("<{}>;tag={}", n.to, n.id.remote_tag)).into(),
         CallId::new(n.id.call_id.clone()).into(),
         CSeq::new(format!("{} NOTIFY", n.cseq)).into(),
-        Contact::new(format!("<sip:lamplighter@{local}>")).into(),
+        Contact::new(contact_toward(sender, flow)).into(),
         Header::Other("Event".into(), "message-summary".into()),
         Header::Other("Subscription-State".into(), n.subscription_state.clone()),
     ];

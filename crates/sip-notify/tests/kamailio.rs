@@ -31,6 +31,7 @@ async fn published_state_lights_a_phone_subscribed_at_kamailio_on_and_off() {
         account: "sip:613@127.0.0.1".into(),
         refresh: Duration::from_secs(3240),
         delivery: Delivery::Publish { server: Some(format!("sip:{}", kamailio.addr)), expires: 3600 },
+        urgent: Default::default(),
     };
     let relay = lamplighter_sip_notify::driver::spawn(sender.clone(), vec![target], RelayConfig::default());
     let mut events = relay.events();

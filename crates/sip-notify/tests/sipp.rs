@@ -130,6 +130,7 @@ async fn the_relay_lights_each_phone_and_reports_each_failure() {
         account: s.uri(),
         refresh: Duration::from_secs(3600),
         delivery: lamplighter_sip_notify::driver::Delivery::Notify,
+        urgent: Default::default(),
     };
     let config = RelayConfig { coalesce: Duration::from_millis(200), ..RelayConfig::default() };
     let relay = spawn(sender, vec![phone(&ok), phone(&refusing)], config);
