@@ -71,7 +71,8 @@ impl Printer {
             },
             RunEvent::Subscribe { phone, code } => println!("lamp: SUBSCRIBE from {phone} answered {code}"),
             RunEvent::Listening { address, streams, serving_subscriptions: true } => {
-                let all: Vec<&str> = std::iter::once(address.as_str()).chain(streams.iter().map(String::as_str)).collect();
+                let all: Vec<&str> =
+                    std::iter::once(address.as_str()).chain(streams.iter().map(String::as_str)).collect();
                 println!("lamp: listening for subscribing phones on {}", all.join(", "))
             }
             RunEvent::Listening { address, serving_subscriptions: false, .. } => {

@@ -69,7 +69,8 @@ pub async fn run(config: RunConfig, first: CheckStep) -> Vec<CheckStep> {
         match bound {
             Ok(sender) => {
                 for p in &config.phones {
-                    let summary = lamplighter_sip_mwi::summary::MessageSummary::voice_with(&p.account, counts, p.urgent);
+                    let summary =
+                        lamplighter_sip_mwi::summary::MessageSummary::voice_with(&p.account, counts, p.urgent);
                     match sender.send(&p.uri, p.transport, &p.account, &summary, p.credentials.as_ref()).await {
                         Ok(d) => steps.push(CheckStep {
                             ok: true,

@@ -169,7 +169,8 @@ impl Runner {
         let (relay, subscriptions) = if config.phones.is_empty() && config.subscribers.is_empty() {
             (None, None)
         } else {
-            let sender = Arc::new(NotifySender::start(config.sip.clone()).await.map_err(|e| RunError::Sip(e.to_string()))?);
+            let sender =
+                Arc::new(NotifySender::start(config.sip.clone()).await.map_err(|e| RunError::Sip(e.to_string()))?);
             let bound = sender.listening();
             let address = format!("udp:{}", bound.udp);
             let streams: Vec<String> = [bound.tcp.map(|a| format!("tcp:{a}")), bound.tls.map(|a| format!("tls:{a}"))]

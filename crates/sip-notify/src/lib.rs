@@ -171,6 +171,17 @@ impl SenderConfig {
     }
 }
 
+/// Accepted stream connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Open on the TCP listener now.
+    pub tcp_open: usize,
+    /// Open on the TLS listener now.
+    pub tls_open: usize,
+    /// Closed at once so far: over a bound, or a failed TLS handshake.
+    pub refused: u64,
+}
+
 /// The addresses a [`NotifySender`] is bound to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listening {
@@ -184,7 +195,8 @@ pub struct NotifySender {
     endpoint: Arc<Endpoint>,
     local: SocketAddr,
     listening: Listening,
-    streams: Vec<listen::ListenerState>,
+    /// The TCP listener's and the TLS listener's counters.
+    streams: [Option<listen::ListenerState>; 2],
     cancel: CancellationToken,
     /// The last challenge per target, so the next NOTIFY is authorised up
     /// front with the same nonce and a growing `nc` (RFC 7616 §3.4).
@@ -222,7 +234,13 @@ impl NotifySender {
         let udp = UdpConnection::create_connection(config.udp, None, Some(cancel.child_token()))
             .await
             .map_err(|e| NotifyError::Transport(format!("cannot bind udp:{}: {e}", config.udp)))?;
-        let local = udp.get_addr().get_socketaddr().map_err(transport_error)?;
+        let mut local = udp.get_addr().get_socketaddr().map_err(transport_error)?;
+        // the stack names an unspecified bind by the first interface's
+        // address; keep it unspecified, so each request names the address
+        // that routes to its target
+        if config.udp.ip().is_unspecified() {
+            local.set_ip(config.udp.ip());
+        }
         layer.add_transport(udp.into());
         layer.set_stream_idle_timeout(config.limits.idle);
         // rustls needs a process-wide crypto provider; ring is the one in the tree.
@@ -241,17 +259,16 @@ impl NotifySender {
         let serving = endpoint.clone();
         tokio::spawn(async move { serving.serve().await });
         let mut listening = Listening { udp: local, tcp: None, tls: None };
-        let mut streams = Vec::new();
+        let mut streams = [None, None];
         for (addr, identity) in config.tcp.map(|a| (a, None)).into_iter().chain(config.tls.map(|(a, i)| (a, Some(i)))) {
             let (bound, state) =
                 listen::start(endpoint.clone(), addr, identity.as_ref(), config.limits, cancel.child_token())
                     .await
                     .map_err(NotifyError::Transport)?;
             match identity {
-                None => listening.tcp = Some(bound),
-                Some(_) => listening.tls = Some(bound),
+                None => (listening.tcp, streams[0]) = (Some(bound), Some(state)),
+                Some(_) => (listening.tls, streams[1]) = (Some(bound), Some(state)),
             }
-            streams.push(state);
         }
         Ok(NotifySender {
             endpoint,
@@ -274,16 +291,25 @@ impl NotifySender {
         self.listening
     }
 
-    /// Accepted stream connections open now, and those refused so far
-    /// (over a bound, or a failed TLS handshake).
-    pub fn stream_connections(&self) -> (usize, u64) {
-        (self.streams.iter().map(|s| s.open()).sum(), self.streams.iter().map(|s| s.refused()).sum())
+    /// The stream listeners' counters.
+    pub fn stream_connections(&self) -> StreamStats {
+        let open = |s: &Option<listen::ListenerState>| s.as_ref().map_or(0, |s| s.open());
+        StreamStats {
+            tcp_open: open(&self.streams[0]),
+            tls_open: open(&self.streams[1]),
+            refused: self.streams.iter().flatten().map(|s| s.refused()).sum(),
+        }
     }
 
     /// The address requests to `remote` over `transport` carry in Via, From
     /// and Contact: the one the socket uses toward it, with the port replies
     /// and new requests reach us on.
-    pub(crate) fn local_toward(&self, transport: Transport, remote: SocketAddr, stream_local: Option<SocketAddr>) -> SocketAddr {
+    pub(crate) fn local_toward(
+        &self,
+        transport: Transport,
+        remote: SocketAddr,
+        stream_local: Option<SocketAddr>,
+    ) -> SocketAddr {
         let listener = match transport {
             Transport::Udp => Some(self.local),
             Transport::Tcp => self.listening.tcp,
@@ -644,11 +670,8 @@ fn base_headers(a: Addressing<'_>, method: &str, call_id: &str, tag: &str, cseq:
 /// The local address the routing table picks toward `remote`. Nothing is
 /// sent: a connected UDP socket only asks the routing table.
 pub fn local_ip_toward(remote: std::net::IpAddr) -> Option<std::net::IpAddr> {
-    let any: SocketAddr = if remote.is_ipv4() {
-        ([0, 0, 0, 0], 0).into()
-    } else {
-        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
-    };
+    let any: SocketAddr =
+        if remote.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
     let socket = std::net::UdpSocket::bind(any).ok()?;
     socket.connect((remote, 5060)).ok()?;
     socket.local_addr().ok().map(|a| a.ip())

@@ -9,10 +9,10 @@
 //! connections join the sender's transport layer, so requests on them reach
 //! the same endpoint and answers and in-dialog NOTIFYs can go back over them.
 
+use rsipstack::transaction::endpoint::Endpoint;
 use rsipstack::transport::SipConnection;
 use rsipstack::transport::tcp::TcpConnection;
 use rsipstack::transport::tls::TlsConnection;
-use rsipstack::transaction::endpoint::Endpoint;
 use rustls::pki_types::pem::PemObject;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -163,13 +163,12 @@ pub(crate) async fn start(
                 drop(stream);
                 continue;
             }
-            let local = rsipstack::transport::SipAddr {
-                r#type: Some(kind),
-                addr: stream.local_addr().unwrap_or(bound).into(),
-            };
+            let local =
+                rsipstack::transport::SipAddr { r#type: Some(kind), addr: stream.local_addr().unwrap_or(bound).into() };
             let remote_sip = rsipstack::transport::SipAddr { r#type: Some(kind), addr: remote.into() };
             let token = cancel.child_token();
-            let (endpoint, state, acceptor, token2) = (endpoint.clone(), accepted.clone(), acceptor.clone(), token.clone());
+            let (endpoint, state, acceptor, token2) =
+                (endpoint.clone(), accepted.clone(), acceptor.clone(), token.clone());
             tokio::spawn(async move {
                 let connection = match acceptor {
                     None => TcpConnection::from_stream(stream, local, Some(token2)).ok().map(SipConnection::Tcp),

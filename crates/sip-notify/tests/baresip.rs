@@ -333,3 +333,99 @@ async fn a_phone_with_an_untrusted_certificate_is_not_sent_to() {
         .await;
     assert!(result.is_err(), "{result:?}");
 }
+
+/// baresip registers and subscribes over TCP, then over TLS (trusting the
+/// listener's CA), at our stream listeners; the lamp goes on and off over
+/// each, the NOTIFYs going back over the connection the phone opened.
+#[tokio::test(flavor = "multi_thread")]
+async fn baresip_subscribes_over_tcp_and_tls_and_shows_the_lamp() {
+    use lamplighter_sip_notify::{SenderConfig, TlsIdentity};
+    use lamplighter_testkit::baresip::Over;
+    use lamplighter_testkit::tls::TestCa;
+    let ca = TestCa::new();
+    let identity = TlsIdentity { cert_pem: ca.cert_pem.clone().into_bytes(), key_pem: ca.key_pem.clone().into_bytes() };
+    let (tcp, tls) = (lamplighter_testkit::process::free_tcp_port(), lamplighter_testkit::process::free_tcp_port());
+    let sender = Arc::new(
+        NotifySender::start(SenderConfig {
+            tcp: Some(([127, 0, 0, 1], tcp).into()),
+            tls: Some((([127, 0, 0, 1], tls).into(), identity)),
+            ..SenderConfig::udp("127.0.0.1:0".parse().expect("addr"))
+        })
+        .await
+        .expect("start"),
+    );
+    let bound = sender.listening();
+    let subs = serve(sender.clone(), vec![digest_phone()], ListenerConfig::default()).expect("serve");
+    for (what, over, at, new) in
+        [("tcp", Over::Tcp, bound.tcp.expect("tcp"), 4), ("tls", Over::Tls(&ca.ca_file()), bound.tls.expect("tls"), 6)]
+    {
+        let mut events = subs.events();
+        subs.set_counts(Counts { new, old: 1, urgent_new: 0, urgent_old: 0 });
+        let phone = Softphone::start_over(at, "pw-613", over);
+        let on = phone.wait_for(&format!("Voice-Message: {new}/1 (0/0)"), 0);
+        assert!(phone.text()[..on].contains("Messages-Waiting: yes"), "{what}: {}", phone.text());
+        subs.set_counts(Counts { new: 0, old: new + 1, urgent_new: 0, urgent_old: 0 });
+        let off = phone.wait_for(&format!("Voice-Message: 0/{} (0/0)", new + 1), on);
+        assert!(phone.text()[on..off].contains("Messages-Waiting: no"), "{what}: {}", phone.text());
+        let seen = collect(&mut events, |s| notified_ok(s) >= 2);
+        assert!(seen.iter().any(|e| matches!(e, SubscriptionEvent::Answered { code: 401, .. })), "{what}: {seen:?}");
+        assert!(notified_ok(&seen) >= 2, "{what}: {seen:?}");
+        let streams = sender.stream_connections();
+        let open = if what == "tcp" { streams.tcp_open } else { streams.tls_open };
+        assert!(open >= 1, "{what}: baresip's connection is held open: {streams:?}");
+    }
+}
+
+/// 300 TCP connections from one stranger (127.0.0.2) that send nothing:
+/// at most 8 stay open, the rest are closed on accept, the idle ones are
+/// closed after the idle time, and a real phone subscribing over TCP
+/// meanwhile still gets its lamp.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_flood_is_bounded_and_the_phone_still_gets_its_lamp() {
+    use lamplighter_sip_notify::{SenderConfig, StreamLimits};
+    use lamplighter_testkit::baresip::Over;
+    let tcp = lamplighter_testkit::process::free_tcp_port();
+    let limits = StreamLimits { idle: Duration::from_secs(2), ..StreamLimits::default() };
+    let sender = Arc::new(
+        NotifySender::start(SenderConfig {
+            tcp: Some(([127, 0, 0, 1], tcp).into()),
+            limits,
+            ..SenderConfig::udp("127.0.0.1:0".parse().expect("addr"))
+        })
+        .await
+        .expect("start"),
+    );
+    let subs = serve(sender.clone(), vec![digest_phone()], ListenerConfig::default()).expect("serve");
+    let mut flood = Vec::new();
+    for _ in 0..300 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
+        if let Ok(s) = socket.connect(([127, 0, 0, 1], tcp).into()).await {
+            flood.push(s);
+        }
+    }
+    // every connection is either held (a slot) or closed on accept
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+    let mut stats = sender.stream_connections();
+    while (stats.tcp_open as u64 + stats.refused) < 300 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stats = sender.stream_connections();
+    }
+    eprintln!("after 300 connections from 127.0.0.2: {stats:?}");
+    assert!(stats.tcp_open <= limits.per_source, "{stats:?}");
+    assert!(stats.refused >= (300 - limits.per_source) as u64, "{stats:?}");
+
+    subs.set_counts(Counts { new: 2, old: 0, urgent_new: 0, urgent_old: 0 });
+    let phone = Softphone::start_over(([127, 0, 0, 1], tcp).into(), "pw-613", Over::Tcp);
+    phone.wait_for("Voice-Message: 2/0 (0/0)", 0);
+
+    // the stranger's silent connections are closed after the idle time; the phone's stays
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+    while sender.stream_connections().tcp_open > 1 && Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let after = sender.stream_connections();
+    eprintln!("after the idle time: {after:?}");
+    assert!(after.tcp_open <= 1, "idle connections closed: {after:?}");
+    drop(flood);
+}

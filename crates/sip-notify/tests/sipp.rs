@@ -296,3 +296,74 @@ async fn a_proxy_challenge_is_answered_with_proxy_authorization() {
     assert!(ok, "{log}");
     assert!(log.contains("Proxy-Authorization: Digest"), "{log}");
 }
+
+/// How a NOTIFY names its sender and its target, per transport, checked by
+/// sipp's own regexps: the Via's transport and port (the UDP socket's for
+/// UDP, the TCP or TLS listener's over a stream, the connection's own port
+/// when nothing listens), the address the socket uses toward the phone even
+/// when bound to 0.0.0.0, the Contact's `transport=`, and the configured
+/// URI's `;user=phone` kept in the Request-URI, To and Message-Account.
+/// TLS: Debian's sipp has no OpenSSL, so socat terminates TLS in front of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_notify_names_sender_and_phone_right_over_udp_tcp_and_tls() {
+    use lamplighter_sip_notify::{SenderConfig, TlsIdentity};
+    use lamplighter_testkit::tls::{TestCa, TlsTerminator};
+    let ca = TestCa::new();
+    let (tcp_port, tls_port) = (free_port(), free_port());
+    let identity = TlsIdentity { cert_pem: ca.cert_pem.clone().into_bytes(), key_pem: ca.key_pem.clone().into_bytes() };
+    let listening = NotifySender::start(SenderConfig {
+        tcp: Some(([127, 0, 0, 1], tcp_port).into()),
+        tls: Some((([127, 0, 0, 1], tls_port).into(), identity)),
+        ca_pem: Some(ca.ca_pem.clone().into_bytes()),
+        ..SenderConfig::udp("0.0.0.0:0".parse().expect("addr"))
+    })
+    .await
+    .expect("start");
+    let udp_port = listening.local_addr().port();
+    let bare = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let bare_udp = bare.local_addr().port();
+    for (what, sender, transport, via_port, contact_param) in [
+        ("udp from 0.0.0.0", &listening, Transport::Udp, udp_port.to_string(), ""),
+        ("tcp to a listener", &listening, Transport::Tcp, tcp_port.to_string(), ";transport=tcp"),
+        ("tls to a listener", &listening, Transport::Tls, tls_port.to_string(), ";transport=tls"),
+        ("tcp, nothing listening", &bare, Transport::Tcp, "[0-9]+".to_string(), ";transport=tcp"),
+    ] {
+        let proto = format!("{transport:?}").to_ascii_uppercase();
+        let sipp_port = free_port();
+        let terminator;
+        let phone_port = if transport == Transport::Tls {
+            terminator = TlsTerminator::start(&ca, free_port(), ([127, 0, 0, 1], sipp_port).into());
+            terminator.port
+        } else {
+            sipp_port
+        };
+        let uri = format!("sip:613@127.0.0.1:{phone_port};user=phone");
+        let escaped_uri = uri.replace('.', r"\.");
+        let vars = [
+            ("via", format!(r"^ *SIP/2\.0/{proto} 127\.0\.0\.1:{via_port};branch=z9hG4bK")),
+            ("contact", format!(r"^ *<sip:lamplighter@127\.0\.0\.1:{via_port}{contact_param}>")),
+            ("to", format!("^ *<{escaped_uri}>")),
+            ("ruri", format!("{escaped_uri}(;transport=(tcp|tls|TCP|TLS))?")),
+            ("account", escaped_uri.clone()),
+        ];
+        // the regexps go into XML attributes
+        let vars: Vec<(&str, String)> =
+            vars.iter().map(|(k, v)| (*k, v.replace('<', "&lt;").replace('>', "&gt;"))).collect();
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let sipp = Sipp::start_at(sipp_port, "notify-uas-headers.xml", transport != Transport::Udp, &vars);
+        let summary = MessageSummary::voice(&uri, Counts { new: 1, old: 0, urgent_new: 0, urgent_old: 0 });
+        let delivered = sender.send(&uri, transport, "lamplighter", &summary, None).await;
+        let (ok, log) = sipp.finish();
+        assert_eq!(delivered.map(|d| d.code), Ok(200), "{what}:\n{log}");
+        assert!(ok, "{what}: sipp's header checks failed:\n{log}");
+        if via_port.starts_with('[') {
+            let port = log
+                .split(&format!("SIP/2.0/{proto} 127.0.0.1:"))
+                .nth(1)
+                .and_then(|rest| rest.split(';').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                .expect("Via port");
+            assert_ne!(port, bare_udp, "{what}: the Via names the TCP connection's port, not the UDP socket's");
+        }
+    }
+}

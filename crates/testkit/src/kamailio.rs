@@ -4,17 +4,15 @@
 //! (tests/fixtures/kamailio/presence-mwi.cfg). Its log (every request with
 //! its `SIP-If-Match`) is collected for [`Kamailio::wait_for`].
 
-use crate::baresip::{KillOnDrop, free_udp_port};
-use std::io::{BufRead, BufReader};
+use crate::process::{KillOnDrop, OutputLog, free_udp_port};
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A running Kamailio; killed on drop.
 pub struct Kamailio {
     _child: KillOnDrop,
     _dir: tempfile::TempDir,
-    log: Arc<Mutex<String>>,
+    log: OutputLog,
     /// Its UDP address.
     pub addr: std::net::SocketAddr,
 }
@@ -54,23 +52,7 @@ impl Kamailio {
             .spawn()
             .map(KillOnDrop)
             .expect("kamailio not found: run ./dev.sh setup");
-        let log = Arc::new(Mutex::new(String::new()));
-        for stream in [
-            child.0.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child.0.stderr.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    let mut l = log.lock().expect("lock");
-                    l.push_str(&line);
-                    l.push('\n');
-                }
-            });
-        }
+        let log = OutputLog::collect(&mut child.0);
         let k = Kamailio { _child: child, _dir: dir, log, addr };
         // it answers an OPTIONS (404 by its script) once it serves
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe");
@@ -95,19 +77,11 @@ impl Kamailio {
 
     /// Waits until its log has `needle` after byte `after`; returns the end of it.
     pub fn wait_for(&self, needle: &str, after: usize) -> usize {
-        let end = Instant::now() + crate::guard(Duration::from_secs(30));
-        loop {
-            let text = self.log();
-            if let Some(pos) = text[after.min(text.len())..].find(needle) {
-                return after + pos + needle.len();
-            }
-            assert!(Instant::now() < end, "kamailio never logged {needle:?}; its log:\n{text}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.log.wait_for("kamailio", needle, after)
     }
 
     /// Its log so far.
     pub fn log(&self) -> String {
-        self.log.lock().expect("lock").clone()
+        self.log.text()
     }
 }

@@ -13,7 +13,9 @@ pub mod audio;
 pub mod baresip;
 pub mod kamailio;
 pub mod phone;
+pub mod process;
 pub mod sipp;
+pub mod tls;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
