@@ -71,13 +71,24 @@ pub async fn run(config: RunConfig, first: CheckStep) -> Vec<CheckStep> {
                 for p in &config.phones {
                     let summary =
                         lamplighter_sip_mwi::summary::MessageSummary::voice_with(&p.account, counts, p.urgent);
-                    match sender.send(&p.uri, p.transport, &p.account, &summary, p.credentials.as_ref()).await {
-                        Ok(d) => steps.push(CheckStep {
+                    let creds = p.credentials.as_ref();
+                    let sent = match &p.delivery {
+                        lamplighter_sip_notify::driver::Delivery::Notify => sender
+                            .send(&p.uri, p.transport, &p.account, &summary, creds)
+                            .await
+                            .map(|d| format!("answered {} {}", d.code, d.reason)),
+                        lamplighter_sip_notify::driver::Delivery::Publish { server, expires } => sender
+                            .publish(&p.uri, server.as_deref(), p.transport, Some(&summary), None, *expires, creds)
+                            .await
+                            .map(|d| {
+                                let life = d.publication.map(|a| a.expires).unwrap_or(*expires);
+                                format!("the presence server took the PUBLISH ({}, for {life} s)", d.code)
+                            }),
+                    };
+                    match sent {
+                        Ok(how) => steps.push(CheckStep {
                             ok: true,
-                            what: format!(
-                                "phone {}: answered {} {}; lamp set to {}/{}",
-                                p.uri, d.code, d.reason, counts.new, counts.old
-                            ),
+                            what: format!("phone {}: {how}; lamp set to {}/{}", p.uri, counts.new, counts.old),
                             hint: None,
                         }),
                         Err(e) => steps.push(CheckStep {

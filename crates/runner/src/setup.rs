@@ -278,6 +278,40 @@ mod tests {
     }
 
     #[test]
+    fn stream_listeners_open_only_for_phones_that_subscribe_over_them() {
+        use std::os::unix::fs::PermissionsExt;
+        let over = |transport: &str, mode: &str| PhoneForm {
+            uri: "sip:613@127.0.0.1".into(),
+            transport: transport.into(),
+            mode: mode.into(),
+            ..PhoneForm::default()
+        };
+        let config = run(&settings(vec![over("udp", "subscribe")], ""), vec![None]).expect("runs");
+        assert_eq!((config.sip.tcp, config.sip.tls.is_some()), (None, false), "UDP only");
+        let config = run(&settings(vec![over("tcp", "unsolicited")], ""), vec![None]).expect("runs");
+        assert_eq!((config.sip.tcp, config.sip.tls.is_some()), (None, false), "sending over TCP needs no listener");
+        let config = run(&settings(vec![over("tcp", "subscribe")], ""), vec![None]).expect("runs");
+        assert_eq!(config.sip.tcp, Some("127.0.0.1:5060".parse().expect("addr")), "TCP beside UDP");
+
+        let dir = tempfile::tempdir().expect("dir");
+        let (cert, key) = (dir.path().join("sip.pem"), dir.path().join("sip.key"));
+        std::fs::write(&cert, "CERT").expect("cert");
+        std::fs::write(&key, "KEY").expect("key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let mut form = settings(vec![over("udp", "subscribe")], "").to_form();
+        form.phones = vec![over("tls", "subscribe")];
+        form.mwi.tls_cert_file = cert.display().to_string();
+        form.mwi.tls_key_file = key.display().to_string();
+        let mut s = form.validate().expect("valid");
+        let config = run(&s, vec![None]).expect("runs");
+        let (at, identity) = config.sip.tls.expect("a TLS listener");
+        assert_eq!(at, "127.0.0.1:5061".parse().expect("addr"), "TLS on the next port");
+        assert_eq!((identity.cert_pem.as_slice(), identity.key_pem.as_slice()), (&b"CERT"[..], &b"KEY"[..]));
+        s.mwi.tls_cert_file.clear();
+        assert!(matches!(run(&s, vec![None]), Err(SetupError::TlsIdentity(_))), "no certificate, no TLS listener");
+    }
+
+    #[test]
     fn subscribing_phones_authenticate_by_digest_or_by_their_address() {
         let s = settings(
             vec![phone("sip:613@127.0.0.1", "subscribe", "613"), phone("sip:614@127.0.0.2", "subscribe", "")],

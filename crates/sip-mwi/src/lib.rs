@@ -9,6 +9,7 @@
 //! - [`guard`]: who may REGISTER and SUBSCRIBE: digest as a UAS, the
 //!   address check for phones without credentials, rate limits.
 //! - [`notifier`]: phones that SUBSCRIBE to us (RFC 6665), sans-IO.
+//! - [`publication`]: what a presence server's answer to our PUBLISH lets us keep.
 //! - [`relay`]: the sans-IO relay policy: per phone the state wanted, the
 //!   state the phone acknowledged, coalescing of bursts, periodic refresh
 //!   and retry with backoff. Fed events and time, it says what to send.
@@ -23,6 +24,7 @@
 pub mod digest;
 pub mod guard;
 pub mod notifier;
+pub mod publication;
 pub mod relay;
 pub mod summary;
 pub mod uri;

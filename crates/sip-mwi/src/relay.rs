@@ -308,6 +308,14 @@ impl Relay {
         PhoneId(self.phones.len() - 1)
     }
 
+    /// Changes a phone's refresh interval from its next acknowledged send on
+    /// (a presence server that keeps our publication for less than asked).
+    pub fn set_refresh(&mut self, phone: PhoneId, refresh: Duration) {
+        if let Some(p) = self.phones.get_mut(phone.0) {
+            p.refresh = refresh;
+        }
+    }
+
     /// The counts the lamps should show. Unchanged counts schedule nothing.
     pub fn set_counts(&mut self, now: Instant, counts: Counts) {
         if self.wanted == Some(counts) {
@@ -452,6 +460,17 @@ mod tests {
         let p = r.add_phone(t0, "sip:613@192.0.2.10", "sip:613@192.0.2.10", 12 * HOUR);
         r.set_counts(t0, counts(0, 0));
         (r, p, t0)
+    }
+
+    #[test]
+    fn a_shorter_refresh_takes_effect_from_the_next_acknowledged_send() {
+        let (mut r, p, t0) = setup();
+        let tx = r.poll_transmit(t0).expect("first");
+        r.set_refresh(p, Duration::from_secs(540));
+        r.handle_result(t0, tx.phone, Ok(()));
+        assert_eq!(r.poll_timeout(), Some(t0 + Duration::from_secs(540)), "refreshed at the server's 90 %");
+        assert!(r.poll_transmit(t0 + Duration::from_secs(539)).is_none());
+        assert!(r.poll_transmit(t0 + Duration::from_secs(540)).is_some());
     }
 
     #[test]

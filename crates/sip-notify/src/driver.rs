@@ -81,6 +81,7 @@ fn failure(e: NotifyError) -> SendFailure {
         NotifyError::AuthRequired { code, detail } => SendFailure::Credentials { code, reason: detail },
         NotifyError::InvalidTarget(t) => SendFailure::Transport(format!("invalid target {t}")),
         NotifyError::Transport(t) => SendFailure::Transport(t),
+        NotifyError::BadAnswer(t) => SendFailure::Transport(format!("unusable answer: {t}")),
     }
 }
 
@@ -121,7 +122,7 @@ pub fn spawn(sender: Arc<NotifySender>, phones: Vec<PhoneTarget>, config: RelayC
                                 creds,
                             )
                             .await
-                            .map(|p| p.etag),
+                            .map(|p| p.publication),
                     };
                     (t.phone, r)
                 });
@@ -146,8 +147,11 @@ pub fn spawn(sender: Arc<NotifySender>, phones: Vec<PhoneTarget>, config: RelayC
                     None => break,
                 },
                 Some((phone, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                    if let Ok(etag) = &result {
-                        etags[phone.0] = etag.clone();
+                    if let Ok(publication) = &result {
+                        etags[phone.0] = publication.as_ref().map(|p| p.etag.clone());
+                        // a server that keeps the publication for less than asked gets it refreshed sooner
+                        let refresh = phones[phone.0].refresh;
+                        relay.set_refresh(phone, publication.as_ref().map_or(refresh, |p| p.refresh_after().min(refresh)));
                     }
                     relay.handle_result(now(), phone, result.map(|_| ()).map_err(failure));
                 }

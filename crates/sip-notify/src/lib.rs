@@ -72,6 +72,9 @@ pub enum NotifyError {
     /// Sockets, name resolution, connection refused.
     #[error("transport error: {0}")]
     Transport(String),
+    /// A 2xx we cannot use (a PUBLISH answer without a usable `SIP-ETag`).
+    #[error("unusable answer: {0}")]
+    BadAnswer(String),
 }
 
 impl NotifyError {
@@ -129,10 +132,9 @@ pub struct Delivered {
 pub struct Published {
     /// Status code (200).
     pub code: u16,
-    /// The entity tag to refresh, modify or remove the publication with.
-    pub etag: Option<String>,
-    /// Seconds the server keeps the publication.
-    pub expires: u32,
+    /// The entity tag and lifetime, checked ([`lamplighter_sip_mwi::publication`]);
+    /// `None` for a removal.
+    pub publication: Option<lamplighter_sip_mwi::publication::Accepted>,
 }
 
 /// One request to send: what differs between NOTIFY and PUBLISH.
@@ -477,11 +479,18 @@ impl NotifySender {
                             n.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_string())
                         })
                     };
-                    return Ok(Published {
-                        code: delivered.code,
-                        etag: header("SIP-ETag").or(etag),
-                        expires: header("Expires").and_then(|e| e.parse().ok()).unwrap_or(expires),
-                    });
+                    let publication = match summary {
+                        None => None,
+                        Some(_) => Some(
+                            lamplighter_sip_mwi::publication::accepted(
+                                header("SIP-ETag").as_deref(),
+                                header("Expires").as_deref(),
+                                expires,
+                            )
+                            .map_err(|e| NotifyError::BadAnswer(e.to_string()))?,
+                        ),
+                    };
+                    return Ok(Published { code: delivered.code, publication });
                 }
                 // RFC 3903 says 412; Kamailio 5.6 answers an unknown tag with 500
                 Err(NotifyError::Rejected { code: 412 | 500, .. }) if etag.is_some() && summary.is_some() => {
@@ -499,7 +508,10 @@ impl NotifySender {
         credentials: Option<&Credentials>,
     ) -> Result<(Delivered, rsipstack::sip::Response), NotifyError> {
         let uri = out.uri;
+        // sent to a server of its own (PUBLISH), the transport is the
+        // server's; the Request-URI stays the presentity's as configured
         let target = match out.transport {
+            _ if out.server.is_some() => uri.to_string(),
             Transport::Udp => uri.to_string(),
             Transport::Tcp if uri.to_ascii_lowercase().contains("transport=tcp") => uri.to_string(),
             Transport::Tcp => format!("{uri};transport=tcp"),

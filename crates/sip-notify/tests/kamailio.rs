@@ -76,7 +76,7 @@ async fn a_forgotten_entity_tag_412_is_followed_by_a_fresh_publication() {
         .await
         .unwrap_or_else(|e| panic!("published after the 412: {e}\n{}", kamailio.log()));
     assert_eq!(published.code, 200);
-    let etag = published.etag.expect("Kamailio gives a SIP-ETag");
+    let etag = published.publication.expect("Kamailio gives a SIP-ETag").etag;
     assert_ne!(etag, "no-such-etag");
     // the stale tag was tried, then an initial publication followed
     let stale = kamailio.wait_for("if-match=no-such-etag", 0);
@@ -86,10 +86,35 @@ async fn a_forgotten_entity_tag_412_is_followed_by_a_fresh_publication() {
         .publish("sip:614@127.0.0.1", Some(&server), Transport::Udp, Some(&summary), Some(&etag), 600, None)
         .await
         .expect("refreshed");
+    let refreshed = refreshed.publication.expect("still published").etag;
     let removed = sender
-        .publish("sip:614@127.0.0.1", Some(&server), Transport::Udp, None, refreshed.etag.as_deref(), 0, None)
+        .publish("sip:614@127.0.0.1", Some(&server), Transport::Udp, None, Some(&refreshed), 0, None)
         .await
         .expect("removed");
     assert_eq!(removed.code, 200);
     kamailio.wait_for("expires=0", stale);
+}
+
+/// PUBLISH over TCP, to a server that keeps publications for 600 s of the
+/// 3600 asked: the shorter life is what the refresh is scheduled by, and a
+/// phone subscribed at Kamailio still gets the lamp.
+#[tokio::test(flavor = "multi_thread")]
+async fn publish_over_tcp_and_the_server_s_shorter_life_is_honoured() {
+    let kamailio = Kamailio::start();
+    let phone = Softphone::start(kamailio.addr, "unused");
+    let subscribed = kamailio.wait_for("request SUBSCRIBE sip:613@127.0.0.1", 0);
+    let sender = NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind");
+    let server = format!("sip:{}", kamailio.addr);
+    let summary = MessageSummary::voice("sip:613@127.0.0.1", counts(5, 0));
+    let published = sender
+        .publish("sip:613@127.0.0.1", Some(&server), Transport::Tcp, Some(&summary), None, 3600, None)
+        .await
+        .unwrap_or_else(|e| panic!("published: {e}\n{}", kamailio.log()));
+    let publication = published.publication.expect("accepted with a tag");
+    assert_eq!(publication.expires, 600, "the server's Expires, not ours");
+    assert_eq!(publication.refresh_after(), Duration::from_secs(540));
+    let seen = kamailio.wait_for("request PUBLISH sip:613@127.0.0.1 from 127.0.0.1", subscribed);
+    let line = kamailio.log()[seen..].lines().next().unwrap_or_default().to_string();
+    assert!(line.contains("proto=tcp"), "over TCP: {line}");
+    phone.wait_for("Voice-Message: 5/0 (0/0)", 0);
 }

@@ -367,3 +367,61 @@ async fn the_notify_names_sender_and_phone_right_over_udp_tcp_and_tls() {
         }
     }
 }
+
+/// A 403 is not retried into a storm (PBXs ban hosts for less): while the
+/// lamp changes five more times, each change delivered to a second phone
+/// (the clock of this test), the forbidding phone gets no NOTIFY after its
+/// first; the next try is an hour away. The forbidding phone counts what it
+/// receives; a last datagram of the test's own, read after everything the
+/// relay could have sent before it, closes the count.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_403_is_not_retried_while_the_lamp_keeps_changing() {
+    use lamplighter_sip_mwi::relay::{RelayConfig, RelayEvent, SendFailure};
+    use lamplighter_sip_notify::demo_phone::DemoPhone;
+    use lamplighter_sip_notify::driver::{Delivery, PhoneTarget, spawn};
+    let forbidding = DemoPhone::start("403 Forbidden").expect("phone");
+    let clock = DemoPhone::start("200 OK").expect("phone");
+    let sender = std::sync::Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
+    let phone = |uri: String| PhoneTarget {
+        uri: uri.clone(),
+        transport: Transport::Udp,
+        credentials: None,
+        account: uri,
+        refresh: Duration::from_secs(3600),
+        delivery: Delivery::Notify,
+        urgent: Default::default(),
+    };
+    let targets = vec![phone(format!("sip:613@{}", forbidding.addr)), phone(format!("sip:614@{}", clock.addr))];
+    let relay = spawn(sender, targets, RelayConfig { coalesce: Duration::ZERO, ..RelayConfig::default() });
+    let mut events = relay.events();
+    let mut failures = Vec::new();
+    for new in 1..=6 {
+        relay.set_counts(Counts { new, old: 0, urgent_new: 0, urgent_old: 0 });
+        let end = tokio::time::Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+        let mut delivered = false;
+        // the first round also waits for the refusal
+        while !delivered || (new == 1 && failures.is_empty()) {
+            match tokio::time::timeout_at(end, events.recv()).await.expect("events in time").expect("event") {
+                RelayEvent::Delivered { phone, counts } if phone.0 == 1 && counts.new == new => delivered = true,
+                RelayEvent::Failed { phone, failure, retry_in } if phone.0 == 0 => failures.push((failure, retry_in)),
+                _ => {}
+            }
+        }
+    }
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe");
+    let last = "NOTIFY sip:613@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKlast\r\nCall-ID: last\r\n\
+                CSeq: 1 NOTIFY\r\nMessages-Waiting: no\r\nVoice-Message: 99/99\r\n\r\n";
+    probe.send_to(last.as_bytes(), forbidding.addr).expect("send");
+    let mut received = Vec::new();
+    loop {
+        let lamp = forbidding.lamps.recv_timeout(lamplighter_testkit::guard(Duration::from_secs(10))).expect("lamp");
+        if lamp.voice_message == "99/99" {
+            break;
+        }
+        received.push(lamp.voice_message);
+    }
+    assert_eq!(received, vec!["1/0 (0/0)".to_string()], "one NOTIFY to the forbidding phone in six changes");
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(matches!(failures[0].0, SendFailure::Rejected { code: 403, .. }), "{failures:?}");
+    assert_eq!(failures[0].1, Duration::from_secs(3600), "next try in an hour");
+}

@@ -4,7 +4,7 @@
 //! (tests/fixtures/kamailio/presence-mwi.cfg). Its log (every request with
 //! its `SIP-If-Match`) is collected for [`Kamailio::wait_for`].
 
-use crate::process::{KillOnDrop, OutputLog, free_udp_port};
+use crate::process::{KillOnDrop, OutputLog, free_port};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ pub struct Kamailio {
     _child: KillOnDrop,
     _dir: tempfile::TempDir,
     log: OutputLog,
-    /// Its UDP address.
+    /// Its address, UDP and TCP.
     pub addr: std::net::SocketAddr,
 }
 
@@ -32,12 +32,11 @@ impl Kamailio {
             let entry = entry.expect("entry");
             std::fs::copy(entry.path(), db.join(entry.file_name())).expect("copy table");
         }
-        let port = free_udp_port();
+        let port = free_port();
         let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
         let cfg = std::fs::read_to_string(fixture("presence-mwi.cfg"))
             .expect("presence-mwi.cfg")
-            .replace("@LISTEN@", &format!("udp:{addr}"))
-            .replace("@LISTEN_ADDR@", &addr.to_string())
+            .replace("@LISTEN@", &addr.to_string())
             .replace("@DB@", &db.display().to_string());
         let file = dir.path().join("kamailio.cfg");
         std::fs::write(&file, cfg).expect("cfg");
