@@ -197,8 +197,9 @@ function addPhone(phone = {}, passwordSaved = false) {
   $('[name=transport]', node).value = phone.transport || 'udp';
   $('[name=mode]', node).value = phone.mode || 'unsolicited';
   $('[name=username]', node).value = phone.username || '';
-  node.dataset.refreshHours = phone.refresh_hours || 12;
-  node.dataset.passwordEnv = phone.password_env || '';
+  // what the window does not edit (refresh_hours, password_env, presence_server,
+  // omit_zero_urgent, …) is kept as loaded, so saving never drops it
+  node.dataset.prior = JSON.stringify(phone);
   $('[data-note=password]', node).textContent = passwordSaved ? t('password_saved') : '';
   $('.remove-phone', node).addEventListener('click', () => node.remove());
   $('#phones').appendChild(node);
@@ -270,12 +271,12 @@ function collect() {
       missed_calls: $('#notif-missed').checked,
     },
     phone: [...document.querySelectorAll('#phones .phone')].map(node => ({
+      refresh_hours: 12,
+      ...JSON.parse(node.dataset.prior || '{}'),
       uri: $('[name=uri]', node).value.trim(),
       transport: $('[name=transport]', node).value,
       mode: $('[name=mode]', node).value,
       username: $('[name=username]', node).value.trim(),
-      password_env: node.dataset.passwordEnv || '',
-      refresh_hours: Number(node.dataset.refreshHours || 12),
     })),
   };
   const phonePasswords = [...document.querySelectorAll('#phones .phone')].map(n => $('[name=password]', n).value || null);

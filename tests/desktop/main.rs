@@ -183,6 +183,39 @@ fn without_an_account_the_tray_shows_the_demo_mailbox_counts() {
     let _ = app.wait();
 }
 
+/// The window edits only some of a phone's settings; saving keeps the
+/// others as the file has them (a publish phone stays one, with its
+/// presence server, refresh and urgent-part option).
+#[tokio::test(flavor = "multi_thread")]
+async fn saving_in_the_window_keeps_the_phone_settings_it_does_not_show() {
+    let (_one, mut session) = desktop();
+    let _host = TrayHost::start(&mut session);
+    let config_file = write_config(
+        &session,
+        "schema_version = 1\n[mailbox]\nemail = \"anna@example.com\"\nauth = \"ntlm\"\n\
+         ews_url = \"https://127.0.0.1:9/EWS/Exchange.asmx\"\n\
+         [[phone]]\nuri = \"sip:613@127.0.0.1\"\ntransport = \"tcp\"\nmode = \"publish\"\n\
+         presence_server = \"sip:127.0.0.1:5070\"\nrefresh_hours = 6\nomit_zero_urgent = true\n",
+    );
+    let driver = Driver::start(&session);
+    let c = driver.launch(&["--settings"]).await;
+    value_becomes(&c, "#phones .phone [name=mode]", "publish").await;
+    fill(&c, "#phones .phone [name=uri]", "sip:614@127.0.0.1").await;
+    c.find(Locator::Css("#save")).await.expect("save").click().await.expect("click");
+    text_becomes(&c, "#status", "Saved.").await;
+    let text = std::fs::read_to_string(&config_file).expect("settings file");
+    for kept in [
+        "uri = \"sip:614@127.0.0.1\"",
+        "mode = \"publish\"",
+        "presence_server = \"sip:127.0.0.1:5070\"",
+        "refresh_hours = 6",
+        "omit_zero_urgent = true",
+    ] {
+        assert!(text.contains(kept), "{kept} lost on save:\n{text}");
+    }
+    let _ = c.close().await;
+}
+
 #[test]
 fn tray_shows_the_count_in_its_tooltip_and_badge_and_quits_from_its_menu() {
     let (_one, mut session) = desktop();

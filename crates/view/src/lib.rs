@@ -484,6 +484,7 @@ pub const UI_STRINGS: &[(&str, &str, &str)] = &[
     ("mode", "Mode", "Betriebsart"),
     ("mode_unsolicited", "Lamplighter notifies the phone", "Lamplighter benachrichtigt das Telefon"),
     ("mode_subscribe", "The phone subscribes", "Das Telefon abonniert"),
+    ("mode_publish", "Published to the phone's PBX", "An die Telefonanlage des Telefons veröffentlicht"),
     ("digest_user", "Digest user", "Digest-Benutzer"),
     ("digest_password", "Digest password", "Digest-Kennwort"),
     ("optional", "(optional)", "(optional)"),
