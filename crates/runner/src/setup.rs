@@ -148,11 +148,7 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
                 _ => None,
             },
             account: p.uri.clone(),
-            urgent: if p.omit_zero_urgent {
-                lamplighter_sip_mwi::summary::UrgentPart::WhenNonzero
-            } else {
-                lamplighter_sip_mwi::summary::UrgentPart::Always
-            },
+            urgent: urgent_part(p),
             // a publication is refreshed well before the presence server drops it
             refresh: match p.mode {
                 PhoneMode::Publish => {
@@ -209,7 +205,15 @@ fn subscriber(
                 .ok_or_else(|| SetupError::SubscriberAddress(phone.uri.clone()))?,
         ),
     };
-    Ok(lamplighter_sip_notify::subscriptions::Subscriber { uri: phone.uri.clone(), auth })
+    Ok(lamplighter_sip_notify::subscriptions::Subscriber { uri: phone.uri.clone(), auth, urgent: urgent_part(phone) })
+}
+
+fn urgent_part(phone: &lamplighter_config::Phone) -> lamplighter_sip_mwi::summary::UrgentPart {
+    if phone.omit_zero_urgent {
+        lamplighter_sip_mwi::summary::UrgentPart::WhenNonzero
+    } else {
+        lamplighter_sip_mwi::summary::UrgentPart::Always
+    }
 }
 
 /// The local address the system routes from toward the phones (and presence

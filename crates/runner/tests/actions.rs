@@ -112,6 +112,7 @@ fn address_phone(uri: &str) -> lamplighter_sip_notify::subscriptions::Subscriber
     lamplighter_sip_notify::subscriptions::Subscriber {
         uri: uri.into(),
         auth: lamplighter_sip_mwi::guard::PhoneAuth::Address("127.0.0.1".parse().expect("ip")),
+        urgent: Default::default(),
     }
 }
 

@@ -19,7 +19,7 @@
 //! Kamailio's presence_mwi does before a PUBLISH) rather than a false 0/0.
 
 use crate::relay::SendFailure;
-use crate::summary::{Counts, MessageSummary};
+use crate::summary::{Counts, MessageSummary, UrgentPart};
 use crate::uri::aor;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -131,6 +131,7 @@ struct Sub {
     /// Order of creation, for replacing a phone's oldest.
     serial: u64,
     subscriber: String,
+    urgent: UrgentPart,
     contact: String,
     account: String,
     cseq: u32,
@@ -145,6 +146,8 @@ struct Sub {
 pub struct Notifier {
     config: NotifierConfig,
     paired: Vec<String>,
+    /// Per paired phone, how its summaries write the urgent part.
+    urgent: Vec<UrgentPart>,
     wanted: Option<Counts>,
     subs: BTreeMap<SubscriptionId, Sub>,
     tag_seed: u64,
@@ -157,6 +160,7 @@ impl Notifier {
         Notifier {
             config,
             paired: paired.iter().map(|p| aor(p.as_ref())).collect(),
+            urgent: vec![UrgentPart::Always; paired.len()],
             wanted: None,
             subs: BTreeMap::new(),
             tag_seed,
@@ -164,11 +168,23 @@ impl Notifier {
         }
     }
 
-    /// Whether this URI is a paired phone.
-    pub fn is_paired(&self, uri: &str) -> bool {
+    /// How the summaries to the `phone`th paired phone write the urgent part
+    /// (from its next subscription on).
+    pub fn set_urgent_part(&mut self, phone: usize, urgent: UrgentPart) {
+        if let Some(u) = self.urgent.get_mut(phone) {
+            *u = urgent;
+        }
+    }
+
+    fn paired_index(&self, uri: &str) -> Option<usize> {
         let a = aor(uri);
         // a phone paired without a port may subscribe from any port of its host
-        self.paired.iter().any(|p| *p == a || (!p.contains(':') && a.split(':').next() == Some(p.as_str())))
+        self.paired.iter().position(|p| *p == a || (!p.contains(':') && a.split(':').next() == Some(p.as_str())))
+    }
+
+    /// Whether this URI is a paired phone.
+    pub fn is_paired(&self, uri: &str) -> bool {
+        self.paired_index(uri).is_some()
     }
 
     fn new_tag(&mut self) -> String {
@@ -215,6 +231,7 @@ impl Notifier {
             Sub {
                 serial: self.tags,
                 subscriber: s.from.clone(),
+                urgent: self.paired_index(&s.from).map_or(UrgentPart::Always, |i| self.urgent[i]),
                 contact: s.contact.clone(),
                 account: s.to.clone(),
                 cseq: 0,
@@ -268,7 +285,7 @@ impl Notifier {
                 from: sub.account.clone(),
                 cseq: sub.cseq,
                 subscription_state: state,
-                summary: wanted.map(|c| MessageSummary::voice(&sub.account, c)),
+                summary: wanted.map(|c| MessageSummary::voice_with(&sub.account, c, sub.urgent)),
             });
         }
         None
@@ -429,6 +446,27 @@ mod tests {
         }
         assert_eq!(sent.len(), 4, "only the kept subscriptions are notified");
         assert!(sent.contains(&"loop9999@phone".to_string()), "{sent:?} {last:?}");
+    }
+
+    #[test]
+    fn a_phone_set_to_omit_zero_urgent_gets_no_urgent_part_when_nothing_is_urgent() {
+        let t0 = Instant::now();
+        let mut n = Notifier::new(NotifierConfig::default(), &["sip:613@127.0.0.1", "sip:614@127.0.0.1"], 1);
+        n.set_urgent_part(1, UrgentPart::WhenNonzero);
+        for who in ["613", "614"] {
+            let mut s = sub(None, "message-summary", Some(600));
+            s.from = format!("sip:{who}@127.0.0.1");
+            s.call_id = format!("call-{who}");
+            assert!(matches!(n.handle_subscribe(t0, &s), Answer::Accept { .. }));
+        }
+        n.set_counts(Counts { new: 1, old: 0, urgent_new: 0, urgent_old: 0 });
+        let mut bodies = std::collections::BTreeMap::new();
+        while let Some(x) = n.poll_transmit(t0) {
+            bodies.insert(x.to.clone(), x.summary.as_ref().map(|s| s.to_string()).unwrap_or_default());
+            n.handle_result(&x.id, Ok(()));
+        }
+        assert!(bodies["sip:613@127.0.0.1"].contains("Voice-Message: 1/0 (0/0)"), "{bodies:?}");
+        assert!(bodies["sip:614@127.0.0.1"].contains("Voice-Message: 1/0\r\n"), "{bodies:?}");
     }
 
     #[test]

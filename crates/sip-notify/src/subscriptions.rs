@@ -34,6 +34,8 @@ pub struct Subscriber {
     /// Its SIP URI (the From of its SUBSCRIBEs, the To of its REGISTERs).
     pub uri: String,
     pub auth: PhoneAuth,
+    /// Whether its summaries carry `(0/0)` when nothing is urgent.
+    pub urgent: lamplighter_sip_mwi::summary::UrgentPart,
 }
 
 /// The listener's limits.
@@ -322,6 +324,9 @@ pub fn serve(
         let now = || tokio::time::Instant::now().into_std();
         let uris: Vec<String> = phones.iter().map(|p| p.uri.clone()).collect();
         let mut notifier = Notifier::new(config.notifier, &uris, seed);
+        for (i, p) in phones.iter().enumerate() {
+            notifier.set_urgent_part(i, p.urgent);
+        }
         let guard_phones = phones.into_iter().map(|p| GuardPhone { uri: p.uri, auth: p.auth }).collect();
         let mut guard = Guard::new(config.guard, guard_phones, key, now());
         let mut in_flight = FuturesUnordered::new();

@@ -16,6 +16,7 @@ fn digest_phone() -> Subscriber {
     Subscriber {
         uri: "sip:613@127.0.0.1".into(),
         auth: PhoneAuth::Digest { username: "613".into(), password: "pw-613".into() },
+        urgent: Default::default(),
     }
 }
 
@@ -98,8 +99,11 @@ fn rss_kib() -> u64 {
 async fn spoofed_and_flooding_requests_get_small_answers_or_none_and_the_real_phone_its_lamp() {
     let sender = Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
     let ours = sender.local_addr();
-    let address_phone =
-        Subscriber { uri: "sip:614@127.0.0.1".into(), auth: PhoneAuth::Address("127.0.0.1".parse().expect("ip")) };
+    let address_phone = Subscriber {
+        uri: "sip:614@127.0.0.1".into(),
+        auth: PhoneAuth::Address("127.0.0.1".parse().expect("ip")),
+        urgent: Default::default(),
+    };
     let subs = serve(sender.clone(), vec![digest_phone(), address_phone], ListenerConfig::default()).expect("serve");
     subs.set_counts(Counts { new: 2, old: 1, urgent_new: 1, urgent_old: 0 });
     let attacker = tokio::net::UdpSocket::bind("127.0.0.2:0").await.expect("127.0.0.2");

@@ -200,8 +200,11 @@ async fn subscriptions_are_refused_as_rfc_6665_says() {
     use lamplighter_sip_notify::subscriptions::{ListenerConfig, Subscriber, serve};
     let sender = std::sync::Arc::new(NotifySender::bind("127.0.0.1:0".parse().expect("addr")).await.expect("bind"));
     let us = sender.local_addr();
-    let phone =
-        Subscriber { uri: "sip:613@127.0.0.1".into(), auth: PhoneAuth::Address("127.0.0.1".parse().expect("ip")) };
+    let phone = Subscriber {
+        uri: "sip:613@127.0.0.1".into(),
+        auth: PhoneAuth::Address("127.0.0.1".parse().expect("ip")),
+        urgent: Default::default(),
+    };
     let _subs = serve(sender.clone(), vec![phone], ListenerConfig::default()).expect("serve");
     for (what, user, event, expires, to_tag, code) in [
         ("another event package", "613", "presence", "600", "", "489"),
