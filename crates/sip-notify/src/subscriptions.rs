@@ -306,6 +306,22 @@ fn contact_matches_source(req: &Request, source: SocketAddr) -> bool {
     lamplighter_sip_mwi::uri::host(&uri).and_then(|h| h.parse::<std::net::IpAddr>().ok()) == Some(source.ip())
 }
 
+/// How long an admitted REGISTER waits for its 200, as a registrar that
+/// stores the binding does. baresip 1.0 (Debian 12's) loops for ever,
+/// sending SUBSCRIBEs, when its registration completes within about a
+/// millisecond of its start (its `mwi` module's start-up timer walks a list
+/// it appends to); the pause keeps that from happening in practice. Other
+/// requests are served meanwhile.
+pub const REGISTER_ANSWER_DELAY: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// What the serve loop still has to do for a request after [`serve_request`].
+enum Then {
+    /// A subscription was accepted over this flow.
+    Subscribed(String, Flow),
+    /// An admitted REGISTER, to be answered after [`REGISTER_ANSWER_DELAY`].
+    Register { aor: String, expires: Option<u32> },
+}
+
 /// Starts serving the phones that subscribe, on `sender`'s endpoint.
 pub fn serve(
     sender: Arc<NotifySender>,
@@ -350,8 +366,18 @@ pub fn serve(
             tokio::select! {
                 tx = incoming.recv() => {
                     let Some(mut tx) = tx else { break };
-                    if let Some((call_id, flow)) = serve_request(&mut tx, &mut guard, &mut notifier, &sender, &events, &stats).await {
-                        flows.insert(call_id, flow);
+                    match serve_request(&mut tx, &mut guard, &mut notifier, &sender, &events, &stats).await {
+                        Some(Then::Subscribed(call_id, flow)) => {
+                            flows.insert(call_id, flow);
+                        }
+                        Some(Then::Register { aor, expires }) => {
+                            let events = events.clone();
+                            tokio::spawn(async move {
+                                tokio::time::sleep(REGISTER_ANSWER_DELAY).await;
+                                answer_register(&mut tx, &aor, expires, &events).await;
+                            });
+                        }
+                        None => {}
                     }
                     flows.retain(|call_id, _| notifier.has_dialog(call_id));
                     let (subs, sources) = (notifier.active(), guard.stats().sources);
@@ -392,7 +418,7 @@ async fn serve_request(
     sender: &NotifySender,
     events: &broadcast::Sender<SubscriptionEvent>,
     stats: &Mutex<ListenerStats>,
-) -> Option<(String, Flow)> {
+) -> Option<Then> {
     let count = |f: &dyn Fn(&mut ListenerStats)| bump(stats, f);
     let now = tokio::time::Instant::now().into_std();
     let size = tx.original.to_string().len();
@@ -440,7 +466,10 @@ async fn serve_request(
     let sent = match verdict {
         Verdict::Admit { .. } => {
             count(&|s| s.admitted += 1);
-            return admitted(tx, notifier, sender, &flow, events).await.map(|call_id| (call_id, flow));
+            return admitted(tx, notifier, sender, &flow, events).await.map(|then| match then {
+                Then::Subscribed(call_id, _) => Then::Subscribed(call_id, flow),
+                other => other,
+            });
         }
         Verdict::Drop => 0,
         Verdict::Forbidden => {
@@ -477,20 +506,20 @@ fn bump(stats: &Mutex<ListenerStats>, f: &dyn Fn(&mut ListenerStats)) {
     f(&mut stats.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
-/// Answers a request the guard admitted as a paired phone's; returns the
-/// Call-ID of a subscription it accepted.
+/// Answers a request the guard admitted as a paired phone's; says what is
+/// left to do (a subscription's flow to keep, a REGISTER to answer).
 async fn admitted(
     tx: &mut Transaction,
     notifier: &mut Notifier,
     sender: &NotifySender,
     flow: &Flow,
     events: &broadcast::Sender<SubscriptionEvent>,
-) -> Option<String> {
+) -> Option<Then> {
     let now = tokio::time::Instant::now().into_std();
     if tx.original.method == Method::Register {
         let aor = header_value(&tx.original, "To").map(|v| uri_and_tag(&v).0).unwrap_or_default();
         match parse_expires(&tx.original) {
-            Ok(expires) => answer_register(tx, &aor, expires, events).await,
+            Ok(expires) => return Some(Then::Register { aor, expires }),
             Err(_) => {
                 let _ = tx.reply(StatusCode::BadRequest).await;
             }
@@ -524,7 +553,7 @@ async fn admitted(
     if result.is_ok() {
         let _ = events.send(SubscriptionEvent::Answered { from: sub.from.clone(), code });
     }
-    matches!(answer, Answer::Accept { .. }).then_some(sub.call_id)
+    matches!(answer, Answer::Accept { .. }).then_some(Then::Subscribed(sub.call_id, *flow))
 }
 
 /// Sends a subscription's NOTIFY back over the connection it came on; when

@@ -30,9 +30,21 @@ impl Softphone {
     }
 
     /// Over `over`, to our listener of that transport at `ours`.
+    ///
+    /// The account is created only once baresip runs, through its UDP
+    /// console: baresip 1.0's `mwi` module starts a 1 ms timer at load that
+    /// walks its subscription list and subscribes each entry again,
+    /// appending to the list it walks; a registration that completes before
+    /// that timer fired (two round trips within 1 ms on loopback, or later
+    /// when a loaded machine deschedules baresip) puts one entry there and
+    /// the loop never ends (tens of thousands of SUBSCRIBEs, its main loop
+    /// stuck). Sent 50 ms after "baresip is ready.", the account's REGISTER
+    /// goes out in a main-loop pass whose timers run after it, so the timer
+    /// fires before any answer can be read, however loaded the machine.
     pub fn start_over(ours: std::net::SocketAddr, password: &str, over: Over<'_>) -> Softphone {
         let dir = tempfile::tempdir().expect("config dir");
         let port = free_udp_port();
+        let console = free_udp_port();
         let (param, ca) = match over {
             Over::Udp => ("", String::new()),
             Over::Tcp => (";transport=tcp", String::new()),
@@ -42,15 +54,14 @@ impl Softphone {
             dir.path().join("config"),
             format!(
                 "poll_method epoll\nsip_listen 127.0.0.1:{port}\n{ca}module_path /usr/lib/baresip/modules\n\
+                 module cons.so\ncons_listen 127.0.0.1:{console}\n\
                  module_app account.so\nmodule_app menu.so\nmodule_app mwi.so\n"
             ),
         )
         .expect("config");
-        std::fs::write(
-            dir.path().join("accounts"),
-            format!("<sip:613@127.0.0.1{param}>;auth_pass={password};outbound=\"sip:{ours}{param}\";regint=600\n"),
-        )
-        .expect("accounts");
+        std::fs::write(dir.path().join("accounts"), "").expect("accounts");
+        let account =
+            format!("<sip:613@127.0.0.1{param}>;auth_pass={password};outbound=\"sip:{ours}{param}\";regint=600");
         let mut child = Command::new("baresip")
             .args(std::env::var("BARESIP_TRACE").map(|_| vec!["-s"]).unwrap_or_default())
             .arg("-f")
@@ -62,6 +73,10 @@ impl Softphone {
             .map(KillOnDrop)
             .expect("baresip not found: run ./dev.sh setup");
         let output = OutputLog::collect(&mut child.0);
+        output.wait_for("baresip", "baresip is ready.", 0);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("console socket");
+        socket.send_to(format!("/uanew {account}\n").as_bytes(), ("127.0.0.1", console)).expect("console");
         Softphone { _child: child, _dir: dir, output }
     }
 
