@@ -110,7 +110,15 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
     retry: Arc<Notify>,
 ) {
-    let mut sync = MailboxSync::new(config.sync, state.load());
+    // each process and mailbox jitters its own way, so many never retry in step
+    let seed = {
+        use std::hash::{BuildHasher, Hash, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        client.ews_url().hash(&mut h);
+        h.finish()
+    };
+    let mut sync =
+        MailboxSync::new(SyncConfig { jitter_seed: config.sync.jitter_seed ^ seed, ..config.sync }, state.load());
     let mut stream: Option<crate::EventStream> = None;
     let mut subscription: Option<String> = None;
     let mut last: Option<Connection> = None;

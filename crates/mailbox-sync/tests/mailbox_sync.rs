@@ -159,6 +159,7 @@ fn repeated_failures_back_off_exponentially_up_to_the_limit() {
         SyncConfig {
             retry_initial: Duration::from_secs(2),
             retry_max: Duration::from_secs(60),
+            jitter_percent: 0,
             ..SyncConfig::default()
         },
         None,
@@ -173,6 +174,102 @@ fn repeated_failures_back_off_exponentially_up_to_the_limit() {
         now = until;
     }
     assert_eq!(waits, vec![2, 4, 8, 16, 32, 60, 60]);
+}
+
+#[test]
+fn waits_are_jittered_within_the_share_and_differ_between_mailboxes() {
+    let waits = |seed: u64| {
+        let config = SyncConfig { retry_max: Duration::from_secs(300), jitter_seed: seed, ..SyncConfig::default() };
+        let mut s = MailboxSync::new(config, None);
+        let mut now = Instant::now();
+        let mut out = Vec::new();
+        for _ in 0..10 {
+            assert_eq!(s.poll_request(now), Some(Request::Subscribe));
+            s.handle(now, Response::Failed("connection refused".into()));
+            let until = s.poll_timeout().expect("waiting");
+            out.push(until - now);
+            now = until;
+        }
+        out
+    };
+    let (a, b) = (waits(1), waits(2));
+    assert_ne!(a, b, "two mailboxes do not retry in step");
+    for (i, w) in a.iter().enumerate() {
+        let base = Duration::from_secs(2 * (1u64 << i)).min(Duration::from_secs(300));
+        assert!(*w >= base * 80 / 100 && *w <= base * 120 / 100, "wait {i}: {w:?} not within ±20 % of {base:?}");
+    }
+}
+
+/// A server (or a load balancer that loses affinity) that takes every
+/// subscription and syncs fine, then says ErrorInvalidSubscription on the
+/// stream at once: the tracker must not hammer it. Before, it resubscribed
+/// at once every time (287 times in 40 s against a real server, about 29
+/// requests/s, bounded only by the round trip). The module's doc states the bound.
+#[test]
+fn a_resubscribe_storm_stays_under_the_documented_request_rate() {
+    let start = Instant::now();
+    let mut s = MailboxSync::new(SyncConfig::default(), None);
+    let mut now = start;
+    let mut sent: Vec<(Duration, Request)> = Vec::new();
+    while now < start + Duration::from_secs(3600) {
+        match s.poll_request(now) {
+            Some(r) => {
+                sent.push((now - start, r.clone()));
+                let answer = match r {
+                    Request::Subscribe => Response::Subscribed(parse_subscribe(&fixture("subscribe-streaming.xml"))),
+                    Request::Sync { .. } => page("S", true, vec![]),
+                    Request::Stream { .. } => Response::Frame(parse_streaming_frame(&fixture(
+                        "getstreamingevents-error-invalidsubscription.xml",
+                    ))),
+                    Request::Poll { .. } => panic!("no polling here"),
+                };
+                // every answer takes 50 ms
+                now += Duration::from_millis(50);
+                s.handle(now, answer);
+            }
+            None => now = s.poll_timeout().expect("a wait, never a stall"),
+        }
+        assert!(sent.len() < 10_000, "a storm: {} requests by {:?}", sent.len(), now - start);
+    }
+    let in_window = |from: u64, to: u64| {
+        sent.iter().filter(|(at, _)| *at >= Duration::from_secs(from) && *at < Duration::from_secs(to)).count()
+    };
+    let first_minute = in_window(0, 60);
+    let later = (7..60).map(|m| in_window(m * 60, m * 60 + 300)).max().unwrap_or(0);
+    eprintln!(
+        "storm: {first_minute} requests in the first minute, at most {later} per 5 minutes after minute 7, {} in an hour",
+        sent.len()
+    );
+    assert!(first_minute <= 18, "{first_minute} requests in the first minute");
+    assert!(later <= 3 * 2, "{later} requests in a 5-minute window later on");
+    assert!(sent.len() <= 70, "{} requests in an hour", sent.len());
+    assert!(
+        matches!(s.status(), Status::Waiting { .. }),
+        "the status says it waits, not 'connected': {:?}",
+        s.status()
+    );
+}
+
+/// A stream that stays healthy for a minute forgives the earlier failures:
+/// the next loss resubscribes at once again.
+#[test]
+fn a_healthy_minute_resets_the_back_off() {
+    let t = Instant::now();
+    let mut s = live(t, None);
+    drain(&mut s);
+    let lost = || Response::Frame(parse_streaming_frame(&fixture("getstreamingevents-error-invalidsubscription.xml")));
+    s.handle(t, lost());
+    assert_eq!(s.poll_request(t), Some(Request::Subscribe), "the first loss: at once");
+    s.handle(t, Response::Subscribed(parse_subscribe(&fixture("subscribe-streaming.xml"))));
+    assert!(matches!(s.poll_request(t), Some(Request::Sync { .. })));
+    s.handle(t, page("S3", true, vec![]));
+    assert!(matches!(s.poll_request(t), Some(Request::Stream { .. })));
+    // a keep-alive now, and another a minute later: healthy
+    s.handle(t, frame(0));
+    let later = t + Duration::from_secs(61);
+    s.handle(later, frame(0));
+    s.handle(later, lost());
+    assert_eq!(s.poll_request(later), Some(Request::Subscribe), "forgiven after a healthy minute: at once again");
 }
 
 #[test]
@@ -195,7 +292,7 @@ fn a_refused_sign_in_sends_nothing_until_woken_and_says_why() {
 #[test]
 fn a_wait_says_why_the_last_attempt_failed() {
     let t = Instant::now();
-    let mut s = MailboxSync::new(SyncConfig::default(), None);
+    let mut s = MailboxSync::new(SyncConfig { jitter_percent: 0, ..SyncConfig::default() }, None);
     assert_eq!(s.poll_request(t), Some(Request::Subscribe));
     s.handle(t, Response::Failed("connection refused".into()));
     assert_eq!(
