@@ -112,10 +112,8 @@ async fn run(
 ) {
     // each process and mailbox jitters its own way, so many never retry in step
     let seed = {
-        use std::hash::{BuildHasher, Hash, Hasher};
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        client.ews_url().hash(&mut h);
-        h.finish()
+        use std::hash::BuildHasher;
+        std::collections::hash_map::RandomState::new().hash_one(client.ews_url())
     };
     let mut sync =
         MailboxSync::new(SyncConfig { jitter_seed: config.sync.jitter_seed ^ seed, ..config.sync }, state.load());
