@@ -36,7 +36,9 @@ impl EwsBackend {
 impl From<ClientError> for MailboxError {
     fn from(e: ClientError) -> MailboxError {
         match e {
-            ClientError::Auth { .. } => MailboxError::SignInRefused(e.to_string()),
+            ClientError::Auth { .. } | ClientError::SchemeNotOffered { .. } => {
+                MailboxError::SignInRefused(e.to_string())
+            }
             ClientError::Response { code: lamplighter_ews_wire::ResponseCode::ItemNotFound, message, .. } => {
                 MailboxError::NotFound { what: message }
             }
@@ -54,6 +56,13 @@ pub fn hint_for(e: &ClientError) -> String {
         E::Auth { .. } => {
             "check [mailbox] username (DOMAIN\\user or the e-mail address), auth (basic/ntlm) and the password".into()
         }
+        E::SchemeNotOffered { offered, .. } if offered.contains("Negotiate") || offered.contains("NTLM") => {
+            "set [mailbox] auth = \"ntlm\" (Negotiate is answered with NTLM)".into()
+        }
+        E::SchemeNotOffered { .. } => "set [mailbox] auth to a sign-in the server offers".into(),
+        E::NotExchange { .. } => "the URL reaches a proxy or login page, not EWS: ask for EWS to be published \
+             without pre-authentication (or give the internal EWS URL in ews_url)"
+            .into(),
         E::Tls { .. } => "the server's certificate is not trusted: set [mailbox] ca_file to your company CA".into(),
         E::Connect { .. } | E::Timeout { .. } => {
             "the server cannot be reached: check ews_url, the network or VPN".into()

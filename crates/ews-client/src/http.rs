@@ -304,11 +304,12 @@ impl Http {
                 );
                 let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&value))?).await?;
                 if resp.status() == 401 {
-                    return Err(ClientError::Auth { target: origin, scheme: "Basic" });
+                    return Err(refused(origin, "Basic", &resp));
                 }
                 Ok(reply(conn, resp))
             }
             Credentials::Bearer(provider) => {
+                let mut last = None;
                 for refresh in [false, true] {
                     let token = (provider)(refresh).await.map_err(ClientError::Token)?;
                     let value = format!("Bearer {}", token.expose());
@@ -316,9 +317,10 @@ impl Http {
                     if resp.status() != 401 {
                         return Ok(reply(conn, resp));
                     }
+                    last = Some(refused(origin.clone(), "Bearer", &resp));
                     drain(resp.into_body()).await;
                 }
-                Err(ClientError::Auth { target: origin, scheme: "OAuth2" })
+                Err(last.unwrap_or(ClientError::Auth { target: origin, scheme: "Bearer", offered: String::new() }))
             }
             Credentials::Ntlm { user, password } => {
                 if conn.authenticated {
@@ -330,35 +332,76 @@ impl Http {
                     drain(resp.into_body()).await;
                     conn.authenticated = false;
                 }
-                let negotiate = lamplighter_ntlm::header_from_token(&lamplighter_ntlm::negotiate());
-                let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&negotiate))?).await?;
-                if resp.status() != 401 {
-                    // no authentication needed after all
-                    return Ok(reply(conn, resp));
-                }
-                let challenge = resp
-                    .headers()
-                    .get_all("www-authenticate")
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .find_map(lamplighter_ntlm::token_from_header);
-                drain(resp.into_body()).await;
+                // NTLM, or the same tokens under Negotiate for a server that offers only that
+                let mut scheme = "NTLM";
+                let (challenge, offered) = loop {
+                    let negotiate = lamplighter_ntlm::header_with_scheme(scheme, &lamplighter_ntlm::negotiate());
+                    let resp =
+                        self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&negotiate))?).await?;
+                    if resp.status() != 401 {
+                        // no authentication needed after all
+                        return Ok(reply(conn, resp));
+                    }
+                    let offered = offered_schemes(&resp);
+                    let challenge = resp
+                        .headers()
+                        .get_all("www-authenticate")
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .find_map(lamplighter_ntlm::token_from_header);
+                    drain(resp.into_body()).await;
+                    let negotiate_only = !offers(&offered, "NTLM") && offers(&offered, "Negotiate") && scheme == "NTLM";
+                    match challenge {
+                        None if negotiate_only => scheme = "Negotiate",
+                        c => break (c, offered),
+                    }
+                };
                 let Some(challenge) = challenge else {
-                    return Err(ClientError::Auth { target: origin, scheme: "NTLM (not offered)" });
+                    return Err(ClientError::SchemeNotOffered { target: origin, tried: "NTLM", offered });
                 };
                 let challenge = lamplighter_ntlm::Challenge::parse(&challenge)
                     .map_err(|e| ClientError::Broken(format!("NTLM challenge: {e}")))?;
                 let creds =
                     lamplighter_ntlm::Credentials { user: user.clone(), password: password.expose().to_string() };
-                let auth = lamplighter_ntlm::header_from_token(&lamplighter_ntlm::authenticate(&creds, &challenge));
+                let auth =
+                    lamplighter_ntlm::header_with_scheme(scheme, &lamplighter_ntlm::authenticate(&creds, &challenge));
                 let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&auth))?).await?;
                 if resp.status() == 401 {
-                    return Err(ClientError::Auth { target: origin, scheme: "NTLM" });
+                    let scheme = if scheme == "NTLM" { "NTLM" } else { "NTLM under Negotiate" };
+                    return Err(refused(origin, scheme, &resp));
                 }
                 conn.authenticated = true;
                 Ok(reply(conn, resp))
             }
         }
+    }
+}
+
+/// The schemes a 401's `WWW-Authenticate` headers name, e.g. `Negotiate, NTLM`.
+fn offered_schemes(resp: &Response<Incoming>) -> String {
+    let names: Vec<String> = resp
+        .headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split_whitespace().next())
+        .map(|s| s.trim_end_matches(',').chars().take(20).collect())
+        .collect();
+    if names.is_empty() { "no scheme".into() } else { names.join(", ") }
+}
+
+fn offers(offered: &str, scheme: &str) -> bool {
+    offered.split(", ").any(|s| s.eq_ignore_ascii_case(scheme))
+}
+
+/// A 401 to our credentials: refused, or a scheme the server does not offer at all.
+fn refused(target: String, scheme: &'static str, resp: &Response<Incoming>) -> ClientError {
+    let offered = offered_schemes(resp);
+    let base = scheme.split_whitespace().next().unwrap_or(scheme);
+    if offers(&offered, base) || (base == "NTLM" && offers(&offered, "Negotiate")) {
+        ClientError::Auth { target, scheme, offered }
+    } else {
+        ClientError::SchemeNotOffered { target, tried: scheme, offered }
     }
 }
 

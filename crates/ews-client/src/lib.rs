@@ -188,11 +188,29 @@ pub enum ClientError {
         secs: u64,
     },
     /// The server refused the credentials.
-    #[error("sign-in to {target} refused ({scheme}): check the user name and password")]
+    #[error("sign-in to {target} refused ({scheme}; the server offers {offered}): check the user name and password")]
     Auth {
         target: String,
         /// Which scheme.
         scheme: &'static str,
+        /// The schemes its `WWW-Authenticate` headers name.
+        offered: String,
+    },
+    /// The server does not offer the sign-in we are set up for.
+    #[error("{target} does not offer {tried} sign-in; it offers {offered}")]
+    SchemeNotOffered {
+        target: String,
+        /// What we are set up for.
+        tried: &'static str,
+        /// What it offers.
+        offered: String,
+    },
+    /// Something that is not Exchange answered: a reverse proxy's login page, a captive portal.
+    #[error("a proxy or login page answered instead of Exchange at {target} ({detail})")]
+    NotExchange {
+        target: String,
+        /// `HTTP 200, text/html` or `HTTP 302 to …`.
+        detail: String,
     },
     /// HTTP 403.
     #[error("{target} denies access (HTTP 403); EWS may be disabled for this mailbox")]
@@ -384,6 +402,9 @@ impl EwsClient {
             http::read_body(body, lamplighter_ews_wire::MAX_RESPONSE_BYTES, self.config.request_timeout, &target)
                 .await?;
         self.http.checkin(conn);
+        if let Some(detail) = not_exchange(status, &headers, &bytes) {
+            return Err(ClientError::NotExchange { target, detail });
+        }
         match status {
             200 => Ok(bytes),
             500 if is_xml => Ok(bytes),
@@ -658,6 +679,9 @@ impl EwsClient {
         .map_err(|_| ClientError::Timeout { target: target.clone(), secs: self.config.request_timeout.as_secs() })??;
         let (status, headers, body, _conn) = reply.into_parts();
         let is_xml = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|c| c.contains("xml"));
+        if let Some(detail) = not_exchange(status, &headers, b"") {
+            return Err(ClientError::NotExchange { target, detail });
+        }
         match status {
             200 => {}
             500 if is_xml => {
@@ -683,4 +707,24 @@ impl EwsClient {
     pub fn reset_connections(&self) {
         self.http.forget_connections();
     }
+}
+
+/// Whether an answer comes from something other than Exchange: an HTML page
+/// (a reverse proxy's login form answers 200 with it) or a redirect (EWS
+/// never redirects a POST). Says what was seen.
+fn not_exchange(status: u16, headers: &hyper::HeaderMap, body: &[u8]) -> Option<String> {
+    let content_type = headers.get("content-type").and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
+    if (300..400).contains(&status) {
+        let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+        let shown: String = location.chars().take(120).collect();
+        return Some(format!("HTTP {status} to {shown}"));
+    }
+    let start: Vec<u8> =
+        body.iter().skip_while(|b| b.is_ascii_whitespace()).take(15).map(u8::to_ascii_lowercase).collect();
+    let html_body = start.starts_with(b"<!doctype html") || start.starts_with(b"<html");
+    if status == 200 && (content_type.contains("html") || html_body) {
+        let kind = if content_type.is_empty() { "an HTML page".to_string() } else { content_type };
+        return Some(format!("HTTP 200, {kind}"));
+    }
+    None
 }

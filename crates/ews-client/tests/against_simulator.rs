@@ -326,15 +326,17 @@ async fn a_wrong_password_is_one_auth_error_and_no_retry_storm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ntlm_sign_in_works_for_requests_and_the_stream() {
     let sim = Simulator::start(SimConfig {
-        auth: AuthSchemes { basic: false, ntlm: true, bearer_tokens: vec![] },
+        auth: AuthSchemes { basic: false, ntlm: true, negotiate_only: false, bearer_tokens: vec![] },
         ..sim_config()
     })
     .await
     .expect("sim");
     let creds = Credentials::Ntlm { user: "EXAMPLE\\mara".into(), password: Password::new(PASSWORD) };
-    // Basic is not offered: it is refused
+    // Basic is not offered: said so, with what is
     let plain = EwsClient::connect(client_config(&sim, basic())).await.expect("client");
-    assert!(matches!(plain.find_all("inbox", 10).await, Err(ClientError::Auth { .. })));
+    let e = plain.find_all("inbox", 10).await.expect_err("refused");
+    assert!(matches!(e, ClientError::SchemeNotOffered { .. }), "{e:?}");
+    assert!(e.to_string().ends_with("does not offer Basic sign-in; it offers Negotiate, NTLM"), "{e}");
     let (_client, handle, mut model) = start(&sim, creds, Arc::new(MemoryState::default()), fast_driver()).await;
     assert!(model.until(Duration::from_secs(20), Model::live).await);
     let id = sim.deposit_voicemail(voicemail(3));
@@ -349,7 +351,12 @@ async fn ntlm_sign_in_works_for_requests_and_the_stream() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oauth2_bearer_refreshes_a_stale_token_once() {
     let sim = Simulator::start(SimConfig {
-        auth: AuthSchemes { basic: false, ntlm: false, bearer_tokens: vec!["fresh-token".into()] },
+        auth: AuthSchemes {
+            basic: false,
+            ntlm: false,
+            negotiate_only: false,
+            bearer_tokens: vec!["fresh-token".into()],
+        },
         ..sim_config()
     })
     .await
@@ -558,4 +565,80 @@ async fn the_autodiscover_result_is_cached() {
     let second = EwsClient::connect(cfg).await.expect("cached");
     assert_eq!(second.ews_url(), first.ews_url());
     assert_eq!(asked(&sim), n, "the second start asked nobody");
+}
+
+/// A server that offers only `Negotiate` (IIS with the NTLM provider
+/// removed): NTLM credentials sign in with the NTLM tokens under Negotiate,
+/// for requests and the stream; Basic is told it is not offered, and a
+/// wrong password names what was tried and what is offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_negotiate_only_server_takes_ntlm_under_negotiate() {
+    let sim = Simulator::start(SimConfig {
+        auth: AuthSchemes { basic: false, ntlm: true, negotiate_only: true, bearer_tokens: vec![] },
+        ..sim_config()
+    })
+    .await
+    .expect("sim");
+    let creds = Credentials::Ntlm { user: "EXAMPLE\\mara".into(), password: Password::new(PASSWORD) };
+    let client = EwsClient::connect(client_config(&sim, creds.clone())).await.expect("client");
+    client.find_all("inbox", 10).await.expect("signed in with Negotiate");
+    let (_c, handle, mut model) = start(&sim, creds, Arc::new(MemoryState::default()), fast_driver()).await;
+    assert!(model.until(Duration::from_secs(20), Model::live).await, "the stream signs in too");
+    handle.stop().await;
+
+    let plain = EwsClient::connect(client_config(&sim, basic())).await.expect("client");
+    let e = plain.find_all("inbox", 10).await.expect_err("no Basic");
+    assert!(e.to_string().ends_with("does not offer Basic sign-in; it offers Negotiate"), "{e}");
+    let wrong = Credentials::Ntlm { user: "EXAMPLE\\mara".into(), password: Password::new("Winter2026!") };
+    let e = EwsClient::connect(client_config(&sim, wrong)).await.expect("client").find_all("inbox", 10).await;
+    let text = e.expect_err("wrong password").to_string();
+    assert!(text.contains("refused (NTLM under Negotiate; the server offers Negotiate)"), "{text}");
+    assert_all_valid(&sim);
+}
+
+/// What a reverse proxy with pre-authentication (or a captive portal) does
+/// to a POST: a login page with 200, or a redirect to one.
+async fn login_page_server(answer: &'static str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let mut buf = vec![0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let _ = s.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_login_page_is_named_as_such() {
+    const PAGE: &str = "<!DOCTYPE html><html><head><title>Sign in</title></head><body><form>…</form></body></html>";
+    let ok_html = Box::leak(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
+            PAGE.len()
+        )
+        .into_boxed_str(),
+    );
+    let redirect = "HTTP/1.1 302 Found\r\nLocation: https://login.example.test/adfs/ls/?wa=wsignin1.0\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    for (answer, detail) in [
+        (&*ok_html, "(HTTP 200, text/html; charset=utf-8)"),
+        (redirect, "(HTTP 302 to https://login.example.test/adfs/ls/?wa=wsignin1.0)"),
+    ] {
+        let addr = login_page_server(answer).await;
+        let mut c = ClientConfig::new("mara@example.test", basic());
+        c.ews_url = Some(format!("http://{addr}/EWS/Exchange.asmx"));
+        let client = EwsClient::connect(c).await.expect("client");
+        let e = client.find_all("inbox", 10).await.expect_err("not Exchange");
+        assert!(matches!(e, ClientError::NotExchange { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(text.starts_with("a proxy or login page answered instead of Exchange"), "{text}");
+        assert!(text.ends_with(detail), "{text}");
+        assert!(!text.contains("DTD"), "{text}");
+        assert!(lamplighter_ews_client::hint_for(&e).contains("without pre-authentication"));
+    }
 }

@@ -111,6 +111,9 @@ pub struct AuthSchemes {
     pub basic: bool,
     /// NTLM (and `Negotiate` falling back to NTLM).
     pub ntlm: bool,
+    /// Offer only `Negotiate` (as IIS with the NTLM provider removed): NTLM
+    /// tokens are taken only under `Negotiate`, and challenges go out so.
+    pub negotiate_only: bool,
     /// OAuth2 bearer tokens accepted.
     pub bearer_tokens: Vec<String>,
 }
@@ -148,7 +151,7 @@ impl Default for SimConfig {
             email: "mara@example.test".into(),
             users: vec![("mara".into(), "Sommer2026!".into())],
             domain: "EXAMPLE".into(),
-            auth: AuthSchemes { basic: true, ntlm: true, bearer_tokens: Vec::new() },
+            auth: AuthSchemes { basic: true, ntlm: true, negotiate_only: false, bearer_tokens: Vec::new() },
             tls: false,
             tls_names: Vec::new(),
             validation: Validation::embedded(),
@@ -546,7 +549,9 @@ fn unauthorized(shared: &Shared, extra: Option<String>) -> Response<Body> {
         None => {
             if c.ntlm {
                 h.append("www-authenticate", "Negotiate".parse().expect("header"));
-                h.append("www-authenticate", "NTLM".parse().expect("header"));
+                if !c.negotiate_only {
+                    h.append("www-authenticate", "NTLM".parse().expect("header"));
+                }
             }
             if c.basic {
                 h.append("www-authenticate", "Basic realm=\"127.0.0.1\"".parse().expect("header"));
@@ -597,12 +602,17 @@ fn authenticate(shared: &Shared, conn: &Mutex<ConnAuth>, req: &Request<Incoming>
                 AuthOutcome::Respond(unauthorized(shared, Some("Bearer error=\"invalid_token\"".into())))
             }
         }
-        Some(h) if config.auth.ntlm && (h.starts_with("NTLM ") || h.starts_with("Negotiate ")) => {
+        Some(h)
+            if config.auth.ntlm
+                && ((h.starts_with("NTLM ") && !config.auth.negotiate_only) || h.starts_with("Negotiate ")) =>
+        {
             let Some(token) = lamplighter_ntlm::token_from_header(&h) else { return fail(shared) };
+            // the challenge comes back under the scheme the client used
+            let scheme = if h.starts_with("Negotiate ") { "Negotiate" } else { "NTLM" };
             match token.get(8) {
                 Some(1) => match lamplighter_ntlm::ServerChallenge::new(&token, &config.domain, "EXCH01") {
                     Ok(ch) => {
-                        let header = lamplighter_ntlm::header_from_token(ch.message());
+                        let header = lamplighter_ntlm::header_with_scheme(scheme, ch.message());
                         conn.pending = Some(ch);
                         conn.user = None;
                         AuthOutcome::Respond(unauthorized(shared, Some(header)))

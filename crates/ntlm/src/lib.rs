@@ -162,7 +162,13 @@ pub fn token_from_header(value: &str) -> Option<Vec<u8>> {
 
 /// A header value `NTLM <base64>` for `token`.
 pub fn header_from_token(token: &[u8]) -> String {
-    format!("NTLM {}", STANDARD.encode(token))
+    header_with_scheme("NTLM", token)
+}
+
+/// A header value `<scheme> <base64>`: `Negotiate` carries the same NTLM
+/// tokens to a server that offers only Negotiate (IIS takes them unwrapped).
+pub fn header_with_scheme(scheme: &str, token: &[u8]) -> String {
+    format!("{scheme} {}", STANDARD.encode(token))
 }
 
 /// The client's first message (NEGOTIATE), to send as `Authorization: NTLM …`.
