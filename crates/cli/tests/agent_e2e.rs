@@ -337,3 +337,44 @@ fn a_sipp_phone_sees_the_lamp_follow_the_mailbox() {
     let seen = agent.stop();
     assert_eq!(seen.iter().filter(|e| e["event"] == "notify").count(), 1, "only the new voicemail was announced");
 }
+
+/// SIGTERM while the server sits on a request (SyncFolderItems taken, never
+/// answered): the agent exits cleanly, at once, after one Unsubscribe and
+/// nothing else. It cannot be waiting for the hung request: that never ends.
+#[test]
+fn sigterm_during_a_hung_request_exits_at_once_after_one_unsubscribe() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("sim");
+    let _guard = rt.enter();
+    sim.hang("SyncFolderItems");
+    let (phone, _heard) = phone();
+    let dir = tempfile::tempdir().expect("tmp");
+    let config = dir.path().join("config.toml");
+    write_config(&config, &sim.ews_url(), phone);
+    let mut agent = Agent::start(&config, dir.path());
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(30));
+    while !sim.served().iter().any(|s| s.op == "SyncFolderItems") {
+        assert!(Instant::now() < end, "no SyncFolderItems: {:?}", sim.served());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let before = sim.served().len();
+    let signalled = Instant::now();
+    let _ = std::process::Command::new("sh").args(["-c", &format!("kill -TERM {}", agent.child.id())]).status();
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(15));
+    let status = loop {
+        if let Some(s) = agent.child.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < end, "the agent is still running after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("the agent exited {:?} after SIGTERM, with a request hung", signalled.elapsed());
+    assert!(status.success(), "{status:?}");
+    // NTLM signs the Unsubscribe's new connection in first: that leg is a 401 on the path
+    let served = sim.served()[before..].to_vec();
+    let (legs, ops): (Vec<_>, Vec<_>) = served.iter().partition(|s| s.op.starts_with('/'));
+    assert!(legs.iter().all(|s| s.status == 401), "only sign-in legs besides: {served:?}");
+    let ops: Vec<&str> = ops.iter().map(|s| s.op.as_str()).collect();
+    assert_eq!(ops, vec!["Unsubscribe"], "one Unsubscribe after the signal, nothing else");
+    assert_eq!(sim.subscriptions(), 0);
+}

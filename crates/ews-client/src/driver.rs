@@ -149,13 +149,14 @@ async fn run(
                 stream = None;
                 // a subscription left behind counts against the account's limit (20 on Exchange Online)
                 if let Some(old) = subscription.take() {
-                    let _ = tokio::time::timeout(Duration::from_secs(5), client.unsubscribe(&old)).await;
+                    let _ = or_stop(&mut stopped, tokio::time::timeout(UNSUBSCRIBE_DEADLINE, client.unsubscribe(&old)))
+                        .await;
                 }
                 let kind = match sync.mode() {
                     Mode::Streaming => SubscriptionKind::Streaming,
                     Mode::Pull { .. } => SubscriptionKind::Pull { timeout_minutes: 10 },
                 };
-                let r = client.subscribe(kind).await;
+                let Some(r) = or_stop(&mut stopped, client.subscribe(kind)).await else { break };
                 if let Ok(msgs) = &r {
                     subscription = msgs
                         .first()
@@ -166,14 +167,22 @@ async fn run(
                 sync.handle(Instant::now(), classify(r, Response::Subscribed));
             }
             Some(Request::Sync { state: from }) => {
-                let r = match client.sync_inbox(from, config.page).await {
-                    Ok(mut msgs) => enrich(&client, &mut msgs).await.map(|()| msgs),
-                    Err(e) => Err(e),
+                let sync_page = async {
+                    match client.sync_inbox(from, config.page).await {
+                        Ok(mut msgs) => enrich(&client, &mut msgs).await.map(|()| msgs),
+                        Err(e) => Err(e),
+                    }
                 };
+                let Some(r) = or_stop(&mut stopped, sync_page).await else { break };
                 sync.handle(Instant::now(), classify(r, Response::Synced));
             }
             Some(Request::Stream { subscription_id }) => {
-                match client.open_stream(&subscription_id, config.stream_minutes).await {
+                let Some(opened) =
+                    or_stop(&mut stopped, client.open_stream(&subscription_id, config.stream_minutes)).await
+                else {
+                    break;
+                };
+                match opened {
                     Ok(s) => stream = Some(s),
                     Err(e) => sync.handle(
                         Instant::now(),
@@ -185,7 +194,9 @@ async fn run(
                 }
             }
             Some(Request::Poll { subscription_id, watermark }) => {
-                let r = client.get_events(&subscription_id, &watermark).await;
+                let Some(r) = or_stop(&mut stopped, client.get_events(&subscription_id, &watermark)).await else {
+                    break;
+                };
                 sync.handle(Instant::now(), classify(r, Response::Polled));
             }
             None => {
@@ -217,9 +228,33 @@ async fn run(
     // stop: end the subscription on the server, briefly
     drop(stream);
     if let Some(id) = subscription {
-        let _ = tokio::time::timeout(Duration::from_secs(5), client.unsubscribe(&id)).await;
+        let _ = tokio::time::timeout(UNSUBSCRIBE_DEADLINE, client.unsubscribe(&id)).await;
     }
     let _ = events.send(MailboxEvent::Connection(Connection::Stopped)).await;
+}
+
+/// How long a stop waits for the Unsubscribe (on a new request: whatever
+/// was in flight is abandoned at once). With it a stop takes at most about
+/// 3 s, well inside systemd's default 90 s and the unit's `TimeoutStopSec`.
+pub const UNSUBSCRIBE_DEADLINE: Duration = Duration::from_secs(3);
+
+/// Runs `f` unless the driver is stopped first: then `None`, and `f` (a
+/// request in flight, its retries and back-off waits) is dropped.
+async fn or_stop<T>(stopped: &mut watch::Receiver<bool>, f: impl std::future::Future<Output = T>) -> Option<T> {
+    if *stopped.borrow() {
+        return None;
+    }
+    tokio::select! {
+        r = f => Some(r),
+        _ = async {
+            // a dropped sender counts as a stop
+            while stopped.changed().await.is_ok() {
+                if *stopped.borrow() {
+                    return;
+                }
+            }
+        } => None,
+    }
 }
 
 async fn next_frame(

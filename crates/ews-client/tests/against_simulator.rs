@@ -642,3 +642,30 @@ async fn a_proxy_login_page_is_named_as_such() {
         assert!(lamplighter_ews_client::hint_for(&e).contains("without pre-authentication"));
     }
 }
+
+/// A stop while a request hangs (the server took SyncFolderItems and never
+/// answers): the request is abandoned at once, the subscription is ended
+/// with one Unsubscribe, and nothing else is sent after the stop. Before,
+/// the stop waited for the hung call and its retries (384.7 s measured
+/// against such a server, with 3 more requests after SIGTERM). The stop
+/// cannot depend on the hung request here: it is never answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_during_a_hung_request_ends_at_once_with_one_unsubscribe() {
+    let sim = Simulator::start(sim_config()).await.expect("sim");
+    sim.hang("SyncFolderItems");
+    let (_client, handle, _model) = start(&sim, basic(), Arc::new(MemoryState::default()), fast_driver()).await;
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+    while !sim.served().iter().any(|s| s.op == "SyncFolderItems") {
+        assert!(Instant::now() < end, "SyncFolderItems never sent: {:?}", sim.served());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = sim.served().len();
+    let stopping = Instant::now();
+    tokio::time::timeout(lamplighter_testkit::guard(Duration::from_secs(10)), handle.stop())
+        .await
+        .expect("the stop does not wait for the hung request");
+    eprintln!("stopped {:?} after the stop was asked, with a request hung", stopping.elapsed());
+    let after: Vec<String> = sim.served()[before..].iter().map(|s| s.op.clone()).collect();
+    assert_eq!(after, vec!["Unsubscribe".to_string()], "one Unsubscribe, nothing else");
+    assert_eq!(sim.subscriptions(), 0, "the subscription is gone on the server");
+}

@@ -193,6 +193,8 @@ struct Shared {
     http_failures: Mutex<(u32, u16)>,
     /// Bytes per second for GetAttachment responses (a slow link), if limited.
     attachment_rate: Mutex<Option<u64>>,
+    /// Operations that are received and never answered.
+    hung: Mutex<Vec<String>>,
     served: Mutex<Vec<Served>>,
     auth_failures: AtomicU32,
     open_streams: AtomicU32,
@@ -277,6 +279,7 @@ impl Simulator {
             throttle: Mutex::new((0, 0)),
             http_failures: Mutex::new((0, 0)),
             attachment_rate: Mutex::new(None),
+            hung: Mutex::new(Vec::new()),
             served: Mutex::new(Vec::new()),
             auth_failures: AtomicU32::new(0),
             open_streams: AtomicU32::new(0),
@@ -431,6 +434,13 @@ impl Simulator {
     /// overloaded IIS, 403 as for a mailbox without EWS, 429, …), before any SOAP.
     pub fn fail_http(&self, calls: u32, status: u16) {
         *self.shared.http_failures.lock().unwrap_or_else(|p| p.into_inner()) = (calls, status);
+    }
+
+    /// Requests for `operation` (`SyncFolderItems`, …) are read, validated and
+    /// logged (status 0), then never answered, as from a backend that stopped
+    /// responding behind a load balancer that keeps the connection open.
+    pub fn hang(&self, operation: &str) {
+        self.shared.hung.lock().unwrap_or_else(|p| p.into_inner()).push(operation.to_string());
     }
 
     /// Sends GetAttachment responses at `bytes_per_sec` (as over a slow VPN),
@@ -756,6 +766,10 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
                 &detail,
             ),
         );
+    }
+    if shared.hung.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|h| *h == op) {
+        log(&op, 0, true);
+        return std::future::pending().await;
     }
     {
         let mut t = shared.throttle.lock().unwrap_or_else(|p| p.into_inner());
