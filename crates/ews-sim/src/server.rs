@@ -767,7 +767,7 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
             ),
         );
     }
-    if shared.hung.lock().unwrap_or_else(|p| p.into_inner()).iter().any(|h| *h == op) {
+    if shared.hung.lock().unwrap_or_else(|p| p.into_inner()).contains(&op) {
         log(&op, 0, true);
         return std::future::pending().await;
     }
