@@ -751,6 +751,16 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
     };
     let op_el = doc.child("Body").and_then(|b| b.children.first()).cloned().unwrap_or_default();
     let op = op_el.name.clone();
+    // an unknown version is what clients probe with: Exchange says so, and they retry older
+    if let Some(v) = doc.child("Header").and_then(|h| h.child("RequestServerVersion")).and_then(|v| v.attr("Version"))
+        && !crate::folders::known_version(v)
+    {
+        log(&op, 500, true);
+        return xml(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            soap::fault("ErrorInvalidServerVersion", "The specified server version is invalid.", None, ""),
+        );
+    }
     if let Err((message, line, position)) = validate(&validation, body).await {
         log(&op, 500, false);
         let detail = format!(
@@ -812,6 +822,10 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
             return resp;
         }
         "Unsubscribe" => (200, unsubscribe(shared, &op_el)),
+        "GetFolder" => {
+            (200, crate::folders::get_folder(&shared.store.lock().unwrap_or_else(|p| p.into_inner()), &op_el))
+        }
+        "ConvertId" => (200, crate::folders::convert_id(&op_el)),
         "GetEvents" => (200, get_events(shared, &op_el)),
         "GetStreamingEvents" => {
             if version.starts_with("Exchange2007") || version == "Exchange2010" {
@@ -864,13 +878,13 @@ fn paced(body: String, rate: u64) -> Response<Body> {
 }
 
 fn folder_of(el: &El, container: &str) -> Option<String> {
-    el.child(container)?.child("DistinguishedFolderId")?.attr("Id").map(str::to_string)
+    crate::folders::name_in(el, container)
 }
 
 fn find_item(shared: &Shared, el: &El) -> String {
     let shape = Shape::from(el.child("ItemShape"));
     let folder = folder_of(el, "ParentFolderIds").unwrap_or_default();
-    if folder != "inbox" && folder != "voicemail" {
+    if folder.is_empty() {
         return soap::response(
             "FindItem",
             &soap::error("FindItem", "ErrorFolderNotFound", "The specified folder could not be found in the store."),
@@ -880,7 +894,9 @@ fn find_item(shared: &Shared, el: &El) -> String {
     let max = view.and_then(|v| v.attr("MaxEntriesReturned")).and_then(|v| v.parse().ok()).unwrap_or(1000usize);
     let offset = view.and_then(|v| v.attr("Offset")).and_then(|v| v.parse().ok()).unwrap_or(0usize);
     let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-    let (items, total) = store.find(&folder, offset, max);
+    // every item is in the Inbox, and the Voice Mail search folder shows its voicemails
+    let (items, total) =
+        if folder == "inbox" || folder == "voicemail" { store.find(&folder, offset, max) } else { (Vec::new(), 0) };
     let next = offset + items.len();
     let rendered: String = items.iter().map(|i| soap::item(i, &shape)).collect();
     soap::response(
@@ -1062,9 +1078,9 @@ fn subscribe(shared: &Shared, el: &El) -> String {
     };
     let mut folders = Vec::new();
     if let Some(f) = req.child("FolderIds") {
-        folders.extend(f.all("DistinguishedFolderId").filter_map(|d| d.attr("Id")));
+        folders.extend(f.children.iter().map(|d| crate::folders::resolve(d).map(|f| f.name)));
     }
-    if folders.iter().any(|f| *f != "inbox" && *f != "voicemail") {
+    if folders.iter().any(|f| !matches!(f, Some("inbox" | "voicemail"))) {
         return soap::response(
             "Subscribe",
             &soap::error("Subscribe", "ErrorFolderNotFound", "The specified folder could not be found in the store."),

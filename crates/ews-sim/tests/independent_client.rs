@@ -186,3 +186,60 @@ async fn an_invalid_request_gets_the_schema_validation_fault_exchange_sends() {
     assert_eq!(status, 500, "{body}");
     assert!(sim.served().iter().all(|s| !s.schema_valid));
 }
+
+/// What a mainstream EWS client does first, by curl: it probes the version
+/// with one the server does not know (Exchange answers
+/// ErrorInvalidServerVersion, and the client retries with an older one),
+/// binds folders with GetFolder (by distinguished name and by the ids
+/// handed out) and converts ids with ConvertId. Every response validates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn version_negotiation_getfolder_and_convertid_as_other_clients_use_them() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let auth = ["-u", "mara:Sommer2026!"];
+    let vm = sim.deposit_voicemail(Voicemail { caller_number: "+49 5251 304613".into(), ..Voicemail::default() });
+    sim.deposit_voicemail(Voicemail { caller_number: "614".into(), is_read: true, ..Voicemail::default() });
+    let get_inbox = r#"<m:GetFolder><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="inbox"/><t:DistinguishedFolderId Id="voicemail"/><t:DistinguishedFolderId Id="drafts"/></m:FolderIds></m:GetFolder>"#;
+
+    // the probe: an unknown version is ErrorInvalidServerVersion, not a schema fault
+    let future = format!("{HEAD}{get_inbox}{TAIL}").replace(r#"Version="Exchange2016""#, r#"Version="Exchange2099""#);
+    let (status, body) = curl(&sim.ews_url(), &auth, future).await;
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("ErrorInvalidServerVersion") && !body.contains("ErrorSchemaValidation"), "{body}");
+
+    let mut responses: Vec<(&str, String)> = Vec::new();
+    let mut post = async |name: &'static str, body: String| {
+        let (status, resp) = curl(&sim.ews_url(), &auth, format!("{HEAD}{body}{TAIL}")).await;
+        assert_eq!(status, 200, "{name}: {resp}");
+        responses.push((name, resp.clone()));
+        resp
+    };
+    let folders = post("GetFolder", get_inbox.into()).await;
+    assert!(folders.contains("<t:DisplayName>Inbox</t:DisplayName><t:TotalCount>2</t:TotalCount>"), "{folders}");
+    assert!(folders.contains("<t:SearchFolder>") && folders.contains("<t:DisplayName>Voice Mail</t:DisplayName>"));
+    assert_eq!(folders.matches("<t:UnreadCount>1</t:UnreadCount>").count(), 2, "inbox and voice mail: {folders}");
+    assert!(folders.contains("<t:DisplayName>Drafts</t:DisplayName><t:TotalCount>0</t:TotalCount>"), "{folders}");
+    let inbox_id = between(&folders, "<t:FolderId Id=\"", "\"").to_string();
+
+    // the folder's own id works wherever a folder is named
+    let by_id = post("GetFolder (FolderId)", format!(r#"<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:FolderId Id="{inbox_id}"/><t:FolderId Id="AAMkNoSuchFolder"/></m:FolderIds></m:GetFolder>"#)).await;
+    assert!(by_id.contains("<t:DisplayName>Inbox</t:DisplayName>") && by_id.contains("ErrorFolderNotFound"), "{by_id}");
+    let found = post("FindItem (FolderId)", format!(r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned="10" Offset="0" BasePoint="Beginning"/><m:ParentFolderIds><t:FolderId Id="{inbox_id}"/></m:ParentFolderIds></m:FindItem>"#)).await;
+    assert!(found.contains(r#"TotalItemsInView="2""#), "{found}");
+    let drafts = post("FindItem (drafts)", r#"<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned="10" Offset="0" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="drafts"/></m:ParentFolderIds></m:FindItem>"#.into()).await;
+    assert!(drafts.contains(r#"TotalItemsInView="0""#), "{drafts}");
+    let sub = post("Subscribe (FolderId)", format!(r#"<m:Subscribe><m:StreamingSubscriptionRequest><t:FolderIds><t:FolderId Id="{inbox_id}"/></t:FolderIds><t:EventTypes><t:EventType>NewMailEvent</t:EventType></t:EventTypes></m:StreamingSubscriptionRequest></m:Subscribe>"#)).await;
+    assert!(sub.contains("NoError"), "{sub}");
+
+    // ConvertId there and back
+    let hex = post("ConvertId (to HexEntryId)", format!(r#"<m:ConvertId DestinationFormat="HexEntryId"><m:SourceIds><t:AlternateId Format="EwsId" Id="{vm}" Mailbox="mara@example.test"/></m:SourceIds></m:ConvertId>"#)).await;
+    let hex_id = between(&hex, "Format=\"HexEntryId\" Id=\"", "\"").to_string();
+    assert!(hex_id.bytes().all(|b| b.is_ascii_hexdigit()), "{hex}");
+    let back = post("ConvertId (to EwsId)", format!(r#"<m:ConvertId DestinationFormat="EwsId"><m:SourceIds><t:AlternateId Format="HexEntryId" Id="{hex_id}" Mailbox="mara@example.test"/></m:SourceIds></m:ConvertId>"#)).await;
+    assert!(back.contains(&format!(r#"Id="{vm}""#)), "{back}");
+
+    for (name, doc) in &responses {
+        if let Err(e) = validates(doc) {
+            panic!("{name} does not validate: {e}\n{doc}");
+        }
+    }
+}
