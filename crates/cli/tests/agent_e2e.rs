@@ -248,7 +248,10 @@ fn agent_cmd(config: &std::path::Path, home: &std::path::Path, args: &[&str], pa
 #[test]
 fn check_and_status_against_the_simulator() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-    let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("sim");
+    // the check judges streaming by the first frame: a keep-alive every 2 s
+    let sim = rt
+        .block_on(Simulator::start(SimConfig { heartbeat: Duration::from_secs(2), ..SimConfig::default() }))
+        .expect("sim");
     sim.deposit_voicemail(voicemail(1, true, false));
     sim.deposit_voicemail(voicemail(2, false, false));
     sim.deposit_voicemail(voicemail(3, false, false));
@@ -274,6 +277,13 @@ fn check_and_status_against_the_simulator() {
     }
     assert_eq!(*heard.lock().expect("lock"), ["3/1 (1/0)"], "the check set the lamp to the truth");
     assert_eq!(sim.subscriptions(), 0, "the check's subscription was ended");
+
+    // a stream whose first frame is an error is not "supported"
+    sim.fail_streams(1);
+    let (code, out) = agent_cmd(&config, dir.path(), &["check"], "Sommer2026!");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("✗ streaming notifications: GetStreamingEvents failed: InvalidSubscription"), "{out}");
+    assert!(!out.contains("✓ streaming notifications supported"), "{out}");
 
     let (code, out) = agent_cmd(&config, dir.path(), &["status", "--format", "waybar"], "Sommer2026!");
     assert_eq!(code, 0, "{out}");

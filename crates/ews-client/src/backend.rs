@@ -143,9 +143,29 @@ async fn check(client: &EwsClient, how: &str) -> MailboxCheck {
             .and_then(|m| m.body)
             .map(|s| s.id)
             .ok_or_else(|| ClientError::Broken("no subscription id".into()))?;
-        let opened = client.open_stream(&id, 1).await.map(drop);
+        // judged by its first frame (Exchange sends one at least every 45 s), not by the headers
+        let first = match client.open_stream(&id, 1).await {
+            Ok(mut stream) => match tokio::time::timeout(std::time::Duration::from_secs(50), stream.next()).await {
+                Ok(Some(Ok(msgs))) => {
+                    match msgs.into_iter().find(|m| m.class == lamplighter_ews_wire::ResponseClass::Error) {
+                        Some(m) => Err(ClientError::Response {
+                            operation: "GetStreamingEvents",
+                            code: m.code,
+                            message: "the first frame is an error".into(),
+                        }),
+                        None => Ok(()),
+                    }
+                }
+                Ok(Some(Err(e))) => Err(e),
+                Ok(None) => Err(ClientError::Broken("the stream ended before its first frame".into())),
+                Err(_) => Err(ClientError::Broken(
+                    "no frame within 50 s (a proxy may hold the streaming response back)".into(),
+                )),
+            },
+            Err(e) => Err(e),
+        };
         let _ = client.unsubscribe(&id).await;
-        opened
+        first
     }
     .await;
     match streaming {

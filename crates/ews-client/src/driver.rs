@@ -25,11 +25,19 @@ pub struct DriverConfig {
     pub stream_minutes: u8,
     /// Changes per SyncFolderItems page.
     pub page: MaxChanges,
+    /// How long GetStreamingEvents may take to send its response headers;
+    /// longer, and something holds the stream back (twice: polling instead).
+    pub stream_start: Duration,
 }
 
 impl Default for DriverConfig {
     fn default() -> Self {
-        DriverConfig { sync: SyncConfig::default(), stream_minutes: 30, page: MaxChanges::MAX }
+        DriverConfig {
+            sync: SyncConfig::default(),
+            stream_minutes: 30,
+            page: MaxChanges::MAX,
+            stream_start: Duration::from_secs(30),
+        }
     }
 }
 
@@ -177,13 +185,23 @@ async fn run(
                 sync.handle(Instant::now(), classify(r, Response::Synced));
             }
             Some(Request::Stream { subscription_id }) => {
-                let Some(opened) =
-                    or_stop(&mut stopped, client.open_stream(&subscription_id, config.stream_minutes)).await
-                else {
+                let opening = tokio::time::timeout(
+                    config.stream_start,
+                    client.open_stream(&subscription_id, config.stream_minutes),
+                );
+                let Some(opened) = or_stop(&mut stopped, opening).await else {
                     break;
                 };
+                let Ok(opened) = opened else {
+                    log::warn!("GetStreamingEvents sent no response headers within {:?}", config.stream_start);
+                    sync.handle(Instant::now(), Response::StreamStalled);
+                    continue;
+                };
                 match opened {
-                    Ok(s) => stream = Some(s),
+                    Ok(s) => {
+                        stream = Some(s);
+                        sync.handle(Instant::now(), Response::StreamOpened);
+                    }
                     Err(e) => sync.handle(
                         Instant::now(),
                         classify(Err::<(), _>(e), |r| match r {

@@ -669,3 +669,36 @@ async fn a_stop_during_a_hung_request_ends_at_once_with_one_unsubscribe() {
     assert_eq!(after, vec!["Unsubscribe".to_string()], "one Unsubscribe, nothing else");
     assert_eq!(sim.subscriptions(), 0, "the subscription is gone on the server");
 }
+
+/// A server or proxy that takes GetStreamingEvents and sends no headers (a
+/// buffering proxy): the status is never "live" meanwhile, and after the
+/// second stall the driver polls with a pull subscription, which notices a
+/// deposit. Before, it cycled for ever, "syncing", 100 s per attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_never_starts_falls_back_to_polling() {
+    let sim = Simulator::start(sim_config()).await.expect("sim");
+    sim.hang("GetStreamingEvents");
+    let cfg = DriverConfig {
+        sync: SyncConfig { fallback_poll_interval: Duration::from_millis(200), ..fast_driver().sync },
+        stream_start: Duration::from_secs(2),
+        ..DriverConfig::default()
+    };
+    let (_c, handle, mut model) = start(&sim, basic(), Arc::new(MemoryState::default()), cfg).await;
+    assert!(model.until(Duration::from_secs(20), |m| m.live()).await, "{:?}", model.statuses);
+    let stalls = sim.served().iter().filter(|s| s.op == "GetStreamingEvents").count();
+    assert!(stalls <= 2, "at most two stalled streams, then polling: {:?}", model.statuses);
+    assert!(
+        !model
+            .statuses
+            .iter()
+            .take_while(|c| !matches!(c, Connection::Reconnecting { .. }))
+            .any(|c| *c == Connection::Live),
+        "never live while the first stream had not started: {:?}",
+        model.statuses
+    );
+    let id = sim.deposit_voicemail(voicemail(1));
+    assert!(model.until(Duration::from_secs(10), |m| m.items.contains_key(&id)).await);
+    assert!(sim.served().iter().any(|s| s.op == "GetEvents" && s.status == 200));
+    handle.stop().await;
+    assert_all_valid(&sim);
+}

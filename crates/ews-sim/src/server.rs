@@ -195,6 +195,8 @@ struct Shared {
     attachment_rate: Mutex<Option<u64>>,
     /// Operations that are received and never answered.
     hung: Mutex<Vec<String>>,
+    /// GetStreamingEvents calls left to answer with `ErrorInvalidSubscription`.
+    invalid_streams: AtomicU32,
     served: Mutex<Vec<Served>>,
     auth_failures: AtomicU32,
     open_streams: AtomicU32,
@@ -280,6 +282,7 @@ impl Simulator {
             http_failures: Mutex::new((0, 0)),
             attachment_rate: Mutex::new(None),
             hung: Mutex::new(Vec::new()),
+            invalid_streams: AtomicU32::new(0),
             served: Mutex::new(Vec::new()),
             auth_failures: AtomicU32::new(0),
             open_streams: AtomicU32::new(0),
@@ -434,6 +437,13 @@ impl Simulator {
     /// overloaded IIS, 403 as for a mailbox without EWS, 429, …), before any SOAP.
     pub fn fail_http(&self, calls: u32, status: u16) {
         *self.shared.http_failures.lock().unwrap_or_else(|p| p.into_inner()) = (calls, status);
+    }
+
+    /// The next `calls` GetStreamingEvents get one frame with
+    /// `ErrorInvalidSubscription` and `Closed` (HTTP 200), as from a server
+    /// behind a load balancer that lost the subscription's affinity.
+    pub fn fail_streams(&self, calls: u32) {
+        self.shared.invalid_streams.store(calls, Ordering::SeqCst);
     }
 
     /// Requests for `operation` (`SyncFolderItems`, …) are read, validated and
@@ -1185,6 +1195,14 @@ fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
         let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
         ids.iter().filter(|i| !store.has_subscription(i, SubKind::Streaming)).collect()
     };
+    let injected =
+        shared.invalid_streams.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
+    if injected {
+        let frame = soap::streaming_frame(
+            r#"<m:GetStreamingEventsResponseMessage ResponseClass="Error"><m:MessageText>The subscription is invalid.</m:MessageText><m:ResponseCode>ErrorInvalidSubscription</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey><m:ConnectionStatus>Closed</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"#,
+        );
+        return xml(StatusCode::OK, frame);
+    }
     if !missing.is_empty() || ids.is_empty() {
         let errs: String = missing.iter().map(|i| format!("<m:SubscriptionId>{}</m:SubscriptionId>", esc(i))).collect();
         let frame = soap::streaming_frame(&format!(

@@ -9,6 +9,7 @@
 //!                              ▼
 //!                         GetStreamingEvents ── a notification ─► SyncFolderItems(state) ─► back to streaming
 //!                              │ ConnectionStatus Closed (timeout) ─► GetStreamingEvents again
+//!                              │ no response headers in time, twice (a buffering proxy) ─► pull subscription, GetEvents
 //!                              │ SubscriptionNotFound / Expired / Invalid, or the stream or a request fails
 //!                              ▼
 //!                         wait (backoff, or the server's BackOffMilliseconds) ─► Subscribe ─► SyncFolderItems …
@@ -98,6 +99,12 @@ pub enum Response {
     Polled(Result<Vec<ResponseMessage<PullNotification>>, EwsError>),
     /// The stream ended or broke (connection dropped, read timeout).
     StreamEnded,
+    /// GetStreamingEvents answered: its response has begun (headers). Until
+    /// then, and without a frame, the stream is not "live".
+    StreamOpened,
+    /// GetStreamingEvents got no response headers in time: something in
+    /// between (a proxy, a load balancer) holds the streaming response back.
+    StreamStalled,
     /// A request failed below EWS (HTTP error, connection refused, timeout), in words.
     Failed(String),
     /// The server refused the credentials. Nothing is sent until
@@ -207,6 +214,10 @@ pub struct MailboxSync {
     mode: Mode,
     /// The driver holds an open stream.
     stream_open: bool,
+    /// The open stream's response has begun (or a frame arrived): only then is it "live".
+    stream_confirmed: bool,
+    /// GetStreamingEvents that got no headers in time, in a row.
+    stalls: u32,
     /// A notification arrived while a sync was running: sync again after it.
     dirty: bool,
     backoff: Duration,
@@ -237,6 +248,8 @@ impl MailboxSync {
             watermark: None,
             mode: config.mode,
             stream_open: false,
+            stream_confirmed: false,
+            stalls: 0,
             dirty: false,
             backoff: config.retry_initial,
             failures: 0,
@@ -264,6 +277,7 @@ impl MailboxSync {
                 let id = self.subscription.clone()?;
                 self.phase = Phase::Streaming;
                 self.stream_open = true;
+                self.stream_confirmed = false;
                 Some(Request::Stream { subscription_id: id })
             }
             Phase::PollWait { until } if now >= until => {
@@ -283,6 +297,7 @@ impl MailboxSync {
                         Request::Sync { .. } => Phase::AwaitSync,
                         Request::Stream { .. } => {
                             self.stream_open = true;
+                            self.stream_confirmed = false;
                             Phase::Streaming
                         }
                         Request::Poll { .. } => Phase::AwaitPoll,
@@ -368,10 +383,13 @@ impl MailboxSync {
         if self.changes.is_empty() { self.states.pop_front() } else { None }
     }
 
-    /// Where the tracking is.
+    /// Where the tracking is: live only once the stream's response has begun
+    /// (or, polling, while polls succeed); a stream that goes quiet is ended by
+    /// the driver's read timeout and is then not live either.
     pub fn status(&self) -> Status {
         match &self.phase {
-            Phase::Streaming | Phase::PollWait { .. } | Phase::AwaitPoll if !self.dirty => Status::Live,
+            Phase::Streaming if !self.dirty && self.stream_confirmed => Status::Live,
+            Phase::PollWait { .. } | Phase::AwaitPoll if !self.dirty => Status::Live,
             Phase::Wait { until, .. } => Status::Waiting { until: *until, reason: self.last_error.clone() },
             Phase::SignInRefused { reason } => Status::SignInRefused { reason: reason.clone() },
             _ => Status::Syncing,
@@ -460,6 +478,8 @@ impl MailboxSync {
                             }
                             (_, Some(body)) => {
                                 self.healthy(now);
+                                self.stream_confirmed = true;
+                                self.stalls = 0;
                                 if !body.notifications.is_empty() {
                                     // the sync reports the changes; the events only say "look"
                                     self.dirty = true;
@@ -523,6 +543,27 @@ impl MailboxSync {
                 if matches!(self.phase, Phase::Streaming) {
                     self.last_error = "the streaming connection dropped".into();
                     // the connection dropped: resubscribe and resync, as after any outage
+                    self.wait(now, None, true, Request::Subscribe);
+                }
+            }
+            Response::StreamOpened => {
+                if self.phase == Phase::Streaming {
+                    self.stream_confirmed = true;
+                    self.stalls = 0;
+                }
+            }
+            Response::StreamStalled => {
+                self.stream_open = false;
+                self.stalls += 1;
+                if self.stalls >= 2 && self.mode == Mode::Streaming {
+                    // twice no headers: something holds the stream back; poll instead
+                    self.last_error =
+                        "the streaming response is held back (a proxy buffering it?); polling instead".into();
+                    self.mode = Mode::Pull { interval: self.config.fallback_poll_interval };
+                    self.subscription = None;
+                    self.phase = Phase::NeedSubscribe;
+                } else {
+                    self.last_error = "the streaming response did not start".into();
                     self.wait(now, None, true, Request::Subscribe);
                 }
             }

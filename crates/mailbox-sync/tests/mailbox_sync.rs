@@ -50,7 +50,9 @@ fn live(t: Instant, stored: Option<&str>) -> MailboxSync {
         Some(Request::Stream { subscription_id }) => assert!(subscription_id.starts_with("JgBibjFw")),
         other => panic!("{other:?}"),
     }
-    assert_eq!(s.status(), Status::Live);
+    assert_eq!(s.status(), Status::Syncing, "not live before the stream's response begins");
+    s.handle(t, Response::StreamOpened);
+    assert_eq!(s.status(), Status::Live, "live once it has");
     s
 }
 
@@ -311,4 +313,34 @@ fn only_unified_messaging_items_cost_a_get_item() {
     assert!(lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note.Microsoft.Missed.Voice"))));
     assert!(lamplighter_mailbox_sync::needs_details(&item(None)));
     assert!(!lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note"))));
+}
+
+/// A proxy that buffers the streaming response (no headers until it ends):
+/// after the second stall the tracker polls with a pull subscription, says
+/// why, and is live again once a poll succeeds.
+#[test]
+fn a_stream_held_back_twice_falls_back_to_polling() {
+    let t = Instant::now();
+    let mut s = MailboxSync::new(SyncConfig { jitter_percent: 0, ..SyncConfig::default() }, None);
+    let mut now = t;
+    for round in 0..2 {
+        assert_eq!(s.poll_request(now), Some(Request::Subscribe), "round {round}");
+        s.handle(now, Response::Subscribed(parse_subscribe(&fixture("subscribe-streaming.xml"))));
+        assert!(matches!(s.poll_request(now), Some(Request::Sync { .. })));
+        s.handle(now, page("S1", true, vec![]));
+        assert!(matches!(s.poll_request(now), Some(Request::Stream { .. })));
+        assert_eq!(s.status(), Status::Syncing, "no headers yet: not live");
+        now += Duration::from_secs(30);
+        s.handle(now, Response::StreamStalled);
+        if round == 0 {
+            assert!(matches!(s.status(), Status::Waiting { .. }), "{:?}", s.status());
+            now = s.poll_timeout().expect("a wait");
+        }
+    }
+    assert!(matches!(s.mode(), lamplighter_mailbox_sync::Mode::Pull { .. }), "{:?}", s.mode());
+    assert_eq!(s.poll_request(now), Some(Request::Subscribe), "a pull subscription at once");
+    s.handle(now, Response::Subscribed(parse_subscribe(&fixture("subscribe-pull.xml"))));
+    assert!(matches!(s.poll_request(now), Some(Request::Sync { .. })));
+    s.handle(now, page("S2", true, vec![]));
+    assert_eq!(s.status(), Status::Live, "polling counts as live");
 }
