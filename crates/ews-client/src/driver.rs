@@ -226,6 +226,12 @@ async fn run(
                 tokio::select! {
                     frame = next_frame(&mut stream) => match frame {
                         Some(Ok(msgs)) => sync.handle(Instant::now(), Response::Frame(Ok(msgs))),
+                        // a fault in the stream is read for its code and back-off, not taken for a dropped line
+                        Some(Err(ClientError::Ews(e @ lamplighter_ews_wire::EwsError::Fault(_)))) => {
+                            log::info!("the stream ended with a SOAP fault: {e}");
+                            stream = None;
+                            sync.handle(Instant::now(), Response::Frame(Err(e)));
+                        }
                         Some(Err(e)) => {
                             log::info!("streaming connection lost: {e}");
                             stream = None;

@@ -702,3 +702,24 @@ async fn a_stream_that_never_starts_falls_back_to_polling() {
     handle.stop().await;
     assert_all_valid(&sim);
 }
+
+/// A SOAP fault in the stream (ErrorServerBusy with BackOffMilliseconds, as
+/// a throttled Exchange sends it) is read, not taken for a dropped line: the
+/// driver waits the server's back-off, says why, and streams again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_in_the_stream_is_read_for_its_code_and_back_off() {
+    let sim = Simulator::start(sim_config()).await.expect("sim");
+    sim.fault_streams(1, Duration::from_secs(4));
+    let (_c, handle, mut model) = start(&sim, basic(), Arc::new(MemoryState::default()), fast_driver()).await;
+    let waited = |m: &Model| {
+        m.statuses.iter().any(|c| {
+            matches!(c, Connection::Reconnecting { in_secs, reason } if *in_secs >= 3 && reason.contains("ErrorServerBusy"))
+        })
+    };
+    assert!(model.until(Duration::from_secs(20), waited).await, "{:?}", model.statuses);
+    assert!(model.until(Duration::from_secs(30), Model::live).await, "{:?}", model.statuses);
+    let id = sim.deposit_voicemail(voicemail(1));
+    assert!(model.until(Duration::from_secs(10), |m| m.items.contains_key(&id)).await, "streaming again");
+    handle.stop().await;
+    assert_all_valid(&sim);
+}

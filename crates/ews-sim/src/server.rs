@@ -197,6 +197,8 @@ struct Shared {
     hung: Mutex<Vec<String>>,
     /// GetStreamingEvents calls left to answer with `ErrorInvalidSubscription`.
     invalid_streams: AtomicU32,
+    /// (GetStreamingEvents calls left, back-off ms) to answer with an ErrorServerBusy SOAP fault.
+    faulted_streams: Mutex<(u32, u64)>,
     served: Mutex<Vec<Served>>,
     auth_failures: AtomicU32,
     open_streams: AtomicU32,
@@ -283,6 +285,7 @@ impl Simulator {
             attachment_rate: Mutex::new(None),
             hung: Mutex::new(Vec::new()),
             invalid_streams: AtomicU32::new(0),
+            faulted_streams: Mutex::new((0, 0)),
             served: Mutex::new(Vec::new()),
             auth_failures: AtomicU32::new(0),
             open_streams: AtomicU32::new(0),
@@ -444,6 +447,13 @@ impl Simulator {
     /// behind a load balancer that lost the subscription's affinity.
     pub fn fail_streams(&self, calls: u32) {
         self.shared.invalid_streams.store(calls, Ordering::SeqCst);
+    }
+
+    /// The next `calls` GetStreamingEvents begin their response (HTTP 200)
+    /// and then send an `ErrorServerBusy` SOAP fault with this back-off in
+    /// place of a frame, as a throttled Exchange does mid-stream.
+    pub fn fault_streams(&self, calls: u32, back_off: Duration) {
+        *self.shared.faulted_streams.lock().unwrap_or_else(|p| p.into_inner()) = (calls, back_off.as_millis() as u64);
     }
 
     /// Requests for `operation` (`SyncFolderItems`, …) are read, validated and
@@ -1195,6 +1205,24 @@ fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
         let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
         ids.iter().filter(|i| !store.has_subscription(i, SubKind::Streaming)).collect()
     };
+    let faulted = {
+        let mut f = shared.faulted_streams.lock().unwrap_or_else(|p| p.into_inner());
+        (f.0 > 0).then(|| {
+            f.0 -= 1;
+            f.1
+        })
+    };
+    if let Some(back_off) = faulted {
+        return xml(
+            StatusCode::OK,
+            soap::fault(
+                "ErrorServerBusy",
+                "The server cannot service this request right now. Try again later.",
+                Some(back_off),
+                "",
+            ),
+        );
+    }
     let injected =
         shared.invalid_streams.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok();
     if injected {
