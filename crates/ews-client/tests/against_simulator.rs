@@ -298,6 +298,23 @@ async fn throttling_waits_at_least_the_servers_back_off() {
     assert_all_valid(&sim);
 }
 
+/// Exchange Online's form of throttling: HTTP 200 with an ErrorServerBusy
+/// response message and its BackOffMilliseconds; honoured like the fault.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_body_throttling_waits_the_back_off_too() {
+    let sim = Simulator::start(sim_config()).await.expect("sim");
+    sim.deposit_voicemail(voicemail(1));
+    let client = EwsClient::connect(client_config(&sim, basic())).await.expect("client");
+    sim.throttle_in_body(1, Duration::from_millis(1500));
+    let t = Instant::now();
+    let items = client.find_all("voicemail", 100).await.expect("after the back-off");
+    assert_eq!(items.len(), 1);
+    assert!(t.elapsed() >= Duration::from_millis(1500), "waited {:?}", t.elapsed());
+    let finds: Vec<u16> = sim.served().iter().filter(|s| s.op == "FindItem").map(|s| s.status).collect();
+    assert_eq!(finds, [200, 200], "the busy answer (HTTP 200), then the result");
+    assert_all_valid(&sim);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_one_auth_error_and_no_retry_storm() {
     for (scheme, ntlm) in [("basic", false), ("ntlm", true)] {

@@ -187,8 +187,8 @@ struct Shared {
     drop_streams: watch::Sender<u64>,
     /// Bumped to drop every connection (restart).
     restart: watch::Sender<u64>,
-    /// (calls left, back-off ms) of injected ErrorServerBusy.
-    throttle: Mutex<(u32, u64)>,
+    /// (calls left, back-off ms, in the body) of injected ErrorServerBusy.
+    throttle: Mutex<(u32, u64, bool)>,
     /// (calls left, HTTP status) of injected HTTP failures.
     http_failures: Mutex<(u32, u16)>,
     /// Bytes per second for GetAttachment responses (a slow link), if limited.
@@ -280,7 +280,7 @@ impl Simulator {
             changed: watch::channel(0).0,
             drop_streams: watch::channel(0).0,
             restart: watch::channel(0).0,
-            throttle: Mutex::new((0, 0)),
+            throttle: Mutex::new((0, 0, false)),
             http_failures: Mutex::new((0, 0)),
             attachment_rate: Mutex::new(None),
             hung: Mutex::new(Vec::new()),
@@ -433,7 +433,14 @@ impl Simulator {
 
     /// The next `calls` EWS requests get `ErrorServerBusy` with this back-off.
     pub fn throttle(&self, calls: u32, back_off: Duration) {
-        *self.shared.throttle.lock().unwrap_or_else(|p| p.into_inner()) = (calls, back_off.as_millis() as u64);
+        *self.shared.throttle.lock().unwrap_or_else(|p| p.into_inner()) = (calls, back_off.as_millis() as u64, false);
+    }
+
+    /// Like [`throttle`](Self::throttle) in the form Exchange Online uses:
+    /// HTTP 200 with an error response message `ErrorServerBusy` whose
+    /// `MessageXml` carries `BackOffMilliseconds`.
+    pub fn throttle_in_body(&self, calls: u32, back_off: Duration) {
+        *self.shared.throttle.lock().unwrap_or_else(|p| p.into_inner()) = (calls, back_off.as_millis() as u64, true);
     }
 
     /// The next `calls` EWS requests fail with this HTTP status (503 as from an
@@ -803,6 +810,15 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
     }
     {
         let mut t = shared.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        if t.0 > 0 && t.2 {
+            t.0 -= 1;
+            log(&op, 200, true);
+            let message = format!(
+                r#"<m:{op}ResponseMessage ResponseClass="Error"><m:MessageText>The server cannot service this request right now. Try again later.</m:MessageText><m:ResponseCode>ErrorServerBusy</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey><m:MessageXml><t:Value Name="BackOffMilliseconds">{}</t:Value></m:MessageXml></m:{op}ResponseMessage>"#,
+                t.1
+            );
+            return xml(StatusCode::OK, soap::response(&op, &message));
+        }
         if t.0 > 0 {
             t.0 -= 1;
             log(&op, 500, true);

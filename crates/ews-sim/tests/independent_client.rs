@@ -243,3 +243,25 @@ async fn version_negotiation_getfolder_and_convertid_as_other_clients_use_them()
         }
     }
 }
+
+/// Both forms of throttling, as curl sees them, and both schema-valid: the
+/// HTTP 500 SOAP fault and Exchange Online's HTTP 200 ErrorServerBusy
+/// response message, each with BackOffMilliseconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_comes_as_a_fault_or_in_the_body() {
+    let sim = Simulator::start(SimConfig::default()).await.expect("sim");
+    let auth = ["-u", "mara:Sommer2026!"];
+    let find = format!(
+        r#"{HEAD}<m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned="10" Offset="0" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="inbox"/></m:ParentFolderIds></m:FindItem>{TAIL}"#
+    );
+    sim.throttle(1, Duration::from_millis(700));
+    let (status, fault) = curl(&sim.ews_url(), &auth, find.clone()).await;
+    assert_eq!(status, 500, "{fault}");
+    assert!(fault.contains("ErrorServerBusy") && fault.contains(r#"Name="BackOffMilliseconds">700<"#), "{fault}");
+    sim.throttle_in_body(1, Duration::from_millis(900));
+    let (status, body) = curl(&sim.ews_url(), &auth, find).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("<m:ResponseCode>ErrorServerBusy</m:ResponseCode>"), "{body}");
+    assert!(body.contains(r#"Name="BackOffMilliseconds">900<"#), "{body}");
+    validates(&body).unwrap_or_else(|e| panic!("the in-body form does not validate: {e}\n{body}"));
+}
