@@ -20,6 +20,7 @@
 //! [`store`] is the mailbox (sans-IO), [`soap`] reads requests and writes
 //! responses, [`server`] is the HTTP side and the control API.
 
+pub mod control;
 pub mod folders;
 pub mod server;
 pub mod soap;
