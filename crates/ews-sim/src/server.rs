@@ -355,6 +355,18 @@ impl Simulator {
         let who = v.caller_name.clone().unwrap_or_else(|| v.caller_number.clone());
         let attachments: Vec<(String, String, Vec<u8>)> = v.audio.into_iter().collect();
         let order = attachments.first().map(|a| a.0.clone());
+        // the internet headers Unified Messaging writes beside the MAPI properties (MS-OXOUM)
+        let mut headers = vec![
+            ("Content-Class".to_string(), "voice-ca".to_string()),
+            ("X-CallingTelephoneNumber".to_string(), v.caller_number.clone()),
+            ("X-VoiceMessageDuration".to_string(), v.duration_secs.to_string()),
+        ];
+        if let Some(name) = &v.caller_name {
+            headers.push(("X-VoiceMessageSenderName".to_string(), name.clone()));
+        }
+        if let Some(order) = &order {
+            headers.push(("X-AttachmentOrder".to_string(), order.clone()));
+        }
         self.deposit(NewItem {
             item_class: "IPM.Note.Microsoft.Voicemail.UM.CA".into(),
             subject: v.subject.unwrap_or_else(|| format!("Voice Mail from {who} ({} seconds)", v.duration_secs)),
@@ -370,7 +382,7 @@ impl Simulator {
                 attachment_order: order,
                 call_id: None,
             },
-            headers: Vec::new(),
+            headers,
             attachments,
             body_text: v.transcription,
         })

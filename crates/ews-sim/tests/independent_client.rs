@@ -116,6 +116,15 @@ async fn every_response_validates_against_the_schema() {
     post("FindItem", format!(r#"<m:FindItem Traversal="Shallow">{props}<m:IndexedPageItemView MaxEntriesReturned="10" Offset="0" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="inbox"/></m:ParentFolderIds></m:FindItem>"#)).await;
     let got = post("GetItem", format!(r#"<m:GetItem>{props}<m:ItemIds><t:ItemId Id="{vm}"/><t:ItemId Id="AAMkNoSuchItem="/></m:ItemIds></m:GetItem>"#)).await;
     assert!(got.contains("ErrorItemNotFound") && got.contains("Jörg Müller &amp; Co"));
+    // the headers UM writes beside the properties
+    for header in [
+        r#"<t:InternetMessageHeader HeaderName="Content-Class">voice-ca</t:InternetMessageHeader>"#,
+        r#"<t:InternetMessageHeader HeaderName="X-CallingTelephoneNumber">+49 5251 304613</t:InternetMessageHeader>"#,
+        r#"<t:InternetMessageHeader HeaderName="X-VoiceMessageDuration">42</t:InternetMessageHeader>"#,
+        r#"<t:InternetMessageHeader HeaderName="X-AttachmentOrder">vm.wav</t:InternetMessageHeader>"#,
+    ] {
+        assert!(got.contains(header), "{header} missing in {got}");
+    }
     assert!(
         got.contains(
             r#"<t:TextBody BodyType="Text">Bitte &lt;dringend&gt; zurückrufen &amp; bestätigen.</t:TextBody>"#
