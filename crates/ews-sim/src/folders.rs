@@ -161,39 +161,66 @@ fn children(f: &Folder) -> usize {
     FOLDERS.iter().filter(|c| c.parent == Some(f.name)).count()
 }
 
+/// A folder as `t:Folder` (or `t:SearchFolder`), with its counts.
+fn render(store: &Store, f: &Folder) -> String {
+    let (total, unread) = counts(store, f);
+    let parent = f
+        .parent
+        .and_then(|p| FOLDERS.iter().find(|x| x.name == p))
+        .map(|p| format!(r#"<t:ParentFolderId Id="{}" ChangeKey="AQAAAA=="/>"#, p.id))
+        .unwrap_or_default();
+    let class = f.class.map(|c| format!("<t:FolderClass>{}</t:FolderClass>", esc(c))).unwrap_or_default();
+    let element = if f.search { "SearchFolder" } else { "Folder" };
+    format!(
+        r#"<t:{element}><t:FolderId Id="{}" ChangeKey="AQAAAA=="/>{parent}{class}<t:DisplayName>{}</t:DisplayName><t:TotalCount>{total}</t:TotalCount><t:ChildFolderCount>{}</t:ChildFolderCount><t:UnreadCount>{unread}</t:UnreadCount></t:{element}>"#,
+        f.id,
+        esc(f.display),
+        children(f)
+    )
+}
+
+const NOT_FOUND: &str = "The specified folder could not be found in the store.";
+
 /// GetFolder for each folder id in the request, in order.
 pub fn get_folder(store: &Store, el: &El) -> String {
     let ids: Vec<&El> = el.child("FolderIds").map(|f| f.children.iter().collect()).unwrap_or_default();
     let mut messages = String::new();
     for id in ids {
-        let Some(f) = resolve(id) else {
-            messages += &soap::error(
-                "GetFolder",
-                "ErrorFolderNotFound",
-                "The specified folder could not be found in the store.",
-            );
-            continue;
+        messages += &match resolve(id) {
+            Some(f) => soap::success("GetFolder", &format!("<m:Folders>{}</m:Folders>", render(store, f))),
+            None => soap::error("GetFolder", "ErrorFolderNotFound", NOT_FOUND),
         };
-        let (total, unread) = counts(store, f);
-        let parent = f
-            .parent
-            .and_then(|p| FOLDERS.iter().find(|x| x.name == p))
-            .map(|p| format!(r#"<t:ParentFolderId Id="{}" ChangeKey="AQAAAA=="/>"#, p.id))
-            .unwrap_or_default();
-        let class = f.class.map(|c| format!("<t:FolderClass>{}</t:FolderClass>", esc(c))).unwrap_or_default();
-        let body = format!(
-            r#"<t:FolderId Id="{}" ChangeKey="AQAAAA=="/>{parent}{class}<t:DisplayName>{}</t:DisplayName><t:TotalCount>{total}</t:TotalCount><t:ChildFolderCount>{}</t:ChildFolderCount>"#,
-            f.id,
-            esc(f.display),
-            children(f)
-        );
-        let element = if f.search { "SearchFolder" } else { "Folder" };
-        messages += &soap::success(
-            "GetFolder",
-            &format!("<m:Folders><t:{element}>{body}<t:UnreadCount>{unread}</t:UnreadCount></t:{element}></m:Folders>"),
-        );
     }
     soap::response("GetFolder", &messages)
+}
+
+/// FindFolder under each parent: its children (`Shallow`) or all below it (`Deep`).
+pub fn find_folder(store: &Store, el: &El) -> String {
+    let deep = el.attr("Traversal") == Some("Deep");
+    let parents: Vec<&El> = el.child("ParentFolderIds").map(|f| f.children.iter().collect()).unwrap_or_default();
+    let mut messages = String::new();
+    for parent in parents {
+        let Some(p) = resolve(parent) else {
+            messages += &soap::error("FindFolder", "ErrorFolderNotFound", NOT_FOUND);
+            continue;
+        };
+        let mut found: Vec<&Folder> = Vec::new();
+        let mut level = vec![p.name];
+        while !level.is_empty() {
+            let next: Vec<&Folder> = FOLDERS.iter().filter(|f| f.parent.is_some_and(|x| level.contains(&x))).collect();
+            found.extend(next.iter().copied());
+            level = if deep { next.iter().map(|f| f.name).collect() } else { Vec::new() };
+        }
+        let rendered: String = found.iter().map(|f| render(store, f)).collect();
+        messages += &soap::success(
+            "FindFolder",
+            &format!(
+                r#"<m:RootFolder TotalItemsInView="{}" IncludesLastItemInRange="true"><t:Folders>{rendered}</t:Folders></m:RootFolder>"#,
+                found.len()
+            ),
+        );
+    }
+    soap::response("FindFolder", &messages)
 }
 
 /// An item id in another format: `EwsId`/`EwsLegacyId` as they are,

@@ -874,6 +874,9 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
             (200, crate::folders::get_folder(&shared.store.lock().unwrap_or_else(|p| p.into_inner()), &op_el))
         }
         "ConvertId" => (200, crate::folders::convert_id(&op_el)),
+        "FindFolder" => {
+            (200, crate::folders::find_folder(&shared.store.lock().unwrap_or_else(|p| p.into_inner()), &op_el))
+        }
         "GetEvents" => (200, get_events(shared, &op_el)),
         "GetStreamingEvents" => {
             if version.starts_with("Exchange2007") || version == "Exchange2010" {

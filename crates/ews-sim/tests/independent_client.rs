@@ -239,6 +239,19 @@ async fn version_negotiation_getfolder_and_convertid_as_other_clients_use_them()
     let sub = post("Subscribe (FolderId)", format!(r#"<m:Subscribe><m:StreamingSubscriptionRequest><t:FolderIds><t:FolderId Id="{inbox_id}"/></t:FolderIds><t:EventTypes><t:EventType>NewMailEvent</t:EventType></t:EventTypes></m:StreamingSubscriptionRequest></m:Subscribe>"#)).await;
     assert!(sub.contains("NoError"), "{sub}");
 
+    // the Voice Mail folder's place: a search folder under the search root
+    let finder = post("FindFolder (search root)", r#"<m:FindFolder Traversal="Shallow"><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape><m:ParentFolderIds><t:DistinguishedFolderId Id="searchfolders"/></m:ParentFolderIds></m:FindFolder>"#.into()).await;
+    assert!(
+        finder.contains(r#"TotalItemsInView="1""#) && finder.contains("<t:DisplayName>Voice Mail</t:DisplayName>"),
+        "{finder}"
+    );
+    let tree = post("FindFolder (deep)", r#"<m:FindFolder Traversal="Deep"><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape><m:ParentFolderIds><t:DistinguishedFolderId Id="root"/></m:ParentFolderIds></m:FindFolder>"#.into()).await;
+    assert!(
+        tree.contains("<t:DisplayName>Inbox</t:DisplayName>")
+            && tree.contains("<t:DisplayName>Voice Mail</t:DisplayName>"),
+        "{tree}"
+    );
+
     // ConvertId there and back
     let hex = post("ConvertId (to HexEntryId)", format!(r#"<m:ConvertId DestinationFormat="HexEntryId"><m:SourceIds><t:AlternateId Format="EwsId" Id="{vm}" Mailbox="mara@example.test"/></m:SourceIds></m:ConvertId>"#)).await;
     let hex_id = between(&hex, "Format=\"HexEntryId\" Id=\"", "\"").to_string();
