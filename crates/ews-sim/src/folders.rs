@@ -30,6 +30,12 @@ pub struct Folder {
     pub search: bool,
 }
 
+/// The Inbox's `FolderId`, also the parent named in every item event.
+pub const INBOX_ID: &str = "AQMkADAwATM0MDAAMS1ib290AAAuAAADaW5ib3gA";
+
+/// The `FolderId` of the Top of Information Store, the Inbox's parent.
+pub const TOP_ID: &str = "AQMkADAwATM0MDAAMS1ib290AAAuAAADdG9wAA==";
+
 /// The folders the simulator has.
 pub const FOLDERS: &[Folder] = &[
     Folder {
@@ -43,7 +49,7 @@ pub const FOLDERS: &[Folder] = &[
     Folder {
         name: "msgfolderroot",
         display: "Top of Information Store",
-        id: "AQMkADAwATM0MDAAMS1ib290AAAuAAADdG9wAA==",
+        id: TOP_ID,
         parent: Some("root"),
         class: Some("IPF.Note"),
         search: false,
@@ -51,7 +57,7 @@ pub const FOLDERS: &[Folder] = &[
     Folder {
         name: "inbox",
         display: "Inbox",
-        id: "AQMkADAwATM0MDAAMS1ib290AAAuAAADaW5ib3gA",
+        id: INBOX_ID,
         parent: Some("msgfolderroot"),
         class: Some("IPF.Note"),
         search: false,

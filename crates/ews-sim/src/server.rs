@@ -1197,7 +1197,7 @@ fn get_events(shared: &Shared, el: &El) -> String {
     }
 }
 
-const INBOX_ID: &str = "AQMkAGLampSimInboxFolderAAA=";
+use crate::folders::INBOX_ID;
 
 /// A response body fed from a channel; an `Err` aborts the connection.
 struct ChannelBody(mpsc::Receiver<Result<Bytes, std::io::Error>>);
@@ -1293,8 +1293,19 @@ fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
                 for id in &ids {
                     match store.take_events(id) {
                         Ok(events) => {
-                            for chunk in events.chunks(50) {
-                                let evs: String = chunk.iter().map(|e| soap::event(e, INBOX_ID, false)).collect();
+                            // as Exchange does, the Inbox's own change follows its items': its unread count
+                            let unread = store.items().iter().filter(|i| !i.data.is_read).count();
+                            let folder_event = format!(
+                                r#"<t:ModifiedEvent><t:TimeStamp>{}</t:TimeStamp><t:FolderId Id="{INBOX_ID}" ChangeKey="AQAAAA=="/><t:ParentFolderId Id="{}" ChangeKey="AQAAAA=="/><t:UnreadCount>{unread}</t:UnreadCount></t:ModifiedEvent>"#,
+                                events.last().map(|e| e.timestamp.clone()).unwrap_or_default(),
+                                crate::folders::TOP_ID
+                            );
+                            let chunks = events.chunks(50).count();
+                            for (n, chunk) in events.chunks(50).enumerate() {
+                                let mut evs: String = chunk.iter().map(|e| soap::event(e, INBOX_ID, false)).collect();
+                                if n + 1 == chunks {
+                                    evs += &folder_event;
+                                }
                                 notifications += &format!(
                                     "<m:Notification><t:SubscriptionId>{}</t:SubscriptionId>{evs}</m:Notification>",
                                     esc(id)
