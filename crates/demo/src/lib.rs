@@ -182,6 +182,24 @@ impl Demo {
                 }
             });
         }
+        // the story starts once the phone shows the mailbox as it is (the first
+        // lamp), so a slow start never has a step overtake the start-up lamp
+        let started = tokio::time::Instant::now();
+        loop {
+            let wait = tokio::time::sleep_until(started + Duration::from_secs(30));
+            tokio::select! {
+                e = events.recv() => match e {
+                    Ok(RunEvent::Mwi { .. }) => break,
+                    Ok(RunEvent::Notify(n)) if n.kind == lamplighter_inbox::Kind::Voicemail => {
+                        self.last_voicemail = Some(n.item_id);
+                    }
+                    Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                // a phone that never answers does not hold the story back for ever
+                _ = wait => break,
+            }
+        }
         let mut tick = tokio::time::interval(every);
         tick.tick().await;
         loop {
