@@ -48,7 +48,8 @@ fn the_control_interface_drives_a_running_simulator() {
     let mut ews_url = None;
     let mut control_url = None;
     let end = Instant::now() + Duration::from_secs(60);
-    for line in BufReader::new(out).lines().map_while(Result::ok) {
+    let mut lines = BufReader::new(out).lines();
+    for line in lines.by_ref().map_while(Result::ok) {
         if let Some(u) = line.strip_prefix("EWS URL:") {
             ews_url = Some(u.trim().to_string());
         }
@@ -60,6 +61,8 @@ fn the_control_interface_drives_a_running_simulator() {
         }
         assert!(Instant::now() < end, "ews-sim did not start");
     }
+    // keep reading what it prints later: a closed pipe would end it at its next line
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
     let (ews_url, control_url) = (ews_url.expect("EWS URL"), control_url.expect("control URL"));
     let file = dir.path().join("ews-sim-ctl.json");
     use std::os::unix::fs::PermissionsExt;
