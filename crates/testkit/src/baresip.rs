@@ -2,9 +2,9 @@
 //! registers and subscribes for message-summary at whatever it is pointed
 //! at, and prints the body of every NOTIFY it accepts.
 
-use crate::process::OutputLog;
 pub use crate::process::{KillOnDrop, free_udp_port};
-use std::process::{Command, Stdio};
+use crate::process::{OutputLog, spawn_peer};
+use std::process::Command;
 
 /// baresip as a subscribing phone `sip:613@127.0.0.1` with `password`,
 /// registered straight at `ours`; its output is collected for [`Softphone::wait_for`].
@@ -62,17 +62,13 @@ impl Softphone {
         std::fs::write(dir.path().join("accounts"), "").expect("accounts");
         let account =
             format!("<sip:613@127.0.0.1{param}>;auth_pass={password};outbound=\"sip:{ours}{param}\";regint=600");
-        let mut child = Command::new("baresip")
-            .args(std::env::var("BARESIP_TRACE").map(|_| vec!["-s"]).unwrap_or_default())
-            .arg("-f")
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map(KillOnDrop)
-            .expect("baresip not found: run ./dev.sh setup");
-        let output = OutputLog::collect(&mut child.0);
+        let (child, output) = spawn_peer(
+            Command::new("baresip")
+                .args(std::env::var("BARESIP_TRACE").map(|_| vec!["-s"]).unwrap_or_default())
+                .arg("-f")
+                .arg(dir.path()),
+            "baresip",
+        );
         output.wait_for("baresip", "baresip is ready.", 0);
         std::thread::sleep(std::time::Duration::from_millis(50));
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("console socket");

@@ -4,8 +4,8 @@
 //! (tests/fixtures/kamailio/presence-mwi.cfg). Its log (every request with
 //! its `SIP-If-Match`) is collected for [`Kamailio::wait_for`].
 
-use crate::process::{KillOnDrop, OutputLog, free_port};
-use std::process::{Command, Stdio};
+use crate::process::{KillOnDrop, OutputLog, free_port, spawn_peer};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A running Kamailio; killed on drop.
@@ -40,18 +40,10 @@ impl Kamailio {
             .replace("@DB@", &db.display().to_string());
         let file = dir.path().join("kamailio.cfg");
         std::fs::write(&file, cfg).expect("cfg");
-        let mut child = Command::new("kamailio")
-            .arg("-f")
-            .arg(&file)
-            .args(["-DD", "-E", "-n", "1", "-Y"])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map(KillOnDrop)
-            .expect("kamailio not found: run ./dev.sh setup");
-        let log = OutputLog::collect(&mut child.0);
+        let (child, log) = spawn_peer(
+            Command::new("kamailio").arg("-f").arg(&file).args(["-DD", "-E", "-n", "1", "-Y"]).arg(dir.path()),
+            "kamailio",
+        );
         let k = Kamailio { _child: child, _dir: dir, log, addr };
         // it answers an OPTIONS (404 by its script) once it serves
         let probe = std::net::UdpSocket::bind("127.0.0.1:0").expect("probe");

@@ -16,6 +16,21 @@ impl Drop for KillOnDrop {
     }
 }
 
+/// Starts a peer program with its stdin closed and its output collected;
+/// `name` is what `./dev.sh setup` installs it as, for the message when it is missing.
+pub fn spawn_peer(cmd: &mut std::process::Command, name: &str) -> (KillOnDrop, OutputLog) {
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(KillOnDrop)
+        .unwrap_or_else(|e| panic!("{name} cannot start ({e}): run ./dev.sh setup"));
+    let log = OutputLog::collect(&mut child.0);
+    (child, log)
+}
+
 /// A UDP port free at the moment of asking.
 pub fn free_udp_port() -> u16 {
     std::net::UdpSocket::bind("127.0.0.1:0").and_then(|s| s.local_addr()).map(|a| a.port()).expect("port")

@@ -3,9 +3,9 @@
 //! only, as the agent demands), and socat as a TLS terminator in front of a
 //! TCP-only peer (Debian's sipp is built without OpenSSL).
 
-use crate::process::{KillOnDrop, OutputLog};
+use crate::process::{KillOnDrop, OutputLog, spawn_peer};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// A CA and one server certificate it signed.
@@ -80,17 +80,8 @@ impl TlsTerminator {
             ca.cert_file().display(),
             ca.key_file().display()
         );
-        let mut child = Command::new("socat")
-            .args(["-d", "-d"])
-            .arg(listen)
-            .arg(format!("TCP:{backend}"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map(KillOnDrop)
-            .expect("socat not found: run ./dev.sh setup");
-        let log = OutputLog::collect(&mut child.0);
+        let (child, log) =
+            spawn_peer(Command::new("socat").args(["-d", "-d"]).arg(listen).arg(format!("TCP:{backend}")), "socat");
         let end = Instant::now() + crate::guard(Duration::from_secs(10));
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < end, "socat did not listen on {port}:\n{}", log.text());
