@@ -12,6 +12,7 @@
 pub mod audio;
 pub mod baresip;
 pub mod kamailio;
+pub mod kdc;
 pub mod phone;
 pub mod process;
 pub mod sipp;
