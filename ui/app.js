@@ -208,6 +208,17 @@ function addPhone(phone = {}, passwordSaved = false) {
 
 let loaded = null;
 
+// the password's note: what is saved, where it is kept, and whether the sign-in needs one
+function passwordNote() {
+  const view = loaded;
+  if (!view) return;
+  const kept = view.mailbox_password_saved
+    ? t('password_saved')
+    : (view.keyring_persistent ? t('password_in_keyring') : t('password_session_only'));
+  const kerberos = ['negotiate', 'auto'].includes($('#mailbox-auth').value);
+  $('#mailbox-password-note').textContent = kerberos ? `${t('password_kerberos')} ${kept}` : kept;
+}
+
 function renderSettings(view) {
   loaded = view;
   const m = view.form.mailbox || {};
@@ -216,9 +227,7 @@ function renderSettings(view) {
   $('#mailbox-username').value = m.username || '';
   $('#mailbox-auth').value = m.auth || 'ntlm';
   $('#mailbox-password').value = '';
-  $('#mailbox-password-note').textContent = view.mailbox_password_saved
-    ? t('password_saved')
-    : (view.keyring_persistent ? t('password_in_keyring') : t('password_session_only'));
+  passwordNote();
   $('#phones').replaceChildren();
   (view.form.phone || []).forEach((p, i) => addPhone(p, view.phone_passwords_saved[i]));
   const n = view.form.notifications || { enabled: true, voicemail: true, missed_calls: true };
@@ -309,6 +318,7 @@ async function save(ev) {
 window.addEventListener('hashchange', showView);
 $('#settings-form').addEventListener('submit', save);
 $('#add-phone').addEventListener('click', () => $('[name=uri]', addPhone()).focus());
+$('#mailbox-auth').addEventListener('change', passwordNote);
 $('#retry-now').addEventListener('click', () => act('retry_now', {}));
 $('#check-settings').addEventListener('click', runChecks);
 $('#player-pause').addEventListener('click', () => act('pause_playback', { paused: $('#player').dataset.phase !== 'paused' }));

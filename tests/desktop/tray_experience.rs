@@ -215,7 +215,10 @@ async fn a_voicemail_is_listed_notified_played_from_the_notification_and_turns_h
         "the check's lamp:
 {log}"
     );
-    assert!(results.contains("✓ signed in; Voice Mail folder readable: 2 voicemails (0 unheard)"), "{results}");
+    assert!(
+        results.contains("✓ signed in with Basic; Voice Mail folder readable: 2 voicemails (0 unheard)"),
+        "{results}"
+    );
     assert!(results.contains("✓ streaming notifications supported"), "{results}");
     assert!(results.contains("answered 200"), "{results}");
     assert!(!results.contains('✗'), "{results}");

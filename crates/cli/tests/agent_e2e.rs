@@ -267,7 +267,7 @@ fn check_and_status_against_the_simulator() {
     for want in [
         "✓ settings",
         "✓ EWS URL from the settings",
-        "✓ signed in; Voice Mail folder readable: 4 voicemails (3 unheard)",
+        "✓ signed in with NTLM; Voice Mail folder readable: 4 voicemails (3 unheard)",
         "✓ Inbox readable (5 items)",
         "✓ streaming notifications supported",
         "✓ phone sip:613@",

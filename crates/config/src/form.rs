@@ -55,7 +55,7 @@ pub struct MailboxForm {
     /// Sign-in name (`DOMAIN\user` or UPN); empty means the e-mail address.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub username: String,
-    /// `basic`, `ntlm` or `oauth2`.
+    /// `negotiate` (Kerberos), `ntlm`, `basic`, `auto` or `oauth2`.
     pub auth: String,
     /// For headless use: the environment variable holding the password.
     #[serde(skip_serializing_if = "String::is_empty")]
@@ -211,6 +211,11 @@ pub enum AuthMethod {
     Basic,
     /// NTLM (on-premises default).
     Ntlm,
+    /// Kerberos with the desktop's ticket (no password); NTLM with the
+    /// password, if one is saved, where Kerberos cannot be used.
+    Negotiate,
+    /// Whatever the server offers, best first: Kerberos, NTLM, Basic.
+    Auto,
     /// OAuth2 bearer token.
     Oauth2,
 }
@@ -221,6 +226,8 @@ impl AuthMethod {
         match self {
             AuthMethod::Basic => "basic",
             AuthMethod::Ntlm => "ntlm",
+            AuthMethod::Negotiate => "negotiate",
+            AuthMethod::Auto => "auto",
             AuthMethod::Oauth2 => "oauth2",
         }
     }
@@ -463,9 +470,15 @@ fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mai
     let auth = match m.auth.trim().to_ascii_lowercase().as_str() {
         "basic" => Some(AuthMethod::Basic),
         "ntlm" | "" => Some(AuthMethod::Ntlm),
+        "negotiate" | "kerberos" => Some(AuthMethod::Negotiate),
+        "auto" => Some(AuthMethod::Auto),
         "oauth2" => Some(AuthMethod::Oauth2),
         other => {
-            err(errors, "mailbox.auth", format!("Unknown sign-in method \"{other}\" (choose basic, ntlm or oauth2)."));
+            err(
+                errors,
+                "mailbox.auth",
+                format!("Unknown sign-in method \"{other}\" (choose negotiate, ntlm, basic, auto or oauth2)."),
+            );
             None
         }
     };

@@ -623,10 +623,20 @@ impl Engine {
     /// The passwords a run needs: the mailbox's and each phone's (keyring or environment).
     fn run_secrets(&self) -> Result<lamplighter_runner::RunSecrets, EngineError> {
         let phones = self.lock().settings.phones.clone();
-        let mut out = lamplighter_runner::RunSecrets {
-            mailbox: self.mailbox_secret()?.map(|s| s.expose().to_string()),
-            phones: Vec::new(),
+        let kerberos = self.lock().settings.mailbox.as_ref().is_some_and(|m| {
+            matches!(m.auth, lamplighter_config::AuthMethod::Negotiate | lamplighter_config::AuthMethod::Auto)
+        });
+        let mailbox = match self.mailbox_secret() {
+            Ok(s) => s,
+            // Kerberos needs no password: a machine without a keyring still signs in
+            Err(e) if kerberos => {
+                log::info!("no saved mailbox password ({e}); Kerberos only");
+                None
+            }
+            Err(e) => return Err(e),
         };
+        let mut out =
+            lamplighter_runner::RunSecrets { mailbox: mailbox.map(|s| s.expose().to_string()), phones: Vec::new() };
         for p in phones {
             let secret = match &p.password_env {
                 Some(var) => std::env::var(var).ok(),
@@ -797,12 +807,17 @@ impl Engine {
         let Some(mailbox) = self.settings().mailbox else {
             return Err(EngineError::NotConnected);
         };
-        let config = self.run_config()?;
-        let first = CheckStep {
-            ok: true,
-            what: format!("settings for {} read, password available", mailbox.email),
-            hint: None,
+        let secrets = self.run_secrets()?;
+        let password = match (&mailbox.auth, secrets.mailbox.is_some()) {
+            (_, true) => "password available",
+            (lamplighter_config::AuthMethod::Negotiate, false) => "no password saved (Kerberos only)",
+            (lamplighter_config::AuthMethod::Auto, false) => "no password saved (Kerberos only)",
+            (_, false) => "no password",
         };
+        let config = lamplighter_runner::from_settings(&self.settings(), &secrets, self.paths())
+            .map_err(|e| EngineError::Setup(e.to_string()))?;
+        let first =
+            CheckStep { ok: true, what: format!("settings for {} read, {password}", mailbox.email), hint: None };
         Ok(lamplighter_runner::check::run(config, first).await)
     }
 

@@ -39,6 +39,9 @@ impl From<ClientError> for MailboxError {
             ClientError::Auth { .. } | ClientError::SchemeNotOffered { .. } => {
                 MailboxError::SignInRefused(e.to_string())
             }
+            ClientError::Kerberos { error: lamplighter_gssapi::GssError::MutualAuth { .. }, .. } => {
+                MailboxError::SignInRefused(e.to_string())
+            }
             ClientError::Response { code: lamplighter_ews_wire::ResponseCode::ItemNotFound, message, .. } => {
                 MailboxError::NotFound { what: message }
             }
@@ -57,7 +60,28 @@ pub fn hint_for(e: &ClientError) -> String {
             "check [mailbox] username (DOMAIN\\user or the e-mail address), auth (basic/ntlm) and the password".into()
         }
         E::SchemeNotOffered { offered, .. } if offered.contains("Negotiate") || offered.contains("NTLM") => {
-            "set [mailbox] auth = \"ntlm\" (Negotiate is answered with NTLM)".into()
+            "set [mailbox] auth = \"negotiate\" (Kerberos with your ticket) or \"ntlm\" (with the password)".into()
+        }
+        E::Kerberos { error, .. } => {
+            use lamplighter_gssapi::GssError as G;
+            match error {
+                G::NoTicket { .. } | G::Expired { .. } => {
+                    "run kinit (or log in to the domain again); Lamplighter retries by itself and picks the new ticket up"
+                        .into()
+                }
+                G::Unavailable(_) => {
+                    "install MIT Kerberos (Debian: libgssapi-krb5-2), or save the password for NTLM".into()
+                }
+                G::MutualAuth { .. } => "the server could not prove it holds the key of its service principal: \
+                     its keytab or SPN is wrong, or it is not the server it claims to be; nothing was sent to it"
+                    .into(),
+                G::Failed { message, .. } if message.contains("not found in Kerberos database") => {
+                    "the realm has no service principal for this host name: use the host name Exchange's SPN names \
+                     (HTTP/<host>), or ask the admin to register it (setspn -S HTTP/<host> <account>)"
+                        .into()
+                }
+                _ => "see the log; `klist` shows your tickets".into(),
+            }
         }
         E::SchemeNotOffered { .. } => "set [mailbox] auth to a sign-in the server offers".into(),
         E::NotExchange { .. } => "the URL reaches a proxy or login page, not EWS: ask for EWS to be published \
@@ -114,17 +138,26 @@ async fn check(client: &EwsClient, how: &str) -> MailboxCheck {
     let mut out = MailboxCheck::default();
     out.steps.push(CheckStep { ok: true, what: format!("{how}: {}", client.ews_url()), hint: None });
     match client.find_all("voicemail", 1000).await {
-        Ok(items) => out.voicemails = Some(items),
+        Ok(items) => {
+            out.signed_in_with = client.sign_in().map(|how| how.to_string());
+            out.voicemails = Some(items)
+        }
         Err(e) => {
-            let refused = matches!(e, ClientError::Auth { .. });
+            let refused = matches!(
+                e,
+                ClientError::Auth { .. }
+                    | ClientError::Kerberos { error: lamplighter_gssapi::GssError::MutualAuth { .. }, .. }
+            );
+            // a Kerberos failure (no ticket, say) would only repeat in every later step
+            let signed_out = refused || matches!(e, ClientError::Kerberos { .. });
             out.steps.push(CheckStep {
                 ok: false,
                 what: format!("sign-in / Voice Mail folder: {e}"),
                 hint: Some(hint_for(&e)),
             });
-            if refused {
-                out.sign_in_refused = true;
-                // one refused sign-in is enough: more attempts only risk a lockout
+            // one refused sign-in is enough: more attempts only risk a lockout
+            out.sign_in_refused = refused;
+            if signed_out {
                 return out;
             }
         }

@@ -93,9 +93,11 @@ fn to_wire<T>(r: Result<T, ClientError>) -> Result<T, EwsError> {
 /// answer it reads itself, or a failure below EWS.
 fn classify<T>(r: Result<T, ClientError>, ok: impl FnOnce(Result<T, EwsError>) -> Response) -> Response {
     match r {
-        Err(e @ (ClientError::Auth { .. } | ClientError::SchemeNotOffered { .. })) => {
-            Response::SignInRefused(e.to_string())
-        }
+        Err(
+            e @ (ClientError::Auth { .. }
+            | ClientError::SchemeNotOffered { .. }
+            | ClientError::Kerberos { error: lamplighter_gssapi::GssError::MutualAuth { .. }, .. }),
+        ) => Response::SignInRefused(e.to_string()),
         Err(e) if !matches!(e, ClientError::Ews(_) | ClientError::Throttled(_)) => Response::Failed(e.to_string()),
         r => ok(to_wire(r)),
     }

@@ -11,7 +11,7 @@
 //! to loopback (the simulator). The backend cookie Exchange sets for
 //! affinity is kept and replayed.
 
-use crate::{ClientError, Credentials};
+use crate::{ClientError, Credentials, Password, SignIn};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -93,6 +93,7 @@ pub(crate) struct Http {
     options: HttpOptions,
     idle: Mutex<Vec<Conn>>,
     cookies: Mutex<Vec<(String, String)>>,
+    sign_in: Mutex<Option<SignIn>>,
 }
 
 fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError> {
@@ -131,6 +132,7 @@ impl Http {
             options,
             idle: Mutex::new(Vec::new()),
             cookies: Mutex::new(Vec::new()),
+            sign_in: Mutex::new(None),
         })
     }
 
@@ -291,21 +293,14 @@ impl Http {
             let (parts, body) = resp.into_parts();
             Reply { status: parts.status.as_u16(), headers: parts.headers, body, conn }
         };
+        let req = Req { method, t, body: &body, headers };
         match creds {
             Credentials::None => {
                 let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, None)?).await?;
                 Ok(reply(conn, resp))
             }
             Credentials::Basic { user, password } => {
-                use base64::Engine as _;
-                let value = format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()))
-                );
-                let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&value))?).await?;
-                if resp.status() == 401 {
-                    return Err(refused(origin, "Basic", &resp));
-                }
+                let resp = self.basic(&mut conn, &req, user, password).await?;
                 Ok(reply(conn, resp))
             }
             Credentials::Bearer(provider) => {
@@ -315,6 +310,7 @@ impl Http {
                     let value = format!("Bearer {}", token.expose());
                     let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&value))?).await?;
                     if resp.status() != 401 {
+                        self.set_sign_in(SignIn::Bearer);
                         return Ok(reply(conn, resp));
                     }
                     last = Some(refused(origin.clone(), "Bearer", &resp));
@@ -323,58 +319,265 @@ impl Http {
                 Err(last.unwrap_or(ClientError::Auth { target: origin, scheme: "Bearer", offered: String::new() }))
             }
             Credentials::Ntlm { user, password } => {
-                if conn.authenticated {
-                    let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, None)?).await?;
-                    if resp.status() != 401 {
-                        return Ok(reply(conn, resp));
-                    }
-                    // the server forgot this connection: sign in again once
-                    drain(resp.into_body()).await;
-                    conn.authenticated = false;
+                if let Some(resp) = self.reuse(&mut conn, &req).await? {
+                    return Ok(reply(conn, resp));
                 }
-                // NTLM, or the same tokens under Negotiate for a server that offers only that
-                let mut scheme = "NTLM";
-                let (challenge, offered) = loop {
-                    let negotiate = lamplighter_ntlm::header_with_scheme(scheme, &lamplighter_ntlm::negotiate());
-                    let resp =
-                        self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&negotiate))?).await?;
-                    if resp.status() != 401 {
-                        // no authentication needed after all
-                        return Ok(reply(conn, resp));
-                    }
-                    let offered = offered_schemes(&resp);
-                    let challenge = resp
-                        .headers()
-                        .get_all("www-authenticate")
-                        .iter()
-                        .filter_map(|v| v.to_str().ok())
-                        .find_map(lamplighter_ntlm::token_from_header);
-                    drain(resp.into_body()).await;
-                    let negotiate_only = !offers(&offered, "NTLM") && offers(&offered, "Negotiate") && scheme == "NTLM";
-                    match challenge {
-                        None if negotiate_only => scheme = "Negotiate",
-                        c => break (c, offered),
-                    }
-                };
-                let Some(challenge) = challenge else {
-                    return Err(ClientError::SchemeNotOffered { target: origin, tried: "NTLM", offered });
-                };
-                let challenge = lamplighter_ntlm::Challenge::parse(&challenge)
-                    .map_err(|e| ClientError::Broken(format!("NTLM challenge: {e}")))?;
-                let creds =
-                    lamplighter_ntlm::Credentials { user: user.clone(), password: password.expose().to_string() };
-                let auth =
-                    lamplighter_ntlm::header_with_scheme(scheme, &lamplighter_ntlm::authenticate(&creds, &challenge));
-                let resp = self.send_on(&mut conn, self.build(method, t, &body, headers, Some(&auth))?).await?;
-                if resp.status() == 401 {
-                    let scheme = if scheme == "NTLM" { "NTLM" } else { "NTLM under Negotiate" };
-                    return Err(refused(origin, scheme, &resp));
+                let resp = self.ntlm(&mut conn, &req, user, password).await?;
+                Ok(reply(conn, resp))
+            }
+            Credentials::Negotiate { user, password } | Credentials::Auto { user, password } => {
+                let auto = matches!(creds, Credentials::Auto { .. });
+                if let Some(resp) = self.reuse(&mut conn, &req).await? {
+                    return Ok(reply(conn, resp));
                 }
-                conn.authenticated = true;
+                let resp = self.negotiate(&mut conn, &req, user, password.as_ref(), auto).await?;
                 Ok(reply(conn, resp))
             }
         }
     }
+
+    fn set_sign_in(&self, how: SignIn) {
+        *self.sign_in.lock().unwrap_or_else(|p| p.into_inner()) = Some(how);
+    }
+
+    /// How the last request signed in.
+    pub(crate) fn sign_in(&self) -> Option<SignIn> {
+        self.sign_in.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// On a connection that signed in before (NTLM and Kerberos sign in
+    /// connections), the request goes without a header; `None` when the
+    /// server forgot it and a new sign-in is due.
+    async fn reuse(&self, conn: &mut Conn, req: &Req<'_>) -> Result<Option<Response<Incoming>>, ClientError> {
+        if !conn.authenticated {
+            return Ok(None);
+        }
+        let resp = self.send_on(conn, req.build(self, None)?).await?;
+        if resp.status() != 401 {
+            return Ok(Some(resp));
+        }
+        drain(resp.into_body()).await;
+        conn.authenticated = false;
+        Ok(None)
+    }
+
+    async fn basic(
+        &self,
+        conn: &mut Conn,
+        req: &Req<'_>,
+        user: &str,
+        password: &Password,
+    ) -> Result<Response<Incoming>, ClientError> {
+        use base64::Engine as _;
+        let value = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{}", password.expose()))
+        );
+        let resp = self.send_on(conn, req.build(self, Some(&value))?).await?;
+        if resp.status() == 401 {
+            return Err(refused(req.t.origin(), "Basic", &resp));
+        }
+        self.set_sign_in(SignIn::Basic);
+        Ok(resp)
+    }
+
+    /// NTLM, or the same tokens under Negotiate for a server that offers only that.
+    async fn ntlm(
+        &self,
+        conn: &mut Conn,
+        req: &Req<'_>,
+        user: &str,
+        password: &Password,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let origin = req.t.origin();
+        let mut scheme = "NTLM";
+        let (challenge, offered) = loop {
+            let negotiate = lamplighter_ntlm::header_with_scheme(scheme, &lamplighter_ntlm::negotiate());
+            let resp = self.send_on(conn, req.build(self, Some(&negotiate))?).await?;
+            if resp.status() != 401 {
+                // no authentication needed after all
+                self.set_sign_in(SignIn::Anonymous);
+                return Ok(resp);
+            }
+            let offered = offered_schemes(&resp);
+            let challenge = resp
+                .headers()
+                .get_all("www-authenticate")
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .find_map(lamplighter_ntlm::token_from_header);
+            drain(resp.into_body()).await;
+            let negotiate_only = !offers(&offered, "NTLM") && offers(&offered, "Negotiate") && scheme == "NTLM";
+            match challenge {
+                None if negotiate_only => scheme = "Negotiate",
+                c => break (c, offered),
+            }
+        };
+        let Some(challenge) = challenge else {
+            return Err(ClientError::SchemeNotOffered { target: origin, tried: "NTLM", offered });
+        };
+        let challenge = lamplighter_ntlm::Challenge::parse(&challenge)
+            .map_err(|e| ClientError::Broken(format!("NTLM challenge: {e}")))?;
+        let creds = lamplighter_ntlm::Credentials { user: user.to_string(), password: password.expose().to_string() };
+        let auth = lamplighter_ntlm::header_with_scheme(scheme, &lamplighter_ntlm::authenticate(&creds, &challenge));
+        let resp = self.send_on(conn, req.build(self, Some(&auth))?).await?;
+        if resp.status() == 401 {
+            let scheme = if scheme == "NTLM" { "NTLM" } else { "NTLM under Negotiate" };
+            return Err(refused(origin, scheme, &resp));
+        }
+        conn.authenticated = true;
+        self.set_sign_in(if scheme == "NTLM" { SignIn::Ntlm } else { SignIn::NtlmUnderNegotiate });
+        Ok(resp)
+    }
+
+    /// `negotiate` and `auto`: learns what the server offers, then Kerberos,
+    /// then NTLM, then (`auto` only) Basic, as far as the password allows.
+    async fn negotiate(
+        &self,
+        conn: &mut Conn,
+        req: &Req<'_>,
+        user: &str,
+        password: Option<&Password>,
+        auto: bool,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let origin = req.t.origin();
+        let resp = self.send_on(conn, req.build(self, None)?).await?;
+        if resp.status() != 401 {
+            self.set_sign_in(SignIn::Anonymous);
+            return Ok(resp);
+        }
+        let offered = offered_schemes(&resp);
+        drain(resp.into_body()).await;
+        let mut kerberos = None;
+        if offers(&offered, "Negotiate") {
+            match self.kerberos(conn, req).await {
+                Ok(Kerberos::SignedIn(resp)) => return Ok(resp),
+                Ok(Kerberos::Refused) => {
+                    kerberos =
+                        Some(ClientError::Auth { target: origin.clone(), scheme: "Kerberos", offered: offered.clone() })
+                }
+                // a server that cannot prove itself gets nothing more from us
+                Err(e @ ClientError::Kerberos { error: lamplighter_gssapi::GssError::MutualAuth { .. }, .. }) => {
+                    return Err(e);
+                }
+                Err(e @ ClientError::Kerberos { .. }) => kerberos = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        if let Some(e) = &kerberos {
+            log::info!("Kerberos not used ({e}); trying what else the server offers ({offered})");
+        }
+        if conn.sender.is_closed() {
+            *conn = self.connect(req.t).await?;
+        }
+        if let Some(password) = password {
+            if offers(&offered, "NTLM") || offers(&offered, "Negotiate") {
+                return self.ntlm(conn, req, user, password).await;
+            }
+            if auto && offers(&offered, "Basic") {
+                return self.basic(conn, req, user, password).await;
+            }
+        }
+        Err(match kerberos {
+            Some(e) => e,
+            None => ClientError::SchemeNotOffered {
+                target: origin,
+                tried: if auto && password.is_some() {
+                    "Kerberos, NTLM or Basic"
+                } else if auto || password.is_none() {
+                    "Kerberos (no password is saved for the others)"
+                } else {
+                    "Kerberos or NTLM"
+                },
+                offered,
+            },
+        })
+    }
+
+    /// SPNEGO legs toward `HTTP@host` with the user's ticket (RFC 4559).
+    async fn kerberos(&self, conn: &mut Conn, req: &Req<'_>) -> Result<Kerberos, ClientError> {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let target = req.t.origin();
+        let kerr = |error| ClientError::Kerberos { target: target.clone(), error };
+        let host = req.t.host.clone();
+        // the first step may ask the KDC for a service ticket: off the runtime's threads
+        let (mut ctx, mut token) = tokio::task::spawn_blocking(move || {
+            let mut ctx = lamplighter_gssapi::Initiator::new("HTTP", &host)?;
+            let token = ctx.step(None)?;
+            Ok::<_, lamplighter_gssapi::GssError>((ctx, token))
+        })
+        .await
+        .map_err(|e| ClientError::Broken(e.to_string()))?
+        .map_err(kerr)?;
+        // SPNEGO with Kerberos takes one leg; a bound for anything longer
+        for _ in 0..4 {
+            let Some(out) = token.take() else { break };
+            let value = format!("Negotiate {}", b64.encode(out));
+            let resp = self.send_on(conn, req.build(self, Some(&value))?).await?;
+            let answer = negotiate_token(&resp);
+            if resp.status() == 401 {
+                drain(resp.into_body()).await;
+                match answer {
+                    Some(a) if !ctx.is_complete() => {
+                        token = ctx.step(Some(&a)).map_err(kerr)?;
+                        continue;
+                    }
+                    _ => return Ok(Kerberos::Refused),
+                }
+            }
+            // accepted: nothing of the answer is used before the server proved itself
+            match answer {
+                Some(a) if !ctx.is_complete() => {
+                    ctx.step(Some(&a)).map_err(kerr)?;
+                }
+                _ => {}
+            }
+            ctx.require_complete().map_err(kerr)?;
+            let (principal, _) = ctx.signed_in();
+            conn.authenticated = true;
+            self.set_sign_in(SignIn::Kerberos { principal, service: ctx.service().to_string() });
+            return Ok(Kerberos::SignedIn(resp));
+        }
+        Err(kerr(lamplighter_gssapi::GssError::Failed {
+            context: "Kerberos sign-in",
+            major: 0,
+            minor: 0,
+            message: "the exchange did not end".into(),
+        }))
+    }
+}
+
+enum Kerberos {
+    SignedIn(Response<Incoming>),
+    /// The server answered our token with a plain 401.
+    Refused,
+}
+
+/// One request, to build again for every leg of a sign-in.
+struct Req<'a> {
+    method: &'a str,
+    t: &'a Target,
+    body: &'a Bytes,
+    headers: &'a [(&'a str, String)],
+}
+
+impl Req<'_> {
+    fn build(&self, http: &Http, authorization: Option<&str>) -> Result<Request<Full<Bytes>>, ClientError> {
+        http.build(self.method, self.t, self.body, self.headers, authorization)
+    }
+}
+
+/// The token of a `WWW-Authenticate: Negotiate <base64>` header (bounded: 64 KiB).
+fn negotiate_token(resp: &Response<Incoming>) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    resp.headers().get_all("www-authenticate").iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+        let (scheme, token) = v.trim().split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("Negotiate") || token.len() > 65536 {
+            return None;
+        }
+        base64::engine::general_purpose::STANDARD.decode(token.trim()).ok()
+    })
 }
 
 /// The schemes a 401's `WWW-Authenticate` headers name, e.g. `Negotiate, NTLM`.

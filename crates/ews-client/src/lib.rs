@@ -85,6 +85,23 @@ pub enum Credentials {
     },
     /// OAuth2 bearer token from a provider.
     Bearer(TokenProvider),
+    /// `Negotiate`: Kerberos through SPNEGO with the user's ticket (no
+    /// password), the server proving its identity in turn; with a password,
+    /// NTLM when Kerberos cannot be used (under `Negotiate` for a server
+    /// that offers only that, else plain NTLM).
+    Negotiate {
+        /// `DOMAIN\user` for the NTLM fallback.
+        user: String,
+        /// For the NTLM fallback; `None`: Kerberos only.
+        password: Option<Password>,
+    },
+    /// Whatever the server offers, best first: Kerberos, then NTLM, then
+    /// Basic (the last two need the password).
+    Auto {
+        /// `DOMAIN\user` or UPN.
+        user: String,
+        password: Option<Password>,
+    },
 }
 
 impl std::fmt::Debug for Credentials {
@@ -94,6 +111,48 @@ impl std::fmt::Debug for Credentials {
             Credentials::Basic { user, .. } => write!(f, "Basic({user})"),
             Credentials::Ntlm { user, .. } => write!(f, "Ntlm({user})"),
             Credentials::Bearer(_) => f.write_str("Bearer"),
+            Credentials::Negotiate { user, password } => {
+                write!(f, "Negotiate({user}, password: {})", password.is_some())
+            }
+            Credentials::Auto { user, password } => write!(f, "Auto({user}, password: {})", password.is_some()),
+        }
+    }
+}
+
+/// How the last sign-in went through, for `check` and the settings window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignIn {
+    /// No authentication was asked for.
+    Anonymous,
+    Basic,
+    Ntlm,
+    /// NTLM tokens under `WWW-Authenticate: Negotiate`.
+    NtlmUnderNegotiate,
+    /// Kerberos through SPNEGO, mutually authenticated.
+    Kerberos {
+        /// Our principal, `mara@EXAMPLE.TEST`.
+        principal: Option<String>,
+        /// The service that proved itself, `HTTP@exchange.example.test`.
+        service: String,
+    },
+    Bearer,
+}
+
+impl std::fmt::Display for SignIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignIn::Anonymous => f.write_str("no sign-in asked for"),
+            SignIn::Basic => f.write_str("Basic"),
+            SignIn::Ntlm => f.write_str("NTLM"),
+            SignIn::NtlmUnderNegotiate => f.write_str("NTLM under Negotiate"),
+            SignIn::Kerberos { principal, service } => {
+                write!(f, "Kerberos")?;
+                if let Some(p) = principal {
+                    write!(f, " as {p}")?;
+                }
+                write!(f, " (mutually authenticated: the server proved it is {service})")
+            }
+            SignIn::Bearer => f.write_str("OAuth2"),
         }
     }
 }
@@ -188,7 +247,7 @@ pub enum ClientError {
         secs: u64,
     },
     /// The server refused the credentials.
-    #[error("sign-in to {target} refused ({scheme}; the server offers {offered}): check the user name and password")]
+    #[error("sign-in to {target} refused ({scheme}; the server offers {offered}): {}", refused_advice(scheme))]
     Auth {
         target: String,
         /// Which scheme.
@@ -204,6 +263,13 @@ pub enum ClientError {
         tried: &'static str,
         /// What it offers.
         offered: String,
+    },
+    /// Kerberos could not sign in, or the server did not prove itself.
+    #[error("Kerberos sign-in to {target}: {error}")]
+    Kerberos {
+        target: String,
+        /// GSSAPI's reason.
+        error: lamplighter_gssapi::GssError,
     },
     /// Something that is not Exchange answered: a reverse proxy's login page, a captive portal.
     #[error("a proxy or login page answered instead of Exchange at {target} ({detail})")]
@@ -259,6 +325,14 @@ pub enum ClientError {
         path: String,
         reason: String,
     },
+}
+
+fn refused_advice(scheme: &str) -> &'static str {
+    if scheme == "Kerberos" {
+        "the server does not accept your Kerberos ticket (is this user allowed on the mailbox? `klist` shows whose ticket it is)"
+    } else {
+        "check the user name and password"
+    }
 }
 
 impl ClientError {
@@ -378,6 +452,11 @@ impl EwsClient {
     /// The EWS URL in use.
     pub fn ews_url(&self) -> &str {
         &self.url
+    }
+
+    /// How the last request signed in (`None` before any did).
+    pub fn sign_in(&self) -> Option<SignIn> {
+        self.http.sign_in()
     }
 
     fn headers(&self) -> Vec<(&'static str, String)> {

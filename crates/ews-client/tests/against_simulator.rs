@@ -4,7 +4,7 @@
 //! was refused.
 
 use lamplighter_ews_client::driver::{self, DriverConfig};
-use lamplighter_ews_client::{ClientConfig, ClientError, Credentials, EwsClient, Password, RetryPolicy};
+use lamplighter_ews_client::{ClientConfig, ClientError, Credentials, EwsClient, Password, RetryPolicy, SignIn};
 use lamplighter_ews_sim::{AuthSchemes, MissedCall, SimConfig, Simulator, Validation, Voicemail};
 use lamplighter_mailbox::{Connection, FileState, MailboxEvent, MemoryState, StateStore};
 use lamplighter_mailbox_sync::{Change, Mode, SyncConfig};
@@ -343,7 +343,7 @@ async fn a_wrong_password_is_one_auth_error_and_no_retry_storm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ntlm_sign_in_works_for_requests_and_the_stream() {
     let sim = Simulator::start(SimConfig {
-        auth: AuthSchemes { basic: false, ntlm: true, negotiate_only: false, bearer_tokens: vec![] },
+        auth: AuthSchemes { basic: false, ntlm: true, negotiate_only: false, bearer_tokens: vec![], kerberos: None },
         ..sim_config()
     })
     .await
@@ -373,6 +373,7 @@ async fn oauth2_bearer_refreshes_a_stale_token_once() {
             ntlm: false,
             negotiate_only: false,
             bearer_tokens: vec!["fresh-token".into()],
+            kerberos: None,
         },
         ..sim_config()
     })
@@ -591,7 +592,7 @@ async fn the_autodiscover_result_is_cached() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_negotiate_only_server_takes_ntlm_under_negotiate() {
     let sim = Simulator::start(SimConfig {
-        auth: AuthSchemes { basic: false, ntlm: true, negotiate_only: true, bearer_tokens: vec![] },
+        auth: AuthSchemes { basic: false, ntlm: true, negotiate_only: true, bearer_tokens: vec![], kerberos: None },
         ..sim_config()
     })
     .await
@@ -611,6 +612,50 @@ async fn a_negotiate_only_server_takes_ntlm_under_negotiate() {
     let text = e.expect_err("wrong password").to_string();
     assert!(text.contains("refused (NTLM under Negotiate; the server offers Negotiate)"), "{text}");
     assert_all_valid(&sim);
+}
+
+/// `negotiate` and `auto` without a Kerberos ticket (this test process has
+/// no ticket cache; the real-KDC tests are in `lamplighter-cli`'s
+/// `kerberos.rs`): the saved password signs in with what the server offers,
+/// best first, and the client says which; nothing offered is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn negotiate_and_auto_fall_back_to_what_the_server_offers() {
+    let schemes = |basic, ntlm, negotiate_only| AuthSchemes {
+        basic,
+        ntlm,
+        negotiate_only,
+        bearer_tokens: vec![],
+        kerberos: None,
+    };
+    let password = || Some(Password::new(PASSWORD));
+    let negotiate = Credentials::Negotiate { user: "EXAMPLE\\mara".into(), password: password() };
+    let auto = Credentials::Auto { user: "EXAMPLE\\mara".into(), password: password() };
+    for (offered, creds, want) in [
+        (schemes(false, true, true), negotiate.clone(), Ok(SignIn::NtlmUnderNegotiate)),
+        (schemes(true, true, false), negotiate.clone(), Ok(SignIn::Ntlm)),
+        (schemes(true, true, false), auto.clone(), Ok(SignIn::Ntlm)),
+        (schemes(true, false, false), auto.clone(), Ok(SignIn::Basic)),
+        (
+            schemes(true, false, false),
+            negotiate.clone(),
+            Err("does not offer Kerberos or NTLM sign-in; it offers Basic"),
+        ),
+    ] {
+        let sim = Simulator::start(SimConfig { auth: offered.clone(), ..sim_config() }).await.expect("sim");
+        let client = EwsClient::connect(client_config(&sim, creds.clone())).await.expect("client");
+        match (client.find_all("voicemail", 10).await, want) {
+            (Ok(_), Ok(how)) => assert_eq!(client.sign_in(), Some(how), "{offered:?} {creds:?}"),
+            (Err(e), Err(text)) => assert!(e.to_string().ends_with(text), "{offered:?} {creds:?}: {e}"),
+            (got, want) => panic!("{offered:?} {creds:?}: got {:?}, want {want:?}", got.map(|_| ())),
+        }
+        assert_all_valid(&sim);
+    }
+    // a wrong saved password under `auto` is a refused sign-in, not a loop through the schemes
+    let sim = Simulator::start(SimConfig { auth: schemes(true, true, false), ..sim_config() }).await.expect("sim");
+    let wrong = Credentials::Auto { user: "EXAMPLE\\mara".into(), password: Some(Password::new("Winter2026!")) };
+    let e = EwsClient::connect(client_config(&sim, wrong)).await.expect("client").find_all("inbox", 10).await;
+    assert!(matches!(e, Err(ClientError::Auth { scheme: "NTLM", .. })), "{e:?}");
+    assert_eq!(sim.auth_failures(), 1, "one attempt");
 }
 
 /// What a reverse proxy with pre-authentication (or a captive portal) does

@@ -26,5 +26,7 @@ pub mod server;
 pub mod soap;
 pub mod store;
 
-pub use server::{AuthSchemes, MissedCall, Served, SimConfig, SimError, Simulator, Validation, Voicemail};
+pub use server::{
+    AuthSchemes, KerberosAcceptor, MissedCall, Served, SimConfig, SimError, Simulator, Validation, Voicemail,
+};
 pub use store::{NewItem, UmProps};

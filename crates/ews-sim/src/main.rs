@@ -3,14 +3,19 @@
 //!
 //! ```text
 //! ews-sim [--port N] [--tls] [--heartbeat SECS] [--items N] [--no-validation] [--control-port N]
+//!         [--kerberos-keytab FILE [--kerberos-no-proof]] [--no-ntlm] [--no-basic]
 //! ews-sim ctl <command> [arguments]
 //! ```
+//! With `--kerberos-keytab` it is a Kerberos service (`HTTP/<host>` keys in
+//! the keytab; krb5 finds its realm through `KRB5_CONFIG` as usual) and
+//! takes `Negotiate` tickets of the principal `mara@<realm>`.
 //! It prints the EWS URL, the user and password, and (with `--tls`) writes
 //! the CA certificate to `ews-sim-ca.pem` in the current directory. It also
 //! serves its control interface ([`lamplighter_ews_sim::control`]) on
 //! loopback and writes its URL and token to `ews-sim-ctl.json` (mode 600)
 //! there; `ews-sim ctl …` (from the same directory) reads that file.
 
+use anyhow::Context as _;
 use lamplighter_ews_sim::{SimConfig, Simulator, Validation, Voicemail};
 use std::time::Duration;
 
@@ -19,6 +24,7 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 }
 
 const USAGE: &str = "ews-sim [--port N] [--tls] [--heartbeat SECS] [--items N] [--no-validation] [--control-port N]
+        [--kerberos-keytab FILE [--kerberos-no-proof]] [--no-ntlm] [--no-basic]
 ews-sim ctl items
 ews-sim ctl voicemail FROM [--name NAME] [--duration SECS] [--urgent] [--audio FILE] [--transcription TEXT]
 ews-sim ctl missed-call FROM [--name NAME] [--header 'Name: value']...
@@ -35,7 +41,6 @@ fn value_of<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 
 /// `ews-sim ctl …`: one request to the running simulator's control interface.
 fn ctl(args: &[String]) -> anyhow::Result<()> {
-    use anyhow::Context as _;
     use serde_json::json;
     let file = std::fs::read_to_string(CTL_FILE)
         .with_context(|| format!("no {CTL_FILE} here: start ews-sim in this directory first"))?;
@@ -149,6 +154,23 @@ async fn main() -> anyhow::Result<()> {
     if args.iter().any(|a| a == "--no-validation") {
         config.validation = Validation::Off;
     }
+    config.auth.basic = !args.iter().any(|a| a == "--no-basic");
+    config.auth.ntlm = !args.iter().any(|a| a == "--no-ntlm");
+    if let Some(keytab) = arg::<std::path::PathBuf>(&args, "--kerberos-keytab") {
+        lamplighter_gssapi::available().context("--kerberos-keytab")?;
+        anyhow::ensure!(keytab.is_file(), "--kerberos-keytab {}: no such file", keytab.display());
+        config.auth.kerberos = Some(lamplighter_ews_sim::KerberosAcceptor {
+            keytab,
+            send_proof: !args.iter().any(|a| a == "--kerberos-no-proof"),
+        });
+    }
+    let schemes =
+        [(config.auth.kerberos.is_some(), "Kerberos"), (config.auth.ntlm, "NTLM"), (config.auth.basic, "Basic")]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, s)| *s)
+            .collect::<Vec<_>>()
+            .join(", ");
     let validation = config.validation.clone();
     let (user, password) = config.users[0].clone();
     let sim = std::sync::Arc::new(Simulator::start(config).await?);
@@ -165,7 +187,7 @@ async fn main() -> anyhow::Result<()> {
         println!("CA certificate: ews-sim-ca.pem");
     }
     println!("EWS URL:  {}", sim.ews_url());
-    println!("user:     {user}   password: {password}   (Basic or NTLM, domain EXAMPLE)");
+    println!("user:     {user}   password: {password}   ({schemes}; NTLM domain EXAMPLE)");
     println!(
         "schema:   {}",
         match validation {

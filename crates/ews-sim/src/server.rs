@@ -116,6 +116,20 @@ pub struct AuthSchemes {
     pub negotiate_only: bool,
     /// OAuth2 bearer tokens accepted.
     pub bearer_tokens: Vec<String>,
+    /// Kerberos under `Negotiate`, as Exchange in a domain offers it.
+    pub kerberos: Option<KerberosAcceptor>,
+}
+
+/// The simulator as a Kerberos service: the keys of `HTTP/<host>` from a
+/// keytab (MIT krb5 through `lamplighter-gssapi`). A ticket's client
+/// principal signs in as the user of the same name (`mara@REALM` as `mara`),
+/// as Exchange maps a principal to its AD account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KerberosAcceptor {
+    pub keytab: std::path::PathBuf,
+    /// Returns the mutual-authentication token on success, as IIS does;
+    /// `false` is a faulty or impostor server for tests.
+    pub send_proof: bool,
 }
 
 /// How the simulator behaves.
@@ -151,7 +165,13 @@ impl Default for SimConfig {
             email: "mara@example.test".into(),
             users: vec![("mara".into(), "Sommer2026!".into())],
             domain: "EXAMPLE".into(),
-            auth: AuthSchemes { basic: true, ntlm: true, negotiate_only: false, bearer_tokens: Vec::new() },
+            auth: AuthSchemes {
+                basic: true,
+                ntlm: true,
+                negotiate_only: false,
+                bearer_tokens: Vec::new(),
+                kerberos: None,
+            },
             tls: false,
             tls_names: Vec::new(),
             validation: Validation::embedded(),
@@ -553,6 +573,8 @@ fn tls_acceptor(extra: &[String]) -> Result<(tokio_rustls::TlsAcceptor, String),
 struct ConnAuth {
     user: Option<String>,
     pending: Option<lamplighter_ntlm::ServerChallenge>,
+    /// A Kerberos exchange in progress on this connection.
+    kerberos: Option<lamplighter_gssapi::Acceptor>,
 }
 
 async fn serve<I>(shared: Arc<Shared>, io: I, mut stopped: watch::Receiver<bool>)
@@ -596,11 +618,11 @@ fn unauthorized(shared: &Shared, extra: Option<String>) -> Response<Body> {
             h.append("www-authenticate", challenge.parse().expect("header"));
         }
         None => {
-            if c.ntlm {
+            if c.ntlm || c.kerberos.is_some() {
                 h.append("www-authenticate", "Negotiate".parse().expect("header"));
-                if !c.negotiate_only {
-                    h.append("www-authenticate", "NTLM".parse().expect("header"));
-                }
+            }
+            if c.ntlm && !c.negotiate_only {
+                h.append("www-authenticate", "NTLM".parse().expect("header"));
             }
             if c.basic {
                 h.append("www-authenticate", "Basic realm=\"127.0.0.1\"".parse().expect("header"));
@@ -624,6 +646,8 @@ fn password_of(config: &SimConfig, user: &str) -> Option<String> {
 
 enum AuthOutcome {
     Ok,
+    /// Signed in; the header goes on the response (Kerberos' mutual authentication).
+    OkWith(String),
     Respond(Response<Body>),
 }
 
@@ -649,6 +673,51 @@ fn authenticate(shared: &Shared, conn: &Mutex<ConnAuth>, req: &Request<Incoming>
             } else {
                 shared.auth_failures.fetch_add(1, Ordering::SeqCst);
                 AuthOutcome::Respond(unauthorized(shared, Some("Bearer error=\"invalid_token\"".into())))
+            }
+        }
+        Some(h)
+            if config.auth.kerberos.is_some()
+                && h.starts_with("Negotiate ")
+                && !lamplighter_ntlm::token_from_header(&h).is_some_and(|t| t.starts_with(b"NTLMSSP\0")) =>
+        {
+            let kerberos = config.auth.kerberos.as_ref().expect("checked");
+            let Some(token) = base64_decode(&h[10..]) else { return fail(shared) };
+            if conn.kerberos.is_none() {
+                match lamplighter_gssapi::Acceptor::with_keytab(&kerberos.keytab) {
+                    Ok(a) => conn.kerberos = Some(a),
+                    Err(e) => {
+                        log::warn!("ews-sim: Kerberos is offered but the keytab cannot be used: {e}");
+                        return fail(shared);
+                    }
+                }
+            }
+            let acceptor = conn.kerberos.as_mut().expect("set");
+            match acceptor.step(&token) {
+                Ok(a) if a.complete => {
+                    conn.kerberos = None;
+                    let principal = a.client.unwrap_or_default();
+                    let name = principal.split('@').next().unwrap_or("");
+                    if !config.users.iter().any(|(u, _)| u.eq_ignore_ascii_case(name)) {
+                        return fail(shared);
+                    }
+                    conn.user = Some(principal);
+                    match a.token {
+                        Some(t) if kerberos.send_proof => {
+                            AuthOutcome::OkWith(format!("Negotiate {}", base64_encode(&t)))
+                        }
+                        _ => AuthOutcome::Ok,
+                    }
+                }
+                Ok(a) => match a.token {
+                    Some(t) => {
+                        AuthOutcome::Respond(unauthorized(shared, Some(format!("Negotiate {}", base64_encode(&t)))))
+                    }
+                    None => fail(shared),
+                },
+                Err(_) => {
+                    conn.kerberos = None;
+                    fail(shared)
+                }
             }
         }
         Some(h)
@@ -687,12 +756,30 @@ fn authenticate(shared: &Shared, conn: &Mutex<ConnAuth>, req: &Request<Incoming>
     }
 }
 
+fn base64_encode(b: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
 fn base64_decode(s: &str) -> Option<Vec<u8>> {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.decode(s.trim()).ok()
 }
 
 async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<Incoming>) -> Response<Body> {
+    let auth = authenticate(&shared, &conn, &req);
+    let proof = match &auth {
+        AuthOutcome::OkWith(h) => Some(h.clone()),
+        _ => None,
+    };
+    let mut response = respond(shared, auth, req).await;
+    if let Some(p) = proof.and_then(|p| p.parse().ok()) {
+        response.headers_mut().append("www-authenticate", p);
+    }
+    response
+}
+
+async fn respond(shared: Arc<Shared>, auth: AuthOutcome, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_ascii_lowercase();
     let anchor = req.headers().contains_key("x-anchormailbox") && req.headers().contains_key("x-preferserveraffinity");
     let cookie = req
@@ -700,7 +787,6 @@ async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<In
         .get_all("cookie")
         .iter()
         .any(|v| v.to_str().map(|s| s.contains("X-BackEndOverrideCookie=")).unwrap_or(false));
-    let auth = authenticate(&shared, &conn, &req);
     // read the body in any case, so the connection stays usable for the next leg
     let body = match http_body_util::Limited::new(req.into_body(), 8 << 20).collect().await {
         Ok(b) => b.to_bytes(),

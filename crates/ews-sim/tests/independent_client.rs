@@ -61,7 +61,7 @@ fn between<'a>(s: &'a str, a: &str, b: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn curl_signs_in_with_ntlm_and_a_wrong_password_is_refused() {
     let sim = Simulator::start(SimConfig {
-        auth: AuthSchemes { basic: false, ntlm: true, negotiate_only: false, bearer_tokens: vec![] },
+        auth: AuthSchemes { basic: false, ntlm: true, negotiate_only: false, bearer_tokens: vec![], kerberos: None },
         ..SimConfig::default()
     })
     .await

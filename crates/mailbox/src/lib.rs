@@ -95,6 +95,9 @@ pub struct MailboxCheck {
     /// The server refused the credentials: the check stopped there, and
     /// nothing else should try them again.
     pub sign_in_refused: bool,
+    /// How the backend signed in, in words for the user ("Kerberos as
+    /// mara@EXAMPLE.TEST (mutually authenticated: …)", "NTLM").
+    pub signed_in_with: Option<String>,
 }
 
 /// A running change tracking: stopping it ends the server-side subscription.

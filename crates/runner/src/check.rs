@@ -30,9 +30,16 @@ pub async fn run(config: RunConfig, first: CheckStep) -> Vec<CheckStep> {
                     state.apply(lamplighter_mailbox::Change::Added(i));
                 }
                 counts = state.lamp(&state.summary());
+                let signed_in = match &check.signed_in_with {
+                    Some(how) => format!("signed in with {how}"),
+                    None => "signed in".into(),
+                };
                 steps.push(CheckStep {
                     ok: true,
-                    what: format!("signed in; Voice Mail folder readable: {total} voicemails ({} unheard)", counts.new),
+                    what: format!(
+                        "{signed_in}; Voice Mail folder readable: {total} voicemails ({} unheard)",
+                        counts.new
+                    ),
                     hint: None,
                 });
             }

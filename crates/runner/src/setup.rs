@@ -67,16 +67,20 @@ pub enum SetupError {
 pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -> Result<RunConfig, SetupError> {
     let state_dir = &paths.state_dir;
     let mailbox = settings.mailbox.as_ref().ok_or(SetupError::NoMailbox)?;
-    let password = secrets.mailbox.clone().ok_or_else(|| {
+    let password = secrets.mailbox.clone().map(Password::new);
+    let needs_password = || {
         SetupError::NoPassword(match &mailbox.password_env {
             Some(v) => format!("the environment variable {v} (password_env) is not set"),
             None => "save it in the settings window, or name a variable in password_env".into(),
         })
-    })?;
-    let password = Password::new(password);
+    };
+    let user = mailbox.username.clone();
     let credentials = match mailbox.auth {
-        AuthMethod::Basic => Credentials::Basic { user: mailbox.username.clone(), password },
-        AuthMethod::Ntlm => Credentials::Ntlm { user: mailbox.username.clone(), password },
+        AuthMethod::Basic => Credentials::Basic { user, password: password.ok_or_else(needs_password)? },
+        AuthMethod::Ntlm => Credentials::Ntlm { user, password: password.ok_or_else(needs_password)? },
+        // Kerberos needs no password; one that is saved serves the NTLM fallback
+        AuthMethod::Negotiate => Credentials::Negotiate { user, password },
+        AuthMethod::Auto => Credentials::Auto { user, password },
         AuthMethod::Oauth2 => return Err(SetupError::OAuth2),
     };
     let mut client = ClientConfig::new(mailbox.email.clone(), credentials);

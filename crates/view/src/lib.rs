@@ -504,6 +504,11 @@ pub const UI_STRINGS: &[(&str, &str, &str)] = &[
         "No keyring: the password is kept until Lamplighter quits.",
         "Kein Schlüsselbund: Das Kennwort gilt nur, bis Lamplighter beendet wird.",
     ),
+    (
+        "password_kerberos",
+        "Kerberos uses your domain ticket (kinit); a password here is only for NTLM where Kerberos cannot be used.",
+        "Kerberos nutzt Ihr Domänen-Ticket (kinit); ein Kennwort hier dient nur NTLM, wo Kerberos nicht geht.",
+    ),
 ];
 
 /// The window's texts in `lang`, by key.
