@@ -330,7 +330,10 @@ async fn run(
     let mut sub_events = subscriptions.as_ref().map(|s| s.events());
     let mut connection = Connection::Connecting;
     let mut last_state: Option<(Summary, Connection)> = None;
+    // when a notification's sync that has not ended counts as syncing
+    let mut syncing_at: Option<tokio::time::Instant> = None;
     loop {
+        let grace_over = syncing_at.unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
             e = rx.recv() => {
                 let Some(first) = e else { break };
@@ -348,8 +351,12 @@ async fn run(
                             if c == Connection::Live && !s.is_live() {
                                 s.caught_up();
                             }
-                            // a sync that a notification started is part of being connected
-                            if !(c == Connection::Syncing && connection == Connection::Live) {
+                            // a sync that a notification started is part of being
+                            // connected, unless it is still going after SYNC_GRACE
+                            if c == Connection::Syncing && connection == Connection::Live {
+                                syncing_at.get_or_insert_with(|| tokio::time::Instant::now() + SYNC_GRACE);
+                            } else {
+                                syncing_at = None;
                                 connection = c;
                             }
                         }
@@ -377,13 +384,16 @@ async fn run(
                         Output::Changed(_) => {}
                     }
                 }
-                // during the initial catch-up only the connection is news
-                let report = live || last_state.as_ref().is_none_or(|(_, c)| *c != connection);
-                let now = (summary, connection.clone());
-                if report && last_state.as_ref() != Some(&now) {
-                    last_state = Some(now);
-                    let _ = events.send(RunEvent::State { summary, connection: connection.clone() });
-                }
+                report(&events, &mut last_state, summary, live, &connection);
+            }
+            _ = tokio::time::sleep_until(grace_over), if syncing_at.is_some() => {
+                syncing_at = None;
+                connection = Connection::Syncing;
+                let (summary, live) = {
+                    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+                    (s.summary(), s.is_live())
+                };
+                report(&events, &mut last_state, summary, live, &connection);
             }
             r = recv_any(&mut relay_events) => {
                 let Some(ev) = r else { relay_events = None; continue };
@@ -423,6 +433,27 @@ async fn run(
     }
 }
 
+/// How long a sync that a notification started may take before the status
+/// says "syncing" instead of "connected" (a hung request shows within seconds).
+pub const SYNC_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Sends the state line when it changed; during the initial catch-up only
+/// the connection is news.
+fn report(
+    events: &broadcast::Sender<RunEvent>,
+    last_state: &mut Option<(Summary, Connection)>,
+    summary: Summary,
+    live: bool,
+    connection: &Connection,
+) {
+    let news = live || last_state.as_ref().is_none_or(|(_, c)| c != connection);
+    let now = (summary, connection.clone());
+    if news && last_state.as_ref() != Some(&now) {
+        *last_state = Some(now);
+        let _ = events.send(RunEvent::State { summary, connection: connection.clone() });
+    }
+}
+
 async fn recv_any<T: Clone>(rx: &mut Option<broadcast::Receiver<T>>) -> Option<T> {
     match rx {
         Some(r) => loop {
@@ -453,4 +484,51 @@ pub fn purge_audio_cache(cache_dir: &std::path::Path, max_age: std::time::Durati
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The state lines `run` sends, on tokio's paused clock.
+    #[tokio::test(start_paused = true)]
+    async fn a_notification_sync_that_hangs_shows_as_syncing_after_the_grace() {
+        let user = lamplighter_missed_calls::UserIdentity::new(&["mara@example.test".to_string()], &[]).expect("user");
+        let state = Arc::new(Mutex::new(MailboxState::new(user, false)));
+        let (tx, rx) = mpsc::channel(16);
+        let (events, mut lines) = broadcast::channel(16);
+        let (_stop, stopped) = watch::channel(false);
+        tokio::spawn(run(rx, state, None, None, events, Vec::new(), stopped));
+        let connection = |e: RunEvent| match e {
+            RunEvent::State { connection, .. } => connection,
+            other => panic!("not a state line: {other:?}"),
+        };
+        tx.send(MailboxEvent::Connection(Connection::Live)).await.expect("send");
+        assert_eq!(connection(lines.recv().await.expect("line")), Connection::Live);
+
+        // a sync that ends within the grace is part of being connected: no line at all
+        tx.send(MailboxEvent::Connection(Connection::Syncing)).await.expect("send");
+        tokio::time::sleep(SYNC_GRACE - Duration::from_millis(100)).await;
+        tx.send(MailboxEvent::Connection(Connection::Live)).await.expect("send");
+        tokio::time::sleep(SYNC_GRACE * 2).await;
+        assert!(matches!(lines.try_recv(), Err(broadcast::error::TryRecvError::Empty)));
+
+        // one that hangs says so once the grace is over, not before
+        tx.send(MailboxEvent::Connection(Connection::Syncing)).await.expect("send");
+        tokio::time::sleep(SYNC_GRACE - Duration::from_millis(100)).await;
+        assert!(matches!(lines.try_recv(), Err(broadcast::error::TryRecvError::Empty)));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(connection(lines.try_recv().expect("syncing line")), Connection::Syncing);
+        // and connected again when it ends
+        tx.send(MailboxEvent::Connection(Connection::Live)).await.expect("send");
+        assert_eq!(connection(lines.recv().await.expect("line")), Connection::Live);
+        // a failure meanwhile is shown at once, and cancels the pending "syncing"
+        tx.send(MailboxEvent::Connection(Connection::Syncing)).await.expect("send");
+        let down = Connection::Reconnecting { in_secs: 2, reason: "connection reset".into() };
+        tx.send(MailboxEvent::Connection(down.clone())).await.expect("send");
+        assert_eq!(connection(lines.recv().await.expect("line")), down);
+        tokio::time::sleep(SYNC_GRACE * 2).await;
+        assert!(matches!(lines.try_recv(), Err(broadcast::error::TryRecvError::Empty)));
+    }
 }
