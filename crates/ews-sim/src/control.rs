@@ -17,6 +17,7 @@
 //! | `POST /missed-call` | `{"from", "name"?, "headers"?: [[name, value]], "call_id"?}` | `{"id"}` |
 //! | `POST /read` | `{"id", "read"}` | `{}` |
 //! | `POST /delete` | `{"id"}` | `{}` |
+//! | `POST /free-busy` | | `{"id"}` (the calendar item's) |
 //! | `POST /drop-streams`, `POST /restart` | | `{}` |
 //! | `POST /throttle` | `{"calls", "back_off_ms", "in_body"?}` | `{}` |
 //! | `POST /fail` | `{"calls", "status"}` | `{}` |
@@ -191,6 +192,7 @@ fn act(sim: &Simulator, method: &hyper::Method, path: &str, body: &[u8]) -> Resu
             }
             done()
         }
+        ("POST", "/free-busy") => (StatusCode::OK, json!({ "id": sim.free_busy_changed() })),
         ("POST", "/drop-streams") => {
             sim.drop_streams();
             done()

@@ -36,6 +36,9 @@ pub const INBOX_ID: &str = "AQMkADAwATM0MDAAMS1ib290AAAuAAADaW5ib3gA";
 /// The `FolderId` of the Top of Information Store, the Inbox's parent.
 pub const TOP_ID: &str = "AQMkADAwATM0MDAAMS1ib290AAAuAAADdG9wAA==";
 
+/// The Calendar's `FolderId` (free/busy events name it).
+pub const CALENDAR_ID: &str = "AQMkADAwATM0MDAAMS1ib290AAAuAAADY2FsZW5kYXIA";
+
 /// The folders the simulator has.
 pub const FOLDERS: &[Folder] = &[
     Folder {
@@ -60,6 +63,14 @@ pub const FOLDERS: &[Folder] = &[
         id: INBOX_ID,
         parent: Some("msgfolderroot"),
         class: Some("IPF.Note"),
+        search: false,
+    },
+    Folder {
+        name: "calendar",
+        display: "Calendar",
+        id: CALENDAR_ID,
+        parent: Some("msgfolderroot"),
+        class: Some("IPF.Appointment"),
         search: false,
     },
     Folder {

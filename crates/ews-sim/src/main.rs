@@ -29,7 +29,7 @@ ews-sim ctl items
 ews-sim ctl voicemail FROM [--name NAME] [--duration SECS] [--urgent] [--audio FILE] [--transcription TEXT]
 ews-sim ctl missed-call FROM [--name NAME] [--header 'Name: value']...
 ews-sim ctl read ID | unread ID | delete ID
-ews-sim ctl drop-streams | restart
+ews-sim ctl free-busy | drop-streams | restart
 ews-sim ctl throttle CALLS BACK_OFF_MS [--in-body]
 ews-sim ctl fail CALLS HTTP_STATUS | fail-streams CALLS | hang OPERATION";
 
@@ -103,6 +103,7 @@ fn ctl(args: &[String]) -> anyhow::Result<()> {
         }
         "read" | "unread" => ("POST", "/read", json!({ "id": need(1, "the item's id")?, "read": command == "read" })),
         "delete" => ("POST", "/delete", json!({ "id": need(1, "the item's id")? })),
+        "free-busy" => ("POST", "/free-busy", json!({})),
         "drop-streams" => ("POST", "/drop-streams", json!({})),
         "restart" => ("POST", "/restart", json!({})),
         "throttle" => (

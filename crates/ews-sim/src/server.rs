@@ -5,7 +5,7 @@
 //! GetStreamingEvents responses with heartbeats and a timed close.
 
 use crate::soap::{self, El, Shape, esc};
-use crate::store::{NewItem, Store, SubError, SubKind, UpdateError};
+use crate::store::{EventKind, NewItem, Store, SubError, SubKind, UpdateError};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
@@ -445,6 +445,12 @@ impl Simulator {
     pub fn items(&self) -> Vec<(String, String, bool)> {
         let s = self.shared.store.lock().unwrap_or_else(|p| p.into_inner());
         s.items().into_iter().map(|i| (i.id.clone(), i.data.item_class.clone(), i.data.is_read)).collect()
+    }
+
+    /// The calendar's free/busy changed: a `FreeBusyChangedEvent` to the
+    /// subscriptions on the Calendar that asked for it. Returns the calendar item's id.
+    pub fn free_busy_changed(&self) -> String {
+        self.mutate(|s| s.free_busy_changed())
     }
 
     /// Drops every streaming connection mid-stream (no `Closed` frame).
@@ -1217,13 +1223,21 @@ fn subscribe(shared: &Shared, el: &El) -> String {
     if let Some(f) = req.child("FolderIds") {
         folders.extend(f.children.iter().map(|d| crate::folders::resolve(d).map(|f| f.name)));
     }
-    if folders.iter().any(|f| !matches!(f, Some("inbox" | "voicemail"))) {
+    if folders.iter().any(|f| !matches!(f, Some("inbox" | "voicemail" | "calendar"))) {
         return soap::response(
             "Subscribe",
             &soap::error("Subscribe", "ErrorFolderNotFound", "The specified folder could not be found in the store."),
         );
     }
-    let (id, wm) = shared.store.lock().unwrap_or_else(|p| p.into_inner()).subscribe(kind);
+    // Voice Mail is a search folder over the Inbox: its items' events are the Inbox's
+    let folder_ids: Vec<&'static str> =
+        folders.iter().map(|f| if *f == Some("calendar") { crate::folders::CALENDAR_ID } else { INBOX_ID }).collect();
+    let types: Vec<String> = req
+        .child("EventTypes")
+        .map(|t| t.all("EventType").map(|e| e.text.trim().to_string()).collect())
+        .unwrap_or_default();
+    let types: Vec<&str> = types.iter().map(String::as_str).collect();
+    let (id, wm) = shared.store.lock().unwrap_or_else(|p| p.into_inner()).subscribe(kind, &types, &folder_ids);
     let watermark =
         if kind == SubKind::Pull { format!("<m:Watermark>{}</m:Watermark>", esc(&wm)) } else { String::new() };
     soap::response(
@@ -1258,7 +1272,7 @@ fn get_events(shared: &Shared, el: &El) -> String {
             let body: String = if events.is_empty() {
                 format!("<t:StatusEvent><t:Watermark>{}</t:Watermark></t:StatusEvent>", esc(&current))
             } else {
-                events.iter().map(|e| soap::event(e, INBOX_ID, true)).collect()
+                events.iter().map(|e| soap::event(e, true)).collect()
             };
             soap::response(
                 "GetEvents",
@@ -1380,6 +1394,8 @@ fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
                     match store.take_events(id) {
                         Ok(events) => {
                             // as Exchange does, the Inbox's own change follows its items': its unread count
+                            let inbox_changed = store.wants(id, "ModifiedEvent")
+                                && events.iter().any(|e| e.parent == INBOX_ID && e.kind != EventKind::FreeBusyChanged);
                             let unread = store.items().iter().filter(|i| !i.data.is_read).count();
                             let folder_event = format!(
                                 r#"<t:ModifiedEvent><t:TimeStamp>{}</t:TimeStamp><t:FolderId Id="{INBOX_ID}" ChangeKey="AQAAAA=="/><t:ParentFolderId Id="{}" ChangeKey="AQAAAA=="/><t:UnreadCount>{unread}</t:UnreadCount></t:ModifiedEvent>"#,
@@ -1388,8 +1404,8 @@ fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
                             );
                             let chunks = events.chunks(50).count();
                             for (n, chunk) in events.chunks(50).enumerate() {
-                                let mut evs: String = chunk.iter().map(|e| soap::event(e, INBOX_ID, false)).collect();
-                                if n + 1 == chunks {
+                                let mut evs: String = chunk.iter().map(|e| soap::event(e, false)).collect();
+                                if n + 1 == chunks && inbox_changed {
                                     evs += &folder_event;
                                 }
                                 notifications += &format!(

@@ -366,7 +366,7 @@ pub fn changes(changes: &[SyncChange], shape: &Shape) -> String {
 }
 
 /// One event element.
-pub fn event(e: &SimEvent, inbox_id: &str, with_watermark: bool) -> String {
+pub fn event(e: &SimEvent, with_watermark: bool) -> String {
     let wm = if with_watermark {
         format!(
             "<t:Watermark>{}</t:Watermark>",
@@ -376,8 +376,9 @@ pub fn event(e: &SimEvent, inbox_id: &str, with_watermark: bool) -> String {
         String::new()
     };
     format!(
-        r#"<t:{el}>{wm}<t:TimeStamp>{ts}</t:TimeStamp><t:ItemId Id="{id}" ChangeKey="{ck}"/><t:ParentFolderId Id="{inbox_id}" ChangeKey="AQAAAA=="/></t:{el}>"#,
+        r#"<t:{el}>{wm}<t:TimeStamp>{ts}</t:TimeStamp><t:ItemId Id="{id}" ChangeKey="{ck}"/><t:ParentFolderId Id="{parent}" ChangeKey="AQAAAA=="/></t:{el}>"#,
         el = e.kind.element(),
+        parent = e.parent,
         ts = e.timestamp,
         id = esc(&e.item.0),
         ck = esc(&e.item.1),

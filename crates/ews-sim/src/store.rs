@@ -147,6 +147,9 @@ pub enum EventKind {
     Modified,
     /// `DeletedEvent`.
     Deleted,
+    /// `FreeBusyChangedEvent`: the calendar's free/busy changed (a meeting
+    /// accepted, an appointment moved).
+    FreeBusyChanged,
 }
 
 impl EventKind {
@@ -157,6 +160,7 @@ impl EventKind {
             EventKind::Created => "CreatedEvent",
             EventKind::Modified => "ModifiedEvent",
             EventKind::Deleted => "DeletedEvent",
+            EventKind::FreeBusyChanged => "FreeBusyChangedEvent",
         }
     }
 }
@@ -171,6 +175,8 @@ pub struct SimEvent {
     pub timestamp: String,
     /// Its watermark number.
     pub watermark: u64,
+    /// The `FolderId` of the item's folder.
+    pub parent: &'static str,
 }
 
 /// Streaming or pull.
@@ -185,6 +191,10 @@ pub enum SubKind {
 #[derive(Debug)]
 struct Subscription {
     kind: SubKind,
+    /// The `EventType`s asked for (element names).
+    types: Vec<String>,
+    /// The folders watched (`FolderId`s); Voice Mail, a search folder over the Inbox, as the Inbox.
+    folders: Vec<&'static str>,
     events: VecDeque<SimEvent>,
     /// Pull: the watermark last acknowledged.
     acked: u64,
@@ -275,11 +285,37 @@ impl Store {
     }
 
     fn push_event(&mut self, kind: EventKind, item: (String, String)) {
+        self.push_event_in(kind, item, crate::folders::INBOX_ID);
+    }
+
+    /// Queues an event for each subscription that watches its folder and asked for its type.
+    fn push_event_in(&mut self, kind: EventKind, item: (String, String), parent: &'static str) {
         self.watermark += 1;
-        let ev = SimEvent { kind, item, timestamp: now_iso(), watermark: self.watermark };
+        let ev = SimEvent { kind, item, timestamp: now_iso(), watermark: self.watermark, parent };
         for sub in self.subscriptions.values_mut() {
-            sub.events.push_back(ev.clone());
+            if sub.types.iter().any(|t| t == kind.element()) && sub.folders.contains(&parent) {
+                sub.events.push_back(ev.clone());
+            }
         }
+    }
+
+    /// The calendar's free/busy changed: a `FreeBusyChangedEvent` for the
+    /// subscriptions that watch the calendar and asked for it. Returns the
+    /// calendar item's id.
+    pub fn free_busy_changed(&mut self) -> String {
+        self.seq += 1;
+        let id = STANDARD.encode(format!("AAMkAGLampCal{}-{:010}", self.salt, self.seq));
+        self.push_event_in(
+            EventKind::FreeBusyChanged,
+            (id.clone(), "DwAAABYAAAA=".into()),
+            crate::folders::CALENDAR_ID,
+        );
+        id
+    }
+
+    /// Whether subscription `id` asked for event type `element`.
+    pub fn wants(&self, id: &str, element: &str) -> bool {
+        self.subscriptions.get(id).is_some_and(|s| s.types.iter().any(|t| t == element))
     }
 
     /// Adds an item to the Inbox; returns its id.
@@ -454,10 +490,28 @@ impl Store {
     }
 
     /// A new subscription: its id and (for pull) its watermark.
-    pub fn subscribe(&mut self, kind: SubKind) -> (String, String) {
+    /// A new subscription to `folders` (`FolderId`s) for `types` (event
+    /// element names; none: every type, for callers that do not care).
+    pub fn subscribe(&mut self, kind: SubKind, types: &[&str], folders: &[&'static str]) -> (String, String) {
         let id = STANDARD.encode(format!("FwBsYW1wLXNpbQ{}-{:06}", self.salt, self.next_sub));
         self.next_sub += 1;
-        self.subscriptions.insert(id.clone(), Subscription { kind, events: VecDeque::new(), acked: self.watermark });
+        let types = if types.is_empty() {
+            [
+                EventKind::NewMail,
+                EventKind::Created,
+                EventKind::Modified,
+                EventKind::Deleted,
+                EventKind::FreeBusyChanged,
+            ]
+            .iter()
+            .map(|k| k.element().to_string())
+            .collect()
+        } else {
+            types.iter().map(|t| t.to_string()).collect()
+        };
+        let folders = if folders.is_empty() { vec![crate::folders::INBOX_ID] } else { folders.to_vec() };
+        self.subscriptions
+            .insert(id.clone(), Subscription { kind, types, folders, events: VecDeque::new(), acked: self.watermark });
         (id, Self::watermark_string(self.watermark))
     }
 
@@ -552,7 +606,7 @@ mod tests {
     #[test]
     fn pull_events_follow_watermarks() {
         let mut s = Store::new();
-        let (id, wm) = s.subscribe(SubKind::Pull);
+        let (id, wm) = s.subscribe(SubKind::Pull, &[], &[]);
         s.deposit(vm(1));
         let (events, _, next) = s.get_events(&id, &wm).expect("events");
         assert_eq!(events.iter().map(|e| e.kind).collect::<Vec<_>>(), [EventKind::Created, EventKind::NewMail]);

@@ -110,6 +110,11 @@ fn the_control_interface_drives_a_running_simulator() {
     assert!(items.iter().any(|i| i["class"] == "IPM.Note.Microsoft.Missed.Voice"), "{text}");
     let (ok, text) = ctl(dir.path(), &["fail", "1", "200"]);
     assert!(!ok && text.contains("400"), "a status that is not an error is refused: {text}");
+    // a calendar change: an event, not an item of the Inbox
+    let (ok, text) = ctl(dir.path(), &["free-busy"]);
+    assert!(ok && text.contains("\"id\""), "{text}");
+    let (_, text) = ctl(dir.path(), &["items"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(text.trim()).expect("json").as_array().map(Vec::len), Some(2));
 
     // what was deposited is there over EWS, as any client sees it
     let find = r#"<?xml version="1.0" encoding="utf-8"?><soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"><soap:Header><t:RequestServerVersion Version="Exchange2016"/></soap:Header><soap:Body><m:FindItem Traversal="Shallow"><m:ItemShape><t:BaseShape>IdOnly</t:BaseShape><t:AdditionalProperties><t:FieldURI FieldURI="message:IsRead"/></t:AdditionalProperties></m:ItemShape><m:IndexedPageItemView MaxEntriesReturned="10" Offset="0" BasePoint="Beginning"/><m:ParentFolderIds><t:DistinguishedFolderId Id="voicemail"/></m:ParentFolderIds></m:FindItem></soap:Body></soap:Envelope>"#;

@@ -135,7 +135,7 @@ async fn every_response_validates_against_the_schema() {
     post("GetAttachment", format!(r#"<m:GetAttachment><m:AttachmentIds><t:AttachmentId Id="{attachment}"/></m:AttachmentIds></m:GetAttachment>"#)).await;
     let sync = post("SyncFolderItems", format!(r#"<m:SyncFolderItems>{props}<m:SyncFolderId><t:DistinguishedFolderId Id="inbox"/></m:SyncFolderId><m:MaxChangesReturned>100</m:MaxChangesReturned></m:SyncFolderItems>"#)).await;
     let state = between(&sync, "<m:SyncState>", "<").to_string();
-    let pull = post("Subscribe (pull)", r#"<m:Subscribe><m:PullSubscriptionRequest><t:FolderIds><t:DistinguishedFolderId Id="inbox"/></t:FolderIds><t:EventTypes><t:EventType>NewMailEvent</t:EventType></t:EventTypes><t:Timeout>10</t:Timeout></m:PullSubscriptionRequest></m:Subscribe>"#.into()).await;
+    let pull = post("Subscribe (pull)", r#"<m:Subscribe><m:PullSubscriptionRequest><t:FolderIds><t:DistinguishedFolderId Id="inbox"/></t:FolderIds><t:EventTypes><t:EventType>NewMailEvent</t:EventType><t:EventType>ModifiedEvent</t:EventType></t:EventTypes><t:Timeout>10</t:Timeout></m:PullSubscriptionRequest></m:Subscribe>"#.into()).await;
     let pull_id = between(&pull, "<m:SubscriptionId>", "<").to_string();
     let watermark = between(&pull, "<m:Watermark>", "<").to_string();
     post("UpdateItem (conflict)", format!(r#"<m:UpdateItem MessageDisposition="SaveOnly" ConflictResolution="NeverOverwrite"><m:ItemChanges><t:ItemChange><t:ItemId Id="{vm}" ChangeKey="stale"/><t:Updates><t:SetItemField><t:FieldURI FieldURI="message:IsRead"/><t:Message><t:IsRead>true</t:IsRead></t:Message></t:SetItemField></t:Updates></t:ItemChange></m:ItemChanges></m:UpdateItem>"#)).await;
@@ -341,4 +341,104 @@ async fn a_deposit_streams_item_events_then_the_folder_s_unread_count() {
         "{with_events}"
     );
     assert!(with_events.find("NewMailEvent") < Some(at), "the folder's change follows its items': {with_events}");
+}
+
+/// Two subscriptions on one GetStreamingEvents, as curl reads them: each
+/// gets only the event types it asked for on the folders it watches, one
+/// frame carries a Notification per subscription, and the Calendar's
+/// subscription gets the `FreeBusyChangedEvent` of a changed meeting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_subscriptions_share_a_stream_and_get_what_each_asked_for() {
+    let sim = Simulator::start(SimConfig {
+        heartbeat: Duration::from_millis(300),
+        max_connection_time: Some(Duration::from_millis(2500)),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    let auth = ["-u", "mara:Sommer2026!"];
+    let subscribe = |folders: &str, types: &[&str]| {
+        let types: String = types.iter().map(|t| format!("<t:EventType>{t}</t:EventType>")).collect();
+        format!(
+            r#"{HEAD}<m:Subscribe><m:StreamingSubscriptionRequest><t:FolderIds>{folders}</t:FolderIds><t:EventTypes>{types}</t:EventTypes></m:StreamingSubscriptionRequest></m:Subscribe>{TAIL}"#
+        )
+    };
+    let (_, a) = curl(
+        &sim.ews_url(),
+        &auth,
+        subscribe(r#"<t:DistinguishedFolderId Id="inbox"/>"#, &["NewMailEvent", "CreatedEvent", "ModifiedEvent"]),
+    )
+    .await;
+    let (_, b) = curl(
+        &sim.ews_url(),
+        &auth,
+        subscribe(
+            r#"<t:DistinguishedFolderId Id="calendar"/><t:DistinguishedFolderId Id="voicemail"/>"#,
+            &["NewMailEvent", "FreeBusyChangedEvent"],
+        ),
+    )
+    .await;
+    validates(&a).expect("Subscribe validates");
+    let (a, b) =
+        (between(&a, "<m:SubscriptionId>", "<").to_string(), between(&b, "<m:SubscriptionId>", "<").to_string());
+    assert_ne!(a, b);
+    let url = sim.ews_url();
+    let stream = curl(
+        &url,
+        &auth,
+        format!(
+            r#"{HEAD}<m:GetStreamingEvents><m:SubscriptionIds><t:SubscriptionId>{a}</t:SubscriptionId><t:SubscriptionId>{b}</t:SubscriptionId></m:SubscriptionIds><m:ConnectionTimeout>1</m:ConnectionTimeout></m:GetStreamingEvents>{TAIL}"#
+        ),
+    );
+    let changes = async {
+        while sim.open_streams() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sim.deposit_voicemail(Voicemail { caller_number: "613".into(), ..Voicemail::default() });
+        sim.free_busy_changed()
+    };
+    let ((status, body), calendar_item) = tokio::join!(stream, changes);
+    assert_eq!(status, 200);
+    let frames: Vec<String> = lamplighter_ews_wire::FrameSplitter::new(1 << 20)
+        .push(body.as_bytes())
+        .expect("frames")
+        .iter()
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    for f in &frames {
+        validates(&f.replace("m:Notification>", "t:Notification>")).expect("a streaming frame validates");
+    }
+    // the deposit reached both subscriptions at once: one frame, a Notification for each
+    let deposit = frames.iter().find(|f| f.contains("CreatedEvent")).expect("the deposit's frame");
+    assert!(deposit.contains(&format!("<t:SubscriptionId>{b}<")), "{deposit}");
+    let notifications: Vec<&str> = frames.iter().flat_map(|f| f.split("<m:Notification>").skip(1)).collect();
+    let of = |id: &str| -> String {
+        notifications.iter().filter(|n| n.contains(&format!("<t:SubscriptionId>{id}<"))).copied().collect()
+    };
+    let (of_a, of_b) = (of(&a), of(&b));
+    assert!(of_a.contains("CreatedEvent") && of_a.contains("<t:UnreadCount>1</t:UnreadCount>"), "{of_a}");
+    assert!(!of_a.contains("FreeBusyChangedEvent"), "a does not watch the Calendar: {of_a}");
+    // b asked for NewMailEvent and FreeBusyChangedEvent only: no CreatedEvent, no folder ModifiedEvent
+    assert!(
+        of_b.contains("NewMailEvent") && !of_b.contains("CreatedEvent") && !of_b.contains("ModifiedEvent"),
+        "{of_b}"
+    );
+    let meeting = of_b.split("<t:FreeBusyChangedEvent>").nth(1).expect("b's FreeBusyChangedEvent");
+    assert!(meeting.contains(&format!(r#"<t:ItemId Id="{calendar_item}""#)), "{meeting}");
+    let (_, folders) = curl(&sim.ews_url(), &auth, format!(r#"{HEAD}<m:GetFolder><m:FolderShape><t:BaseShape>IdOnly</t:BaseShape></m:FolderShape><m:FolderIds><t:DistinguishedFolderId Id="calendar"/></m:FolderIds></m:GetFolder>{TAIL}"#)).await;
+    let calendar_id = between(&folders, "<t:FolderId Id=\"", "\"").to_string();
+    assert!(meeting.contains(&format!(r#"<t:ParentFolderId Id="{calendar_id}""#)), "{meeting}");
+    // our parser reads every frame, and keeps the event type it does not act on as such
+    let kinds: Vec<lamplighter_ews_wire::streaming::EventKind> = frames
+        .iter()
+        .flat_map(|f| lamplighter_ews_wire::streaming::parse_streaming_frame(f.as_bytes()).expect("our parser"))
+        .filter_map(|m| m.body)
+        .flat_map(|b| b.notifications)
+        .flat_map(|(_, events)| events)
+        .map(|e| e.kind)
+        .collect();
+    assert!(
+        kinds.contains(&lamplighter_ews_wire::streaming::EventKind::Other("FreeBusyChangedEvent".into())),
+        "{kinds:?}"
+    );
 }
