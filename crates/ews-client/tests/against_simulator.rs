@@ -393,7 +393,14 @@ async fn oauth2_bearer_refreshes_a_stale_token_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mark_read_and_download_the_audio() {
-    let sim = Simulator::start(sim_config()).await.expect("sim");
+    for layout_2007 in [false, true] {
+        mark_read_and_download(layout_2007).await;
+    }
+}
+
+/// `layout_2007`: the server answers GetAttachment as Exchange 2007 does.
+async fn mark_read_and_download(layout_2007: bool) {
+    let sim = Simulator::start(SimConfig { attachments_2007: layout_2007, ..sim_config() }).await.expect("sim");
     let audio: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
     let id = sim.deposit_voicemail(Voicemail {
         caller_number: "+49 5251 304613".into(),

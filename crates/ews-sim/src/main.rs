@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! ews-sim [--port N] [--tls] [--heartbeat SECS] [--items N] [--no-validation] [--control-port N]
-//!         [--kerberos-keytab FILE [--kerberos-no-proof]] [--no-ntlm] [--no-basic]
+//!         [--kerberos-keytab FILE [--kerberos-no-proof]] [--no-ntlm] [--no-basic] [--attachments-2007]
 //! ews-sim ctl <command> [arguments]
 //! ```
 //! With `--kerberos-keytab` it is a Kerberos service (`HTTP/<host>` keys in
@@ -24,7 +24,7 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 }
 
 const USAGE: &str = "ews-sim [--port N] [--tls] [--heartbeat SECS] [--items N] [--no-validation] [--control-port N]
-        [--kerberos-keytab FILE [--kerberos-no-proof]] [--no-ntlm] [--no-basic]
+        [--kerberos-keytab FILE [--kerberos-no-proof]] [--no-ntlm] [--no-basic] [--attachments-2007]
 ews-sim ctl items
 ews-sim ctl voicemail FROM [--name NAME] [--duration SECS] [--urgent] [--audio FILE] [--transcription TEXT]
 ews-sim ctl missed-call FROM [--name NAME] [--header 'Name: value']...
@@ -156,6 +156,7 @@ async fn main() -> anyhow::Result<()> {
         config.validation = Validation::Off;
     }
     config.auth.basic = !args.iter().any(|a| a == "--no-basic");
+    config.attachments_2007 = args.iter().any(|a| a == "--attachments-2007");
     config.auth.ntlm = !args.iter().any(|a| a == "--no-ntlm");
     if let Some(keytab) = arg::<std::path::PathBuf>(&args, "--kerberos-keytab") {
         lamplighter_gssapi::available().context("--kerberos-keytab")?;

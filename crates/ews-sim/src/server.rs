@@ -157,6 +157,11 @@ pub struct SimConfig {
     pub redirect_addresses: Vec<(String, String)>,
     /// Where to listen.
     pub listen: SocketAddr,
+    /// GetAttachment answers in Exchange 2007's layout (no `Size`,
+    /// `LastModifiedTime`, `IsInline`, `IsContactPhoto`) whatever version is
+    /// asked, as a 2007 server does; otherwise that layout only for requests
+    /// that name Exchange 2007.
+    pub attachments_2007: bool,
 }
 
 impl Default for SimConfig {
@@ -179,6 +184,7 @@ impl Default for SimConfig {
             max_connection_time: None,
             redirect_addresses: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            attachments_2007: false,
         }
     }
 }
@@ -947,7 +953,7 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
         "FindItem" => (200, find_item(shared, &op_el)),
         "GetItem" => (200, get_item(shared, &op_el)),
         "UpdateItem" => (200, update_item(shared, &op_el)),
-        "GetAttachment" => (200, get_attachment(shared, &op_el)),
+        "GetAttachment" => (200, get_attachment(shared, &op_el, version.starts_with("Exchange2007"))),
         "SyncFolderItems" => (200, sync_folder_items(shared, &op_el)),
         "Subscribe" => {
             let r = subscribe(shared, &op_el);
@@ -1134,19 +1140,30 @@ fn update_item(shared: &Shared, el: &El) -> String {
     soap::response("UpdateItem", &messages)
 }
 
-fn get_attachment(shared: &Shared, el: &El) -> String {
+fn get_attachment(shared: &Shared, el: &El, asked_2007: bool) -> String {
+    let layout_2007 = asked_2007 || shared.config.lock().unwrap_or_else(|p| p.into_inner()).attachments_2007;
     let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let mut messages = String::new();
     for id in el.child("AttachmentIds").map(|i| i.all("AttachmentId").collect::<Vec<_>>()).unwrap_or_default() {
-        match id.attr("Id").and_then(|i| store.attachment(i)) {
-            Some(a) => {
+        match id.attr("Id").and_then(|i| store.attachment_of(i)) {
+            Some((item, a)) => {
                 messages += &soap::success(
                     "GetAttachment",
                     &format!(
-                        r#"<m:Attachments><t:FileAttachment><t:AttachmentId Id="{}"/><t:Name>{}</t:Name><t:ContentType>{}</t:ContentType><t:Content>{}</t:Content></t:FileAttachment></m:Attachments>"#,
+                        r#"<m:Attachments><t:FileAttachment><t:AttachmentId Id="{}"/><t:Name>{}</t:Name><t:ContentType>{}</t:ContentType>{}<t:Content>{}</t:Content></t:FileAttachment></m:Attachments>"#,
                         esc(&a.id),
                         esc(&a.name),
                         esc(&a.content_type),
+                        // what Exchange 2010 added to the 2007 layout
+                        if layout_2007 {
+                            String::new()
+                        } else {
+                            format!(
+                                "<t:Size>{}</t:Size><t:LastModifiedTime>{}</t:LastModifiedTime><t:IsInline>false</t:IsInline><t:IsContactPhoto>false</t:IsContactPhoto>",
+                                a.data.len(),
+                                item.received
+                            )
+                        },
                         soap::b64(&a.data)
                     ),
                 )

@@ -414,7 +414,12 @@ impl Store {
 
     /// An attachment by id.
     pub fn attachment(&self, id: &str) -> Option<&StoredAttachment> {
-        self.items.values().flat_map(|i| &i.attachments).find(|a| a.id == id)
+        self.attachment_of(id).map(|(_, a)| a)
+    }
+
+    /// An attachment with its item.
+    pub fn attachment_of(&self, id: &str) -> Option<(&StoredItem, &StoredAttachment)> {
+        self.items.values().find_map(|i| i.attachments.iter().find(|a| a.id == id).map(|a| (i, a)))
     }
 
     /// FindItem on `folder` (`inbox` or `voicemail`): the page and the total.

@@ -132,7 +132,21 @@ async fn every_response_validates_against_the_schema() {
     );
     let attachment = between(&got, "<t:AttachmentId Id=\"", "\"").to_string();
     let change_key = between(&got, "ChangeKey=\"", "\"").to_string();
-    post("GetAttachment", format!(r#"<m:GetAttachment><m:AttachmentIds><t:AttachmentId Id="{attachment}"/></m:AttachmentIds></m:GetAttachment>"#)).await;
+    let modern = post("GetAttachment", format!(r#"<m:GetAttachment><m:AttachmentIds><t:AttachmentId Id="{attachment}"/></m:AttachmentIds></m:GetAttachment>"#)).await;
+    assert!(modern.contains("<t:Size>16</t:Size>") && modern.contains("<t:IsInline>false</t:IsInline>"), "{modern}");
+    // asked as Exchange 2007: the layout of 2007, without what 2010 added
+    let (status, old) = curl(
+        &sim.ews_url(),
+        &auth,
+        format!(
+            r#"{}<m:GetAttachment><m:AttachmentIds><t:AttachmentId Id="{attachment}"/></m:AttachmentIds></m:GetAttachment>{TAIL}"#,
+            HEAD.replace("Exchange2016", "Exchange2007_SP1")
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{old}");
+    validates(&old).expect("the 2007 layout validates");
+    assert!(old.contains("<t:Content>") && !old.contains("<t:Size>") && !old.contains("IsInline"), "{old}");
     let sync = post("SyncFolderItems", format!(r#"<m:SyncFolderItems>{props}<m:SyncFolderId><t:DistinguishedFolderId Id="inbox"/></m:SyncFolderId><m:MaxChangesReturned>100</m:MaxChangesReturned></m:SyncFolderItems>"#)).await;
     let state = between(&sync, "<m:SyncState>", "<").to_string();
     let pull = post("Subscribe (pull)", r#"<m:Subscribe><m:PullSubscriptionRequest><t:FolderIds><t:DistinguishedFolderId Id="inbox"/></t:FolderIds><t:EventTypes><t:EventType>NewMailEvent</t:EventType><t:EventType>ModifiedEvent</t:EventType></t:EventTypes><t:Timeout>10</t:Timeout></m:PullSubscriptionRequest></m:Subscribe>"#.into()).await;
