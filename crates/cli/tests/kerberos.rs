@@ -221,3 +221,23 @@ fn without_a_ticket_the_saved_password_signs_in_with_ntlm() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("✓ signed in with NTLM; Voice Mail folder readable: 2 voicemails"), "{out}");
 }
+
+#[test]
+fn without_the_kerberos_library_ntlm_still_works_and_kerberos_alone_says_what_is_missing() {
+    let realm = realm();
+    let sim = simulator(&realm, true, true);
+    let cache = realm.kdc.kinit("mara", USER_PASSWORD, None);
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut env = realm.kdc.env(&cache);
+    // as on a machine without MIT krb5
+    env.push(("LAMPLIGHTER_GSSAPI_LIBRARY".into(), dir.path().join("libgssapi_krb5.so.2").display().to_string()));
+    let with_password = write_config(dir.path(), &url_of(&sim), true);
+    let (code, out) = check(&with_password, dir.path(), &env);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("✓ signed in with NTLM; Voice Mail folder readable"), "{out}");
+    let kerberos_only = write_config(dir.path(), &url_of(&sim), false);
+    let (code, out) = check(&kerberos_only, dir.path(), &env);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("Kerberos is not available on this machine"), "{out}");
+    assert!(out.contains("install MIT Kerberos (Debian: libgssapi-krb5-2), or save the password for NTLM"), "{out}");
+}

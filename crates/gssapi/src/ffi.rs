@@ -162,15 +162,24 @@ pub(crate) struct Api {
 /// development link some systems have instead.
 const LIBRARIES: &[&str] = &["libgssapi_krb5.so.2", "libgssapi_krb5.so"];
 
+/// Names another GSSAPI library to load instead (a krb5 outside the linker's
+/// path); the only one tried when set.
+pub(crate) const LIBRARY_VAR: &str = "LAMPLIGHTER_GSSAPI_LIBRARY";
+
 fn load() -> Result<Api, String> {
+    let chosen = std::env::var(LIBRARY_VAR).ok().filter(|v| !v.is_empty());
+    let names: Vec<&str> = match &chosen {
+        Some(path) => vec![path.as_str()],
+        None => LIBRARIES.to_vec(),
+    };
     let mut last = String::new();
-    for name in LIBRARIES {
+    for name in names {
         // SAFETY: loading MIT krb5 runs its library constructors, which only
         // set up its own state (no process-wide hooks).
         let lib = match unsafe { libloading::Library::new(name) } {
             Ok(l) => l,
             Err(e) => {
-                last = e.to_string();
+                last = format!("{name} cannot be loaded ({e})");
                 continue;
             }
         };

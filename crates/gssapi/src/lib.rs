@@ -6,7 +6,8 @@
 //!
 //! The library is loaded when first needed, not linked: a machine without
 //! krb5 still starts and signs in with NTLM or Basic, and gets
-//! [`GssError::Unavailable`] only if it asks for Kerberos. That makes this
+//! [`GssError::Unavailable`] only if it asks for Kerberos. The library is MIT
+//! krb5's `libgssapi_krb5.so.2`, or the file `LAMPLIGHTER_GSSAPI_LIBRARY` names. That makes this
 //! the workspace's one crate with `unsafe` (ARCHITECTURE.md says why it is
 //! not `libgssapi`): every call is in this file or `ffi.rs`, each with the
 //! RFC 2744 rule it relies on.
