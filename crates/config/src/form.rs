@@ -470,7 +470,7 @@ fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mai
     let auth = match m.auth.trim().to_ascii_lowercase().as_str() {
         "basic" => Some(AuthMethod::Basic),
         "ntlm" | "" => Some(AuthMethod::Ntlm),
-        "negotiate" | "kerberos" => Some(AuthMethod::Negotiate),
+        "negotiate" => Some(AuthMethod::Negotiate),
         "auto" => Some(AuthMethod::Auto),
         "oauth2" => Some(AuthMethod::Oauth2),
         other => {

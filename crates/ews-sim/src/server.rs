@@ -1387,14 +1387,16 @@ fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
         return xml(StatusCode::OK, frame);
     }
     let (tx, rx) = mpsc::channel::<Result<Bytes, std::io::Error>>(64);
+    // listen before the stream counts as open: a drop or restart asked for
+    // once `open_streams` shows it must reach it, however late the task runs
+    let mut changed = shared.changed.subscribe();
+    let mut dropper = shared.drop_streams.subscribe();
+    let mut restart = shared.restart.subscribe();
     shared.open_streams.fetch_add(1, Ordering::SeqCst);
     let guard = StreamGuard(shared.clone());
     tokio::spawn(async move {
         let _guard = guard;
         let deadline = tokio::time::Instant::now() + lifetime;
-        let mut changed = shared.changed.subscribe();
-        let mut dropper = shared.drop_streams.subscribe();
-        let mut restart = shared.restart.subscribe();
         let ok = |status: &str| {
             Bytes::from(soap::streaming_frame(&format!(
                 r#"<m:GetStreamingEventsResponseMessage ResponseClass="Success"><m:ResponseCode>NoError</m:ResponseCode><m:ConnectionStatus>{status}</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"#

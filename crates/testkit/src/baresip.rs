@@ -3,7 +3,7 @@
 //! at, and prints the body of every NOTIFY it accepts.
 
 pub use crate::process::{KillOnDrop, free_udp_port};
-use crate::process::{OutputLog, spawn_peer};
+use crate::process::{OutputLog, free_port, spawn_peer};
 use std::process::Command;
 
 /// baresip as a subscribing phone `sip:613@127.0.0.1` with `password`,
@@ -42,8 +42,20 @@ impl Softphone {
     /// goes out in a main-loop pass whose timers run after it, so the timer
     /// fires before any answer can be read, however loaded the machine.
     pub fn start_over(ours: std::net::SocketAddr, password: &str, over: Over<'_>) -> Softphone {
+        // a port free when asked may be taken before baresip binds it (any
+        // client socket's ephemeral port): then baresip says so and we try others
+        for _ in 0..4 {
+            if let Some(phone) = Self::try_start(ours, password, &over) {
+                return phone;
+            }
+        }
+        panic!("baresip found no free port in four tries");
+    }
+
+    fn try_start(ours: std::net::SocketAddr, password: &str, over: &Over<'_>) -> Option<Softphone> {
         let dir = tempfile::tempdir().expect("config dir");
-        let port = free_udp_port();
+        // baresip listens on UDP and TCP at sip_listen
+        let port = free_port();
         let console = free_udp_port();
         let (param, ca) = match over {
             Over::Udp => ("", String::new()),
@@ -69,11 +81,25 @@ impl Softphone {
                 .arg(dir.path()),
             "baresip",
         );
-        output.wait_for("baresip", "baresip is ready.", 0);
+        let end = std::time::Instant::now() + crate::guard(std::time::Duration::from_secs(30));
+        loop {
+            let text = output.text();
+            if text.contains("baresip is ready.") {
+                break;
+            }
+            if text.contains("Address already in use") {
+                return None;
+            }
+            assert!(
+                std::time::Instant::now() < end,
+                "baresip never reported \"baresip is ready.\"; its output:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         std::thread::sleep(std::time::Duration::from_millis(50));
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("console socket");
         socket.send_to(format!("/uanew {account}\n").as_bytes(), ("127.0.0.1", console)).expect("console");
-        Softphone { _child: child, _dir: dir, output }
+        Some(Softphone { _child: child, _dir: dir, output })
     }
 
     /// Waits until baresip printed `needle` after byte `after`; returns the end of it.
