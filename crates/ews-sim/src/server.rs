@@ -22,6 +22,8 @@ use tokio::sync::{mpsc, watch};
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
+mod graph;
+
 /// How incoming EWS requests are checked against the official schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Validation {
@@ -353,6 +355,21 @@ impl Simulator {
     /// The EWS endpoint.
     pub fn ews_url(&self) -> String {
         format!("{}/EWS/Exchange.asmx", self.shared.base_url)
+    }
+
+    /// The Graph face's service root (`https://graph.microsoft.com/v1.0` in Microsoft 365).
+    pub fn graph_url(&self) -> String {
+        format!("{}/v1.0", self.shared.base_url)
+    }
+
+    /// Accepts `token` as a bearer token (EWS with OAuth2, and the Graph face).
+    pub fn accept_token(&self, token: &str) {
+        self.shared.config.lock().unwrap_or_else(|p| p.into_inner()).auth.bearer_tokens.push(token.to_string());
+    }
+
+    /// Stops accepting `token` (a revoked grant).
+    pub fn revoke_token(&self, token: &str) {
+        self.shared.config.lock().unwrap_or_else(|p| p.into_inner()).auth.bearer_tokens.retain(|t| t != token);
     }
 
     /// Where it listens.
@@ -779,6 +796,10 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<Incoming>) -> Response<Body> {
+    // the Graph face signs in with bearer tokens of its own
+    if req.uri().path().starts_with("/v1.0/") {
+        return graph::serve(shared, req).await;
+    }
     let auth = authenticate(&shared, &conn, &req);
     let proof = match &auth {
         AuthOutcome::OkWith(h) => Some(h.clone()),
