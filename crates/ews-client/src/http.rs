@@ -6,9 +6,9 @@
 //! each knowing whether it is authenticated. The streaming request takes a
 //! connection for itself.
 //!
-//! TLS is rustls with the system's roots plus an optional extra CA, and
-//! verification is never off. Credentials are only ever sent over HTTPS or
-//! to loopback (the simulator). The backend cookie Exchange sets for
+//! Connections and TLS (the system's roots plus an optional extra CA,
+//! verification never off) are `lamplighter-https`'s. Credentials are only
+//! ever sent over HTTPS or to loopback (the simulator). The backend cookie Exchange sets for
 //! affinity is kept and replayed.
 
 use crate::{ClientError, Credentials, Password, SignIn};
@@ -19,7 +19,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, Uri};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Where a request goes.
@@ -89,46 +89,28 @@ pub(crate) struct HttpOptions {
 }
 
 pub(crate) struct Http {
-    tls: tokio_rustls::TlsConnector,
+    tls: lamplighter_https::Tls,
     options: HttpOptions,
     idle: Mutex<Vec<Conn>>,
     cookies: Mutex<Vec<(String, String)>>,
     sign_in: Mutex<Option<SignIn>>,
 }
 
-fn tls_config(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, ClientError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_native_certs::load_native_certs().certs {
-        let _ = roots.add(cert);
+fn https_error(e: lamplighter_https::HttpsError) -> ClientError {
+    use lamplighter_https::HttpsError as H;
+    match e {
+        H::Ca(reason) => ClientError::Tls { target: "CA file".into(), reason },
+        H::Setup(reason) => ClientError::Tls { target: "TLS setup".into(), reason },
+        H::Connect { target, reason } => ClientError::Connect { target, reason },
+        H::Tls { target, reason } => ClientError::Tls { target, reason },
+        H::Timeout { target, secs } => ClientError::Timeout { target, secs },
     }
-    if let Some(pem) = extra_ca_pem {
-        let mut n = 0;
-        for cert in CertificateDer::pem_slice_iter(pem) {
-            let cert = cert.map_err(|e| ClientError::Tls { target: "CA file".into(), reason: e.to_string() })?;
-            roots.add(cert).map_err(|e| ClientError::Tls { target: "CA file".into(), reason: e.to_string() })?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(ClientError::Tls { target: "CA file".into(), reason: "no PEM certificate in it".into() });
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ClientError::Tls { target: "TLS setup".into(), reason: e.to_string() })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
 }
 
 impl Http {
     pub(crate) fn new(options: HttpOptions) -> Result<Http, ClientError> {
-        let config = tls_config(options.extra_ca_pem.as_deref())?;
         Ok(Http {
-            tls: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            tls: lamplighter_https::Tls::new(options.extra_ca_pem.as_deref()).map_err(https_error)?,
             options,
             idle: Mutex::new(Vec::new()),
             cookies: Mutex::new(Vec::new()),
@@ -141,56 +123,11 @@ impl Http {
     }
 
     async fn connect(&self, t: &Target) -> Result<Conn, ClientError> {
-        let origin = t.origin();
-        let connect_err = |reason: String| ClientError::Connect { target: origin.clone(), reason };
-        let addrs: Vec<SocketAddr> = match self.resolved(t) {
-            Some(a) => vec![a],
-            None => tokio::net::lookup_host((t.host.as_str(), t.port))
-                .await
-                .map_err(|e| connect_err(format!("cannot resolve {}: {e}", t.host)))?
-                .collect(),
-        };
-        let mut last = String::from("no address");
-        let mut tcp = None;
-        for a in addrs {
-            match tokio::time::timeout(self.options.connect_timeout, tokio::net::TcpStream::connect(a)).await {
-                Ok(Ok(s)) => {
-                    tcp = Some(s);
-                    break;
-                }
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = format!("no answer within {} s", self.options.connect_timeout.as_secs()),
-            }
-        }
-        let tcp = tcp.ok_or_else(|| connect_err(last))?;
-        let _ = tcp.set_nodelay(true);
-        let sender = if t.https {
-            let name = rustls::pki_types::ServerName::try_from(t.host.clone())
-                .map_err(|e| ClientError::Tls { target: origin.clone(), reason: e.to_string() })?;
-            let tls = tokio::time::timeout(self.options.connect_timeout, self.tls.connect(name, tcp))
-                .await
-                .map_err(|_| ClientError::Timeout {
-                    target: origin.clone(),
-                    secs: self.options.connect_timeout.as_secs(),
-                })?
-                .map_err(|e| ClientError::Tls { target: origin.clone(), reason: e.to_string() })?;
-            let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
-                .await
-                .map_err(|e| connect_err(e.to_string()))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            sender
-        } else {
-            let (sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
-                .await
-                .map_err(|e| connect_err(e.to_string()))?;
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
-            sender
-        };
-        Ok(Conn { origin, sender, authenticated: false })
+        let to =
+            lamplighter_https::Endpoint { https: t.https, host: t.host.clone(), port: t.port, fixed: self.resolved(t) };
+        let sender =
+            lamplighter_https::connect(&self.tls, &to, self.options.connect_timeout).await.map_err(https_error)?;
+        Ok(Conn { origin: t.origin(), sender, authenticated: false })
     }
 
     async fn checkout(&self, t: &Target, fresh: bool) -> Result<Conn, ClientError> {

@@ -1,0 +1,140 @@
+//! HTTPS to a mail service, shared by the EWS and Graph clients: one home
+//! for how Lamplighter trusts a server and opens a connection.
+//!
+//! - [`Tls`]: rustls with the system's roots plus an optional extra CA (a
+//!   company's), verification never off, ALPN `http/1.1`.
+//! - [`connect`]: every address of the host (or a fixed one, like curl's
+//!   `--resolve`) tried in turn with a timeout, then TLS within the same
+//!   timeout, then an HTTP/1.1 connection on hyper's connection API, whose
+//!   driving task ends with the connection. The callers keep their own
+//!   pools: EWS pins NTLM to connections, Graph needs only one.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::client::conn::http1::SendRequest;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a connection could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HttpsError {
+    /// The extra CA file is not usable.
+    #[error("the CA file: {0}")]
+    Ca(String),
+    /// TLS could not be set up at all.
+    #[error("TLS setup: {0}")]
+    Setup(String),
+    /// No TCP connection (resolution, refusal, no answer).
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    /// The TLS handshake failed (certificate not trusted, wrong name, …).
+    #[error("TLS with {target} failed: {reason}")]
+    Tls { target: String, reason: String },
+    /// The TLS handshake took longer than the timeout.
+    #[error("{target} did not answer within {secs} s")]
+    Timeout { target: String, secs: u64 },
+}
+
+/// How a server is trusted.
+#[derive(Clone)]
+pub struct Tls(tokio_rustls::TlsConnector);
+
+impl Tls {
+    /// The system's roots, plus the certificates of `extra_ca_pem` if given.
+    pub fn new(extra_ca_pem: Option<&[u8]>) -> Result<Tls, HttpsError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject as _;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_native_certs::load_native_certs().certs {
+            let _ = roots.add(cert);
+        }
+        if let Some(pem) = extra_ca_pem {
+            let mut n = 0;
+            for cert in CertificateDer::pem_slice_iter(pem) {
+                let cert = cert.map_err(|e| HttpsError::Ca(e.to_string()))?;
+                roots.add(cert).map_err(|e| HttpsError::Ca(e.to_string()))?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(HttpsError::Ca("no PEM certificate in it".into()));
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| HttpsError::Setup(e.to_string()))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls(tokio_rustls::TlsConnector::from(Arc::new(config))))
+    }
+}
+
+/// Where to connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub https: bool,
+    pub host: String,
+    pub port: u16,
+    /// An address to use instead of resolving `host`.
+    pub fixed: Option<SocketAddr>,
+}
+
+impl Endpoint {
+    /// `https://host:port`, for messages.
+    pub fn origin(&self) -> String {
+        format!("{}://{}:{}", if self.https { "https" } else { "http" }, self.host, self.port)
+    }
+}
+
+/// Opens one HTTP/1.1 connection to `to` (TLS when `to.https`).
+pub async fn connect(tls: &Tls, to: &Endpoint, timeout: Duration) -> Result<SendRequest<Full<Bytes>>, HttpsError> {
+    let origin = to.origin();
+    let connect_err = |reason: String| HttpsError::Connect { target: origin.clone(), reason };
+    let addrs: Vec<SocketAddr> = match to.fixed {
+        Some(a) => vec![a],
+        None => tokio::net::lookup_host((to.host.as_str(), to.port))
+            .await
+            .map_err(|e| connect_err(format!("cannot resolve {}: {e}", to.host)))?
+            .collect(),
+    };
+    let mut last = String::from("no address");
+    let mut tcp = None;
+    for a in addrs {
+        match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(a)).await {
+            Ok(Ok(s)) => {
+                tcp = Some(s);
+                break;
+            }
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = format!("no answer within {} s", timeout.as_secs()),
+        }
+    }
+    let tcp = tcp.ok_or_else(|| connect_err(last))?;
+    let _ = tcp.set_nodelay(true);
+    if to.https {
+        let name = rustls::pki_types::ServerName::try_from(to.host.clone())
+            .map_err(|e| HttpsError::Tls { target: origin.clone(), reason: e.to_string() })?;
+        let stream = tokio::time::timeout(timeout, tls.0.connect(name, tcp))
+            .await
+            .map_err(|_| HttpsError::Timeout { target: origin.clone(), secs: timeout.as_secs() })?
+            .map_err(|e| HttpsError::Tls { target: origin.clone(), reason: e.to_string() })?;
+        handshake(hyper_util::rt::TokioIo::new(stream), &origin).await
+    } else {
+        handshake(hyper_util::rt::TokioIo::new(tcp), &origin).await
+    }
+}
+
+async fn handshake<I>(io: I, origin: &str) -> Result<SendRequest<Full<Bytes>>, HttpsError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| HttpsError::Connect { target: origin.to_string(), reason: e.to_string() })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
