@@ -11,9 +11,11 @@
 //!
 //! Notifications: one per new voicemail and one per new missed call (a
 //! duplicate report from another device joins the call and raises
-//! nothing). Nothing is raised while catching up (start-up, after a reset
-//! of the sync state): only changes after [`MailboxState::caught_up`] count
-//! as news, so a restart never re-announces.
+//! nothing). Nothing is raised while catching up at start-up: only changes
+//! after [`MailboxState::caught_up`] count as news, so a restart never
+//! re-announces. After a reset of the sync state the folder comes again in
+//! full: what was known comes back silently, what is new is announced once,
+//! and what did not come back is gone when the reload is caught up.
 
 use lamplighter_ews_wire::{Item, ItemId};
 use lamplighter_mailbox_sync::Change;
@@ -137,6 +139,8 @@ pub enum Output {
 /// The state core.
 pub struct MailboxState {
     include_missed_calls: bool,
+    /// During a reset's reload: the ids held before it not seen again yet.
+    stale: Option<std::collections::HashSet<String>>,
     voicemails: BTreeMap<String, Voicemail>,
     book: CallBook,
     /// missed-call item → its record, and whether the item is read (seen)
@@ -174,6 +178,7 @@ impl MailboxState {
             calls: HashMap::new(),
             record_item: HashMap::new(),
             live: false,
+            stale: None,
             outputs: VecDeque::new(),
             last_lamp: None,
             last_summary: None,
@@ -182,8 +187,18 @@ impl MailboxState {
 
     /// Catching up is over: changes from now on are news.
     pub fn caught_up(&mut self) {
+        if let Some(stale) = self.stale.take() {
+            for id in stale {
+                self.remove(&id);
+            }
+        }
         self.live = true;
         self.refresh();
+    }
+
+    /// A reset's reload is under way ([`MailboxState::caught_up`] ends it).
+    pub fn reloading(&self) -> bool {
+        self.stale.is_some()
     }
 
     /// Applies one mailbox change.
@@ -199,13 +214,18 @@ impl MailboxState {
                     c.1 = is_read;
                 }
             }
+            Change::Reset if self.live => {
+                // the folder comes again in full: what it held stays until the
+                // reload is over (then what did not come again is gone), what
+                // it held comes again silently, and what is new is news
+                self.stale = Some(self.voicemails.keys().chain(self.calls.keys()).cloned().collect());
+            }
             Change::Reset => {
-                // the folder comes again in full: rebuild it silently
+                // during the first load: start it over
                 let ids: Vec<String> = self.voicemails.keys().chain(self.calls.keys()).cloned().collect();
                 for id in ids {
                     self.remove(&id);
                 }
-                self.live = false;
             }
         }
         self.refresh();
@@ -214,6 +234,9 @@ impl MailboxState {
     fn upsert(&mut self, item: Item) {
         let kind = item.item_class.as_deref().and_then(kind_of);
         let id = item.id.id.clone();
+        if let Some(stale) = &mut self.stale {
+            stale.remove(&id);
+        }
         match kind {
             Some(Kind::Voicemail) => {
                 let is_new = !self.voicemails.contains_key(&id);

@@ -143,7 +143,7 @@ fn a_team_call_is_secondary_and_raises_nothing() {
 }
 
 #[test]
-fn ordinary_mail_is_ignored_and_a_reset_rebuilds_silently() {
+fn ordinary_mail_is_ignored_and_a_reset_reloads_announcing_only_what_is_new() {
     let mut s = MailboxState::new(user(), false);
     s.caught_up();
     drain(&mut s);
@@ -153,12 +153,20 @@ fn ordinary_mail_is_ignored_and_a_reset_rebuilds_silently() {
     assert_eq!(s.summary(), Summary::default());
     s.apply(Change::Added(vm("a", false, false)));
     drain(&mut s);
+    s.apply(Change::Added(vm("gone", false, false)));
+    drain(&mut s);
     s.apply(Change::Reset);
+    assert!(s.reloading());
     s.apply(Change::Added(vm("a", false, false)));
     s.apply(Change::Added(vm("bb", false, false)));
-    assert!(notes(&drain(&mut s)).is_empty(), "a reset's reload announces nothing");
+    // what was known comes back silently; what arrived meanwhile is news, once
+    let out = drain(&mut s);
+    assert_eq!(notes(&out).len(), 1, "{out:?}");
     s.caught_up();
-    assert_eq!(lamps(&drain(&mut s)), [counts(2, 0, 0, 0)]);
+    assert!(!s.reloading());
+    // "gone" did not come back: deleted while the state was lost
+    assert_eq!(s.summary().voicemail.new, 2);
+    assert!(notes(&drain(&mut s)).is_empty());
 }
 
 #[test]

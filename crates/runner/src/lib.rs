@@ -348,7 +348,7 @@ async fn run(
                     match e {
                         MailboxEvent::Change(c) => s.apply(c),
                         MailboxEvent::Connection(c) => {
-                            if c == Connection::Live && !s.is_live() {
+                            if c == Connection::Live && (!s.is_live() || s.reloading()) {
                                 s.caught_up();
                             }
                             // a sync that a notification started is part of being

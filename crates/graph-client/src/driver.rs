@@ -1,0 +1,163 @@
+//! The tokio driver of the delta polling core: sends what
+//! [`DeltaSync`](lamplighter_graph_sync::DeltaSync) asks for, hands the
+//! changes on (voicemails first given their attachment list, fetched in
+//! `$batch`es of 20), stores each delta link once its changes are out, and
+//! reports the connection. A stop ends it at once, in flight or waiting.
+
+use crate::GraphClient;
+use lamplighter_graph_sync::{DeltaSync, Status};
+use lamplighter_mailbox::{Connection, MailboxEvent, StateStore};
+use lamplighter_mailbox_sync::Change;
+use std::sync::Arc;
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::time::Instant;
+
+/// A running tracking; stop it to end it.
+pub struct GraphTracking {
+    stop: watch::Sender<bool>,
+    retry: Arc<Notify>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl GraphTracking {
+    /// Polls now (after "Retry now", a new token, the network back).
+    pub fn retry_now(&self) {
+        self.retry.notify_one();
+    }
+
+    /// Stops; nothing on the server needs ending (delta has no subscription).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+impl lamplighter_mailbox::Tracking for GraphTracking {
+    fn retry_now(&self) {
+        GraphTracking::retry_now(self);
+    }
+    fn stop(self: Box<Self>) -> lamplighter_mailbox::BoxFuture<'static, ()> {
+        Box::pin(GraphTracking::stop(*self))
+    }
+}
+
+/// Starts tracking.
+pub fn spawn(
+    client: Arc<GraphClient>,
+    state: Arc<dyn StateStore>,
+    events: mpsc::Sender<MailboxEvent>,
+) -> GraphTracking {
+    let (stop, stopped) = watch::channel(false);
+    let retry = Arc::new(Notify::new());
+    let task = tokio::spawn(run(client, state, events, stopped, retry.clone()));
+    GraphTracking { stop, retry, task }
+}
+
+fn connection(status: Status, now: std::time::Instant) -> Connection {
+    match status {
+        Status::Syncing => Connection::Syncing,
+        Status::Live => Connection::Live,
+        Status::Waiting { until, reason } => {
+            Connection::Reconnecting { in_secs: until.saturating_duration_since(now).as_secs(), reason }
+        }
+        Status::SignedOut { reason } => Connection::SignInRefused { reason },
+    }
+}
+
+/// Gives the voicemails (and other UM items) of `changes` their attachments.
+async fn enrich(client: &GraphClient, changes: &mut [Change]) -> Result<(), crate::GraphClientError> {
+    let wanted: Vec<String> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::Added(i) | Change::Updated(i)
+                if i.has_attachments == Some(true) && lamplighter_mailbox_sync::needs_details(i) =>
+            {
+                Some(i.id.id.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    for ids in wanted.chunks(lamplighter_graph_wire::batch::MAX_REQUESTS) {
+        for (id, list) in client.attachments_of(ids).await? {
+            for c in changes.iter_mut() {
+                if let Change::Added(i) | Change::Updated(i) = c
+                    && i.id.id == id
+                {
+                    i.attachments = list
+                        .iter()
+                        .filter(|a| a.is_file())
+                        .map(|a| lamplighter_ews_wire::Attachment {
+                            id: format!("{id}|{}", a.id),
+                            name: a.name.clone(),
+                            content_type: a.content_type.clone(),
+                            size: u64::try_from(a.size).ok(),
+                        })
+                        .collect();
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn run(
+    client: Arc<GraphClient>,
+    state: Arc<dyn StateStore>,
+    events: mpsc::Sender<MailboxEvent>,
+    mut stopped: watch::Receiver<bool>,
+    retry: Arc<Notify>,
+) {
+    let mut sync = DeltaSync::new(client.config.poll, state.load(), Instant::now().into_std());
+    if events.send(MailboxEvent::Connection(Connection::Connecting)).await.is_err() {
+        return;
+    }
+    let mut last: Option<Connection> = None;
+    loop {
+        let mut changes: Vec<Change> = std::iter::from_fn(|| sync.poll_change()).collect();
+        if !changes.is_empty() {
+            if let Err(e) = enrich(&client, &mut changes).await {
+                // the items still count; only their audio waits for the next change
+                log::warn!("Graph: cannot list the attachments of new voicemails: {e}");
+            }
+            for c in changes {
+                if events.send(MailboxEvent::Change(c)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        while let Some(link) = sync.poll_link() {
+            if let Err(e) = state.save(&link) {
+                log::error!("cannot store the delta link: {e}");
+            }
+        }
+        let now = connection(sync.status(), std::time::Instant::now());
+        if last.as_ref() != Some(&now) {
+            last = Some(now.clone());
+            if events.send(MailboxEvent::Connection(now)).await.is_err() {
+                return;
+            }
+        }
+        if *stopped.borrow() {
+            return;
+        }
+        if let Some(step) = sync.poll_request(std::time::Instant::now()) {
+            let answer = tokio::select! {
+                a = client.delta(&step) => a,
+                _ = stopped.changed() => return,
+            };
+            sync.handle(std::time::Instant::now(), answer);
+            continue;
+        }
+        let wake = sync.next_wake().map(Instant::from_std);
+        tokio::select! {
+            _ = async {
+                match wake {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {}
+            _ = retry.notified() => sync.wake(std::time::Instant::now()),
+            _ = stopped.changed() => return,
+        }
+    }
+}

@@ -1,0 +1,462 @@
+//! The Microsoft Graph mailbox backend (Exchange Online after EWS): HTTPS
+//! with a bearer token to the Graph service, the tokio driver of
+//! `lamplighter-graph-sync`'s delta polling, and the user's actions.
+//!
+//! - [`GraphClient`]: one kept-alive connection (one request at a time is
+//!   all the polling needs, well inside Graph's four per mailbox), the
+//!   token from a [`TokenSource`] refreshed once on a 401, links from the
+//!   server followed only on the service root, bodies bounded.
+//! - [`driver`]: polls, enriches voicemails with their attachment list in
+//!   `$batch`es of 20, hands changes and the connection state on.
+//! - [`GraphBackend`]: the above as a [`lamplighter_mailbox::Backend`].
+//!
+//! Attachment handles given to the inbox are `<message id>|<attachment id>`:
+//! Graph addresses an attachment through its message.
+
+pub mod driver;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use lamplighter_graph_wire::{Attachment, Failure, request};
+use lamplighter_mailbox::{
+    Backend, BoxFuture, CheckStep, ItemId, MailboxCheck, MailboxError, MailboxEvent, StateStore, Tracking,
+};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A future that yields an access token.
+pub type TokenFuture = Pin<Box<dyn Future<Output = Result<String, String>> + Send>>;
+/// Gives an access token; `true` asks for a fresh one (the last was refused).
+pub type TokenSource = Arc<dyn Fn(bool) -> TokenFuture + Send + Sync>;
+
+/// The largest body read; a page of 50 messages with text bodies is far below.
+const BODY_LIMIT: usize = lamplighter_graph_wire::MAX_BODY;
+
+/// Everything the backend needs.
+#[derive(Clone)]
+pub struct GraphConfig {
+    /// `https://graph.microsoft.com/v1.0` (or a national cloud's, or the simulator's).
+    pub root: String,
+    /// The folder tracked: `inbox`.
+    pub folder: String,
+    pub token: TokenSource,
+    /// An extra CA to trust (a TLS-inspecting proxy's).
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// An address for the root's host instead of resolving it.
+    pub fixed_address: Option<SocketAddr>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    /// Messages per delta page.
+    pub page_size: u32,
+    pub poll: lamplighter_graph_sync::PollConfig,
+}
+
+impl GraphConfig {
+    /// Defaults for `root` with `token`.
+    pub fn new(root: impl Into<String>, token: TokenSource) -> GraphConfig {
+        GraphConfig {
+            root: root.into().trim_end_matches('/').to_string(),
+            folder: "inbox".into(),
+            token,
+            extra_ca_pem: None,
+            fixed_address: None,
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(60),
+            page_size: 50,
+            poll: lamplighter_graph_sync::PollConfig::default(),
+        }
+    }
+}
+
+/// What went wrong talking to Graph.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GraphClientError {
+    /// The root is not a URL we can use.
+    #[error("cannot use the Graph root {0}: it must be https:// (or http:// to this machine)")]
+    Root(String),
+    #[error(transparent)]
+    Https(#[from] lamplighter_https::HttpsError),
+    /// No token (not signed in, the grant revoked).
+    #[error("no Microsoft 365 token: {0}")]
+    Token(String),
+    /// A classified HTTP failure.
+    #[error("HTTP {status}: {words}")]
+    Http { status: u16, failure: Failure, words: String },
+    /// The connection broke, or the answer did not come in time.
+    #[error("the connection to Graph broke: {0}")]
+    Broken(String),
+    /// A body that does not read.
+    #[error(transparent)]
+    Wire(#[from] lamplighter_graph_wire::WireError),
+    /// A local file.
+    #[error("cannot write {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// An answer.
+struct Answer {
+    status: u16,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+}
+
+/// HTTPS to Graph with a bearer token.
+pub struct GraphClient {
+    config: GraphConfig,
+    endpoint: lamplighter_https::Endpoint,
+    tls: lamplighter_https::Tls,
+    conn: tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>,
+    /// The path of the root on its host (`/v1.0`).
+    base_path: String,
+}
+
+impl GraphClient {
+    /// A client for `config.root`; nothing is sent yet.
+    pub fn new(config: GraphConfig) -> Result<GraphClient, GraphClientError> {
+        let bad = || GraphClientError::Root(config.root.clone());
+        let (https, rest) = if let Some(r) = config.root.strip_prefix("https://") {
+            (true, r)
+        } else if let Some(r) = config.root.strip_prefix("http://") {
+            (false, r)
+        } else {
+            return Err(bad());
+        };
+        let (authority, path) =
+            rest.split_once('/').map(|(a, p)| (a, format!("/{p}"))).unwrap_or((rest, String::new()));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), p.parse().map_err(|_| bad())?),
+            None => (authority.to_string(), if https { 443 } else { 80 }),
+        };
+        // a token only over HTTPS, or to this machine (the simulator)
+        let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+        if !https && !loopback {
+            return Err(bad());
+        }
+        let tls = lamplighter_https::Tls::new(config.extra_ca_pem.as_deref())?;
+        let endpoint = lamplighter_https::Endpoint { https, host, port, fixed: config.fixed_address };
+        Ok(GraphClient { config, endpoint, tls, conn: tokio::sync::Mutex::new(None), base_path: path })
+    }
+
+    /// The service root.
+    pub fn root(&self) -> &str {
+        &self.config.root
+    }
+
+    /// One request with the token, refreshed and sent again once on a 401.
+    async fn send(
+        &self,
+        method: &hyper::Method,
+        path: &str,
+        body: Option<String>,
+        prefer: Option<&str>,
+    ) -> Result<Answer, GraphClientError> {
+        let mut answer = None;
+        for fresh in [false, true] {
+            let token = (self.config.token)(fresh).await.map_err(GraphClientError::Token)?;
+            let a = tokio::time::timeout(
+                self.config.request_timeout,
+                self.once(method, path, body.clone(), prefer, &token),
+            )
+            .await
+            .map_err(|_| {
+                GraphClientError::Broken(format!("no answer within {} s", self.config.request_timeout.as_secs()))
+            })??;
+            if a.status != 401 {
+                return Ok(a);
+            }
+            answer = Some(a);
+        }
+        Ok(answer.expect("two tries"))
+    }
+
+    async fn once(
+        &self,
+        method: &hyper::Method,
+        path: &str,
+        body: Option<String>,
+        prefer: Option<&str>,
+        token: &str,
+    ) -> Result<Answer, GraphClientError> {
+        let mut conn = self.conn.lock().await;
+        if conn.as_ref().is_none_or(|c| c.is_closed()) {
+            *conn = Some(lamplighter_https::connect(&self.tls, &self.endpoint, self.config.connect_timeout).await?);
+        }
+        let sender = conn.as_mut().expect("connected");
+        let mut b = hyper::Request::builder()
+            .method(method.clone())
+            .uri(format!("{}{path}", self.base_path))
+            .header("host", self.endpoint.host.as_str())
+            .header("authorization", format!("Bearer {token}"))
+            .header("accept", "application/json")
+            .header("user-agent", concat!("Lamplighter/", env!("CARGO_PKG_VERSION")));
+        if let Some(p) = prefer {
+            b = b.header("prefer", p);
+        }
+        if body.is_some() {
+            b = b.header("content-type", "application/json");
+        }
+        let req = b
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| GraphClientError::Broken(e.to_string()))?;
+        let broken = |e: hyper::Error| GraphClientError::Broken(e.to_string());
+        if sender.ready().await.is_err() {
+            *conn = Some(lamplighter_https::connect(&self.tls, &self.endpoint, self.config.connect_timeout).await?);
+        }
+        let sender = conn.as_mut().expect("connected");
+        let resp = match sender.send_request(req).await {
+            Ok(r) => r,
+            Err(e) => {
+                *conn = None;
+                return Err(broken(e));
+            }
+        };
+        let (parts, incoming) = resp.into_parts();
+        let body = match http_body_util::Limited::new(incoming, BODY_LIMIT).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                *conn = None;
+                return Err(GraphClientError::Broken(format!("reading the answer: {e}")));
+            }
+        };
+        Ok(Answer { status: parts.status.as_u16(), headers: parts.headers, body })
+    }
+
+    fn failed(a: &Answer) -> GraphClientError {
+        let header = |n: &str| a.headers.get(n).and_then(|v| v.to_str().ok());
+        let failure =
+            lamplighter_graph_wire::classify(a.status, header("retry-after"), header("www-authenticate"), &a.body);
+        let words = match lamplighter_graph_wire::parse_error(&a.body) {
+            Some(e) => format!("{}: {}", e.code, e.message),
+            None => format!("HTTP {}", a.status),
+        };
+        GraphClientError::Http { status: a.status, failure, words }
+    }
+
+    async fn ok(
+        &self,
+        method: &hyper::Method,
+        path: &str,
+        body: Option<String>,
+        prefer: Option<&str>,
+    ) -> Result<Bytes, GraphClientError> {
+        let a = self.send(method, path, body, prefer).await?;
+        if (200..300).contains(&a.status) { Ok(a.body) } else { Err(Self::failed(&a)) }
+    }
+
+    /// One step of delta tracking, as the sans-IO core's answer.
+    pub async fn delta(&self, step: &lamplighter_graph_sync::Request) -> lamplighter_graph_sync::Response {
+        use lamplighter_graph_sync::Response as R;
+        let path = match step {
+            lamplighter_graph_sync::Request::Start => request::delta_start(&self.config.folder),
+            lamplighter_graph_sync::Request::Follow(link) => match request::link_path(link, &self.config.root) {
+                Ok(p) => p,
+                Err(e) => return R::Broken(e.to_string()),
+            },
+        };
+        let prefer = request::prefer(self.config.page_size);
+        match self.ok(&hyper::Method::GET, &path, None, Some(&prefer)).await {
+            Ok(body) => match lamplighter_graph_wire::parse_delta(&body) {
+                Ok(page) => R::Page(page),
+                Err(e) => R::Broken(e.to_string()),
+            },
+            Err(GraphClientError::Http { failure, words, .. }) => R::Failed { failure, words },
+            Err(GraphClientError::Token(t)) => {
+                R::Failed { failure: Failure::Unauthorized { invalid_token: true }, words: t }
+            }
+            Err(e) => R::Broken(e.to_string()),
+        }
+    }
+
+    /// The attachments (without bytes) of up to 20 messages in one `$batch`.
+    pub async fn attachments_of(&self, ids: &[String]) -> Result<Vec<(String, Vec<Attachment>)>, GraphClientError> {
+        use lamplighter_graph_wire::batch::{BatchRequest, batch_body, parse_batch};
+        let requests: Vec<BatchRequest> = ids
+            .iter()
+            .enumerate()
+            .map(|(n, id)| BatchRequest {
+                id: n.to_string(),
+                method: "GET".into(),
+                url: request::attachments(id),
+                headers: Default::default(),
+                body: None,
+            })
+            .collect();
+        let body = batch_body(&requests)?;
+        let answer = self.ok(&hyper::Method::POST, "/$batch", Some(body), None).await?;
+        let mut out = Vec::new();
+        for r in parse_batch(&answer)? {
+            let Some(id) = r.id.parse::<usize>().ok().and_then(|n| ids.get(n)) else { continue };
+            if r.status == 200
+                && let Some(b) = r.body
+            {
+                let list = lamplighter_graph_wire::parse_attachments(b.to_string().as_bytes())?;
+                out.push((id.clone(), list));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Marks a message read or unread.
+    pub async fn mark_read(&self, id: &str, read: bool) -> Result<(), GraphClientError> {
+        let (path, body) = request::mark_read(id, read);
+        self.ok(&hyper::Method::PATCH, &path, Some(body), None).await.map(drop)
+    }
+
+    /// Downloads `handle` (`<message id>|<attachment id>`) to `dest` (0600,
+    /// written beside and renamed, so a broken download leaves nothing).
+    pub async fn download(
+        &self,
+        handle: &str,
+        dest: &Path,
+        mut progress: impl FnMut(u64),
+    ) -> Result<u64, GraphClientError> {
+        let (message, attachment) = handle
+            .split_once('|')
+            .ok_or_else(|| GraphClientError::Broken(format!("not an attachment of this backend: {handle}")))?;
+        let bytes = self.ok(&hyper::Method::GET, &request::attachment_value(message, attachment), None, None).await?;
+        let file_err =
+            |e: std::io::Error| GraphClientError::File { path: dest.display().to_string(), reason: e.to_string() };
+        let part = dest.with_extension("part");
+        let write = async {
+            use tokio::io::AsyncWriteExt as _;
+            let mut opts = tokio::fs::OpenOptions::new();
+            opts.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            opts.mode(0o600);
+            let mut file = opts.open(&part).await?;
+            let mut done = 0u64;
+            for chunk in bytes.chunks(64 * 1024) {
+                file.write_all(chunk).await?;
+                done += chunk.len() as u64;
+                progress(done);
+            }
+            file.sync_all().await?;
+            tokio::fs::rename(&part, dest).await?;
+            Ok::<u64, std::io::Error>(done)
+        };
+        match write.await {
+            Ok(n) => Ok(n),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&part).await;
+                Err(file_err(e))
+            }
+        }
+    }
+
+    /// The tracked folder's counts: it exists and the token may read it.
+    pub async fn folder(&self) -> Result<(u64, u64), GraphClientError> {
+        let body = self
+            .ok(
+                &hyper::Method::GET,
+                &format!("/me/mailFolders/{}", request::encode_segment(&self.config.folder)),
+                None,
+                None,
+            )
+            .await?;
+        let v: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| lamplighter_graph_wire::WireError::Json(e.to_string()))?;
+        Ok((v["totalItemCount"].as_u64().unwrap_or(0), v["unreadItemCount"].as_u64().unwrap_or(0)))
+    }
+}
+
+impl From<GraphClientError> for MailboxError {
+    fn from(e: GraphClientError) -> MailboxError {
+        match &e {
+            GraphClientError::Token(_) | GraphClientError::Http { failure: Failure::Unauthorized { .. }, .. } => {
+                MailboxError::SignInRefused(e.to_string())
+            }
+            GraphClientError::Http { failure: Failure::NotFound, words, .. } => {
+                MailboxError::NotFound { what: words.clone() }
+            }
+            GraphClientError::File { path, reason } => {
+                MailboxError::File { path: path.clone(), reason: reason.clone() }
+            }
+            _ => MailboxError::Failed { operation: "Graph", message: e.to_string() },
+        }
+    }
+}
+
+/// A Microsoft 365 mailbox over Graph.
+pub struct GraphBackend {
+    client: Arc<GraphClient>,
+}
+
+impl GraphBackend {
+    pub fn new(config: GraphConfig) -> Result<GraphBackend, GraphClientError> {
+        Ok(GraphBackend { client: Arc::new(GraphClient::new(config)?) })
+    }
+
+    /// The client underneath, for tests.
+    pub fn client(&self) -> &Arc<GraphClient> {
+        &self.client
+    }
+}
+
+impl Backend for GraphBackend {
+    fn location(&self) -> String {
+        self.client.root().to_string()
+    }
+
+    fn track(
+        self: Arc<Self>,
+        state: Arc<dyn StateStore>,
+        events: tokio::sync::mpsc::Sender<MailboxEvent>,
+    ) -> Box<dyn Tracking> {
+        Box::new(driver::spawn(self.client.clone(), state, events))
+    }
+
+    fn mark_read<'a>(&'a self, id: &'a ItemId) -> BoxFuture<'a, Result<(), MailboxError>> {
+        Box::pin(async move { self.client.mark_read(&id.id, true).await.map_err(MailboxError::from) })
+    }
+
+    fn download_attachment<'a>(
+        &'a self,
+        attachment_id: &'a str,
+        path: &'a Path,
+        progress: Box<dyn FnMut(u64) + Send + 'a>,
+    ) -> BoxFuture<'a, Result<(), MailboxError>> {
+        Box::pin(async move {
+            self.client.download(attachment_id, path, progress).await.map(drop).map_err(MailboxError::from)
+        })
+    }
+
+    fn check(&self) -> BoxFuture<'_, MailboxCheck> {
+        Box::pin(async move {
+            let mut out = MailboxCheck::default();
+            out.steps.push(CheckStep {
+                ok: true,
+                what: format!("Microsoft Graph at {}", self.client.root()),
+                hint: None,
+            });
+            match self.client.folder().await {
+                Ok((total, unread)) => {
+                    out.signed_in_with = Some("OAuth2 (Microsoft 365)".into());
+                    out.steps.push(CheckStep {
+                        ok: true,
+                        what: format!("Inbox readable ({total} items, {unread} unread)"),
+                        hint: None,
+                    })
+                }
+                Err(e) => {
+                    out.sign_in_refused = matches!(MailboxError::from(e.clone()), MailboxError::SignInRefused(_));
+                    out.steps.push(CheckStep {
+                        ok: false,
+                        what: format!("sign-in / Inbox: {e}"),
+                        hint: Some(if out.sign_in_refused {
+                            "sign in with Microsoft again".into()
+                        } else {
+                            "see the log".into()
+                        }),
+                    });
+                    return out;
+                }
+            }
+            out
+        })
+    }
+}
