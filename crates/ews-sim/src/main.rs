@@ -4,6 +4,7 @@
 //! ```text
 //! ews-sim [--port N] [--tls] [--heartbeat SECS] [--items N] [--no-validation] [--control-port N]
 //!         [--kerberos-keytab FILE [--kerberos-no-proof]] [--no-ntlm] [--no-basic] [--attachments-2007]
+//!         [--bearer-token TOKEN]
 //! ews-sim ctl <command> [arguments]
 //! ```
 //! With `--kerberos-keytab` it is a Kerberos service (`HTTP/<host>` keys in
@@ -25,6 +26,7 @@ fn arg<T: std::str::FromStr>(args: &[String], name: &str) -> Option<T> {
 
 const USAGE: &str = "ews-sim [--port N] [--tls] [--heartbeat SECS] [--items N] [--no-validation] [--control-port N]
         [--kerberos-keytab FILE [--kerberos-no-proof]] [--no-ntlm] [--no-basic] [--attachments-2007]
+        [--bearer-token TOKEN]   (OAuth2 for EWS, and the Microsoft Graph face under /v1.0)
 ews-sim ctl items
 ews-sim ctl voicemail FROM [--name NAME] [--duration SECS] [--urgent] [--audio FILE] [--transcription TEXT]
 ews-sim ctl missed-call FROM [--name NAME] [--header 'Name: value']...
@@ -157,6 +159,9 @@ async fn main() -> anyhow::Result<()> {
     }
     config.auth.basic = !args.iter().any(|a| a == "--no-basic");
     config.attachments_2007 = args.iter().any(|a| a == "--attachments-2007");
+    if let Some(t) = arg::<String>(&args, "--bearer-token") {
+        config.auth.bearer_tokens.push(t);
+    }
     config.auth.ntlm = !args.iter().any(|a| a == "--no-ntlm");
     if let Some(keytab) = arg::<std::path::PathBuf>(&args, "--kerberos-keytab") {
         lamplighter_gssapi::available().context("--kerberos-keytab")?;
@@ -189,6 +194,7 @@ async fn main() -> anyhow::Result<()> {
         println!("CA certificate: ews-sim-ca.pem");
     }
     println!("EWS URL:  {}", sim.ews_url());
+    println!("Graph:    {} (with --bearer-token)", sim.graph_url());
     println!("user:     {user}   password: {password}   ({schemes}; NTLM domain EXAMPLE)");
     println!(
         "schema:   {}",
