@@ -27,6 +27,7 @@ pub mod soap;
 pub mod store;
 
 pub use server::{
-    AuthSchemes, KerberosAcceptor, MissedCall, Served, SimConfig, SimError, Simulator, Validation, Voicemail,
+    AuthSchemes, EntraConfig, KerberosAcceptor, MissedCall, Served, SimConfig, SimError, Simulator, Validation,
+    Voicemail,
 };
 pub use store::{NewItem, UmProps};

@@ -22,7 +22,10 @@ use tokio::sync::{mpsc, watch};
 
 type Body = BoxBody<Bytes, std::io::Error>;
 
+mod entra;
 mod graph;
+
+pub use entra::EntraConfig;
 
 /// How incoming EWS requests are checked against the official schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,6 +162,8 @@ pub struct SimConfig {
     pub redirect_addresses: Vec<(String, String)>,
     /// Where to listen.
     pub listen: SocketAddr,
+    /// The Microsoft sign-in service (`/{tenant}/oauth2/v2.0/…`).
+    pub entra: EntraConfig,
     /// GetAttachment answers in Exchange 2007's layout (no `Size`,
     /// `LastModifiedTime`, `IsInline`, `IsContactPhoto`) whatever version is
     /// asked, as a 2007 server does; otherwise that layout only for requests
@@ -187,6 +192,7 @@ impl Default for SimConfig {
             redirect_addresses: Vec::new(),
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             attachments_2007: false,
+            entra: EntraConfig::default(),
         }
     }
 }
@@ -228,6 +234,7 @@ struct Shared {
     /// (GetStreamingEvents calls left, back-off ms) to answer with an ErrorServerBusy SOAP fault.
     faulted_streams: Mutex<(u32, u64)>,
     served: Mutex<Vec<Served>>,
+    entra: Mutex<entra::Entra>,
     auth_failures: AtomicU32,
     open_streams: AtomicU32,
     base_url: String,
@@ -315,6 +322,7 @@ impl Simulator {
             invalid_streams: AtomicU32::new(0),
             faulted_streams: Mutex::new((0, 0)),
             served: Mutex::new(Vec::new()),
+            entra: Mutex::new(entra::Entra::default()),
             auth_failures: AtomicU32::new(0),
             open_streams: AtomicU32::new(0),
             base_url: format!("{scheme}://{addr}"),
@@ -365,6 +373,27 @@ impl Simulator {
     /// Accepts `token` as a bearer token (EWS with OAuth2, and the Graph face).
     pub fn accept_token(&self, token: &str) {
         self.shared.config.lock().unwrap_or_else(|p| p.into_inner()).auth.bearer_tokens.push(token.to_string());
+    }
+
+    /// The user enters `user_code` on the device login page and approves
+    /// (or declines) the sign-in. `false` when no device waits with that code.
+    pub fn enter_device_code(&self, user_code: &str, approve: bool) -> bool {
+        self.shared.entra.lock().unwrap_or_else(|p| p.into_inner()).enter_code(user_code, approve)
+    }
+
+    /// Revokes every grant the sign-in service issued (refresh and access tokens).
+    pub fn revoke_grants(&self) {
+        self.shared.entra.lock().unwrap_or_else(|p| p.into_inner()).revoke_all();
+    }
+
+    /// Token responses the sign-in service gave so far.
+    pub fn grants_issued(&self) -> u32 {
+        self.shared.entra.lock().unwrap_or_else(|p| p.into_inner()).issued
+    }
+
+    /// The sign-in service's authority for `tenant` (`{base}/organizations`).
+    pub fn authority(&self, tenant: &str) -> String {
+        format!("{}/{tenant}", self.shared.base_url)
     }
 
     /// Stops accepting `token` (a revoked grant).
@@ -667,6 +696,15 @@ fn unauthorized(shared: &Shared, extra: Option<String>) -> Response<Body> {
     r
 }
 
+/// A bearer token: `Some(true)` accepted (configured, or issued by the
+/// sign-in service and live), `Some(false)` issued but expired, `None` unknown.
+fn token_verdict(shared: &Shared, token: &str) -> Option<bool> {
+    if shared.config.lock().unwrap_or_else(|p| p.into_inner()).auth.bearer_tokens.iter().any(|t| t == token) {
+        return Some(true);
+    }
+    shared.entra.lock().unwrap_or_else(|p| p.into_inner()).accepts(token, std::time::Instant::now())
+}
+
 fn password_of(config: &SimConfig, user: &str) -> Option<String> {
     let bare = user.rsplit('\\').next().unwrap_or(user);
     let bare = bare.split('@').next().unwrap_or(bare);
@@ -696,8 +734,8 @@ fn authenticate(shared: &Shared, conn: &Mutex<ConnAuth>, req: &Request<Incoming>
                 _ => fail(shared),
             }
         }
-        Some(h) if !config.auth.bearer_tokens.is_empty() && h.starts_with("Bearer ") => {
-            if config.auth.bearer_tokens.iter().any(|t| t == h[7..].trim()) {
+        Some(h) if h.starts_with("Bearer ") => {
+            if token_verdict(shared, h[7..].trim()) == Some(true) {
                 AuthOutcome::Ok
             } else {
                 shared.auth_failures.fetch_add(1, Ordering::SeqCst);
@@ -799,6 +837,23 @@ async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<In
     // the Graph face signs in with bearer tokens of its own
     if req.uri().path().starts_with("/v1.0/") {
         return graph::serve(shared, req).await;
+    }
+    if entra::is_entra(req.uri().path()) {
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let body = match http_body_util::Limited::new(req.into_body(), 64 << 10).collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(_) => return full(StatusCode::PAYLOAD_TOO_LARGE, "request too large"),
+        };
+        let r = entra::serve(&shared, &method, &path, &body);
+        shared.served.lock().unwrap_or_else(|p| p.into_inner()).push(Served {
+            op: format!("entra {method} {path}"),
+            status: r.status().as_u16(),
+            schema_valid: true,
+            anchor: false,
+            cookie: false,
+        });
+        return r;
     }
     let auth = authenticate(&shared, &conn, &req);
     let proof = match &auth {

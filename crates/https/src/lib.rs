@@ -138,3 +138,53 @@ where
     });
     Ok(sender)
 }
+
+/// One request on a connection of its own, the answer read whole (at most
+/// `limit` bytes): for the sign-in service's few calls. Only HTTPS, or plain
+/// HTTP to this machine (the simulator), since these carry grants.
+pub async fn exchange(
+    tls: &Tls,
+    request: hyper::Request<Vec<u8>>,
+    fixed: Option<SocketAddr>,
+    timeout: Duration,
+    limit: usize,
+) -> Result<hyper::Response<Vec<u8>>, HttpsError> {
+    use http_body_util::BodyExt as _;
+    let uri = request.uri().clone();
+    let target = uri.to_string();
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => return Err(HttpsError::Connect { target, reason: "not an http(s) URL".into() }),
+    };
+    let host = uri.host().unwrap_or("").trim_start_matches('[').trim_end_matches(']').to_string();
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if !https && !loopback {
+        return Err(HttpsError::Connect { target, reason: "refusing plain HTTP for a sign-in".into() });
+    }
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let to = Endpoint { https, host: host.clone(), port, fixed };
+    let mut sender = connect(tls, &to, timeout).await?;
+    let (mut parts, body) = request.into_parts();
+    parts.uri = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .parse()
+        .map_err(|_| HttpsError::Connect { target: target.clone(), reason: "a path that does not parse".into() })?;
+    let authority = if (https && port == 443) || (!https && port == 80) { host } else { format!("{host}:{port}") };
+    if let Ok(v) = authority.parse() {
+        parts.headers.insert(hyper::header::HOST, v);
+    }
+    let req = hyper::Request::from_parts(parts, Full::new(Bytes::from(body)));
+    let broken = |e: String| HttpsError::Connect { target: target.clone(), reason: e };
+    let answer = tokio::time::timeout(timeout, async {
+        let resp = sender.send_request(req).await.map_err(|e| broken(e.to_string()))?;
+        let (parts, incoming) = resp.into_parts();
+        let body = http_body_util::Limited::new(incoming, limit).collect().await.map_err(|e| broken(e.to_string()))?;
+        Ok::<_, HttpsError>(hyper::Response::from_parts(parts, body.to_bytes().to_vec()))
+    })
+    .await
+    .map_err(|_| HttpsError::Timeout { target: target.clone(), secs: timeout.as_secs() })??;
+    Ok(answer)
+}

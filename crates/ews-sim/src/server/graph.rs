@@ -117,12 +117,13 @@ fn query_params(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
+            (decode_form(k), decode_form(v))
         })
         .collect()
 }
 
-fn decode(s: &str) -> String {
+/// Percent-decoding with `+` as a space (query strings and forms).
+pub(super) fn decode_form(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -633,13 +634,14 @@ pub(super) async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
             cookie: false,
         });
     };
-    let tokens = shared.config.lock().unwrap_or_else(|p| p.into_inner()).auth.bearer_tokens.clone();
     let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
-    if !token.is_some_and(|t| tokens.iter().any(|k| k == t)) {
+    let verdict = token.map(|t| super::token_verdict(&shared, t));
+    if verdict != Some(Some(true)) {
         shared.auth_failures.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let (code, message) = match token {
+        let (code, message) = match verdict {
             None => ("InvalidAuthenticationToken", "Access token is empty."),
-            Some(_) => ("InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."),
+            Some(Some(false)) => ("InvalidAuthenticationToken", "Lifetime validation failed, the token is expired."),
+            Some(_) => ("InvalidAuthenticationToken", "IDX14100: JWT is not well formed, there are no dots (.)."),
         };
         let mut r = graph_error(StatusCode::UNAUTHORIZED, code, message);
         r.headers_mut().insert(
@@ -701,7 +703,7 @@ mod tests {
         );
         assert!(expand_ids("attachments").is_err());
         assert_eq!(ews_id(&rest_id("AAMk+a/b==")), "AAMk+a/b==");
-        assert_eq!(decode("id%20eq%20'x'"), "id eq 'x'");
+        assert_eq!(decode_form("id%20eq%20'x'"), "id eq 'x'");
         let t = encode_token("state", &Shape { select: Some(vec!["isRead".into()]), ..Shape::default() });
         assert_eq!(decode_token(&t).map(|t| t.state), Some("state".into()));
         assert!(decode_token("!!").is_none());

@@ -1,0 +1,324 @@
+//! The simulator's Microsoft sign-in (an Entra ID-like token service) under
+//! `/{tenant}/oauth2/v2.0/`: the device authorization grant (RFC 8628) with
+//! Entra's answers — `authorization_pending`, `slow_down` for a client that
+//! polls faster than `interval`, `expired_token`, `authorization_declined`
+//! — the refresh token grant with rotation (a used refresh token is spent,
+//! so a replay is `invalid_grant`), revocation (`revokeSignInSessions`),
+//! Conditional Access that blocks device code sign-in (`AADSTS53003`), and
+//! errors as Entra writes them (`error`, `error_description` with its
+//! `AADSTS` code, `error_codes`, `trace_id`, `timestamp`). A form at
+//! `/devicelogin` plays the user's browser step.
+//!
+//! Access tokens it issues are accepted by the Graph face (and EWS with
+//! OAuth2) until they expire.
+
+use super::{Body, Shared, full};
+use base64::Engine as _;
+use hyper::{Method, Response, StatusCode};
+use serde_json::json;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// How the sign-in service behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntraConfig {
+    /// The one registered application (public client).
+    pub client_id: String,
+    /// The account that signs in (`preferred_username`).
+    pub account: String,
+    /// Access token lifetime (Entra: 60–90 minutes).
+    pub access_lifetime: Duration,
+    /// Device code lifetime (Entra: 15 minutes) and polling interval.
+    pub device_lifetime: Duration,
+    pub device_interval: Duration,
+    /// Conditional Access blocks the device code flow.
+    pub block_device_code: bool,
+}
+
+impl Default for EntraConfig {
+    fn default() -> Self {
+        EntraConfig {
+            client_id: "6f3c1a57-9a3b-4d5e-8f21-1c2d3e4f5a6b".into(),
+            account: "mara@contoso.onmicrosoft.com".into(),
+            access_lifetime: Duration::from_secs(3600),
+            device_lifetime: Duration::from_secs(900),
+            device_interval: Duration::from_secs(5),
+            block_device_code: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+struct DeviceCode {
+    user_code: String,
+    scope: String,
+    expires: Instant,
+    last_poll: Option<Instant>,
+    approved: Option<bool>,
+}
+
+/// What the service holds.
+#[derive(Debug, Default)]
+pub(super) struct Entra {
+    devices: HashMap<String, DeviceCode>,
+    /// refresh token → scope.
+    refresh: HashMap<String, String>,
+    /// access token → expiry.
+    access: HashMap<String, Instant>,
+    /// Grants issued, in order (for tests).
+    pub(super) issued: u32,
+}
+
+impl Entra {
+    /// Whether `token` is a live access token of ours.
+    pub(super) fn accepts(&self, token: &str, now: Instant) -> Option<bool> {
+        self.access.get(token).map(|exp| *exp > now)
+    }
+
+    /// Approves (or declines) the device code the user entered.
+    pub(super) fn enter_code(&mut self, user_code: &str, approve: bool) -> bool {
+        match self.devices.values_mut().find(|d| d.user_code.eq_ignore_ascii_case(user_code.trim())) {
+            Some(d) => {
+                d.approved = Some(approve);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Every grant revoked (an admin's `revokeSignInSessions`, a password reset).
+    pub(super) fn revoke_all(&mut self) {
+        self.refresh.clear();
+        self.access.clear();
+    }
+}
+
+fn random(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    let _ = getrandom::getrandom(&mut b);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+fn user_code() -> String {
+    // Entra's codes: letters and digits people can type
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut b = [0u8; 9];
+    let _ = getrandom::getrandom(&mut b);
+    b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect()
+}
+
+fn error(status: StatusCode, error: &str, code: u32, description: &str) -> Response<Body> {
+    let body = json!({
+        "error": error,
+        "error_description": format!("AADSTS{code}: {description} Trace ID: {} Correlation ID: {} Timestamp: {}", random(12), random(12), crate::store::now_iso()),
+        "error_codes": [code],
+        "timestamp": crate::store::now_iso(),
+        "trace_id": random(12),
+        "correlation_id": random(12),
+    });
+    let mut r = full(status, body.to_string());
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json; charset=utf-8"));
+    r
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    String::from_utf8_lossy(body)
+        .split('&')
+        .filter_map(|p| p.split_once('='))
+        .map(|(k, v)| (super::graph::decode_form(k), super::graph::decode_form(v)))
+        .collect()
+}
+
+fn unsigned_id_token(config: &EntraConfig) -> String {
+    let e = |v: serde_json::Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    format!(
+        "{}.{}.",
+        e(json!({"typ": "JWT", "alg": "none"})),
+        e(
+            json!({"aud": config.client_id, "preferred_username": config.account, "name": "Mara Simulator", "tid": "9188040d-6c67-4c5b-b112-36a304b66dad"})
+        )
+    )
+}
+
+fn tokens(entra: &mut Entra, config: &EntraConfig, scope: &str, now: Instant) -> Response<Body> {
+    let access = random(32);
+    let refresh = random(48);
+    entra.access.insert(access.clone(), now + config.access_lifetime);
+    entra.refresh.insert(refresh.clone(), scope.to_string());
+    entra.issued += 1;
+    let body = json!({
+        "token_type": "Bearer",
+        "scope": scope,
+        "expires_in": config.access_lifetime.as_secs(),
+        "ext_expires_in": config.access_lifetime.as_secs(),
+        "access_token": access,
+        "refresh_token": refresh,
+        "id_token": unsigned_id_token(config),
+    });
+    let mut r = full(StatusCode::OK, body.to_string());
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("application/json; charset=utf-8"));
+    r.headers_mut().insert("cache-control", hyper::header::HeaderValue::from_static("no-store, no-cache"));
+    r
+}
+
+/// The scope Entra grants for what was asked: Graph's delegated permissions
+/// named in full, `offline_access` kept.
+fn granted(asked: &str) -> String {
+    asked
+        .split_whitespace()
+        .map(|s| match s {
+            "offline_access" | "openid" | "profile" => s.to_string(),
+            s if s.starts_with("https://") => s.to_string(),
+            s => format!("https://graph.microsoft.com/{s}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Serves `/{tenant}/oauth2/v2.0/{devicecode|token}` and `/devicelogin`.
+pub(super) fn serve(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Response<Body> {
+    let config = shared.config.lock().unwrap_or_else(|p| p.into_inner()).entra.clone();
+    let mut entra = shared.entra.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    let f = form(body);
+    let endpoint = path.rsplit('/').next().unwrap_or("");
+    match (method, endpoint) {
+        (&Method::POST, "devicelogin") => {
+            let approve = f.get("decision").map(String::as_str) != Some("decline");
+            if entra.enter_code(f.get("user_code").map(String::as_str).unwrap_or(""), approve) {
+                full(StatusCode::OK, "You have signed in to Lamplighter on your device. You may now close this window.")
+            } else {
+                full(StatusCode::BAD_REQUEST, "That code didn't work. Check the code and try again.")
+            }
+        }
+        (&Method::GET, "devicelogin") => full(
+            StatusCode::OK,
+            "<!DOCTYPE html><html><body><form method=\"post\"><label>Enter code <input name=\"user_code\"></label><button>Next</button></form></body></html>",
+        ),
+        (&Method::POST, _) if f.get("client_id") != Some(&config.client_id) => error(
+            StatusCode::BAD_REQUEST,
+            "unauthorized_client",
+            700016,
+            &format!(
+                "Application with identifier '{}' was not found in the directory 'Contoso'.",
+                f.get("client_id").map(String::as_str).unwrap_or("")
+            ),
+        ),
+        (&Method::POST, "devicecode") => {
+            let device_code = random(48);
+            let code = user_code();
+            let scope = f.get("scope").cloned().unwrap_or_default();
+            entra.devices.insert(
+                device_code.clone(),
+                DeviceCode {
+                    user_code: code.clone(),
+                    scope,
+                    expires: now + config.device_lifetime,
+                    last_poll: None,
+                    approved: None,
+                },
+            );
+            let verification = format!("{}/devicelogin", shared.base_url);
+            let body = json!({
+                "user_code": code,
+                "device_code": device_code,
+                "verification_uri": verification,
+                "expires_in": config.device_lifetime.as_secs(),
+                "interval": config.device_interval.as_secs(),
+                "message": format!("To sign in, use a web browser to open the page {verification} and enter the code {code} to authenticate."),
+            });
+            let mut r = full(StatusCode::OK, body.to_string());
+            r.headers_mut()
+                .insert("content-type", hyper::header::HeaderValue::from_static("application/json; charset=utf-8"));
+            r
+        }
+        (&Method::POST, "token") => match f.get("grant_type").map(String::as_str) {
+            Some("urn:ietf:params:oauth:grant-type:device_code") => {
+                let code = f.get("device_code").cloned().unwrap_or_default();
+                let Some(d) = entra.devices.get_mut(&code) else {
+                    return error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        70000,
+                        "The provided value for the 'device_code' is not valid.",
+                    );
+                };
+                if d.expires <= now {
+                    entra.devices.remove(&code);
+                    return error(StatusCode::BAD_REQUEST, "expired_token", 70019, "Verification code expired.");
+                }
+                let too_soon = d
+                    .last_poll
+                    .is_some_and(|t| now.duration_since(t) + Duration::from_millis(200) < config.device_interval);
+                d.last_poll = Some(now);
+                match d.approved {
+                    _ if too_soon => error(
+                        StatusCode::BAD_REQUEST,
+                        "slow_down",
+                        70016,
+                        "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+                    ),
+                    None => error(
+                        StatusCode::BAD_REQUEST,
+                        "authorization_pending",
+                        70016,
+                        "OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+                    ),
+                    Some(false) => {
+                        entra.devices.remove(&code);
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            "authorization_declined",
+                            70000,
+                            "The user declined the sign-in.",
+                        )
+                    }
+                    Some(true) if config.block_device_code => {
+                        entra.devices.remove(&code);
+                        error(
+                            StatusCode::BAD_REQUEST,
+                            "invalid_grant",
+                            53003,
+                            "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+                        )
+                    }
+                    Some(true) => {
+                        let scope = granted(&d.scope);
+                        // a device code is spent once it has given tokens
+                        entra.devices.remove(&code);
+                        tokens(&mut entra, &config, &scope, now)
+                    }
+                }
+            }
+            Some("refresh_token") => {
+                let rt = f.get("refresh_token").cloned().unwrap_or_default();
+                match entra.refresh.remove(&rt) {
+                    Some(scope) => tokens(&mut entra, &config, &scope, now),
+                    None => error(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_grant",
+                        50173,
+                        "The provided grant has expired due to it being revoked, a fresh auth token is needed. The user might have changed or reset their password.",
+                    ),
+                }
+            }
+            other => error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                70003,
+                &format!("The app requested an unsupported grant type '{}'.", other.unwrap_or("")),
+            ),
+        },
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request",
+            900144,
+            "The request body must contain the following parameter: 'grant_type'.",
+        ),
+    }
+}
+
+/// Whether `path` is one of the sign-in service's.
+pub(super) fn is_entra(path: &str) -> bool {
+    path == "/devicelogin" || (path.contains("/oauth2/v2.0/") && path.matches('/').count() == 4)
+}
