@@ -273,6 +273,11 @@ function collect() {
       auth: $('#mailbox-auth').value,
       password_env: prior.password_env || '',
       ca_file: prior.ca_file || '',
+      // what the window does not edit yet (Microsoft 365 over Graph) is kept as the file has it
+      backend: prior.backend || '',
+      graph_url: prior.graph_url || '',
+      authority: prior.authority || '',
+      client_id: prior.client_id || '',
     } : null,
     notifications: {
       enabled: $('#notif-enabled').checked,

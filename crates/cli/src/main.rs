@@ -58,6 +58,15 @@ enum Command {
     },
     /// Diagnose the settings: Autodiscover, sign-in, folders, streaming, each phone.
     Check,
+    /// Sign in to Microsoft 365 (auth = "oauth2"): the grant goes to the keyring.
+    Login {
+        /// With a code to enter on another device's browser (RFC 8628); the
+        /// only way the agent signs in so far.
+        #[arg(long)]
+        device_code: bool,
+    },
+    /// Sign out of Microsoft 365 here: the grant leaves the keyring.
+    Logout,
     /// Message-waiting lamps: send one state to one phone (admins test a phone with this).
     Mwi {
         #[command(subcommand)]
@@ -209,6 +218,42 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
         Command::Check => {
             let engine = Engine::open(Options::standard(paths));
             runtime()?.block_on(live::check(engine))
+        }
+        Command::Login { device_code } => {
+            if !device_code {
+                anyhow::bail!(
+                    "the agent signs in with a code entered in a browser anywhere: run `lamplighter-agent login --device-code`"
+                );
+            }
+            let engine = Engine::open(Options::standard(paths));
+            let session = engine
+                .microsoft_session()?
+                .ok_or_else(|| anyhow::anyhow!("the mailbox does not sign in with OAuth2: set [mailbox] auth = \"oauth2\" and client_id"))?;
+            let grant = runtime()?.block_on(session.device_login(|d| {
+                println!(
+                    "To sign in, open {} in a browser (on any device) and enter the code {} (valid for {} minutes).",
+                    d.verification_uri,
+                    d.user_code,
+                    d.expires_in.as_secs() / 60
+                );
+            }))?;
+            println!(
+                "signed in to Microsoft 365 as {} ({}); the sign-in is kept in the keyring",
+                grant.account.as_deref().unwrap_or("an unnamed account"),
+                grant.scopes.join(" ")
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Logout => {
+            let engine = Engine::open(Options::standard(paths));
+            match engine.microsoft_session()? {
+                Some(session) => {
+                    runtime()?.block_on(session.logout())?;
+                    println!("signed out of Microsoft 365: the sign-in is gone from the keyring");
+                }
+                None => println!("the mailbox does not sign in with OAuth2: nothing to sign out of"),
+            }
+            Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Demo { json, seconds, every } => {
             // the demo is what the engine runs without a mailbox: an empty settings

@@ -63,6 +63,19 @@ pub struct MailboxForm {
     /// An extra CA certificate file (PEM) to trust for this server.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub ca_file: String,
+    /// `ews` (the default: Exchange on-premises, or Exchange Online while it
+    /// still allows EWS) or `graph` (Microsoft 365 through Microsoft Graph).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub backend: String,
+    /// Graph's service root; empty: `https://graph.microsoft.com/v1.0`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub graph_url: String,
+    /// The Microsoft sign-in authority; empty: `https://login.microsoftonline.com/organizations`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub authority: String,
+    /// The app registration's client id (OAuth2).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub client_id: String,
 }
 
 /// One `[[phone]]` as typed.
@@ -311,7 +324,37 @@ pub struct Mailbox {
     pub password_env: Option<String>,
     /// Extra CA certificate to trust.
     pub ca_file: Option<PathBuf>,
+    /// Which protocol reaches the mailbox.
+    pub backend: MailBackend,
+    /// Graph's service root.
+    pub graph_url: url::Url,
+    /// The Microsoft sign-in authority.
+    pub authority: url::Url,
+    /// The app registration's client id (needed for OAuth2).
+    pub client_id: Option<String>,
 }
+
+/// Which protocol reaches the mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailBackend {
+    Ews,
+    Graph,
+}
+
+impl MailBackend {
+    /// The word used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MailBackend::Ews => "ews",
+            MailBackend::Graph => "graph",
+        }
+    }
+}
+
+/// Graph's service root when none is given.
+pub const GRAPH_URL: &str = "https://graph.microsoft.com/v1.0";
+/// The sign-in authority when none is given (any work or school account).
+pub const AUTHORITY: &str = "https://login.microsoftonline.com/organizations";
 
 /// A validated paired phone.
 #[derive(Debug, Clone, PartialEq)]
@@ -405,6 +448,18 @@ impl Settings {
                 auth: m.auth.as_str().into(),
                 password_env: m.password_env.clone().unwrap_or_default(),
                 ca_file: m.ca_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                backend: if m.backend == MailBackend::Ews { String::new() } else { m.backend.as_str().into() },
+                graph_url: if m.graph_url.as_str().trim_end_matches('/') == GRAPH_URL {
+                    String::new()
+                } else {
+                    m.graph_url.to_string()
+                },
+                authority: if m.authority.as_str().trim_end_matches('/') == AUTHORITY {
+                    String::new()
+                } else {
+                    m.authority.to_string()
+                },
+                client_id: m.client_id.clone().unwrap_or_default(),
             }),
             phones: self
                 .phones
@@ -502,10 +557,58 @@ fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mai
     {
         err(errors, "mailbox.ca_file", format!("No such file: {}.", p.display()));
     }
+    let backend = match m.backend.trim().to_ascii_lowercase().as_str() {
+        "" | "ews" => Some(MailBackend::Ews),
+        "graph" => Some(MailBackend::Graph),
+        other => {
+            err(errors, "mailbox.backend", format!("Unknown backend \"{other}\" (choose ews or graph)."));
+            None
+        }
+    };
+    let service_url = |field: &str, value: &str, default: &str, errors: &mut Vec<FieldError>| {
+        let value = non_empty(value).unwrap_or_else(|| default.to_string());
+        match url::Url::parse(&value) {
+            Ok(u) if u.scheme() == "https" && u.host().is_some() => Some(u),
+            Ok(u) if u.scheme() == "http" && is_loopback_host(&u) => Some(u),
+            Ok(_) => {
+                err(errors, field, "Use https: tokens are never sent unencrypted.");
+                None
+            }
+            Err(e) => {
+                err(errors, field, format!("This is not a valid URL ({e})."));
+                None
+            }
+        }
+    };
+    let graph_url = service_url("mailbox.graph_url", &m.graph_url, GRAPH_URL, errors);
+    let authority = service_url("mailbox.authority", &m.authority, AUTHORITY, errors);
+    let client_id = non_empty(&m.client_id);
+    if backend == Some(MailBackend::Graph) && auth.is_some_and(|a| a != AuthMethod::Oauth2) && !m.auth.trim().is_empty() {
+        err(errors, "mailbox.auth", "Microsoft Graph signs in with OAuth2 only (auth = \"oauth2\").");
+    }
+    let auth = if backend == Some(MailBackend::Graph) && m.auth.trim().is_empty() { Some(AuthMethod::Oauth2) } else { auth };
+    if auth == Some(AuthMethod::Oauth2) && client_id.is_none() {
+        err(
+            errors,
+            "mailbox.client_id",
+            "OAuth2 needs the app registration's client id (see docs/entra-app-registration.md).",
+        );
+    }
     if errors.len() > n {
         return None;
     }
-    Some(Mailbox { email, ews_url, username, auth: auth?, password_env, ca_file })
+    Some(Mailbox {
+        email,
+        ews_url,
+        username,
+        auth: auth?,
+        password_env,
+        ca_file,
+        backend: backend?,
+        graph_url: graph_url?,
+        authority: authority?,
+        client_id,
+    })
 }
 
 fn validate_phone(i: usize, p: &PhoneForm, errors: &mut Vec<FieldError>) -> Option<Phone> {

@@ -30,7 +30,7 @@ pub mod paths;
 
 pub use file::{Loaded, SCHEMA_VERSION, load, save};
 pub use form::{
-    AudioOptions, AuthMethod, FieldError, Mailbox, MailboxForm, MwiOptions, Notifications, Phone, PhoneForm, PhoneMode,
+    AUTHORITY, AudioOptions, AuthMethod, FieldError, GRAPH_URL, MailBackend, Mailbox, MailboxForm, MwiOptions, Notifications, Phone, PhoneForm, PhoneMode,
     Settings, SettingsForm, SipTransport, UserIdentity,
 };
 pub use paths::Paths;

@@ -192,6 +192,28 @@ impl ProblemCode {
     }
 }
 
+/// The Microsoft grant in the keyring, as JSON (refresh token, account, scopes).
+struct KeyringGrants {
+    keyring: Keyring,
+    key: SecretKey,
+}
+
+impl lamplighter_signin::GrantStore for KeyringGrants {
+    fn load(&self) -> Result<Option<lamplighter_signin::Grant>, String> {
+        match self.keyring.get(&self.key).map_err(|e| e.to_string())? {
+            None => Ok(None),
+            Some(s) => serde_json::from_str(s.expose()).map(Some).map_err(|_| "the stored Microsoft sign-in does not read; sign in again".into()),
+        }
+    }
+    fn save(&self, grant: &lamplighter_signin::Grant) -> Result<(), String> {
+        let json = serde_json::to_string(grant).map_err(|e| e.to_string())?;
+        self.keyring.set(&self.key, &Secret::new(json)).map_err(|e| e.to_string())
+    }
+    fn clear(&self) -> Result<(), String> {
+        self.keyring.delete(&self.key).map(drop).map_err(|e| e.to_string())
+    }
+}
+
 /// What waits for the user: the badge's two numbers, as the snapshot carries them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -620,6 +642,22 @@ impl Engine {
             .map_err(|e| EngineError::Setup(e.to_string()))
     }
 
+    /// The Microsoft sign-in of the configured mailbox (`None` unless it
+    /// signs in with OAuth2): its grant lives in the keyring.
+    pub fn microsoft_session(&self) -> Result<Option<Arc<lamplighter_signin::Session>>, EngineError> {
+        let Some(m) = self.settings().mailbox else { return Ok(None) };
+        if m.auth != lamplighter_config::AuthMethod::Oauth2 {
+            return Ok(None);
+        }
+        let client_id = m.client_id.clone().ok_or_else(|| EngineError::Setup("[mailbox] client_id is not set".into()))?;
+        let mut authority = lamplighter_signin::Authority::new(m.authority.as_str().trim_end_matches('/'), client_id);
+        if let Some(ca) = &m.ca_file {
+            authority.extra_ca_pem = std::fs::read(ca).ok();
+        }
+        let store = Arc::new(KeyringGrants { keyring: self.keyring.clone(), key: SecretKey::MicrosoftGrant(m.email) });
+        lamplighter_signin::Session::new(authority, store).map(|s| Some(Arc::new(s))).map_err(|e| EngineError::Setup(e.to_string()))
+    }
+
     /// The passwords a run needs: the mailbox's and each phone's (keyring or environment).
     fn run_secrets(&self) -> Result<lamplighter_runner::RunSecrets, EngineError> {
         let phones = self.lock().settings.phones.clone();
@@ -635,8 +673,21 @@ impl Engine {
             }
             Err(e) => return Err(e),
         };
-        let mut out =
-            lamplighter_runner::RunSecrets { mailbox: mailbox.map(|s| s.expose().to_string()), phones: Vec::new() };
+        let token = match self.microsoft_session() {
+            Ok(Some(session)) if session.grant().ok().flatten().is_some() => {
+                let source: lamplighter_graph_client::TokenSource = Arc::new(move |fresh| {
+                    let session = session.clone();
+                    Box::pin(async move { session.access_token(fresh).await.map_err(|e| e.to_string()) })
+                });
+                Some(source)
+            }
+            _ => None,
+        };
+        let mut out = lamplighter_runner::RunSecrets {
+            mailbox: mailbox.map(|s| s.expose().to_string()),
+            token,
+            phones: Vec::new(),
+        };
         for p in phones {
             let secret = match &p.password_env {
                 Some(var) => std::env::var(var).ok(),
@@ -816,9 +867,41 @@ impl Engine {
         };
         let config = lamplighter_runner::from_settings(&self.settings(), &secrets, self.paths())
             .map_err(|e| EngineError::Setup(e.to_string()))?;
+        let password = if mailbox.auth == lamplighter_config::AuthMethod::Oauth2 { "OAuth2" } else { password };
         let first =
             CheckStep { ok: true, what: format!("settings for {} read, {password}", mailbox.email), hint: None };
-        Ok(lamplighter_runner::check::run(config, first).await)
+        let mut steps = Vec::new();
+        if let Some(session) = self.microsoft_session()? {
+            // the token's account, scopes and life, as the sign-in service gave them
+            steps.push(match session.access_token(false).await {
+                Ok(_) => {
+                    let grant = session.grant().ok().flatten();
+                    let left = session
+                        .token_expiry()
+                        .await
+                        .and_then(|t| t.duration_since(std::time::SystemTime::now()).ok())
+                        .map(|d| format!("; the access token is valid for {} more minutes", d.as_secs() / 60));
+                    CheckStep {
+                        ok: true,
+                        what: format!(
+                            "signed in to Microsoft 365 as {} ({}){}",
+                            grant.as_ref().and_then(|g| g.account.clone()).unwrap_or_else(|| "an unnamed account".into()),
+                            grant.map(|g| g.scopes.join(" ")).unwrap_or_default(),
+                            left.unwrap_or_default()
+                        ),
+                        hint: None,
+                    }
+                }
+                Err(e) => CheckStep {
+                    ok: false,
+                    what: format!("Microsoft 365 sign-in: {e}"),
+                    hint: Some("run `lamplighter-agent login --device-code`".into()),
+                },
+            });
+        }
+        let mut out = lamplighter_runner::check::run(config, first).await;
+        out.splice(1..1, steps);
+        Ok(out)
     }
 
     /// One sync with the configured mailbox, without touching the phones: its

@@ -14,6 +14,7 @@ pub async fn run(config: RunConfig, first: CheckStep) -> Vec<CheckStep> {
     let how = match &config.mailbox {
         crate::MailboxSetup::Ews { client, .. } if client.ews_url.is_some() => "EWS URL from the settings",
         crate::MailboxSetup::Ews { .. } => "Autodiscover",
+        crate::MailboxSetup::Graph { .. } => "Microsoft Graph",
     };
     let mut counts = lamplighter_sip_mwi::summary::Counts::default();
     match config.mailbox.connect().await {
@@ -53,7 +54,7 @@ pub async fn run(config: RunConfig, first: CheckStep) -> Vec<CheckStep> {
             steps.push(CheckStep {
                 ok: false,
                 what: format!("{how}: {e}"),
-                hint: Some(lamplighter_ews_client::hint_for(&e)),
+                hint: Some(e.hint()),
             });
         }
     }

@@ -33,6 +33,11 @@ pub enum MailboxSetup {
         /// Change tracking (streaming or pull, page size).
         driver: DriverConfig,
     },
+    /// Microsoft 365 over Microsoft Graph, signed in with OAuth2.
+    Graph {
+        /// Service root, token source, polling.
+        config: lamplighter_graph_client::GraphConfig,
+    },
 }
 
 impl MailboxSetup {
@@ -42,9 +47,38 @@ impl MailboxSetup {
     }
 
     /// Reaches the backend (Autodiscover, for EWS without a URL).
-    pub async fn connect(self) -> Result<Arc<dyn Backend>, ClientError> {
+    pub async fn connect(self) -> Result<Arc<dyn Backend>, ConnectError> {
         match self {
             MailboxSetup::Ews { client, driver } => Ok(Arc::new(EwsBackend::connect(client, driver).await?)),
+            MailboxSetup::Graph { config } => Ok(Arc::new(lamplighter_graph_client::GraphBackend::new(config)?)),
+        }
+    }
+}
+
+/// Why the mailbox could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Ews(#[from] ClientError),
+    #[error(transparent)]
+    Graph(#[from] lamplighter_graph_client::GraphClientError),
+}
+
+impl ConnectError {
+    /// What to do about it, in a sentence.
+    pub fn hint(&self) -> String {
+        match self {
+            ConnectError::Ews(e) => lamplighter_ews_client::hint_for(e),
+            ConnectError::Graph(_) => "check [mailbox] graph_url, the network, and that you are signed in".into(),
+        }
+    }
+}
+
+impl From<ConnectError> for MailboxError {
+    fn from(e: ConnectError) -> MailboxError {
+        match e {
+            ConnectError::Ews(e) => e.into(),
+            ConnectError::Graph(e) => e.into(),
         }
     }
 }
@@ -127,7 +161,7 @@ pub enum RunEvent {
 pub enum RunError {
     /// The mailbox could not be reached or found.
     #[error(transparent)]
-    Mailbox(#[from] ClientError),
+    Mailbox(#[from] ConnectError),
     /// The SIP side could not bind.
     #[error("cannot open the SIP socket: {0}")]
     Sip(String),

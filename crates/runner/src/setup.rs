@@ -16,6 +16,8 @@ pub const PUBLISH_EXPIRES: u32 = 3600;
 pub struct RunSecrets {
     /// The mailbox's.
     pub mailbox: Option<String>,
+    /// Access tokens for OAuth2 (the Microsoft sign-in), if signed in.
+    pub token: Option<lamplighter_graph_client::TokenSource>,
     /// Each phone's digest password, in the settings' order.
     pub phones: Vec<Option<String>>,
 }
@@ -29,11 +31,9 @@ pub enum SetupError {
     /// No password for the mailbox.
     #[error("no mailbox password: {0}")]
     NoPassword(String),
-    /// OAuth2 has no sign-in flow yet.
-    #[error(
-        "auth = \"oauth2\" needs an interactive Microsoft sign-in, which Lamplighter does not have yet; use auth = \"basic\" or \"ntlm\" (on-premises Exchange)"
-    )]
-    OAuth2,
+    /// OAuth2 without a signed-in account.
+    #[error("not signed in to Microsoft 365: run `lamplighter-agent login --device-code`")]
+    NotSignedIn,
     /// The CA file cannot be read.
     #[error("cannot read the CA file {path}: {reason}")]
     CaFile {
@@ -81,17 +81,26 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
         // Kerberos needs no password; one that is saved serves the NTLM fallback
         AuthMethod::Negotiate => Credentials::Negotiate { user, password },
         AuthMethod::Auto => Credentials::Auto { user, password },
-        AuthMethod::Oauth2 => return Err(SetupError::OAuth2),
+        AuthMethod::Oauth2 => {
+            let token = secrets.token.clone().ok_or(SetupError::NotSignedIn)?;
+            let provider: lamplighter_ews_client::TokenProvider = std::sync::Arc::new(move |fresh| {
+                let token = token.clone();
+                Box::pin(async move { (token)(fresh).await.map(Password::new) })
+            });
+            Credentials::Bearer(provider)
+        }
+    };
+    let extra_ca = match &mailbox.ca_file {
+        Some(ca) => Some(
+            std::fs::read(ca)
+                .map_err(|e| SetupError::CaFile { path: ca.display().to_string(), reason: e.to_string() })?,
+        ),
+        None => None,
     };
     let mut client = ClientConfig::new(mailbox.email.clone(), credentials);
     client.ews_url = mailbox.ews_url.as_ref().map(|u| u.to_string());
     client.autodiscover_cache = Some(state_dir.join("autodiscover.cache"));
-    if let Some(ca) = &mailbox.ca_file {
-        client.extra_ca_pem = Some(
-            std::fs::read(ca)
-                .map_err(|e| SetupError::CaFile { path: ca.display().to_string(), reason: e.to_string() })?,
-        );
-    }
+    client.extra_ca_pem = extra_ca.clone();
     let mut addresses: Vec<String> = settings.user.sip_uri.iter().cloned().collect();
     addresses.push(mailbox.email.clone());
     let user = lamplighter_missed_calls::UserIdentity::new(&addresses, &settings.user.numbers)
@@ -170,7 +179,16 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
         })
         .collect();
     Ok(RunConfig {
-        mailbox: crate::MailboxSetup::ews(client),
+        mailbox: match mailbox.backend {
+            lamplighter_config::MailBackend::Ews => crate::MailboxSetup::ews(client),
+            lamplighter_config::MailBackend::Graph => {
+                let token = secrets.token.clone().ok_or(SetupError::NotSignedIn)?;
+                let mut config =
+                    lamplighter_graph_client::GraphConfig::new(mailbox.graph_url.as_str().trim_end_matches('/'), token);
+                config.extra_ca_pem = extra_ca;
+                crate::MailboxSetup::Graph { config }
+            }
+        },
         user,
         include_missed_calls: settings.mwi.include_missed_calls,
         phones,
@@ -269,7 +287,7 @@ mod tests {
     fn run(settings: &Settings, phone_passwords: Vec<Option<String>>) -> Result<RunConfig, SetupError> {
         let dir = std::env::temp_dir();
         let paths = Paths { config_file: dir.join("none.toml"), state_dir: dir.clone(), cache_dir: dir };
-        let secrets = RunSecrets { mailbox: Some("pw".into()), phones: phone_passwords };
+        let secrets = RunSecrets { mailbox: Some("pw".into()), token: None, phones: phone_passwords };
         from_settings(settings, &secrets, &paths)
     }
 

@@ -69,6 +69,8 @@ pub enum SecretKey {
     Mailbox(String),
     /// The digest password of the phone with this SIP URI.
     Phone(String),
+    /// The Microsoft 365 sign-in (its refresh token) of the mailbox with this e-mail address.
+    MicrosoftGrant(String),
 }
 
 impl SecretKey {
@@ -77,6 +79,7 @@ impl SecretKey {
         match self {
             SecretKey::Mailbox(email) => format!("mailbox:{}", email.to_ascii_lowercase()),
             SecretKey::Phone(uri) => format!("phone:{}", uri.to_ascii_lowercase()),
+            SecretKey::MicrosoftGrant(email) => format!("microsoft:{}", email.to_ascii_lowercase()),
         }
     }
 }

@@ -1,0 +1,171 @@
+//! Microsoft 365 end to end: `lamplighter-agent login --device-code`
+//! against the simulator's Entra-like sign-in service (curl playing the
+//! user's browser step), the grant in a real Secret Service (GNOME Keyring
+//! on a private bus), `check` with the token's account, scopes and life,
+//! then `run --json` over the simulator's Graph face: a Cloud Voicemail
+//! lights the phone's lamp, read elsewhere turns it off; `logout` removes
+//! the grant. No token is left in any file.
+
+use lamplighter_ews_sim::{EntraConfig, SimConfig, Simulator, Voicemail};
+use lamplighter_testkit::{Parts, Session};
+use std::io::{BufRead as _, Read as _};
+use std::time::{Duration, Instant};
+
+fn write_config(dir: &std::path::Path, sim: &Simulator, phone: std::net::SocketAddr) -> std::path::PathBuf {
+    let path = dir.join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "schema_version = 1\n[mailbox]\nemail = \"mara@contoso.onmicrosoft.com\"\nbackend = \"graph\"\nauth = \"oauth2\"\n\
+             graph_url = \"{}\"\nauthority = \"{}\"\nclient_id = \"{}\"\n\n\
+             [[phone]]\nuri = \"sip:613@{phone}\"\ntransport = \"udp\"\nmode = \"unsolicited\"\n\n\
+             [user]\nsip_uri = \"sip:mara@contoso.onmicrosoft.com\"\n",
+            sim.graph_url(),
+            sim.authority("organizations"),
+            EntraConfig::default().client_id
+        ),
+    )
+    .expect("config");
+    path
+}
+
+fn agent(session: &Session, config: &std::path::Path) -> std::process::Command {
+    let mut c = session.command(env!("CARGO_BIN_EXE_lamplighter-agent"));
+    c.args(["--config", config.to_str().expect("path")]);
+    c
+}
+
+#[test]
+fn login_then_a_cloud_voicemail_lights_the_lamp_and_reading_it_elsewhere_turns_it_off() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt
+        .block_on(Simulator::start(SimConfig {
+            entra: EntraConfig { device_interval: Duration::from_secs(1), ..EntraConfig::default() },
+            ..SimConfig::default()
+        }))
+        .expect("sim");
+    let phone = lamplighter_testkit::phone::DemoPhone::start("200 OK").expect("phone");
+    let session = Session::start(Parts { keyring: true, ..Default::default() });
+    let config = write_config(session.home(), &sim, phone.addr);
+
+    // not signed in: check says what to do
+    let out = agent(&session, &config).arg("check").output().expect("agent");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("lamplighter-agent login --device-code"), "{text}");
+
+    // login: the agent shows a code, the user enters it in a browser (curl), the agent is signed in
+    let mut login = agent(&session, &config)
+        .args(["login", "--device-code"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("agent login");
+    let mut stdout = std::io::BufReader::new(login.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("the instructions");
+    let uri = line.split_whitespace().find(|w| w.starts_with("http")).expect("a page to open").to_string();
+    let code = line.split("enter the code ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a code").to_string();
+    let page = std::process::Command::new("curl")
+        .args(["-s", "--data", &format!("user_code={code}"), &uri])
+        .output()
+        .expect("curl");
+    assert!(String::from_utf8_lossy(&page.stdout).contains("You have signed in"));
+    let status = login.wait().expect("login ends");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("rest");
+    assert!(status.success(), "{line}{rest}");
+    assert!(rest.contains("signed in to Microsoft 365 as mara@contoso.onmicrosoft.com"), "{rest}");
+
+    // check: the token's account, scopes and life, then the mailbox over Graph
+    let out = agent(&session, &config).arg("check").output().expect("agent");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("✓ signed in to Microsoft 365 as mara@contoso.onmicrosoft.com"), "{text}");
+    assert!(text.contains("Mail.ReadWrite") && text.contains("valid for"), "{text}");
+    assert!(text.contains("✓ Inbox readable"), "{text}");
+
+    // run: a Cloud Voicemail lights the lamp; read elsewhere, it goes off
+    let mut run = agent(&session, &config)
+        .args(["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent run");
+    let lines = std::io::BufReader::new(run.stdout.take().expect("stdout"));
+    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
+    std::thread::spawn(move || {
+        for l in lines.lines().map_while(Result::ok) {
+            if let Ok(v) = serde_json::from_str(&l)
+                && tx.send(v).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let wait = |what: &str, want: &dyn Fn(&serde_json::Value) -> bool| {
+        let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(60));
+        let mut seen = Vec::new();
+        while Instant::now() < end {
+            if let Ok(v) = rx.recv_timeout(Duration::from_millis(200)) {
+                if want(&v) {
+                    return;
+                }
+                seen.push(v);
+            }
+        }
+        panic!("never {what}; saw {seen:#?}");
+    };
+    let lamp = |new: u64, old: u64| {
+        move |v: &serde_json::Value| {
+            v["event"] == "mwi"
+                && v["result"]["outcome"] == "delivered"
+                && v["counts"]["new"] == new
+                && v["counts"]["old"] == old
+        }
+    };
+    wait("the start-up lamp (off)", &lamp(0, 0));
+    let id = sim.deposit_voicemail(Voicemail {
+        caller_number: "+49 5251 304613".into(),
+        caller_name: Some("Jörg Müller".into()),
+        duration_secs: 27,
+        audio: Some(("audio.mp3".into(), "audio/mpeg".into(), vec![0xff; 2048])),
+        transcription: Some("Bitte ruf mich zurück.".into()),
+        ..Voicemail::default()
+    });
+    wait("the voicemail announced", &|v| v["event"] == "notify" && v["kind"] == "voicemail");
+    wait("the lamp on", &lamp(1, 0));
+    sim.set_read(&id, true);
+    wait("the lamp off", &lamp(0, 1));
+    let _ = std::process::Command::new("kill").args(["-TERM", &run.id().to_string()]).status();
+    assert!(run.wait().expect("run ends").success());
+
+    // logout: the grant leaves the keyring, and the next run asks for a sign-in
+    let out = agent(&session, &config).arg("logout").output().expect("agent");
+    assert!(out.status.success());
+    let out = agent(&session, &config).arg("check").output().expect("agent");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not signed in"), "{}", String::from_utf8_lossy(&out.stdout));
+
+    // no token in any file of the session (settings, state, logs)
+    for entry in walk(session.home()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains("refresh_token") && !text.contains("access_token"), "a token in {}", entry.display());
+    }
+    drop(phone);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            // the keyring's own files hold the grant, encrypted: that is where it belongs
+            if !p.ends_with("keyrings") {
+                out.extend(walk(&p));
+            }
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
