@@ -226,9 +226,11 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
                 );
             }
             let engine = Engine::open(Options::standard(paths));
-            let session = engine
-                .microsoft_session()?
-                .ok_or_else(|| anyhow::anyhow!("the mailbox does not sign in with OAuth2: set [mailbox] auth = \"oauth2\" and client_id"))?;
+            let session = engine.microsoft_session()?.ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the mailbox does not sign in with OAuth2: set [mailbox] auth = \"oauth2\" and client_id"
+                )
+            })?;
             let grant = runtime()?.block_on(session.device_login(|d| {
                 println!(
                     "To sign in, open {} in a browser (on any device) and enter the code {} (valid for {} minutes).",

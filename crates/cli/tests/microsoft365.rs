@@ -64,7 +64,8 @@ fn login_then_a_cloud_voicemail_lights_the_lamp_and_reading_it_elsewhere_turns_i
     let mut line = String::new();
     stdout.read_line(&mut line).expect("the instructions");
     let uri = line.split_whitespace().find(|w| w.starts_with("http")).expect("a page to open").to_string();
-    let code = line.split("enter the code ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a code").to_string();
+    let code =
+        line.split("enter the code ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a code").to_string();
     let page = std::process::Command::new("curl")
         .args(["-s", "--data", &format!("user_code={code}"), &uri])
         .output()

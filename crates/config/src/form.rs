@@ -583,10 +583,12 @@ fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mai
     let graph_url = service_url("mailbox.graph_url", &m.graph_url, GRAPH_URL, errors);
     let authority = service_url("mailbox.authority", &m.authority, AUTHORITY, errors);
     let client_id = non_empty(&m.client_id);
-    if backend == Some(MailBackend::Graph) && auth.is_some_and(|a| a != AuthMethod::Oauth2) && !m.auth.trim().is_empty() {
+    if backend == Some(MailBackend::Graph) && auth.is_some_and(|a| a != AuthMethod::Oauth2) && !m.auth.trim().is_empty()
+    {
         err(errors, "mailbox.auth", "Microsoft Graph signs in with OAuth2 only (auth = \"oauth2\").");
     }
-    let auth = if backend == Some(MailBackend::Graph) && m.auth.trim().is_empty() { Some(AuthMethod::Oauth2) } else { auth };
+    let auth =
+        if backend == Some(MailBackend::Graph) && m.auth.trim().is_empty() { Some(AuthMethod::Oauth2) } else { auth };
     if auth == Some(AuthMethod::Oauth2) && client_id.is_none() {
         err(
             errors,
@@ -828,6 +830,45 @@ mod tests {
         let s = SettingsForm::default().validate().expect("valid");
         assert!(s.mailbox.is_none());
         assert!(s.notifications.enabled);
+    }
+
+    #[test]
+    fn microsoft_365_needs_oauth2_and_a_client_id_and_round_trips() {
+        let form = |m: MailboxForm| SettingsForm { mailbox: Some(m), ..SettingsForm::default() };
+        let fields =
+            |f: SettingsForm| f.validate().expect_err("invalid").into_iter().map(|e| e.field).collect::<Vec<_>>();
+        let graph = MailboxForm { email: "mara@contoso.com".into(), backend: "graph".into(), ..Default::default() };
+        assert_eq!(
+            fields(form(graph.clone())),
+            ["mailbox.client_id"],
+            "graph implies oauth2, which needs the app's id"
+        );
+        assert_eq!(
+            fields(form(MailboxForm { auth: "ntlm".into(), client_id: "x".into(), ..graph.clone() })),
+            ["mailbox.auth"]
+        );
+        assert_eq!(fields(form(MailboxForm { backend: "imap".into(), ..graph.clone() })), ["mailbox.backend"]);
+        assert_eq!(
+            fields(form(MailboxForm {
+                client_id: "x".into(),
+                graph_url: "http://graph.example.com/v1.0".into(),
+                ..graph.clone()
+            })),
+            ["mailbox.graph_url"],
+            "tokens never go over plain http to another host"
+        );
+        let ok = MailboxForm { client_id: "6f3c1a57".into(), ..graph };
+        let settings = form(ok.clone()).validate().expect("valid");
+        let m = settings.mailbox.as_ref().expect("mailbox");
+        assert_eq!((m.backend, m.auth), (MailBackend::Graph, AuthMethod::Oauth2));
+        assert_eq!(m.graph_url.as_str(), "https://graph.microsoft.com/v1.0");
+        assert_eq!(m.authority.as_str(), "https://login.microsoftonline.com/organizations");
+        // the defaults are not written back into the file
+        let back = settings.to_form().mailbox.expect("mailbox");
+        assert_eq!(
+            (back.backend.as_str(), back.graph_url.as_str(), back.client_id.as_str()),
+            ("graph", "", "6f3c1a57")
+        );
     }
 
     #[test]

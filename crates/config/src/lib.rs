@@ -30,8 +30,8 @@ pub mod paths;
 
 pub use file::{Loaded, SCHEMA_VERSION, load, save};
 pub use form::{
-    AUTHORITY, AudioOptions, AuthMethod, FieldError, GRAPH_URL, MailBackend, Mailbox, MailboxForm, MwiOptions, Notifications, Phone, PhoneForm, PhoneMode,
-    Settings, SettingsForm, SipTransport, UserIdentity,
+    AUTHORITY, AudioOptions, AuthMethod, FieldError, GRAPH_URL, MailBackend, Mailbox, MailboxForm, MwiOptions,
+    Notifications, Phone, PhoneForm, PhoneMode, Settings, SettingsForm, SipTransport, UserIdentity,
 };
 pub use paths::Paths;
 

@@ -202,7 +202,9 @@ impl lamplighter_signin::GrantStore for KeyringGrants {
     fn load(&self) -> Result<Option<lamplighter_signin::Grant>, String> {
         match self.keyring.get(&self.key).map_err(|e| e.to_string())? {
             None => Ok(None),
-            Some(s) => serde_json::from_str(s.expose()).map(Some).map_err(|_| "the stored Microsoft sign-in does not read; sign in again".into()),
+            Some(s) => serde_json::from_str(s.expose())
+                .map(Some)
+                .map_err(|_| "the stored Microsoft sign-in does not read; sign in again".into()),
         }
     }
     fn save(&self, grant: &lamplighter_signin::Grant) -> Result<(), String> {
@@ -649,13 +651,16 @@ impl Engine {
         if m.auth != lamplighter_config::AuthMethod::Oauth2 {
             return Ok(None);
         }
-        let client_id = m.client_id.clone().ok_or_else(|| EngineError::Setup("[mailbox] client_id is not set".into()))?;
+        let client_id =
+            m.client_id.clone().ok_or_else(|| EngineError::Setup("[mailbox] client_id is not set".into()))?;
         let mut authority = lamplighter_signin::Authority::new(m.authority.as_str().trim_end_matches('/'), client_id);
         if let Some(ca) = &m.ca_file {
             authority.extra_ca_pem = std::fs::read(ca).ok();
         }
         let store = Arc::new(KeyringGrants { keyring: self.keyring.clone(), key: SecretKey::MicrosoftGrant(m.email) });
-        lamplighter_signin::Session::new(authority, store).map(|s| Some(Arc::new(s))).map_err(|e| EngineError::Setup(e.to_string()))
+        lamplighter_signin::Session::new(authority, store)
+            .map(|s| Some(Arc::new(s)))
+            .map_err(|e| EngineError::Setup(e.to_string()))
     }
 
     /// The passwords a run needs: the mailbox's and each phone's (keyring or environment).
@@ -885,7 +890,10 @@ impl Engine {
                         ok: true,
                         what: format!(
                             "signed in to Microsoft 365 as {} ({}){}",
-                            grant.as_ref().and_then(|g| g.account.clone()).unwrap_or_else(|| "an unnamed account".into()),
+                            grant
+                                .as_ref()
+                                .and_then(|g| g.account.clone())
+                                .unwrap_or_else(|| "an unnamed account".into()),
                             grant.map(|g| g.scopes.join(" ")).unwrap_or_default(),
                             left.unwrap_or_default()
                         ),

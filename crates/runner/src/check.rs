@@ -51,11 +51,7 @@ pub async fn run(config: RunConfig, first: CheckStep) -> Vec<CheckStep> {
             }
         }
         Err(e) => {
-            steps.push(CheckStep {
-                ok: false,
-                what: format!("{how}: {e}"),
-                hint: Some(e.hint()),
-            });
+            steps.push(CheckStep { ok: false, what: format!("{how}: {e}"), hint: Some(e.hint()) });
         }
     }
     if !config.phones.is_empty() {
