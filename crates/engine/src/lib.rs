@@ -654,6 +654,10 @@ impl Engine {
         let client_id =
             m.client_id.clone().ok_or_else(|| EngineError::Setup("[mailbox] client_id is not set".into()))?;
         let mut authority = lamplighter_signin::Authority::new(m.authority.as_str().trim_end_matches('/'), client_id);
+        if m.backend == lamplighter_config::MailBackend::Ews {
+            // tokens are for one resource: EWS's, not Graph's
+            authority.scopes = lamplighter_signin::EWS_SCOPES.iter().map(|s| s.to_string()).collect();
+        }
         if let Some(ca) = &m.ca_file {
             authority.extra_ca_pem = std::fs::read(ca).ok();
         }

@@ -34,6 +34,10 @@ pub const REFRESH_AHEAD: Duration = Duration::from_secs(300);
 /// refresh token. Delegated, consentable by the user.
 pub const SCOPES: &[&str] = &["https://graph.microsoft.com/Mail.ReadWrite", "offline_access"];
 
+/// For EWS with OAuth2 (Exchange Online while it still allows EWS, hybrid
+/// modern authentication): EWS's own resource.
+pub const EWS_SCOPES: &[&str] = &["https://outlook.office365.com/EWS.AccessAsUser.All", "offline_access"];
+
 /// Where and as whom to sign in.
 #[derive(Debug, Clone)]
 pub struct Authority {
