@@ -6,8 +6,9 @@
 
 use lamplighter_ews_sim::{AuthSchemes, KerberosAcceptor, SimConfig, Simulator, Voicemail};
 use lamplighter_testkit::kdc::{Kdc, REALM};
-use std::io::BufRead as _;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
 
 const USER_PASSWORD: &str = "Winter-2026";
 
@@ -152,31 +153,8 @@ fn no_ticket_and_an_expired_ticket_ask_for_kinit_and_the_new_ticket_is_picked_up
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("agent");
-    let lines = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    std::thread::spawn(move || {
-        for line in lines.lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&line)
-                && tx.send(v).is_err()
-            {
-                return;
-            }
-        }
-    });
-    let wait = |what: &str, want: &dyn Fn(&serde_json::Value) -> bool| {
-        let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(120));
-        let mut seen = Vec::new();
-        while Instant::now() < end {
-            if let Ok(v) = rx.recv_timeout(Duration::from_millis(200)) {
-                if want(&v) {
-                    return;
-                }
-                seen.push(v);
-            }
-        }
-        panic!("never {what}; saw {seen:#?}");
-    };
-    wait("asked for kinit", &|v| {
+    let mut lines = common::JsonLines::read(&mut child);
+    lines.wait("asked for kinit", |v| {
         v["event"] == "state"
             && v["connection"]["state"] == "reconnecting"
             && v["connection"]["reason"].as_str().is_some_and(|r| r.contains("run kinit"))
@@ -184,7 +162,7 @@ fn no_ticket_and_an_expired_ticket_ask_for_kinit_and_the_new_ticket_is_picked_up
     // a fresh ticket into the same cache, as kinit or SSSD renews it
     let fresh = realm.kdc.kinit("mara", USER_PASSWORD, None);
     std::fs::copy(fresh.trim_start_matches("FILE:"), cache.trim_start_matches("FILE:")).expect("renew cache");
-    wait("connected with the new ticket", &|v| v["event"] == "state" && v["connection"]["state"] == "live");
+    lines.wait("connected with the new ticket", |v| v["event"] == "state" && v["connection"]["state"] == "live");
     let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     assert!(child.wait().expect("wait").success());
 }

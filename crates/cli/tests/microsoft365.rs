@@ -9,7 +9,9 @@
 use lamplighter_ews_sim::{EntraConfig, SimConfig, Simulator, Voicemail};
 use lamplighter_testkit::{Parts, Session};
 use std::io::{BufRead as _, Read as _};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+mod common;
 
 fn write_config(dir: &std::path::Path, sim: &Simulator, phone: std::net::SocketAddr) -> std::path::PathBuf {
     let path = dir.join("config.toml");
@@ -91,30 +93,7 @@ fn login_then_a_cloud_voicemail_lights_the_lamp_and_reading_it_elsewhere_turns_i
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("agent run");
-    let lines = std::io::BufReader::new(run.stdout.take().expect("stdout"));
-    let (tx, rx) = std::sync::mpsc::channel::<serde_json::Value>();
-    std::thread::spawn(move || {
-        for l in lines.lines().map_while(Result::ok) {
-            if let Ok(v) = serde_json::from_str(&l)
-                && tx.send(v).is_err()
-            {
-                return;
-            }
-        }
-    });
-    let wait = |what: &str, want: &dyn Fn(&serde_json::Value) -> bool| {
-        let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(60));
-        let mut seen = Vec::new();
-        while Instant::now() < end {
-            if let Ok(v) = rx.recv_timeout(Duration::from_millis(200)) {
-                if want(&v) {
-                    return;
-                }
-                seen.push(v);
-            }
-        }
-        panic!("never {what}; saw {seen:#?}");
-    };
+    let mut lines = common::JsonLines::read(&mut run);
     let lamp = |new: u64, old: u64| {
         move |v: &serde_json::Value| {
             v["event"] == "mwi"
@@ -123,7 +102,7 @@ fn login_then_a_cloud_voicemail_lights_the_lamp_and_reading_it_elsewhere_turns_i
                 && v["counts"]["old"] == old
         }
     };
-    wait("the start-up lamp (off)", &lamp(0, 0));
+    lines.wait("the start-up lamp (off)", lamp(0, 0));
     let id = sim.deposit_voicemail(Voicemail {
         caller_number: "+49 5251 304613".into(),
         caller_name: Some("Jörg Müller".into()),
@@ -132,10 +111,10 @@ fn login_then_a_cloud_voicemail_lights_the_lamp_and_reading_it_elsewhere_turns_i
         transcription: Some("Bitte ruf mich zurück.".into()),
         ..Voicemail::default()
     });
-    wait("the voicemail announced", &|v| v["event"] == "notify" && v["kind"] == "voicemail");
-    wait("the lamp on", &lamp(1, 0));
+    lines.wait("the voicemail announced", |v| v["event"] == "notify" && v["kind"] == "voicemail");
+    lines.wait("the lamp on", lamp(1, 0));
     sim.set_read(&id, true);
-    wait("the lamp off", &lamp(0, 1));
+    lines.wait("the lamp off", lamp(0, 1));
     let _ = std::process::Command::new("kill").args(["-TERM", &run.id().to_string()]).status();
     assert!(run.wait().expect("run ends").success());
 

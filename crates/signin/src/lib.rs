@@ -140,6 +140,15 @@ impl ExtraTokenFields for IdToken {}
 
 type Answer = StandardTokenResponse<IdToken, BasicTokenType>;
 
+/// `oauth2`'s client with token answers that carry the id token.
+type OAuthClient = oauth2::Client<
+    oauth2::basic::BasicErrorResponse,
+    Answer,
+    oauth2::basic::BasicTokenIntrospectionResponse,
+    oauth2::StandardRevocableToken,
+    oauth2::basic::BasicRevocationErrorResponse,
+>;
+
 /// The account name in an id token's claims (not verified: it is shown,
 /// never used to decide anything).
 fn account_of(answer: &Answer) -> Option<String> {
@@ -191,6 +200,11 @@ impl Session {
         format!("{}/oauth2/v2.0/{name}", self.authority.authority)
     }
 
+    /// The protocol client for our registration (endpoints set by the caller).
+    fn client(&self) -> OAuthClient {
+        OAuthClient::new(ClientId::new(self.authority.client_id.clone()))
+    }
+
     fn http(&self) -> impl Fn(oauth2::HttpRequest) -> HttpFuture + use<> {
         let (tls, fixed, timeout) = (self.tls.clone(), self.authority.fixed_address, self.authority.timeout);
         move |req| {
@@ -217,16 +231,11 @@ impl Session {
     /// what to enter; returns once they did (or the code ran out).
     pub async fn device_login(&self, show: impl FnOnce(&DeviceCode)) -> Result<Grant, SignInError> {
         let bad = |e: oauth2::url::ParseError| SignInError::Registration(e.to_string());
-        let client = oauth2::Client::<
-            oauth2::basic::BasicErrorResponse,
-            Answer,
-            oauth2::basic::BasicTokenIntrospectionResponse,
-            oauth2::StandardRevocableToken,
-            oauth2::basic::BasicRevocationErrorResponse,
-        >::new(ClientId::new(self.authority.client_id.clone()))
-        .set_auth_uri(AuthUrl::new(self.endpoint("authorize")).map_err(bad)?)
-        .set_token_uri(TokenUrl::new(self.endpoint("token")).map_err(bad)?)
-        .set_device_authorization_url(DeviceAuthorizationUrl::new(self.endpoint("devicecode")).map_err(bad)?);
+        let client = self
+            .client()
+            .set_auth_uri(AuthUrl::new(self.endpoint("authorize")).map_err(bad)?)
+            .set_token_uri(TokenUrl::new(self.endpoint("token")).map_err(bad)?)
+            .set_device_authorization_url(DeviceAuthorizationUrl::new(self.endpoint("devicecode")).map_err(bad)?);
         let http = self.http();
         let details: StandardDeviceAuthorizationResponse = client
             .exchange_device_code()
@@ -315,15 +324,9 @@ impl Session {
             return Ok(c.token.clone());
         }
         let grant = self.grant()?.ok_or(SignInError::NotSignedIn)?;
-        let bad = |e: oauth2::url::ParseError| SignInError::Registration(e.to_string());
-        let client = oauth2::Client::<
-            oauth2::basic::BasicErrorResponse,
-            Answer,
-            oauth2::basic::BasicTokenIntrospectionResponse,
-            oauth2::StandardRevocableToken,
-            oauth2::basic::BasicRevocationErrorResponse,
-        >::new(ClientId::new(self.authority.client_id.clone()))
-        .set_token_uri(TokenUrl::new(self.endpoint("token")).map_err(bad)?);
+        let client = self.client().set_token_uri(
+            TokenUrl::new(self.endpoint("token")).map_err(|e| SignInError::Registration(e.to_string()))?,
+        );
         let http = self.http();
         let answer = client
             .exchange_refresh_token(&RefreshToken::new(grant.refresh_token.clone()))
