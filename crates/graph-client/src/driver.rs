@@ -1,5 +1,5 @@
 //! The tokio driver of the delta polling core: sends what
-//! [`DeltaSync`](lamplighter_graph_sync::DeltaSync) asks for, hands the
+//! [`DeltaSync`] asks for, hands the
 //! changes on (voicemails first given their attachment list, fetched in
 //! `$batch`es of 20), stores each delta link once its changes are out, and
 //! reports the connection. A stop ends it at once, in flight or waiting.
