@@ -471,7 +471,12 @@ fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
 
     // paused: counted, not announced
     tray.click_menu("Pause notifications");
-    assert!(tray.menu_items().iter().any(|(l, _, t)| l == "Pause notifications" && *t == 1), "shown as checked");
+    // the tray redraws its menu once the engine took the click: wait for that, not a moment
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+    while !tray.menu_items().iter().any(|(l, _, t)| l == "Pause notifications" && *t == 1) {
+        assert!(Instant::now() < end, "never shown as checked: {:?}", tray.menu_items());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "yes"), ("summary", r"Voice-Message: 2/0")]);
     sim.deposit_voicemail(with_audio("+49 30 2222"));
     let (ok, log) = phone.finish();
