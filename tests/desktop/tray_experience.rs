@@ -490,6 +490,11 @@ fn the_tray_menu_resends_the_lamp_pauses_notifications_and_plays_the_latest() {
     assert!(!dunst.shown().iter().any(|(_, s, _)| s.contains("+49 30 2222")), "announced while paused");
     // resumed: the next one is announced
     tray.click_menu("Pause notifications");
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+    while !tray.menu_items().iter().any(|(l, _, t)| l == "Pause notifications" && *t == 0) {
+        assert!(Instant::now() < end, "never shown as resumed: {:?}", tray.menu_items());
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let phone = Sipp::start_on(port, "notify-uas-ok.xml", &[("waiting", "yes"), ("summary", r"Voice-Message: 3/0")]);
     let newest = sim.deposit_voicemail(with_audio("+49 30 3333"));
     let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
