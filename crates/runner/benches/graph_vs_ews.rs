@@ -114,6 +114,11 @@ fn main() {
         if i > 0 {
             std::thread::sleep(Duration::from_secs(125));
         }
+        // at a random point of the 6 s poll cycle, or the fixed sleeps line every deposit up
+        // with the same phase of it
+        use std::hash::{BuildHasher as _, RandomState};
+        let phase = RandomState::new().hash_one((i, Instant::now())) % 6000;
+        std::thread::sleep(Duration::from_millis(phase));
         idle.extend(deposits(&sim, &phone.lamps, 1, 2000 + i));
     }
     idle.sort_by(|a, b| a.total_cmp(b));
