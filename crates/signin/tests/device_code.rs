@@ -136,3 +136,22 @@ async fn conditional_access_a_declined_sign_in_and_an_unknown_app_are_named() {
     let e = stranger.device_login(|_| {}).await.expect_err("unknown app");
     assert!(matches!(e, SignInError::Registration(ref w) if w.contains("AADSTS700016")), "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sign_in_service_bounds_the_device_codes_a_stranger_asks_for() {
+    let sim = sim(fast()).await;
+    let tls = lamplighter_https::Tls::new(None).expect("tls");
+    let url = format!("{}/oauth2/v2.0/devicecode", sim.authority("organizations"));
+    let body = format!("client_id={}&scope=offline_access", EntraConfig::default().client_id);
+    let mut statuses = Vec::new();
+    for _ in 0..1001 {
+        let req = lamplighter_signin::oauth2::http::Request::post(url.as_str())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body.clone().into_bytes())
+            .expect("request");
+        let a = lamplighter_https::exchange(&tls, req, None, Duration::from_secs(10), 1 << 16).await.expect("answer");
+        statuses.push(a.status().as_u16());
+    }
+    assert!(statuses[..1000].iter().all(|s| *s == 200));
+    assert_eq!(statuses[1000], 429, "the 1001st pending sign-in is refused");
+}

@@ -48,6 +48,9 @@ impl Default for EntraConfig {
     }
 }
 
+/// Device sign-ins pending at once, at most.
+const MAX_PENDING_DEVICES: usize = 1000;
+
 #[derive(Debug)]
 struct DeviceCode {
     user_code: String,
@@ -205,6 +208,17 @@ pub(super) fn serve(shared: &Shared, method: &Method, path: &str, body: &[u8]) -
             ),
         ),
         (&Method::POST, "devicecode") => {
+            // a stranger must not grow the table: spent codes go, and pending ones are bounded
+            entra.devices.retain(|_, d| d.expires > now);
+            entra.access.retain(|_, exp| *exp > now);
+            if entra.devices.len() >= MAX_PENDING_DEVICES {
+                return error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "temporarily_unavailable",
+                    90055,
+                    "Too many device sign-ins are pending. Try again later.",
+                );
+            }
             let device_code = random(48);
             let code = user_code();
             let scope = f.get("scope").cloned().unwrap_or_default();
