@@ -2,7 +2,8 @@
 //!
 //! Format: TOML with a top-level `schema_version` (currently 1; a file
 //! without it is read as version 1), then the tables of [`SettingsForm`]:
-//! `[mailbox]`, `[[phone]]`, `[user]`, `[notifications]`, `[mwi]`. Unknown
+//! `[mailbox]`, `[[phone]]`, `[user]`, `[notifications]`, `[mwi]`, `[audio]`,
+//! `[[voicemail_rule]]`. Unknown
 //! keys are errors, so a typo is reported rather than ignored.
 //!
 //! Rules that keep the user's data safe:
@@ -251,6 +252,32 @@ mod tests {
             let mode = fs::metadata(&path).expect("meta").permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
         }
+    }
+
+    #[test]
+    fn voicemail_rules_round_trip_and_a_bad_one_names_its_key() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("config.toml");
+        let rule = "[[voicemail_rule]]\nname = \"3cx\"\nfrom = [\"@pbx.example.com\"]\nsubject = \"^New Voicemail\"\nattachment = [\"wav\"]\n";
+        fs::write(&path, rule).expect("write");
+        let loaded = load(&path).expect("a valid rule");
+        assert_eq!(loaded.settings.voicemail_rules.len(), 1);
+        assert_eq!(loaded.settings.recogniser().rules()[0].name(), "3cx");
+        save(&path, &loaded.settings).expect("save");
+        assert_eq!(load(&path).expect("load").settings, loaded.settings);
+        assert!(fs::read_to_string(&path).expect("read").contains("[[voicemail_rule]]"));
+
+        let bad = SettingsForm {
+            voicemail_rules: vec![lamplighter_recognise::RuleSpec {
+                name: "x".into(),
+                subject: "([".into(),
+                ..Default::default()
+            }],
+            ..SettingsForm::default()
+        };
+        let errors = bad.validate().expect_err("a pattern that does not compile");
+        assert_eq!(errors[0].field, "voicemail_rule.0.subject");
+        assert!(errors[0].message.contains("\"x\""), "{}", errors[0].message);
     }
 
     #[test]

@@ -41,6 +41,10 @@ pub struct SettingsForm {
     pub mwi: MwiOptions,
     /// Voicemail audio cache.
     pub audio: AudioOptions,
+    /// How to recognise a PBX's voicemail e-mails (`[[voicemail_rule]]`),
+    /// tried before the built-in rules.
+    #[serde(rename = "voicemail_rule", skip_serializing_if = "Vec::is_empty")]
+    pub voicemail_rules: Vec<lamplighter_recognise::RuleSpec>,
 }
 
 /// `[mailbox]` as typed.
@@ -307,6 +311,15 @@ pub struct Settings {
     pub mwi: MwiOptions,
     /// Audio cache.
     pub audio: AudioOptions,
+    /// The admin's voicemail rules, each one compiles.
+    pub voicemail_rules: Vec<lamplighter_recognise::RuleSpec>,
+}
+
+impl Settings {
+    /// The recogniser for these settings: the admin's rules, then the built-in ones.
+    pub fn recogniser(&self) -> lamplighter_recognise::Recogniser {
+        lamplighter_recognise::Recogniser::new(self.voicemail_rules.iter().filter_map(|r| r.compile().ok()).collect())
+    }
 }
 
 /// A validated mailbox account.
@@ -416,6 +429,11 @@ impl SettingsForm {
         if !(1..=3650).contains(&self.audio.cache_days) {
             err(&mut errors, "audio.cache_days", "Keep recordings between 1 and 3650 days.");
         }
+        for (i, rule) in self.voicemail_rules.iter().enumerate() {
+            if let Err(e) = rule.compile() {
+                err(&mut errors, format!("voicemail_rule.{i}.{}", e.field()), e.to_string());
+            }
+        }
         if errors.is_empty() {
             Ok(Settings {
                 mailbox,
@@ -430,6 +448,7 @@ impl SettingsForm {
                     ..self.mwi.clone()
                 },
                 audio: self.audio.clone(),
+                voicemail_rules: self.voicemail_rules.clone(),
             })
         } else {
             Err(errors)
@@ -482,6 +501,7 @@ impl Settings {
             notifications: self.notifications.clone(),
             mwi: self.mwi.clone(),
             audio: self.audio.clone(),
+            voicemail_rules: self.voicemail_rules.clone(),
         }
     }
 }

@@ -145,6 +145,7 @@ impl Demo {
             mailbox: MailboxSetup::ews(client),
             user,
             include_missed_calls: false,
+            recogniser: Default::default(),
             phones: vec![PhoneTarget {
                 uri: format!("sip:demo@{}", phone.addr),
                 transport: lamplighter_sip_notify::Transport::Udp,

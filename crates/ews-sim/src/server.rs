@@ -841,11 +841,12 @@ async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<In
     if entra::is_entra(req.uri().path()) {
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let query = req.uri().query().map(str::to_string);
         let body = match http_body_util::Limited::new(req.into_body(), 64 << 10).collect().await {
             Ok(b) => b.to_bytes(),
             Err(_) => return full(StatusCode::PAYLOAD_TOO_LARGE, "request too large"),
         };
-        let r = entra::serve(&shared, &method, &path, &body);
+        let r = entra::serve(&shared, &method, &path, query.as_deref(), &body);
         shared.served.lock().unwrap_or_else(|p| p.into_inner()).push(Served {
             op: format!("entra {method} {path}"),
             status: r.status().as_u16(),

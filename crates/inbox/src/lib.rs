@@ -20,8 +20,8 @@
 use lamplighter_ews_wire::{Item, ItemId};
 use lamplighter_mailbox_sync::Change;
 use lamplighter_missed_calls::{CallBook, CallOutcome, CallRecord, MailboxCallItem, RecordId, UserIdentity};
+use lamplighter_recognise::{By, ItemView, Recognised, Recogniser};
 pub use lamplighter_um::Counts;
-use lamplighter_um::ItemClass;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
@@ -33,13 +33,30 @@ pub enum Kind {
     MissedCall,
 }
 
-/// The kind of an item class: voicemail, missed call, or neither (ordinary mail).
-pub fn kind_of(item_class: &str) -> Option<Kind> {
-    match ItemClass::parse(item_class) {
-        ItemClass::Voicemail => Some(Kind::Voicemail),
-        ItemClass::MissedCall => Some(Kind::MissedCall),
-        ItemClass::AnsweredCall | ItemClass::OtherUm | ItemClass::Other => None,
-    }
+/// What `recogniser` makes of `item`: its kind for the inbox (answered
+/// calls and ordinary mail are neither) and who called.
+pub fn recognise(recogniser: &Recogniser, item: &Item) -> Option<(Kind, Recognised)> {
+    let attachments: Vec<(Option<&str>, Option<&str>)> =
+        item.attachments.iter().map(|a| (a.name.as_deref(), a.content_type.as_deref())).collect();
+    let view = ItemView {
+        class: item.item_class.as_deref(),
+        sender: item.from.as_ref().and_then(|f| f.email.as_deref()),
+        subject: item.subject.as_deref(),
+        headers: &item.headers,
+        attachments: &attachments,
+        body: item.text_body.as_deref(),
+        duration_secs: item.um.duration_secs,
+        caller_number: item.um.caller_number.as_deref(),
+        caller_name: item.um.caller_name.as_deref(),
+        attachment_order: item.um.attachment_order.as_deref(),
+    };
+    let r = recogniser.recognise(&view)?;
+    let kind = match r.kind {
+        lamplighter_recognise::Kind::Voicemail => Kind::Voicemail,
+        lamplighter_recognise::Kind::MissedCall => Kind::MissedCall,
+        lamplighter_recognise::Kind::AnsweredCall => return None,
+    };
+    Some((kind, r))
 }
 
 /// A voicemail as the UI lists it.
@@ -150,20 +167,29 @@ pub struct MailboxState {
     outputs: VecDeque<Output>,
     last_lamp: Option<Counts>,
     last_summary: Option<Summary>,
+    recogniser: Recogniser,
 }
 
-fn call_item(item: &Item) -> MailboxCallItem {
+/// Unified Messaging's items name their caller as the sender too; a PBX's
+/// e-mail comes from the PBX, which is nobody's caller.
+fn sender_is_caller(r: &Recognised) -> bool {
+    matches!(r.by, By::ItemClass | By::ContentClass)
+}
+
+fn call_item(item: &Item, r: &Recognised) -> MailboxCallItem {
+    let sender = sender_is_caller(r).then_some(item.from.as_ref()).flatten();
     MailboxCallItem {
         item_id: item.id.id.clone(),
-        item_class: item.item_class.as_deref().unwrap_or_default().to_string(),
+        // the class the analysis reads: what the recogniser found, whoever wrote the item
+        item_class: "IPM.Note.Microsoft.Missed.Voice".into(),
         received: item
             .date_time_received
             .as_deref()
             .and_then(|t| lamplighter_missed_calls::record::parse_time(t).ok())
             .unwrap_or(0),
         call_id: item.um.call_id.clone(),
-        caller_number: item.um.caller_number.clone().or_else(|| item.from.as_ref().and_then(|f| f.email.clone())),
-        caller_name: item.um.caller_name.clone().or_else(|| item.from.as_ref().and_then(|f| f.name.clone())),
+        caller_number: r.caller_number.clone().or_else(|| sender.and_then(|f| f.email.clone())),
+        caller_name: r.caller_name.clone().or_else(|| sender.and_then(|f| f.name.clone())),
         headers: item.headers.clone(),
     }
 }
@@ -182,7 +208,16 @@ impl MailboxState {
             outputs: VecDeque::new(),
             last_lamp: None,
             last_summary: None,
+            recogniser: Recogniser::default(),
         }
+    }
+
+    /// Recognises voicemail and calls with `recogniser` (the admin's PBX
+    /// rules) instead of the built-in rules alone.
+    #[must_use]
+    pub fn with_recogniser(mut self, recogniser: Recogniser) -> Self {
+        self.recogniser = recogniser;
+        self
     }
 
     /// Catching up is over: changes from now on are news.
@@ -232,37 +267,23 @@ impl MailboxState {
     }
 
     fn upsert(&mut self, item: Item) {
-        let kind = item.item_class.as_deref().and_then(kind_of);
+        let recognised = recognise(&self.recogniser, &item);
         let id = item.id.id.clone();
         if let Some(stale) = &mut self.stale {
             stale.remove(&id);
         }
-        match kind {
-            Some(Kind::Voicemail) => {
+        match recognised {
+            Some((Kind::Voicemail, r)) => {
                 let is_new = !self.voicemails.contains_key(&id);
-                let audio = item
-                    .um
-                    .attachment_order
-                    .as_deref()
-                    .and_then(|order| order.split(';').next())
-                    .and_then(|first| item.attachments.iter().find(|a| a.name.as_deref() == Some(first.trim())))
-                    .or_else(|| item.attachments.first())
-                    .map(|a| a.id.clone());
+                let audio = r.audio.and_then(|i| item.attachments.get(i)).map(|a| a.id.clone());
+                let sender = sender_is_caller(&r).then_some(item.from.as_ref()).flatten();
                 let v = Voicemail {
                     item_id: id.clone(),
                     id: item.id.clone(),
-                    caller_number: item
-                        .um
-                        .caller_number
-                        .clone()
-                        .or_else(|| item.from.as_ref().and_then(|f| f.email.clone())),
-                    caller_name: item
-                        .um
-                        .caller_name
-                        .clone()
-                        .or_else(|| item.from.as_ref().and_then(|f| f.name.clone())),
+                    caller_number: r.caller_number.clone().or_else(|| sender.and_then(|f| f.email.clone())),
+                    caller_name: r.caller_name.clone().or_else(|| sender.and_then(|f| f.name.clone())),
                     received: item.date_time_received.clone(),
-                    duration_secs: item.um.duration_secs,
+                    duration_secs: r.duration_secs,
                     urgent: item.importance.as_deref() == Some("High"),
                     heard: item.is_read.unwrap_or(false),
                     subject: item.subject.clone(),
@@ -281,13 +302,13 @@ impl MailboxState {
                 }
                 self.voicemails.insert(id, v);
             }
-            Some(Kind::MissedCall) => {
+            Some((Kind::MissedCall, r)) => {
                 let read = item.is_read.unwrap_or(false);
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.1 = read;
                     return;
                 }
-                let Ok(record) = CallRecord::from_mailbox_item(&call_item(&item)) else { return };
+                let Ok(record) = CallRecord::from_mailbox_item(&call_item(&item, &r)) else { return };
                 let rid = self.book.insert(record);
                 self.calls.insert(id.clone(), (rid, read));
                 self.record_item.insert(rid, id.clone());

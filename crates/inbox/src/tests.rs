@@ -170,11 +170,73 @@ fn ordinary_mail_is_ignored_and_a_reset_reloads_announcing_only_what_is_new() {
 }
 
 #[test]
-fn protected_voicemail_counts_as_voicemail() {
-    assert_eq!(kind_of("IPM.Note.rpmsg.Microsoft.Voicemail.UM.CA"), Some(Kind::Voicemail));
-    assert_eq!(kind_of("ipm.note.microsoft.voicemail.um"), Some(Kind::Voicemail));
-    assert_eq!(kind_of("IPM.Note.Microsoft.Missed.Voice"), Some(Kind::MissedCall));
-    assert_eq!(kind_of("IPM.Note.Microsoft.Conversation.Voice"), None);
+fn protected_voicemail_counts_as_voicemail_and_answered_calls_do_not() {
+    let r = Recogniser::default();
+    let of = |class: &str| {
+        recognise(&r, &Item { item_class: Some(class.to_string().into()), ..Item::default() }).map(|(k, _)| k)
+    };
+    assert_eq!(of("IPM.Note.rpmsg.Microsoft.Voicemail.UM.CA"), Some(Kind::Voicemail));
+    assert_eq!(of("ipm.note.microsoft.voicemail.um"), Some(Kind::Voicemail));
+    assert_eq!(of("IPM.Note.Microsoft.Missed.Voice"), Some(Kind::MissedCall));
+    assert_eq!(of("IPM.Note.Microsoft.Conversation.Voice"), None);
+    assert_eq!(of("IPM.Note"), None);
+}
+
+fn asterisk_mail(id: &str) -> Item {
+    Item {
+        element: "Message".into(),
+        id: ItemId { id: id.into(), change_key: "ck1".into() },
+        item_class: Some("IPM.Note".into()),
+        subject: Some("[PBX]: New message 1 in mailbox 600".into()),
+        is_read: Some(false),
+        date_time_received: Some("2026-11-24T11:00:00Z".into()),
+        from: Some(Mailbox { name: Some("Asterisk PBX".into()), email: Some("asterisk@pbx.example.com".into()) }),
+        headers: vec![
+            ("X-Asterisk-CallerID".into(), "+49 30 123456".into()),
+            ("X-Asterisk-CallerIDName".into(), "Carl Caller".into()),
+        ],
+        attachments: vec![lamplighter_ews_wire::Attachment {
+            id: "att-wav".into(),
+            name: Some("msg0000.wav".into()),
+            content_type: Some("audio/x-wav".into()),
+            size: Some(16_044),
+        }],
+        text_body: Some("you were just left a 0:12 long message (number 1)".into()),
+        ..Item::default()
+    }
+}
+
+#[test]
+fn a_pbx_voicemail_mail_is_a_voicemail_from_the_caller_not_from_the_pbx() {
+    let mut s = MailboxState::new(user(), false);
+    s.caught_up();
+    drain(&mut s);
+    s.apply(Change::Added(asterisk_mail("pbx1")));
+    let out = drain(&mut s);
+    assert_eq!(lamps(&out), [counts(1, 0, 0, 0)]);
+    let n = notes(&out);
+    assert_eq!(n.len(), 1);
+    assert_eq!((n[0].from.as_str(), n[0].duration_secs), ("Carl Caller (+49 30 123456)", Some(12)));
+    let v = s.voicemail("pbx1").expect("listed");
+    assert_eq!(v.audio_attachment.as_deref(), Some("att-wav"));
+
+    // the same mail from a PBX whose rule marks missed calls, with the PBX's sender and no caller id
+    let rule = lamplighter_recognise::RuleSpec {
+        name: "pbx-missed".into(),
+        kind: "missed_call".into(),
+        subject: "^Missed call".into(),
+        ..Default::default()
+    };
+    let mut s = MailboxState::new(user(), true).with_recogniser(Recogniser::new(vec![rule.compile().expect("valid")]));
+    s.caught_up();
+    drain(&mut s);
+    let mut m = asterisk_mail("pbx2");
+    m.subject = Some("Missed call".into());
+    m.headers.clear();
+    s.apply(Change::Added(m));
+    let out = drain(&mut s);
+    assert_eq!(s.summary().missed_calls, 1, "{:?}", s.summary());
+    assert_eq!(notes(&out)[0].from, "anonymous", "the PBX's address is not the caller");
 }
 
 #[test]

@@ -150,10 +150,13 @@ enum Phase {
 
 /// Whether an item needs its details fetched (GetItem: internet headers with
 /// the call's SIP data, attachments, the transcription), which
-/// SyncFolderItems cannot return. Only Unified Messaging's items do, and those
-/// whose class the server did not say; ordinary mail never costs a request.
+/// SyncFolderItems cannot return: Unified Messaging's items, those whose
+/// class the server did not say, and mail with attachments, which may be a
+/// PBX's voicemail (`lamplighter-recognise` decides from the headers, sender,
+/// subject and attachment types). Mail without attachments never costs a
+/// request.
 pub fn needs_details(item: &Item) -> bool {
-    lamplighter_um::ItemClass::is_um_or_unknown(item.item_class.as_deref())
+    lamplighter_um::ItemClass::is_um_or_unknown(item.item_class.as_deref()) || item.has_attachments != Some(false)
 }
 
 /// How changes are noticed.

@@ -304,15 +304,19 @@ fn a_wait_says_why_the_last_attempt_failed() {
 }
 
 #[test]
-fn only_unified_messaging_items_cost_a_get_item() {
-    let item = |class: Option<&str>| lamplighter_ews_wire::Item {
+fn only_unified_messaging_items_and_mail_with_attachments_cost_a_get_item() {
+    let item = |class: Option<&str>, attachments: Option<bool>| lamplighter_ews_wire::Item {
         item_class: class.map(|c| std::borrow::Cow::Owned(c.to_string())),
+        has_attachments: attachments,
         ..Default::default()
     };
-    assert!(lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note.Microsoft.Voicemail.UM.CA"))));
-    assert!(lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note.Microsoft.Missed.Voice"))));
-    assert!(lamplighter_mailbox_sync::needs_details(&item(None)));
-    assert!(!lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note"))));
+    assert!(lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note.Microsoft.Voicemail.UM.CA"), Some(false))));
+    assert!(lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note.Microsoft.Missed.Voice"), Some(false))));
+    assert!(lamplighter_mailbox_sync::needs_details(&item(None, Some(false))));
+    // a PBX's voicemail is ordinary mail with a recording attached; the headers decide
+    assert!(lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note"), Some(true))));
+    assert!(lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note"), None)));
+    assert!(!lamplighter_mailbox_sync::needs_details(&item(Some("IPM.Note"), Some(false))));
 }
 
 /// A proxy that buffers the streaming response (no headers until it ends):

@@ -20,6 +20,7 @@ fn config(mailbox: MailboxSetup, phone: std::net::SocketAddr) -> RunConfig {
         mailbox,
         user: lamplighter_missed_calls::UserIdentity::new(&["mara@example.test"], &[]).expect("user"),
         include_missed_calls: false,
+        recogniser: Default::default(),
         phones: vec![lamplighter_sip_notify::driver::PhoneTarget {
             uri: format!("sip:613@{phone}"),
             transport: lamplighter_sip_notify::Transport::Udp,

@@ -90,6 +90,8 @@ pub struct RunConfig {
     pub user: lamplighter_missed_calls::UserIdentity,
     /// Add unseen missed calls to the lamp.
     pub include_missed_calls: bool,
+    /// Which items are voicemail and calls (the admin's PBX rules, then the built-in ones).
+    pub recogniser: lamplighter_recognise::Recogniser,
     /// Phones whose lamp follows (unsolicited NOTIFYs).
     pub phones: Vec<PhoneTarget>,
     /// Phones that SUBSCRIBE for message-summary, with how each proves who it is; served on `sip`'s addresses.
@@ -234,7 +236,9 @@ impl Runner {
         if let Some(e) = listening {
             let _ = events.send(e);
         }
-        let state = Arc::new(Mutex::new(MailboxState::new(config.user, config.include_missed_calls)));
+        let state = Arc::new(Mutex::new(
+            MailboxState::new(config.user, config.include_missed_calls).with_recogniser(config.recogniser),
+        ));
         let (tx, rx) = mpsc::channel(1024);
         // the whole folder is read at start (silently), so counts are right and nothing is re-announced
         let tracking = backend.clone().track(Arc::new(MemoryState::default()), tx);

@@ -191,6 +191,7 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
         },
         user,
         include_missed_calls: settings.mwi.include_missed_calls,
+        recogniser: settings.recogniser(),
         phones,
         subscribers,
         sip: lamplighter_sip_notify::SenderConfig {

@@ -25,6 +25,7 @@ fn run_config(
         mailbox: MailboxSetup::ews(client),
         user: lamplighter_missed_calls::UserIdentity::new(&["mara@example.test"], &["+49 5251 304600"]).expect("user"),
         include_missed_calls: false,
+        recogniser: Default::default(),
         phones,
         subscribers,
         audio_cache: None,

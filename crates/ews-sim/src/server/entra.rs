@@ -9,6 +9,16 @@
 //! `AADSTS` code, `error_codes`, `trace_id`, `timestamp`). A form at
 //! `/devicelogin` plays the user's browser step.
 //!
+//! The authorization code grant with PKCE for native apps (RFC 8252,
+//! RFC 7636): `/authorize` plays the user who signs in and consents (or
+//! declines, [`EntraConfig::decline_browser`]) and redirects to the app's
+//! loopback address — only `http://localhost` or `http://127.0.0.1` with
+//! any port, as Entra treats a native app's `http://localhost`
+//! registration — and only with an S256 `code_challenge`. The code lives
+//! ten minutes, is redeemed once (a replay is `AADSTS54005`), and only with
+//! the same client, the same redirect URI and the `code_verifier` whose
+//! SHA-256 is the challenge (`AADSTS501481` otherwise).
+//!
 //! Access tokens it issues are accepted by the Graph face (and EWS with
 //! OAuth2) until they expire.
 
@@ -33,6 +43,8 @@ pub struct EntraConfig {
     pub device_interval: Duration,
     /// Conditional Access blocks the device code flow.
     pub block_device_code: bool,
+    /// The user declines consent in the browser.
+    pub decline_browser: bool,
 }
 
 impl Default for EntraConfig {
@@ -44,12 +56,25 @@ impl Default for EntraConfig {
             device_lifetime: Duration::from_secs(900),
             device_interval: Duration::from_secs(5),
             block_device_code: false,
+            decline_browser: false,
         }
     }
 }
 
-/// Device sign-ins pending at once, at most.
+/// Device sign-ins pending at once, at most (also authorization codes).
 const MAX_PENDING_DEVICES: usize = 1000;
+
+/// How long an authorization code may be redeemed (Entra: 10 minutes).
+const CODE_LIFETIME: Duration = Duration::from_secs(600);
+
+#[derive(Debug)]
+struct AuthCode {
+    client_id: String,
+    redirect_uri: String,
+    challenge: String,
+    scope: String,
+    expires: Instant,
+}
 
 #[derive(Debug)]
 struct DeviceCode {
@@ -68,6 +93,10 @@ pub(super) struct Entra {
     refresh: HashMap<String, String>,
     /// access token → expiry.
     access: HashMap<String, Instant>,
+    /// authorization code → what it was issued for.
+    codes: HashMap<String, AuthCode>,
+    /// Redeemed codes, until they would have expired: a replay is named as one.
+    spent: HashMap<String, Instant>,
     /// Grants issued, in order (for tests).
     pub(super) issued: u32,
 }
@@ -178,14 +207,174 @@ fn granted(asked: &str) -> String {
         .join(" ")
 }
 
-/// Serves `/{tenant}/oauth2/v2.0/{devicecode|token}` and `/devicelogin`.
-pub(super) fn serve(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Response<Body> {
+/// Entra's page for a request it cannot send back to the app (an unknown
+/// client, a redirect URI that is not registered): shown, never redirected.
+fn page(code: u32, description: &str) -> Response<Body> {
+    let mut r = full(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "<!DOCTYPE html><html><body><h1>Sign in</h1><p>Sorry, but we're having trouble signing you in.</p><p>AADSTS{code}: {}</p></body></html>",
+            description.replace('<', "&lt;")
+        ),
+    );
+    r.headers_mut().insert("content-type", hyper::header::HeaderValue::from_static("text/html; charset=utf-8"));
+    r
+}
+
+/// A native app's loopback redirect URI: `http://localhost` or
+/// `http://127.0.0.1`, any port, any path.
+fn is_loopback_redirect(uri: &str) -> bool {
+    let Ok(u) = url::Url::parse(uri) else { return false };
+    u.scheme() == "http"
+        && matches!(u.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"))
+        && u.query().is_none()
+        && u.fragment().is_none()
+}
+
+fn redirect(to: &str, params: &[(&str, &str)]) -> Response<Body> {
+    let mut u = match url::Url::parse(to) {
+        Ok(u) => u,
+        Err(_) => return page(50011, "The redirect URI is not valid."),
+    };
+    u.query_pairs_mut().extend_pairs(params);
+    let mut r = full(StatusCode::FOUND, "");
+    if let Ok(v) = hyper::header::HeaderValue::from_str(u.as_str()) {
+        r.headers_mut().insert("location", v);
+    }
+    r
+}
+
+/// `GET /authorize`: the user signs in and consents, and the browser is sent back to the app.
+fn authorize(entra: &mut Entra, config: &EntraConfig, query: &HashMap<String, String>, now: Instant) -> Response<Body> {
+    let get = |k: &str| query.get(k).map(String::as_str).unwrap_or("");
+    if get("client_id") != config.client_id {
+        return page(
+            700016,
+            &format!("Application with identifier '{}' was not found in the directory 'Contoso'.", get("client_id")),
+        );
+    }
+    let to = get("redirect_uri");
+    if !is_loopback_redirect(to) {
+        return page(
+            50011,
+            &format!(
+                "The redirect URI '{to}' specified in the request does not match the redirect URIs configured for the application '{}'.",
+                config.client_id
+            ),
+        );
+    }
+    let state = get("state");
+    let fail = |error: &str, code: u32, text: &str| {
+        let description = format!("AADSTS{code}: {text}");
+        let mut params = vec![("error", error), ("error_description", description.as_str())];
+        if !state.is_empty() {
+            params.push(("state", state));
+        }
+        redirect(to, &params)
+    };
+    if get("response_type") != "code" {
+        return fail(
+            "unsupported_response_type",
+            70005,
+            "The provided value for the 'response_type' is not supported for this request.",
+        );
+    }
+    let challenge = get("code_challenge");
+    if get("code_challenge_method") != "S256" || challenge.len() != 43 {
+        return fail(
+            "invalid_request",
+            9002325,
+            "Proof Key for Code Exchange (S256) is required for this application.",
+        );
+    }
+    if config.decline_browser {
+        return fail("access_denied", 65004, "User declined to consent to access the app.");
+    }
+    entra.codes.retain(|_, c| c.expires > now);
+    entra.spent.retain(|_, exp| *exp > now);
+    if entra.codes.len() >= MAX_PENDING_DEVICES {
+        return fail("temporarily_unavailable", 90055, "Too many sign-ins are pending. Try again later.");
+    }
+    let code = random(48);
+    entra.codes.insert(
+        code.clone(),
+        AuthCode {
+            client_id: config.client_id.clone(),
+            redirect_uri: to.to_string(),
+            challenge: challenge.to_string(),
+            scope: get("scope").to_string(),
+            expires: now + CODE_LIFETIME,
+        },
+    );
+    let mut params = vec![("code", code.as_str())];
+    if !state.is_empty() {
+        params.push(("state", state));
+    }
+    redirect(to, &params)
+}
+
+/// `grant_type=authorization_code`: the code, once, with its verifier.
+fn redeem(entra: &mut Entra, config: &EntraConfig, f: &HashMap<String, String>, now: Instant) -> Response<Body> {
+    use sha2::Digest as _;
+    let code = f.get("code").cloned().unwrap_or_default();
+    let Some(c) = entra.codes.remove(&code) else {
+        return if entra.spent.contains_key(&code) {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                54005,
+                "OAuth2 Authorization code was already redeemed, please retry with a new valid code or use an existing refresh token.",
+            )
+        } else {
+            error(
+                StatusCode::BAD_REQUEST,
+                "invalid_grant",
+                70000,
+                "The provided authorization code is invalid or has expired.",
+            )
+        };
+    };
+    // a code is spent by its first redemption, good or bad
+    entra.spent.insert(code, c.expires);
+    if c.expires <= now {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            70008,
+            "The provided authorization code or refresh token has expired due to inactivity.",
+        );
+    }
+    if f.get("redirect_uri") != Some(&c.redirect_uri) || c.client_id != config.client_id {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            50148,
+            "The redirect URI in the token request does not match the one in the authorization request.",
+        );
+    }
+    let verifier = f.get("code_verifier").map(String::as_str).unwrap_or("");
+    let computed = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    if !(43..=128).contains(&verifier.len()) || computed != c.challenge {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            501481,
+            "The Code_Verifier does not match the code_challenge supplied in the authorization request.",
+        );
+    }
+    let scope = granted(&c.scope);
+    tokens(entra, config, &scope, now)
+}
+
+/// Serves `/{tenant}/oauth2/v2.0/{authorize|devicecode|token}` and `/devicelogin`.
+pub(super) fn serve(shared: &Shared, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Response<Body> {
     let config = shared.config.lock().unwrap_or_else(|p| p.into_inner()).entra.clone();
     let mut entra = shared.entra.lock().unwrap_or_else(|p| p.into_inner());
     let now = Instant::now();
     let f = form(body);
     let endpoint = path.rsplit('/').next().unwrap_or("");
     match (method, endpoint) {
+        (&Method::GET, "authorize") => authorize(&mut entra, &config, &form(query.unwrap_or("").as_bytes()), now),
         (&Method::POST, "devicelogin") => {
             let approve = f.get("decision").map(String::as_str) != Some("decline");
             if entra.enter_code(f.get("user_code").map(String::as_str).unwrap_or(""), approve) {
@@ -247,6 +436,7 @@ pub(super) fn serve(shared: &Shared, method: &Method, path: &str, body: &[u8]) -
             r
         }
         (&Method::POST, "token") => match f.get("grant_type").map(String::as_str) {
+            Some("authorization_code") => redeem(&mut entra, &config, &f, now),
             Some("urn:ietf:params:oauth:grant-type:device_code") => {
                 let code = f.get("device_code").cloned().unwrap_or_default();
                 let Some(d) = entra.devices.get_mut(&code) else {
