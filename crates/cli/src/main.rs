@@ -60,8 +60,9 @@ enum Command {
     Check,
     /// Sign in to Microsoft 365 (auth = "oauth2"): the grant goes to the keyring.
     Login {
-        /// With a code to enter on another device's browser (RFC 8628); the
-        /// only way the agent signs in so far.
+        /// With a code to enter on another device's browser (RFC 8628), for
+        /// machines without a browser; without it, the browser opens here
+        /// (`$BROWSER`, else the desktop's) and comes back to a loopback port.
         #[arg(long)]
         device_code: bool,
     },
@@ -220,25 +221,27 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             runtime()?.block_on(live::check(engine))
         }
         Command::Login { device_code } => {
-            if !device_code {
-                anyhow::bail!(
-                    "the agent signs in with a code entered in a browser anywhere: run `lamplighter-agent login --device-code`"
-                );
-            }
             let engine = Engine::open(Options::standard(paths));
-            let session = engine.microsoft_session()?.ok_or_else(|| {
-                anyhow::anyhow!(
-                    "the mailbox does not sign in with OAuth2: set [mailbox] auth = \"oauth2\" and client_id"
-                )
-            })?;
-            let grant = runtime()?.block_on(session.device_login(|d| {
-                println!(
-                    "To sign in, open {} in a browser (on any device) and enter the code {} (valid for {} minutes).",
-                    d.verification_uri,
-                    d.user_code,
-                    d.expires_in.as_secs() / 60
-                );
-            }))?;
+            let grant = if device_code {
+                let session = engine.microsoft_session()?.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "the mailbox does not sign in with OAuth2: set [mailbox] auth = \"oauth2\" and client_id"
+                    )
+                })?;
+                runtime()?.block_on(session.device_login(|d| {
+                    println!(
+                        "To sign in, open {} in a browser (on any device) and enter the code {} (valid for {} minutes).",
+                        d.verification_uri,
+                        d.user_code,
+                        d.expires_in.as_secs() / 60
+                    );
+                }))?
+            } else {
+                runtime()?.block_on(engine.browser_login(|url| {
+                    println!("Signing in with your browser. If it does not open, open this address:\n{url}");
+                    println!("Waiting for the sign-in to finish in the browser… (no browser here? use --device-code)");
+                }))?
+            };
             println!(
                 "signed in to Microsoft 365 as {} ({}); the sign-in is kept in the keyring",
                 grant.account.as_deref().unwrap_or("an unnamed account"),

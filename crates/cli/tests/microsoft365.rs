@@ -53,7 +53,7 @@ fn login_then_a_cloud_voicemail_lights_the_lamp_and_reading_it_elsewhere_turns_i
     // not signed in: check says what to do
     let out = agent(&session, &config).arg("check").output().expect("agent");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(!out.status.success() && text.contains("lamplighter-agent login --device-code"), "{text}");
+    assert!(!out.status.success() && text.contains("lamplighter-agent login"), "{text}");
 
     // login: the agent shows a code, the user enters it in a browser (curl), the agent is signed in
     let mut login = agent(&session, &config)
@@ -131,6 +131,52 @@ fn login_then_a_cloud_voicemail_lights_the_lamp_and_reading_it_elsewhere_turns_i
         assert!(!text.contains("refresh_token") && !text.contains("access_token"), "a token in {}", entry.display());
     }
     drop(phone);
+}
+
+/// `lamplighter-agent login` (no flag) opens the browser: `$BROWSER` here is
+/// a script in which curl plays the user, following the sign-in page's
+/// redirect back to the agent's loopback port; the grant lands in the
+/// keyring and `check` is signed in.
+#[test]
+fn login_opens_the_browser_and_the_loopback_redirect_signs_the_agent_in() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt.block_on(Simulator::start(SimConfig::default())).expect("sim");
+    let session = Session::start(Parts { keyring: true, ..Default::default() });
+    let config = write_config(session.home(), &sim, "127.0.0.1:9".parse().expect("addr"));
+    let page = session.home().join("browser-page.html");
+    let browser = session.home().join("browser.sh");
+    std::fs::write(&browser, format!("#!/bin/sh\nexec curl -sL -o '{}' \"$1\"\n", page.display())).expect("script");
+    std::fs::set_permissions(&browser, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+
+    let out = agent(&session, &config).arg("login").env("BROWSER", &browser).output().expect("agent login");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("/oauth2/v2.0/authorize?"), "the address is shown too: {text}");
+    assert!(text.contains("signed in to Microsoft 365 as mara@contoso.onmicrosoft.com"), "{text}");
+    let shown = std::fs::read_to_string(&page).expect("the browser showed a page");
+    assert!(shown.contains("Signed in to Lamplighter"), "{shown}");
+
+    let out = agent(&session, &config).arg("check").output().expect("agent");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("✓ signed in to Microsoft 365 as mara@contoso.onmicrosoft.com"), "{text}");
+
+    // a declined consent ends the login with the reason, and nothing is kept
+    let declined = rt
+        .block_on(Simulator::start(SimConfig {
+            entra: EntraConfig { decline_browser: true, ..EntraConfig::default() },
+            ..SimConfig::default()
+        }))
+        .expect("sim");
+    let other = session.home().join("declined");
+    std::fs::create_dir_all(&other).expect("dir");
+    let config = write_config(&other, &declined, "127.0.0.1:9".parse().expect("addr"));
+    let out = agent(&session, &config).arg("logout").output().expect("agent");
+    assert!(out.status.success());
+    let out = agent(&session, &config).arg("login").env("BROWSER", &browser).output().expect("agent login");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("AADSTS65004"), "{err}");
+    let out = agent(&session, &config).arg("check").output().expect("agent");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("not signed in"));
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

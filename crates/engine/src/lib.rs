@@ -49,6 +49,27 @@ pub(crate) struct LiveView<'a> {
     pub playback: &'a mut Option<PlaybackView>,
 }
 
+/// Opens `url` in the user's web browser: the command in `$BROWSER` when it
+/// is set (the convention xdg-utils and most tools keep; the URL is its one
+/// argument, no shell), else the desktop's handler for `https:`.
+///
+/// # Errors
+/// Why no browser could be started.
+pub fn open_in_browser(url: &str) -> Result<(), String> {
+    match std::env::var("BROWSER").ok().filter(|b| !b.trim().is_empty()) {
+        Some(browser) => {
+            let first = browser.split(':').next().unwrap_or(&browser).trim().to_string();
+            std::process::Command::new(&first)
+                .arg(url)
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .map(drop)
+                .map_err(|e| format!("$BROWSER ({first}) did not start: {e}"))
+        }
+        None => open::that_detached(url).map_err(|e| format!("no browser opens {url}: {e}")),
+    }
+}
+
 /// Why an engine action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -74,6 +95,9 @@ pub enum EngineError {
     /// The recording cannot be played.
     #[error(transparent)]
     Playback(#[from] lamplighter_player::PlayError),
+    /// The Microsoft sign-in did not end signed in.
+    #[error(transparent)]
+    SignIn(#[from] lamplighter_signin::SignInError),
     /// A task of the engine's died (a bug; the log has more).
     #[error("an engine task failed: {0}")]
     Task(String),
@@ -95,6 +119,11 @@ impl EngineError {
             EngineError::Mailbox(_) => "mailbox_error",
             EngineError::Playback(lamplighter_player::PlayError::Unsupported { .. }) => "unsupported_format",
             EngineError::Playback(_) => "playback_failed",
+            EngineError::SignIn(lamplighter_signin::SignInError::NotSignedIn) => "not_signed_in",
+            EngineError::SignIn(lamplighter_signin::SignInError::SignInAgain(_)) => "sign_in_again",
+            EngineError::SignIn(lamplighter_signin::SignInError::Blocked(_)) => "sign_in_blocked",
+            EngineError::SignIn(lamplighter_signin::SignInError::Abandoned(_)) => "sign_in_abandoned",
+            EngineError::SignIn(_) => "sign_in_failed",
             EngineError::Task(_) => "internal",
         }
     }
@@ -667,6 +696,32 @@ impl Engine {
             .map_err(|e| EngineError::Setup(e.to_string()))
     }
 
+    /// Signs in to Microsoft 365 through the browser (authorization code
+    /// with PKCE, loopback redirect): `shown` gets the sign-in page's
+    /// address, which is also opened in the browser ([`open_in_browser`]);
+    /// the grant goes to the keyring.
+    ///
+    /// # Errors
+    /// [`EngineError::Setup`] when the mailbox does not sign in with
+    /// OAuth2, [`EngineError::SignIn`] when the sign-in did not succeed.
+    pub async fn browser_login(&self, shown: impl FnOnce(&str)) -> Result<lamplighter_signin::Grant, EngineError> {
+        let session = self.microsoft_session()?.ok_or_else(|| {
+            EngineError::Setup(
+                "the mailbox does not sign in with OAuth2: set [mailbox] auth = \"oauth2\" and client_id".into(),
+            )
+        })?;
+        let grant = session
+            .browser_login(|url| {
+                shown(url);
+                if let Err(e) = open_in_browser(url) {
+                    log::warn!("the browser did not open ({e}); the address was shown instead");
+                }
+            })
+            .await?;
+        log::info!("signed in to Microsoft 365 as {}", grant.account.as_deref().unwrap_or("an unnamed account"));
+        Ok(grant)
+    }
+
     /// The passwords a run needs: the mailbox's and each phone's (keyring or environment).
     fn run_secrets(&self) -> Result<lamplighter_runner::RunSecrets, EngineError> {
         let phones = self.lock().settings.phones.clone();
@@ -907,7 +962,7 @@ impl Engine {
                 Err(e) => CheckStep {
                     ok: false,
                     what: format!("Microsoft 365 sign-in: {e}"),
-                    hint: Some("run `lamplighter-agent login --device-code`".into()),
+                    hint: Some("run `lamplighter-agent login` (`login --device-code` on a machine without a browser)".into()),
                 },
             });
         }

@@ -1,6 +1,10 @@
 //! Microsoft sign-in for Lamplighter as a native app (OAuth 2.0, the
 //! protocol from the kept `oauth2` crate, its HTTP over `lamplighter-https`):
 //!
+//! - [`Session::browser_login`]: the authorization code grant with PKCE
+//!   (S256) through the system browser and a loopback redirect to
+//!   `http://localhost:<ephemeral port>` (RFC 8252), the way Microsoft wants
+//!   native apps to sign in.
 //! - [`Session::device_login`]: the device authorization grant (RFC 8628),
 //!   for the agent and machines without a browser. Many tenants block it
 //!   by Conditional Access; that refusal is named as such.
@@ -17,8 +21,9 @@
 
 use oauth2::basic::BasicTokenType;
 use oauth2::{
-    AuthUrl, ClientId, DeviceAuthorizationUrl, ExtraTokenFields, RefreshToken, Scope,
-    StandardDeviceAuthorizationResponse, StandardTokenResponse, TokenResponse as _, TokenUrl,
+    AuthUrl, AuthorizationCode, ClientId, CsrfToken, DeviceAuthorizationUrl, ExtraTokenFields, PkceCodeChallenge,
+    RedirectUrl, RefreshToken, Scope, StandardDeviceAuthorizationResponse, StandardTokenResponse, TokenResponse as _,
+    TokenUrl,
 };
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -26,6 +31,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use oauth2;
+
+mod loopback;
 
 /// An access token is renewed when it has less than this to live.
 pub const REFRESH_AHEAD: Duration = Duration::from_secs(300);
@@ -51,6 +58,8 @@ pub struct Authority {
     /// An address for the authority's host instead of resolving it.
     pub fixed_address: Option<SocketAddr>,
     pub timeout: Duration,
+    /// How long the browser sign-in waits for the user.
+    pub browser_timeout: Duration,
 }
 
 impl Authority {
@@ -63,6 +72,7 @@ impl Authority {
             extra_ca_pem: None,
             fixed_address: None,
             timeout: Duration::from_secs(30),
+            browser_timeout: Duration::from_secs(600),
         }
     }
 }
@@ -122,6 +132,10 @@ pub enum SignInError {
         "the app registration is not usable ({0}): check [mailbox] client_id and the registration (docs/entra-app-registration.md)"
     )]
     Registration(String),
+    /// The sign-in service refused to give tokens for this sign-in (a
+    /// code already used or not ours, a verifier that does not match).
+    #[error("the Microsoft sign-in refused this sign-in ({0}); try again")]
+    Refused(String),
     /// No answer, or not one of the service's.
     #[error("cannot reach the Microsoft sign-in service: {0}")]
     Unreachable(String),
@@ -269,6 +283,73 @@ impl Session {
                         _ if w.contains("AADSTS53003") => SignInError::Blocked(w),
                         "expired_token" | "access_denied" | "authorization_declined" => SignInError::Abandoned(w),
                         _ => SignInError::Unreachable(w),
+                    }
+                }
+                other => SignInError::Unreachable(other.to_string()),
+            })?;
+        let mut cached = self.cached.lock().await;
+        self.keep(&mut cached, &answer, None)
+    }
+
+    /// Signs in through the browser: `open` is given the sign-in page's
+    /// address (to open the system browser with, or to show); the answer
+    /// comes back to a loopback listener of ours, and the code is redeemed
+    /// with its PKCE verifier. Returns once signed in, refused, or after
+    /// [`Authority::browser_timeout`].
+    pub async fn browser_login(&self, open: impl FnOnce(&str)) -> Result<Grant, SignInError> {
+        let bad = |e: oauth2::url::ParseError| SignInError::Registration(e.to_string());
+        let listener = loopback::Loopback::bind()
+            .await
+            .map_err(|e| SignInError::Unreachable(format!("no loopback port for the browser's answer: {e}")))?;
+        let redirect = listener.redirect_uri();
+        let client = self
+            .client()
+            .set_auth_uri(AuthUrl::new(self.endpoint("authorize")).map_err(bad)?)
+            .set_token_uri(TokenUrl::new(self.endpoint("token")).map_err(bad)?)
+            .set_redirect_uri(RedirectUrl::new(redirect).map_err(bad)?);
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let (url, state) = client
+            .authorize_url(CsrfToken::new_random)
+            .add_scopes(self.authority.scopes.iter().cloned().map(Scope::new))
+            .add_extra_param("prompt", "select_account")
+            .set_pkce_challenge(challenge)
+            .url();
+        open(url.as_str());
+        let answer = tokio::time::timeout(self.authority.browser_timeout, listener.answer(state.secret()))
+            .await
+            .map_err(|_| {
+                SignInError::Abandoned(format!(
+                    "no answer came from the browser within {} minutes",
+                    self.authority.browser_timeout.as_secs() / 60
+                ))
+            })?
+            .ok_or_else(|| SignInError::Abandoned("the browser never brought the sign-in's answer back".into()))?;
+        let code = match answer {
+            loopback::Answer::Code(code) => code,
+            loopback::Answer::Error { error, description } => {
+                let w = words(description.as_ref(), &error);
+                return Err(match error.as_str() {
+                    _ if w.contains("AADSTS53003") => SignInError::Blocked(w),
+                    "access_denied" | "consent_required" | "interaction_required" => SignInError::Abandoned(w),
+                    "unauthorized_client" | "invalid_client" => SignInError::Registration(w),
+                    _ => SignInError::Refused(w),
+                });
+            }
+        };
+        let http = self.http();
+        let answer = client
+            .exchange_code(AuthorizationCode::new(code))
+            .set_pkce_verifier(verifier)
+            .request_async(&http)
+            .await
+            .map_err(|e| match e {
+                oauth2::RequestTokenError::ServerResponse(r) => {
+                    let w = words(r.error_description(), r.error().as_ref());
+                    match r.error() {
+                        _ if w.contains("AADSTS53003") => SignInError::Blocked(w),
+                        oauth2::basic::BasicErrorResponseType::UnauthorizedClient
+                        | oauth2::basic::BasicErrorResponseType::InvalidClient => SignInError::Registration(w),
+                        _ => SignInError::Refused(w),
                     }
                 }
                 other => SignInError::Unreachable(other.to_string()),
