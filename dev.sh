@@ -60,10 +60,22 @@ ensure_tauri_driver() {
   fi
 }
 
+# The sign-in tests' independent authorization server: oidc-provider (npm), pinned in its package-lock.json.
+ensure_oidc_provider() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    ensure_packages nodejs npm
+  fi
+  if [ ! -d tests/oidc-provider/node_modules/oidc-provider ]; then
+    say "dev.sh: installing oidc-provider (npm) for the sign-in tests"
+    npm ci --prefix tests/oidc-provider --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+}
+
 setup_all() {
   ensure_rust
   ensure_packages "${BUILD_CLI[@]}" "${BUILD_APP[@]}" "${RUN_APP[@]}" "${PLAYBACK[@]}" "${TEST_PEERS[@]}"
   ensure_tauri_driver
+  ensure_oidc_provider
 }
 
 have_display() { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }

@@ -962,7 +962,9 @@ impl Engine {
                 Err(e) => CheckStep {
                     ok: false,
                     what: format!("Microsoft 365 sign-in: {e}"),
-                    hint: Some("run `lamplighter-agent login` (`login --device-code` on a machine without a browser)".into()),
+                    hint: Some(
+                        "run `lamplighter-agent login` (`login --device-code` on a machine without a browser)".into(),
+                    ),
                 },
             });
         }

@@ -32,7 +32,9 @@ pub enum SetupError {
     #[error("no mailbox password: {0}")]
     NoPassword(String),
     /// OAuth2 without a signed-in account.
-    #[error("not signed in to Microsoft 365: use \"Sign in with Microsoft\" in Settings, or run `lamplighter-agent login` (`--device-code` without a browser)")]
+    #[error(
+        "not signed in to Microsoft 365: use \"Sign in with Microsoft\" in Settings, or run `lamplighter-agent login` (`--device-code` without a browser)"
+    )]
     NotSignedIn,
     /// The CA file cannot be read.
     #[error("cannot read the CA file {path}: {reason}")]

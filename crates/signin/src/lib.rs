@@ -60,6 +60,11 @@ pub struct Authority {
     pub timeout: Duration,
     /// How long the browser sign-in waits for the user.
     pub browser_timeout: Duration,
+    /// `prompt` for the browser sign-in. Entra needs none (it gives a
+    /// refresh token for `offline_access` anyway, and `consent` would ask
+    /// the user every time); a strict OpenID Connect server gives one only
+    /// with `consent` (OpenID Connect Core §11).
+    pub prompt: Option<String>,
 }
 
 impl Authority {
@@ -73,6 +78,7 @@ impl Authority {
             fixed_address: None,
             timeout: Duration::from_secs(30),
             browser_timeout: Duration::from_secs(600),
+            prompt: None,
         }
     }
 }
@@ -308,12 +314,14 @@ impl Session {
             .set_token_uri(TokenUrl::new(self.endpoint("token")).map_err(bad)?)
             .set_redirect_uri(RedirectUrl::new(redirect).map_err(bad)?);
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
-        let (url, state) = client
+        let mut request = client
             .authorize_url(CsrfToken::new_random)
             .add_scopes(self.authority.scopes.iter().cloned().map(Scope::new))
-            .add_extra_param("prompt", "select_account")
-            .set_pkce_challenge(challenge)
-            .url();
+            .set_pkce_challenge(challenge);
+        if let Some(prompt) = &self.authority.prompt {
+            request = request.add_extra_param("prompt", prompt);
+        }
+        let (url, state) = request.url();
         open(url.as_str());
         let answer = tokio::time::timeout(self.authority.browser_timeout, listener.answer(state.secret()))
             .await
