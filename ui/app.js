@@ -45,6 +45,8 @@ function renderSnapshot(s) {
   $('#demo-note').hidden = !s.mailbox_label;
   renderProblems(s.problems);
   renderPlayback(s.playback);
+  $('#microsoft-progress').hidden = !s.sign_in_url;
+  $('#microsoft-url').textContent = s.sign_in_url || '';
   if (s.revision !== revision) {
     revision = s.revision;
     refreshLists();
@@ -217,6 +219,54 @@ function passwordNote() {
     : (view.keyring_persistent ? t('password_in_keyring') : t('password_session_only'));
   const kerberos = ['negotiate', 'auto'].includes($('#mailbox-auth').value);
   $('#mailbox-password-note').textContent = kerberos ? `${t('password_kerberos')} ${kept}` : kept;
+  // OAuth2 signs in with Microsoft in the browser: no password here
+  const oauth = $('#mailbox-auth').value === 'oauth2';
+  $('#password-fields').hidden = oauth;
+  $('#microsoft-fields').hidden = !oauth;
+  renderAccount(view.microsoft_account);
+}
+
+// who is signed in to Microsoft 365, and the buttons that fit
+function renderAccount(who) {
+  $('#microsoft-account').textContent = who
+    ? `${t('signed_in_as')} ${who.account || '?'} (${(who.scopes || []).map(s => s.split('/').pop()).join(', ')})`
+    : t('not_signed_in');
+  $('#microsoft-account').dataset.signedIn = who ? 'yes' : 'no';
+  $('#microsoft-sign-out').hidden = !who;
+}
+
+async function signInMicrosoft() {
+  clearErrors();
+  setStatus(t('saving'));
+  try {
+    // the sign-in uses the settings as saved: the client id and authority first
+    renderSettings(await invoke('save_settings', { update: collect() }));
+  } catch (e) {
+    if (e && e.code === 'invalid_settings') { showErrors(e.fields); setStatus(t('fix_fields'), 'fail'); }
+    else setStatus(e && e.message ? e.message : String(e), 'fail');
+    return;
+  }
+  $('#microsoft-sign-in').disabled = true;
+  setStatus(t('signing_in'));
+  try {
+    const who = await invoke('sign_in_microsoft');
+    renderAccount(who);
+    setStatus(`${t('signed_in_as')} ${who.account || '?'}`, 'ok');
+  } catch (e) {
+    setStatus(e && e.message ? e.message : String(e), 'fail');
+  } finally {
+    $('#microsoft-sign-in').disabled = false;
+  }
+}
+
+async function signOutMicrosoft() {
+  try {
+    await invoke('sign_out_microsoft');
+    renderAccount(null);
+    setStatus(t('signed_out'), 'ok');
+  } catch (e) {
+    setStatus(e && e.message ? e.message : String(e), 'fail');
+  }
 }
 
 function renderSettings(view) {
@@ -226,6 +276,8 @@ function renderSettings(view) {
   $('#mailbox-ews-url').value = m.ews_url || '';
   $('#mailbox-username').value = m.username || '';
   $('#mailbox-auth').value = m.auth || 'ntlm';
+  $('#mailbox-backend').value = m.backend || 'ews';
+  $('#mailbox-client-id').value = m.client_id || '';
   $('#mailbox-password').value = '';
   passwordNote();
   $('#phones').replaceChildren();
@@ -273,11 +325,11 @@ function collect() {
       auth: $('#mailbox-auth').value,
       password_env: prior.password_env || '',
       ca_file: prior.ca_file || '',
-      // what the window does not edit yet (Microsoft 365 over Graph) is kept as the file has it
-      backend: prior.backend || '',
+      // the service and the app registration are edited with OAuth2; what the window does not edit is kept
+      backend: $('#mailbox-auth').value === 'oauth2' ? ($('#mailbox-backend').value === 'graph' ? 'graph' : '') : (prior.backend || ''),
       graph_url: prior.graph_url || '',
       authority: prior.authority || '',
-      client_id: prior.client_id || '',
+      client_id: $('#mailbox-auth').value === 'oauth2' ? $('#mailbox-client-id').value.trim() : (prior.client_id || ''),
     } : null,
     notifications: {
       enabled: $('#notif-enabled').checked,
@@ -325,6 +377,8 @@ $('#settings-form').addEventListener('submit', save);
 $('#add-phone').addEventListener('click', () => $('[name=uri]', addPhone()).focus());
 $('#mailbox-auth').addEventListener('change', passwordNote);
 $('#retry-now').addEventListener('click', () => act('retry_now', {}));
+$('#microsoft-sign-in').addEventListener('click', signInMicrosoft);
+$('#microsoft-sign-out').addEventListener('click', signOutMicrosoft);
 $('#check-settings').addEventListener('click', runChecks);
 $('#player-pause').addEventListener('click', () => act('pause_playback', { paused: $('#player').dataset.phase !== 'paused' }));
 $('#player-stop').addEventListener('click', () => act('stop_playback', {}));

@@ -12,6 +12,7 @@ use lamplighter_e2e::*;
 use lamplighter_testkit::{Parts, Session};
 use std::time::{Duration, Instant};
 
+mod microsoft;
 mod tray_experience;
 
 const MAILBOX_PASSWORD: &str = "Mailbox-Pa55word-7f3a";

@@ -156,6 +156,11 @@ pub enum Call {
         /// Paused or not.
         paused: bool,
     },
+    /// Sign in to Microsoft 365 through the browser; answered when the
+    /// sign-in ends (the snapshot's `sign_in_url` shows meanwhile).
+    SignInMicrosoft,
+    /// Sign out of Microsoft 365 here.
+    SignOutMicrosoft,
     /// Whether Lamplighter starts at login.
     Autostart,
     /// Start at login or not.

@@ -292,6 +292,9 @@ pub struct Snapshot {
     pub summary_text: String,
     /// What the tray icon shows beyond the count: disconnected (grey), phone unreachable (amber dot).
     pub health: lamplighter_badge::Health,
+    /// While a browser sign-in to Microsoft 365 waits for the user: the
+    /// sign-in page's address (for a browser that did not open).
+    pub sign_in_url: Option<String>,
 }
 
 /// The settings as the settings window shows them: never a password.
@@ -311,6 +314,23 @@ pub struct SettingsView {
     pub read_only: bool,
     /// Current problems.
     pub problems: Vec<Problem>,
+    /// The Microsoft 365 account signed in (OAuth2 only): its name and scopes.
+    pub microsoft_account: Option<MicrosoftAccount>,
+}
+
+/// Who is signed in to Microsoft 365 (never the token).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MicrosoftAccount {
+    /// `preferred_username`, when the sign-in named it.
+    pub account: Option<String>,
+    /// The scopes granted.
+    pub scopes: Vec<String>,
+}
+
+impl From<&lamplighter_signin::Grant> for MicrosoftAccount {
+    fn from(g: &lamplighter_signin::Grant) -> Self {
+        MicrosoftAccount { account: g.account.clone(), scopes: g.scopes.clone() }
+    }
 }
 
 /// A save request from a front end. Passwords: `None` or empty keeps the
@@ -383,6 +403,7 @@ struct Inner {
     revision: u64,
     playback: Option<PlaybackView>,
     notifications_paused: bool,
+    sign_in_url: Option<String>,
 }
 
 /// The engine handle; cheap to clone, safe to share between threads.
@@ -497,6 +518,7 @@ impl Engine {
                 revision: 0,
                 playback: None,
                 notifications_paused: false,
+                sign_in_url: None,
             })),
             restart: Arc::new(Mutex::new(None)),
             listeners: Arc::new(Mutex::new(Vec::new())),
@@ -544,6 +566,7 @@ impl Engine {
             notifications_paused: inner.notifications_paused,
             summary_text: lamplighter_view::summary(self.lang, counts.voicemails, counts.missed_calls),
             health: health(inner.connection.as_ref(), inner.live_problem.as_ref()),
+            sign_in_url: inner.sign_in_url.clone(),
         }
     }
 
@@ -561,7 +584,7 @@ impl Engine {
     pub fn settings_view(&self) -> SettingsView {
         let inner = self.lock();
         let saved = |key: SecretKey| matches!(self.keyring.get(&key), Ok(Some(_)));
-        SettingsView {
+        let mut view = SettingsView {
             form: inner.settings.to_form(),
             mailbox_password_saved: inner
                 .settings
@@ -578,7 +601,16 @@ impl Engine {
             keyring_persistent: self.keyring.kind() == StoreKind::Os,
             read_only: inner.read_only,
             problems: self.problems(&inner),
-        }
+            microsoft_account: None,
+        };
+        drop(inner);
+        view.microsoft_account = self
+            .microsoft_session()
+            .ok()
+            .flatten()
+            .and_then(|s| s.grant().ok().flatten())
+            .map(|g| MicrosoftAccount::from(&g));
+        view
     }
 
     /// Validates and saves settings and passwords. On any error nothing in
@@ -710,16 +742,34 @@ impl Engine {
                 "the mailbox does not sign in with OAuth2: set [mailbox] auth = \"oauth2\" and client_id".into(),
             )
         })?;
-        let grant = session
+        let result = session
             .browser_login(|url| {
                 shown(url);
+                self.lock().sign_in_url = Some(url.to_string());
+                self.notify();
                 if let Err(e) = open_in_browser(url) {
                     log::warn!("the browser did not open ({e}); the address was shown instead");
                 }
             })
-            .await?;
+            .await;
+        self.lock().sign_in_url = None;
+        self.notify();
+        let grant = result?;
         log::info!("signed in to Microsoft 365 as {}", grant.account.as_deref().unwrap_or("an unnamed account"));
+        // a run that waited for the sign-in starts now; a running one takes the new grant
+        self.retry_now()?;
         Ok(grant)
+    }
+
+    /// Signs out of Microsoft 365 here: the grant leaves the keyring.
+    ///
+    /// # Errors
+    /// [`EngineError::SignIn`] when the keyring refuses.
+    pub async fn microsoft_logout(&self) -> Result<(), EngineError> {
+        if let Some(session) = self.microsoft_session()? {
+            session.logout().await?;
+        }
+        Ok(())
     }
 
     /// The passwords a run needs: the mailbox's and each phone's (keyring or environment).

@@ -73,6 +73,12 @@ pub(crate) async fn answer(engine: Engine, call: Call) -> Reply {
             engine.set_notifications_paused(paused);
             Ok(Value::Null)
         }
+        Call::SignInMicrosoft => engine
+            .browser_login(|_| {})
+            .await
+            .map_err(|e| e.to_report())
+            .and_then(|g| json(lamplighter_engine::MicrosoftAccount::from(&g))),
+        Call::SignOutMicrosoft => unit(engine.microsoft_logout().await),
         Call::Autostart => {
             let a = autostart()?;
             blocking(move || a.is_enabled()).await.and_then(json)
