@@ -326,7 +326,7 @@ function collect() {
       password_env: prior.password_env || '',
       ca_file: prior.ca_file || '',
       // the service and the app registration are edited with OAuth2; what the window does not edit is kept
-      backend: $('#mailbox-auth').value === 'oauth2' ? ($('#mailbox-backend').value === 'graph' ? 'graph' : '') : (prior.backend || ''),
+      backend: $('#mailbox-auth').value === 'oauth2' ? ($('#mailbox-backend').value === 'ews' ? '' : $('#mailbox-backend').value) : (prior.backend || ''),
       graph_url: prior.graph_url || '',
       authority: prior.authority || '',
       client_id: $('#mailbox-auth').value === 'oauth2' ? $('#mailbox-client-id').value.trim() : (prior.client_id || ''),

@@ -352,6 +352,9 @@ pub struct Mailbox {
 pub enum MailBackend {
     Ews,
     Graph,
+    /// Decided at connection: Microsoft Graph for an Exchange Online mailbox,
+    /// EWS otherwise (`lamplighter-graph-client`'s `locate`).
+    Auto,
 }
 
 impl MailBackend {
@@ -360,6 +363,7 @@ impl MailBackend {
         match self {
             MailBackend::Ews => "ews",
             MailBackend::Graph => "graph",
+            MailBackend::Auto => "auto",
         }
     }
 }
@@ -580,8 +584,9 @@ fn validate_mailbox(m: &MailboxForm, errors: &mut Vec<FieldError>) -> Option<Mai
     let backend = match m.backend.trim().to_ascii_lowercase().as_str() {
         "" | "ews" => Some(MailBackend::Ews),
         "graph" => Some(MailBackend::Graph),
+        "auto" => Some(MailBackend::Auto),
         other => {
-            err(errors, "mailbox.backend", format!("Unknown backend \"{other}\" (choose ews or graph)."));
+            err(errors, "mailbox.backend", format!("Unknown backend \"{other}\" (choose ews, graph or auto)."));
             None
         }
     };

@@ -198,3 +198,72 @@ fn a_pbx_voicemail_mail_is_voicemail_over_ews_and_over_graph_with_its_recording(
     let file = rt.block_on(e2.audio_file(&row.item_id)).expect("the recording");
     assert_eq!(std::fs::read(&file).expect("file"), fixture("gsm610.wav"));
 }
+
+/// `backend = "auto"` as a user writes it, with no URL: the mailbox's home decides.
+fn auto_engine(dir: &std::path::Path, sim: &Simulator, email: &str, auth: &str) -> Engine {
+    common::engine(
+        dir,
+        &format!(
+            "[mailbox]\nemail = \"{email}\"\nbackend = \"auto\"\nauth = \"{auth}\"\nusername = \"mara\"\n\
+             graph_url = \"{}\"\nauthority = \"{}\"\nclient_id = \"{}\"\n",
+            sim.graph_url(),
+            sim.authority("organizations"),
+            EntraConfig::default().client_id
+        ),
+        "Sommer2026!",
+    )
+}
+
+#[test]
+fn backend_auto_takes_graph_for_exchange_online_and_ews_for_a_hybrid_on_premises_mailbox() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt
+        .block_on(Simulator::start(SimConfig {
+            entra: EntraConfig {
+                on_premises: vec!["ben@contoso.com".into()],
+                device_interval: Duration::from_secs(1),
+                ..EntraConfig::default()
+            },
+            ..SimConfig::default()
+        }))
+        .expect("sim");
+    sim.deposit_voicemail(Voicemail { caller_number: "+49 5251 304613".into(), ..Voicemail::default() });
+
+    // on-premises in a hybrid organisation: EWS at the URL Autodiscover v2 gave, the password as usual
+    let dir = tempfile::tempdir().expect("tmp");
+    let e = auto_engine(dir.path(), &sim, "ben@contoso.com", "basic");
+    let live = e.start_live().expect("live");
+    wait(&e, "connected over EWS", |s| s.connection == Some(Connection::Live) && s.counts.voicemails == 1);
+    assert!(sim.served().iter().any(|s| s.op == "SyncFolderItems"), "EWS was used");
+    drop(live);
+
+    // an Exchange Online mailbox with a password: told what to choose, nothing sent with the password
+    let dir = tempfile::tempdir().expect("tmp");
+    let e = auto_engine(dir.path(), &sim, "mara@contoso.onmicrosoft.com", "basic");
+    let before = sim.served().iter().filter(|s| s.op == "SyncFolderItems").count();
+    let live = e.start_live().expect("live");
+    wait(&e, "the choice named", |s| {
+        s.problems.iter().any(|p| p.message.contains("is in Exchange Online") && p.message.contains("oauth2"))
+    });
+    assert_eq!(sim.served().iter().filter(|s| s.op == "SyncFolderItems").count(), before);
+    drop(live);
+
+    // and with the Microsoft sign-in: Microsoft Graph
+    let dir = tempfile::tempdir().expect("tmp");
+    let e = auto_engine(dir.path(), &sim, "mara@contoso.onmicrosoft.com", "oauth2");
+    let session = e.microsoft_session().expect("session").expect("oauth2");
+    let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
+    std::thread::spawn(move || {
+        if let Ok((uri, code)) = rx.recv() {
+            let _ =
+                std::process::Command::new("curl").args(["-s", "--data", &format!("user_code={code}"), &uri]).output();
+        }
+    });
+    rt.block_on(session.device_login(move |d| {
+        let _ = tx.send((d.verification_uri.clone(), d.user_code.clone()));
+    }))
+    .expect("signed in");
+    let _live = e.start_live().expect("live");
+    wait(&e, "connected over Graph", |s| s.connection == Some(Connection::Live) && s.counts.voicemails == 1);
+    assert!(sim.served().iter().any(|s| s.op.contains("/messages/delta")), "Graph was used");
+}

@@ -838,6 +838,18 @@ async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<In
     if req.uri().path().starts_with("/v1.0/") {
         return graph::serve(shared, req).await;
     }
+    if req.method() == hyper::Method::GET
+        && let Some(r) = entra::discovery(&shared, req.uri().path(), req.uri().query())
+    {
+        shared.served.lock().unwrap_or_else(|p| p.into_inner()).push(Served {
+            op: format!("discovery GET {}", req.uri().path()),
+            status: r.status().as_u16(),
+            schema_valid: true,
+            anchor: false,
+            cookie: false,
+        });
+        return r;
+    }
     if entra::is_entra(req.uri().path()) {
         let method = req.method().clone();
         let path = req.uri().path().to_string();

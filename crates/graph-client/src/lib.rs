@@ -14,6 +14,7 @@
 //! Graph addresses an attachment through its message.
 
 pub mod driver;
+pub mod locate;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};

@@ -241,3 +241,42 @@ async fn a_revoked_grant_is_sign_in_again_not_a_loop() {
     seen.until("live again", live).await;
     tracking.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_finds_exchange_online_hybrid_on_premises_and_foreign_domains() {
+    use lamplighter_graph_client::locate::{Home, locate};
+    let sim = Simulator::start(SimConfig {
+        entra: lamplighter_ews_sim::EntraConfig { on_premises: vec!["ben@contoso.com".into()], ..Default::default() },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    let authority = sim.authority("organizations");
+    let home = |email: &'static str| {
+        let (root, authority) = (sim.graph_url(), authority.clone());
+        async move { locate(email, &root, &authority, None).await.expect("an answer") }
+    };
+    assert_eq!(home("mara@contoso.onmicrosoft.com").await, Home::ExchangeOnline);
+    assert_eq!(home("MARA@Contoso.com").await, Home::ExchangeOnline, "any domain of the tenant, any case");
+    // hybrid: the tenant exists, but Autodiscover v2 sends this mailbox to the organisation's server
+    match home("ben@contoso.com").await {
+        Home::OnPremises { ews_url, why } => {
+            assert_eq!(ews_url.as_deref(), Some(sim.ews_url().as_str()));
+            assert!(why.contains("of the organisation's own"), "{why}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // a domain of no tenant is on-premises, although Autodiscover v2 would name Exchange Online for it
+    match home("anna@example.test").await {
+        Home::OnPremises { ews_url: None, why } => assert!(why.contains("no Microsoft Entra tenant"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // both questions went unauthenticated to the discovery endpoints
+    let asked: Vec<String> = sim.served().into_iter().filter(|s| s.op.starts_with("discovery")).map(|s| s.op).collect();
+    assert!(
+        asked.iter().any(|o| o.contains("/autodiscover/autodiscover.json/v1.0/mara%40contoso.onmicrosoft.com")),
+        "{asked:?}"
+    );
+    assert!(asked.iter().any(|o| o.ends_with("/example.test/v2.0/.well-known/openid-configuration")), "{asked:?}");
+    assert!(!asked.iter().any(|o| o.contains("anna%40example.test")), "no Autodiscover question for a foreign domain");
+}

@@ -15,6 +15,7 @@ pub async fn run(config: RunConfig, first: CheckStep) -> Vec<CheckStep> {
         crate::MailboxSetup::Ews { client, .. } if client.ews_url.is_some() => "EWS URL from the settings",
         crate::MailboxSetup::Ews { .. } => "Autodiscover",
         crate::MailboxSetup::Graph { .. } => "Microsoft Graph",
+        crate::MailboxSetup::Auto(_) => "where Autodiscover v2 and the tenant's sign-in service place the mailbox",
     };
     let mut counts = lamplighter_sip_mwi::summary::Counts::default();
     match config.mailbox.connect().await {

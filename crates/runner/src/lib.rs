@@ -38,6 +38,25 @@ pub enum MailboxSetup {
         /// Service root, token source, polling.
         config: lamplighter_graph_client::GraphConfig,
     },
+    /// `backend = "auto"`: where the mailbox lives decides, at connection.
+    Auto(Box<AutoSetup>),
+}
+
+/// Both backends' settings, for a mailbox whose home is found at connection
+/// (`lamplighter_graph_client::locate`): Graph for Exchange Online, EWS otherwise.
+pub struct AutoSetup {
+    /// EWS, for a mailbox on an Exchange server (Autodiscover v2's URL when it gave one).
+    pub ews: ClientConfig,
+    /// Its change tracking.
+    pub driver: DriverConfig,
+    /// Graph, when signed in with OAuth2.
+    pub graph: Option<Box<lamplighter_graph_client::GraphConfig>>,
+    /// Graph's service root (Autodiscover v2's host follows from it).
+    pub graph_root: String,
+    /// The sign-in authority (its origin answers the tenant question).
+    pub authority: String,
+    /// An extra CA for both questions.
+    pub extra_ca_pem: Option<Vec<u8>>,
 }
 
 impl MailboxSetup {
@@ -51,6 +70,31 @@ impl MailboxSetup {
         match self {
             MailboxSetup::Ews { client, driver } => Ok(Arc::new(EwsBackend::connect(client, driver).await?)),
             MailboxSetup::Graph { config } => Ok(Arc::new(lamplighter_graph_client::GraphBackend::new(config)?)),
+            MailboxSetup::Auto(auto) => {
+                let AutoSetup { mut ews, driver, graph, graph_root, authority, extra_ca_pem } = *auto;
+                use lamplighter_graph_client::locate::{Home, locate};
+                let home = locate(&ews.email, &graph_root, &authority, extra_ca_pem.as_deref()).await?;
+                match (home, graph) {
+                    (Home::ExchangeOnline, Some(config)) => {
+                        log::info!("{} is in Exchange Online: Microsoft Graph", ews.email);
+                        Ok(Arc::new(lamplighter_graph_client::GraphBackend::new(*config)?))
+                    }
+                    (Home::ExchangeOnline, None) => Err(ConnectError::Placement(format!(
+                        "{} is in Exchange Online, which Lamplighter reaches through Microsoft Graph: choose the Microsoft sign-in (auth = \"oauth2\")",
+                        ews.email
+                    ))),
+                    (Home::OnPremises { why, .. }, Some(_)) => Err(ConnectError::Placement(format!(
+                        "the mailbox is on-premises ({why}): set backend = \"ews\" and a sign-in the server takes (Kerberos, NTLM, or OAuth2 with hybrid modern authentication)"
+                    ))),
+                    (Home::OnPremises { ews_url, why }, None) => {
+                        log::info!("{why}: EWS");
+                        if ews.ews_url.is_none() {
+                            ews.ews_url = ews_url;
+                        }
+                        Ok(Arc::new(EwsBackend::connect(ews, driver).await?))
+                    }
+                }
+            }
         }
     }
 }
@@ -62,6 +106,9 @@ pub enum ConnectError {
     Ews(#[from] ClientError),
     #[error(transparent)]
     Graph(#[from] lamplighter_graph_client::GraphClientError),
+    /// `backend = "auto"` found the mailbox where the sign-in method cannot reach it.
+    #[error("{0}")]
+    Placement(String),
 }
 
 impl ConnectError {
@@ -70,6 +117,7 @@ impl ConnectError {
         match self {
             ConnectError::Ews(e) => lamplighter_ews_client::hint_for(e),
             ConnectError::Graph(_) => "check [mailbox] graph_url, the network, and that you are signed in".into(),
+            ConnectError::Placement(_) => "or set [mailbox] backend explicitly".into(),
         }
     }
 }
@@ -79,6 +127,7 @@ impl From<ConnectError> for MailboxError {
         match e {
             ConnectError::Ews(e) => e.into(),
             ConnectError::Graph(e) => e.into(),
+            ConnectError::Placement(message) => MailboxError::Failed { operation: "finding the mailbox", message },
         }
     }
 }

@@ -190,6 +190,24 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
                 config.extra_ca_pem = extra_ca;
                 crate::MailboxSetup::Graph { config }
             }
+            lamplighter_config::MailBackend::Auto => {
+                let graph = secrets.token.clone().map(|token| {
+                    let mut config = lamplighter_graph_client::GraphConfig::new(
+                        mailbox.graph_url.as_str().trim_end_matches('/'),
+                        token,
+                    );
+                    config.extra_ca_pem = extra_ca.clone();
+                    Box::new(config)
+                });
+                crate::MailboxSetup::Auto(Box::new(crate::AutoSetup {
+                    ews: client,
+                    driver: Default::default(),
+                    graph,
+                    graph_root: mailbox.graph_url.as_str().trim_end_matches('/').to_string(),
+                    authority: mailbox.authority.to_string(),
+                    extra_ca_pem: extra_ca,
+                }))
+            }
         },
         user,
         include_missed_calls: settings.mwi.include_missed_calls,

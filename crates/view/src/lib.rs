@@ -515,6 +515,7 @@ pub const UI_STRINGS: &[(&str, &str, &str)] = &[
         "Exchange on-premises or EWS (hybrid modern authentication)",
         "Exchange lokal oder EWS (hybride moderne Authentifizierung)",
     ),
+    ("backend_auto", "Find out from the address", "Anhand der Adresse ermitteln"),
     ("client_id", "Application (client) ID", "Anwendungs-ID (Client)"),
     ("sign_in_microsoft", "Sign in with Microsoft", "Mit Microsoft anmelden"),
     ("sign_out", "Sign out", "Abmelden"),

@@ -45,6 +45,11 @@ pub struct EntraConfig {
     pub block_device_code: bool,
     /// The user declines consent in the browser.
     pub decline_browser: bool,
+    /// The tenant's domains: their OpenID configuration exists.
+    pub tenant_domains: Vec<String>,
+    /// Addresses of the tenant whose mailbox is on-premises (hybrid):
+    /// Autodiscover v2 sends them to this simulator's EWS.
+    pub on_premises: Vec<String>,
 }
 
 impl Default for EntraConfig {
@@ -57,6 +62,8 @@ impl Default for EntraConfig {
             device_interval: Duration::from_secs(5),
             block_device_code: false,
             decline_browser: false,
+            tenant_domains: vec!["contoso.onmicrosoft.com".into(), "contoso.com".into()],
+            on_premises: Vec::new(),
         }
     }
 }
@@ -520,6 +527,64 @@ pub(super) fn serve(shared: &Shared, method: &Method, path: &str, query: Option<
             "The request body must contain the following parameter: 'grant_type'.",
         ),
     }
+}
+
+/// The unauthenticated discovery Microsoft's cloud answers:
+/// `GET /{domain}/v2.0/.well-known/openid-configuration` (only for a tenant's
+/// domains; Entra's `AADSTS90002` otherwise) and Exchange Online's
+/// Autodiscover v2, `GET /autodiscover/autodiscover.json/v1.0/{address}?Protocol=EWS`
+/// (Exchange Online's EWS for anyone but the hybrid organisation's
+/// on-premises mailboxes, as the real one answers even unknown domains).
+pub(super) fn discovery(shared: &Shared, path: &str, query: Option<&str>) -> Option<Response<Body>> {
+    let config = shared.config.lock().unwrap_or_else(|p| p.into_inner()).entra.clone();
+    let json = |status: StatusCode, body: serde_json::Value| {
+        let mut r = full(status, body.to_string());
+        r.headers_mut()
+            .insert("content-type", hyper::header::HeaderValue::from_static("application/json; charset=utf-8"));
+        r
+    };
+    if let Some(domain) = path.strip_suffix("/v2.0/.well-known/openid-configuration").and_then(|p| p.strip_prefix('/'))
+    {
+        let domain = super::graph::decode_form(domain).to_ascii_lowercase();
+        if !config.tenant_domains.iter().any(|d| d.eq_ignore_ascii_case(&domain)) {
+            return Some(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_tenant",
+                90002,
+                &format!(
+                    "Tenant '{domain}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud."
+                ),
+            ));
+        }
+        let issuer = format!("{}/9188040d-6c67-4c5b-b112-36a304b66dad/v2.0", shared.base_url);
+        return Some(json(
+            StatusCode::OK,
+            json!({
+                "issuer": issuer,
+                "authorization_endpoint": format!("{}/{domain}/oauth2/v2.0/authorize", shared.base_url),
+                "token_endpoint": format!("{}/{domain}/oauth2/v2.0/token", shared.base_url),
+                "device_authorization_endpoint": format!("{}/{domain}/oauth2/v2.0/devicecode", shared.base_url),
+                "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                "code_challenge_methods_supported": ["plain", "S256"],
+                "tenant_region_scope": "EU",
+            }),
+        ));
+    }
+    let address = path.strip_prefix("/autodiscover/autodiscover.json/v1.0/")?;
+    let address = super::graph::decode_form(address);
+    let protocol = form(query.unwrap_or("").as_bytes()).get("Protocol").cloned().unwrap_or_default();
+    if !protocol.eq_ignore_ascii_case("ews") {
+        return Some(json(
+            StatusCode::BAD_REQUEST,
+            json!({"ErrorCode": "InvalidProtocol", "ErrorMessage": format!("The given protocol value '{protocol}' is invalid.")}),
+        ));
+    }
+    let url = if config.on_premises.iter().any(|a| a.eq_ignore_ascii_case(&address)) {
+        format!("{}/EWS/Exchange.asmx", shared.base_url)
+    } else {
+        "https://outlook.office365.com/EWS/Exchange.asmx".to_string()
+    };
+    Some(json(StatusCode::OK, json!({"Protocol": "EWS", "Url": url})))
 }
 
 /// Whether `path` is one of the sign-in service's.
