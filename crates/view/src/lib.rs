@@ -508,7 +508,7 @@ pub const UI_STRINGS: &[(&str, &str, &str)] = &[
     (
         "backend_graph",
         "Microsoft 365 (Exchange Online, Microsoft Graph)",
-        "Microsoft 365 (Exchange Online, Microsoft Graph)",
+        "Microsoft 365 (Exchange Online über Microsoft Graph)",
     ),
     (
         "backend_ews",
