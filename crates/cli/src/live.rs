@@ -113,6 +113,7 @@ pub(crate) async fn run(
     engine: Engine,
     printer: Printer,
     demo_every: Duration,
+    demo_backend: lamplighter_engine::DemoBackend,
     seconds: Option<u64>,
 ) -> anyhow::Result<()> {
     let configured = engine.settings().mailbox.is_some();
@@ -120,7 +121,7 @@ pub(crate) async fn run(
     let latest: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     #[cfg(unix)]
     let _socket = configured.then(|| serve_status(socket_path(&engine), latest.clone())).flatten();
-    let Some(live) = engine.start_live_with(LiveOptions { demo_every }) else {
+    let Some(live) = engine.start_live_with(LiveOptions { demo_every, demo_backend }) else {
         bail!("the live engine cannot start (counts from LAMPLIGHTER_PREVIEW_COUNTS keep it off)");
     };
     // without --seconds, a year: as good as forever for a run, and no helper needed

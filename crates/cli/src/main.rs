@@ -49,6 +49,10 @@ enum Command {
         /// Seconds between the demo's steps.
         #[arg(long, default_value_t = 4)]
         every: u64,
+        /// How the demo reads its mailbox: ews (as Exchange on-premises) or
+        /// graph (as Exchange Online, through Microsoft Graph).
+        #[arg(long, default_value = "ews", value_parser = ["ews", "graph"])]
+        backend: String,
     },
     /// Print the current state once (one sync with the mailbox), for status bars and scripts.
     Status {
@@ -203,7 +207,13 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             if engine.settings().mailbox.is_none() {
                 printer.say("No mailbox is configured: running the demo mailbox (see `lamplighter-agent demo`).");
             }
-            runtime()?.block_on(live::run(engine, printer, std::time::Duration::from_secs(4), None))?;
+            runtime()?.block_on(live::run(
+                engine,
+                printer,
+                std::time::Duration::from_secs(4),
+                lamplighter_engine::DemoBackend::Ews,
+                None,
+            ))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Status { format } => {
@@ -260,7 +270,7 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
             }
             Ok(std::process::ExitCode::SUCCESS)
         }
-        Command::Demo { json, seconds, every } => {
+        Command::Demo { json, seconds, every, backend } => {
             // the demo is what the engine runs without a mailbox: an empty settings
             // file of its own, so a configured mailbox does not get in the way
             let dir = tempfile::tempdir().context("a directory for the demo's settings")?;
@@ -273,6 +283,10 @@ fn run() -> anyhow::Result<std::process::ExitCode> {
                 engine,
                 live::Printer { json },
                 std::time::Duration::from_secs(every.max(1)),
+                match backend.as_str() {
+                    "graph" => lamplighter_engine::DemoBackend::Graph,
+                    _ => lamplighter_engine::DemoBackend::Ews,
+                },
                 seconds,
             ))?;
             Ok(std::process::ExitCode::SUCCESS)

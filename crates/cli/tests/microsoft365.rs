@@ -195,3 +195,35 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The demo on the simulator's Graph face (`demo --backend graph`): the
+/// same story, read by delta polling, the lamp following it. Waited for as
+/// events, not for a number of seconds.
+#[test]
+fn the_demo_runs_over_microsoft_graph_too() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_lamplighter-agent"))
+        .args(["demo", "--json", "--every", "2", "--backend", "graph"])
+        .env("HOME", dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent demo");
+    let mut lines = common::JsonLines::read(&mut demo);
+    let lamp = |rfc: &'static str| {
+        move |v: &serde_json::Value| {
+            v["event"] == "mwi"
+                && v["result"]["outcome"] == "delivered"
+                && format!(
+                    "{}/{} ({}/{})",
+                    v["counts"]["new"], v["counts"]["old"], v["counts"]["urgent_new"], v["counts"]["urgent_old"]
+                ) == rfc
+        }
+    };
+    lines.wait("the start-up lamp", lamp("3/2 (1/0)"));
+    lines.wait("a new voicemail announced", |v| v["event"] == "notify" && v["kind"] == "voicemail");
+    lines.wait("the lamp for it", lamp("4/2 (1/0)"));
+    lines.wait("the voicemail marked heard", lamp("3/3 (1/0)"));
+    let _ = std::process::Command::new("kill").args(["-TERM", &demo.id().to_string()]).status();
+    assert!(demo.wait().expect("demo ends").success());
+}

@@ -121,10 +121,25 @@ pub struct Demo {
     lamps: Option<std::sync::mpsc::Receiver<lamplighter_sip_notify::demo_phone::Lamp>>,
 }
 
+/// Which of the simulator's faces the demo's run reads the mailbox through.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// EWS, as an on-premises Exchange (NTLM).
+    #[default]
+    Ews,
+    /// Microsoft Graph, as Exchange Online (a bearer token the simulator takes; delta polling).
+    Graph,
+}
+
 impl Demo {
     /// Starts the simulator with the sample mailbox (3 unheard voicemails, one urgent, and 2
-    /// heard) and the demo phone; returns the demo and the run that uses them.
+    /// heard) and the demo phone; returns the demo and the run that uses them over EWS.
     pub async fn start() -> std::io::Result<(Demo, RunConfig)> {
+        Demo::start_on(Backend::Ews).await
+    }
+
+    /// [`Demo::start`], the run reading the mailbox through `backend`.
+    pub async fn start_on(backend: Backend) -> std::io::Result<(Demo, RunConfig)> {
         let sim = Simulator::start(SimConfig { validation: Validation::if_available(), ..SimConfig::default() })
             .await
             .map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -141,8 +156,23 @@ impl Demo {
         client.ews_url = Some(sim.ews_url());
         let user = lamplighter_missed_calls::UserIdentity::new(&["frank.carius@netatwork.de"], &["+49 5251 304600"])
             .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mailbox = match backend {
+            Backend::Ews => MailboxSetup::ews(client),
+            Backend::Graph => {
+                // the demo's own sign-in: a token only this simulator takes, never stored
+                use std::hash::BuildHasher as _;
+                let token =
+                    format!("demo-{:016x}", std::collections::hash_map::RandomState::new().hash_one(sim.graph_url()));
+                sim.accept_token(&token);
+                let source: lamplighter_graph_client::TokenSource = std::sync::Arc::new(move |_fresh| {
+                    let token = token.clone();
+                    Box::pin(async move { Ok(token) })
+                });
+                MailboxSetup::Graph { config: lamplighter_graph_client::GraphConfig::new(sim.graph_url(), source) }
+            }
+        };
         let config = RunConfig {
-            mailbox: MailboxSetup::ews(client),
+            mailbox,
             user,
             include_missed_calls: false,
             recogniser: Default::default(),

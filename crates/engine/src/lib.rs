@@ -28,6 +28,7 @@ pub mod playback;
 pub mod lamp_test;
 
 pub use alerts::{Alert, AlertAction, AlertKind};
+pub use lamplighter_demo::Backend as DemoBackend;
 pub use lamplighter_demo::Narration;
 pub use lamplighter_inbox::{Counts as MessageCounts, Kind, Notification, Summary};
 pub use lamplighter_mailbox::{CheckStep, Connection};

@@ -22,11 +22,13 @@ use tokio::sync::watch;
 pub struct LiveOptions {
     /// Time between two steps of the demo's story.
     pub demo_every: Duration,
+    /// Which face of the simulator the demo reads (EWS or Microsoft Graph).
+    pub demo_backend: lamplighter_demo::Backend,
 }
 
 impl Default for LiveOptions {
     fn default() -> Self {
-        LiveOptions { demo_every: Duration::from_secs(6) }
+        LiveOptions { demo_every: Duration::from_secs(6), demo_backend: lamplighter_demo::Backend::Ews }
     }
 }
 
@@ -147,7 +149,7 @@ async fn run_once(engine: &Engine, options: LiveOptions, mut stop: watch::Receiv
             Err(e) => return park(engine, ProblemCode::MailboxSetup, e.to_string(), stop).await,
         }
     } else {
-        match Demo::start().await {
+        match Demo::start_on(options.demo_backend).await {
             Ok((d, c)) => {
                 demo = Some(d);
                 c
