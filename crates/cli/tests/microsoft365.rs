@@ -227,3 +227,101 @@ fn the_demo_runs_over_microsoft_graph_too() {
     let _ = std::process::Command::new("kill").args(["-TERM", &demo.id().to_string()]).status();
     assert!(demo.wait().expect("demo ends").success());
 }
+
+/// Signs the agent in by device code, curl entering the code as the user would.
+fn login_by_device_code(session: &Session, config: &std::path::Path) {
+    let mut login = agent(session, config)
+        .args(["login", "--device-code"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent login");
+    let mut stdout = std::io::BufReader::new(login.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    stdout.read_line(&mut line).expect("the instructions");
+    let uri = line.split_whitespace().find(|w| w.starts_with("http")).expect("a page to open").to_string();
+    let code =
+        line.split("enter the code ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a code").to_string();
+    std::process::Command::new("curl")
+        .args(["-s", "--data", &format!("user_code={code}"), &uri])
+        .output()
+        .expect("curl");
+    assert!(login.wait().expect("login ends").success(), "{line}");
+}
+
+/// sipp as the phone over the Graph backend (it checks our NOTIFY's body
+/// itself, one sipp per expected NOTIFY on the same port), and a restart:
+/// the voicemail deposited while the agent was down is counted, the one it
+/// knew is not announced again.
+#[test]
+fn over_graph_a_sipp_phone_follows_the_mailbox_across_a_restart() {
+    use lamplighter_testkit::sipp::{Sipp, free_port};
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
+    let sim = rt
+        .block_on(Simulator::start(SimConfig {
+            entra: EntraConfig { device_interval: Duration::from_secs(1), ..EntraConfig::default() },
+            ..SimConfig::default()
+        }))
+        .expect("sim");
+    let session = Session::start(Parts { keyring: true, ..Default::default() });
+    let port = free_port();
+    let config = write_config(session.home(), &sim, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    login_by_device_code(&session, &config);
+    let expect = |summary: &str, waiting: &str| {
+        Sipp::start_on(port, "notify-uas-ok.xml", &[("summary", summary), ("waiting", waiting)])
+    };
+    let run = || {
+        agent(&session, &config)
+            .args(["run", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("agent run")
+    };
+    let cloud = |n: u32| Voicemail {
+        caller_number: format!("+49 5251 30461{n}"),
+        caller_name: Some("Jörg Müller".into()),
+        duration_secs: 27,
+        transcription: Some("Bitte ruf mich zurück.".into()),
+        ..Voicemail::default()
+    };
+
+    let sipp = expect(r"Voice-Message: 0/0 \(0/0\)", "no");
+    let mut first = run();
+    let mut lines = common::JsonLines::read(&mut first);
+    let (ok, log) = sipp.finish();
+    assert!(ok, "start-up NOTIFY:\n{log}");
+
+    let sipp = expect(r"Voice-Message: 1/0 \(0/0\)", "yes");
+    let id = sim.deposit_voicemail(cloud(1));
+    let note = lines.wait("the voicemail announced", |v| v["event"] == "notify" && v["kind"] == "voicemail");
+    assert_eq!(note["duration_secs"], 27, "{note}");
+    assert!(note["from"].as_str().is_some_and(|f| f.contains("Jörg Müller")), "{note}");
+    let (ok, log) = sipp.finish();
+    assert!(ok, "the lamp on:\n{log}");
+
+    let sipp = expect(r"Voice-Message: 0/1 \(0/0\)", "no");
+    sim.set_read(&id, true);
+    let (ok, log) = sipp.finish();
+    assert!(ok, "read elsewhere, the lamp off:\n{log}");
+    let _ = std::process::Command::new("kill").args(["-TERM", &first.id().to_string()]).status();
+    assert!(first.wait().expect("run ends").success());
+
+    // while the agent is down a second voicemail comes; the restart counts it and announces nothing old
+    sim.deposit_voicemail(cloud(2));
+    let sipp = expect(r"Voice-Message: 1/1 \(0/0\)", "yes");
+    let mut second = run();
+    let mut lines = common::JsonLines::read(&mut second);
+    let (ok, log) = sipp.finish();
+    assert!(ok, "the restart's lamp:\n{log}");
+    lines.wait("live again", |v| v["event"] == "state" && v["connection"]["state"] == "live");
+    // a third voicemail is announced; nothing before it was
+    sim.deposit_voicemail(cloud(3));
+    lines.wait("the third announced", |v| {
+        v["event"] == "notify" && v["from"].as_str().is_some_and(|f| f.contains("304613"))
+    });
+    let announced: Vec<&serde_json::Value> = lines.seen.iter().filter(|v| v["event"] == "notify").collect();
+    assert_eq!(announced.len(), 1, "only the new one after the restart: {announced:?}");
+    let _ = std::process::Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
+    assert!(second.wait().expect("run ends").success());
+}
