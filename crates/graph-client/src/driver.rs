@@ -100,6 +100,36 @@ async fn enrich(client: &GraphClient, changes: &mut [Change]) -> Result<(), crat
     Ok(())
 }
 
+/// How often the clocks are compared for a sleep of the machine.
+const CLOCK_CHECK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Notices that the machine slept: the wall clock runs on through a
+/// suspend, the monotonic clock (tokio's, `CLOCK_MONOTONIC`) does not, so
+/// after a resume the wall clock is ahead by the time asleep.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SleepWatch {
+    wall: std::time::SystemTime,
+    mono: std::time::Instant,
+}
+
+impl SleepWatch {
+    /// More wall time than monotonic time by this much is a sleep (NTP's
+    /// corrections are far smaller).
+    pub(crate) const SLEPT: std::time::Duration = std::time::Duration::from_secs(30);
+
+    pub(crate) fn new(wall: std::time::SystemTime, mono: std::time::Instant) -> SleepWatch {
+        SleepWatch { wall, mono }
+    }
+
+    /// Whether the machine slept since the last look; the look is kept.
+    pub(crate) fn slept(&mut self, wall: std::time::SystemTime, mono: std::time::Instant) -> bool {
+        let walked = wall.duration_since(self.wall).unwrap_or_default();
+        let ran = mono.saturating_duration_since(self.mono);
+        *self = SleepWatch { wall, mono };
+        walked > ran + SleepWatch::SLEPT
+    }
+}
+
 async fn run(
     client: Arc<GraphClient>,
     state: Arc<dyn StateStore>,
@@ -112,6 +142,9 @@ async fn run(
         return;
     }
     let mut last: Option<Connection> = None;
+    let mut watch = SleepWatch::new(std::time::SystemTime::now(), std::time::Instant::now());
+    let mut clock_check = tokio::time::interval(CLOCK_CHECK);
+    clock_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut changes: Vec<Change> = std::iter::from_fn(|| sync.poll_change()).collect();
         if !changes.is_empty() {
@@ -157,7 +190,33 @@ async fn run(
                 }
             } => {}
             _ = retry.notified() => sync.wake(std::time::Instant::now()),
+            _ = clock_check.tick() => {
+                if watch.slept(std::time::SystemTime::now(), std::time::Instant::now()) {
+                    log::info!("Graph: the machine woke up; polling now");
+                    sync.resumed(std::time::Instant::now());
+                }
+            }
             _ = stopped.changed() => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SleepWatch;
+    use std::time::{Duration, Instant, SystemTime};
+
+    #[test]
+    fn a_sleep_is_wall_time_the_monotonic_clock_did_not_see() {
+        let (w0, m0) = (SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000), Instant::now());
+        let mut watch = SleepWatch::new(w0, m0);
+        // awake: both clocks move together (a second of NTP slew is no sleep)
+        assert!(!watch.slept(w0 + Duration::from_secs(16), m0 + Duration::from_secs(15)));
+        // an hour asleep: the wall clock jumped, the monotonic one moved 15 s
+        assert!(watch.slept(w0 + Duration::from_secs(3616), m0 + Duration::from_secs(30)));
+        // and then awake again
+        assert!(!watch.slept(w0 + Duration::from_secs(3631), m0 + Duration::from_secs(45)));
+        // the wall clock set back is no sleep
+        assert!(!watch.slept(w0, m0 + Duration::from_secs(60)));
     }
 }

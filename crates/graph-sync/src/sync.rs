@@ -129,6 +129,8 @@ pub struct DeltaSync {
     resets: u32,
     last_reason: Option<String>,
     active_until: Option<Instant>,
+    /// Until when the server asked us to wait (`Retry-After`): not even a resume polls before.
+    server_wait_until: Option<Instant>,
     rng: u64,
 }
 
@@ -149,6 +151,7 @@ impl DeltaSync {
             resets: 0,
             last_reason: None,
             active_until: None,
+            server_wait_until: None,
             rng: config.jitter_seed | 1,
         }
     }
@@ -222,6 +225,21 @@ impl DeltaSync {
         }
     }
 
+    /// The machine woke from sleep (or the network changed): poll now, with
+    /// the back-off forgiven, since what failed before was likely the
+    /// sleep. A server's `Retry-After` is still honoured, and a signed-out
+    /// account stays signed out (only a sign-in wakes it): a resume never
+    /// becomes a request the server or the user did not allow.
+    pub fn resumed(&mut self, now: Instant) {
+        if self.server_wait_until.is_some_and(|u| now < u) {
+            return;
+        }
+        if let Phase::Due { at, .. } = &mut self.phase {
+            *at = (*at).min(now);
+            self.failures = 0;
+        }
+    }
+
     fn interval(&self, now: Instant) -> Duration {
         if self.active_until.is_some_and(|u| now < u) { self.config.active_interval } else { self.config.idle_interval }
     }
@@ -245,11 +263,13 @@ impl DeltaSync {
         self.failures = self.failures.saturating_add(1);
         let exp =
             self.config.retry_initial.saturating_mul(1u32 << (self.failures - 1).min(16)).min(self.config.retry_max);
+        let asked = wait.is_some();
         let wait = match wait {
             // at least a second: a `Retry-After: 0` is no reason for a tight loop
             Some(w) => w.clamp(Duration::from_secs(1), self.config.max_retry_after),
             None => self.jittered(exp),
         };
+        self.server_wait_until = asked.then_some(now + wait);
         self.last_reason = Some(reason);
         self.phase = Phase::Due { at: now + wait, request };
     }

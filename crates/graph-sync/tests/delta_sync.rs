@@ -157,6 +157,51 @@ fn failures_back_off_with_jitter_to_five_minutes_and_a_success_forgives() {
 }
 
 #[test]
+fn a_resume_polls_at_once_but_never_against_retry_after_or_a_sign_out() {
+    let t0 = Instant::now();
+    let mut s = DeltaSync::new(PollConfig::default(), None, t0);
+    // failures while the network slept: a long back-off, forgiven by the resume
+    let mut now = t0;
+    for _ in 0..8 {
+        assert!(s.poll_request(now).is_some());
+        s.handle(now, Response::Broken("network unreachable".into()));
+        now = s.next_wake().expect("retry");
+    }
+    let woke = now - Duration::from_secs(60);
+    assert!(s.next_wake().expect("retry") > woke + Duration::from_secs(30), "a long wait is pending");
+    s.resumed(woke);
+    assert_eq!(s.next_wake(), Some(woke), "polled at once after the resume");
+    assert!(s.poll_request(woke).is_some());
+    s.handle(woke, Response::Broken("still down".into()));
+    let w = s.next_wake().expect("retry").duration_since(woke).as_secs_f64();
+    assert!((1.6..=2.4).contains(&w), "the back-off starts again from 2 s: {w}");
+
+    // the server asked for a pause: a resume does not cut it short
+    let t1 = s.next_wake().expect("due");
+    assert!(s.poll_request(t1).is_some());
+    s.handle(
+        t1,
+        Response::Failed {
+            failure: Failure::Throttled { retry_after: Some(Duration::from_secs(30)) },
+            words: "429".into(),
+        },
+    );
+    s.resumed(t1 + Duration::from_secs(5));
+    assert_eq!(s.next_wake(), Some(t1 + Duration::from_secs(30)));
+    s.resumed(t1 + Duration::from_secs(31));
+    assert_eq!(s.next_wake(), Some(t1 + Duration::from_secs(30)), "due anyway");
+
+    // signed out stays signed out: only a sign-in (wake) retries
+    assert!(s.poll_request(t1 + Duration::from_secs(31)).is_some());
+    s.handle(
+        t1 + Duration::from_secs(31),
+        Response::Failed { failure: Failure::Unauthorized { invalid_token: true }, words: "401".into() },
+    );
+    s.resumed(t1 + Duration::from_secs(40));
+    assert_eq!(s.next_wake(), None);
+}
+
+#[test]
 fn an_expired_delta_link_is_a_reset_and_a_new_round() {
     let t0 = Instant::now();
     let mut s = DeltaSync::new(PollConfig::default(), Some("https://graph.test/v1.0/x?$deltatoken=old".into()), t0);
