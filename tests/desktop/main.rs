@@ -305,13 +305,14 @@ fn a_second_launch_opens_the_first_instances_window_and_exits() {
         std::thread::sleep(Duration::from_millis(100));
     }
     // Without a window manager, GTK under Xvfb now and then drops a
-    // WM_DELETE_WINDOW (seen about 1 in 5 runs; the app logs no close request
-    // then). A user would click × again; so does the test, up to 3 times.
+    // WM_DELETE_WINDOW (seen about 1 in 5 runs, and several in a row on a
+    // loaded machine; the app logs no close request then). A user would click
+    // × again; so does the test, every 2 s until the window goes.
     let mut requests = 0;
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(60));
     while window_open(&session) {
         assert!(Instant::now() < end, "the window did not close after {requests} requests:\n{}", app_log(&session));
-        if requests < 3 {
+        if !app_log(&session).contains("window main: close requested") {
             assert_eq!(x11::request_close(&display, "Lamplighter"), 1);
             requests += 1;
         }

@@ -56,27 +56,7 @@ fn login_then_a_cloud_voicemail_lights_the_lamp_and_reading_it_elsewhere_turns_i
     assert!(!out.status.success() && text.contains("lamplighter-agent login"), "{text}");
 
     // login: the agent shows a code, the user enters it in a browser (curl), the agent is signed in
-    let mut login = agent(&session, &config)
-        .args(["login", "--device-code"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("agent login");
-    let mut stdout = std::io::BufReader::new(login.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("the instructions");
-    let uri = line.split_whitespace().find(|w| w.starts_with("http")).expect("a page to open").to_string();
-    let code =
-        line.split("enter the code ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a code").to_string();
-    let page = std::process::Command::new("curl")
-        .args(["-s", "--data", &format!("user_code={code}"), &uri])
-        .output()
-        .expect("curl");
-    assert!(String::from_utf8_lossy(&page.stdout).contains("You have signed in"));
-    let status = login.wait().expect("login ends");
-    let mut rest = String::new();
-    stdout.read_to_string(&mut rest).expect("rest");
-    assert!(status.success(), "{line}{rest}");
+    let rest = login_by_device_code(&session, &config);
     assert!(rest.contains("signed in to Microsoft 365 as mara@contoso.onmicrosoft.com"), "{rest}");
 
     // check: the token's account, scopes and life, then the mailbox over Graph
@@ -228,8 +208,9 @@ fn the_demo_runs_over_microsoft_graph_too() {
     assert!(demo.wait().expect("demo ends").success());
 }
 
-/// Signs the agent in by device code, curl entering the code as the user would.
-fn login_by_device_code(session: &Session, config: &std::path::Path) {
+/// Signs the agent in by device code, curl entering the code as the user
+/// would; what the agent printed after the instructions.
+fn login_by_device_code(session: &Session, config: &std::path::Path) -> String {
     let mut login = agent(session, config)
         .args(["login", "--device-code"])
         .stdout(std::process::Stdio::piped())
@@ -242,11 +223,16 @@ fn login_by_device_code(session: &Session, config: &std::path::Path) {
     let uri = line.split_whitespace().find(|w| w.starts_with("http")).expect("a page to open").to_string();
     let code =
         line.split("enter the code ").nth(1).and_then(|r| r.split_whitespace().next()).expect("a code").to_string();
-    std::process::Command::new("curl")
+    let page = std::process::Command::new("curl")
         .args(["-s", "--data", &format!("user_code={code}"), &uri])
         .output()
         .expect("curl");
-    assert!(login.wait().expect("login ends").success(), "{line}");
+    assert!(String::from_utf8_lossy(&page.stdout).contains("You have signed in"));
+    let status = login.wait().expect("login ends");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("rest");
+    assert!(status.success(), "{line}{rest}");
+    rest
 }
 
 /// sipp as the phone over the Graph backend (it checks our NOTIFY's body

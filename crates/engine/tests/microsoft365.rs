@@ -21,17 +21,7 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn graph_engine(dir: &std::path::Path, sim: &Simulator) -> Engine {
-    common::engine(
-        dir,
-        &format!(
-            "[mailbox]\nemail = \"mara@contoso.onmicrosoft.com\"\nbackend = \"graph\"\nauth = \"oauth2\"\n\
-             graph_url = \"{}\"\nauthority = \"{}\"\nclient_id = \"{}\"\n",
-            sim.graph_url(),
-            sim.authority("organizations"),
-            EntraConfig::default().client_id
-        ),
-        "",
-    )
+    m365_engine(dir, sim, "mara@contoso.onmicrosoft.com", "graph", "oauth2")
 }
 
 /// The browser sign-in, the user being curl following the sign-in page's redirects.
@@ -43,6 +33,22 @@ fn sign_in(rt: &tokio::runtime::Runtime, e: &Engine) -> lamplighter_signin::Gran
         });
     }))
     .expect("signed in")
+}
+
+/// The device code sign-in, the user approving in curl as soon as the code shows.
+fn device_sign_in(rt: &tokio::runtime::Runtime, e: &Engine) {
+    let session = e.microsoft_session().expect("session").expect("oauth2");
+    let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
+    std::thread::spawn(move || {
+        if let Ok((uri, code)) = rx.recv() {
+            let _ =
+                std::process::Command::new("curl").args(["-s", "--data", &format!("user_code={code}"), &uri]).output();
+        }
+    });
+    rt.block_on(session.device_login(move |d| {
+        let _ = tx.send((d.verification_uri.clone(), d.user_code.clone()));
+    }))
+    .expect("signed in");
 }
 
 /// Asterisk app_voicemail's e-mail with its GSM recording.
@@ -167,30 +173,9 @@ fn a_pbx_voicemail_mail_is_voicemail_over_ews_and_over_graph_with_its_recording(
     sim2.deposit(ordinary_mail_with_a_wav());
     sim2.deposit(asterisk_mail());
     let dir2 = tempfile::tempdir().expect("tmp");
-    let e2 = common::engine(
-        dir2.path(),
-        &format!(
-            "[mailbox]\nemail = \"mara@contoso.onmicrosoft.com\"\nbackend = \"graph\"\nauth = \"oauth2\"\n\
-             graph_url = \"{}\"\nauthority = \"{}\"\nclient_id = \"{}\"\n",
-            sim2.graph_url(),
-            sim2.authority("organizations"),
-            EntraConfig::default().client_id
-        ),
-        "",
-    );
+    let e2 = graph_engine(dir2.path(), &sim2);
     // signed in by device code, the user approving in curl
-    let session = e2.microsoft_session().expect("session").expect("oauth2");
-    let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
-    std::thread::spawn(move || {
-        if let Ok((uri, code)) = rx.recv() {
-            let _ =
-                std::process::Command::new("curl").args(["-s", "--data", &format!("user_code={code}"), &uri]).output();
-        }
-    });
-    rt.block_on(session.device_login(move |d| {
-        let _ = tx.send((d.verification_uri.clone(), d.user_code.clone()));
-    }))
-    .expect("signed in");
+    device_sign_in(&rt, &e2);
     let _live2 = e2.start_live().expect("live");
     wait(&e2, "the PBX's voicemail over Graph", |s| s.connection == Some(Connection::Live) && s.counts.voicemails == 1);
     let row = e2.lists().voicemails.into_iter().next().expect("listed");
@@ -201,10 +186,16 @@ fn a_pbx_voicemail_mail_is_voicemail_over_ews_and_over_graph_with_its_recording(
 
 /// `backend = "auto"` as a user writes it, with no URL: the mailbox's home decides.
 fn auto_engine(dir: &std::path::Path, sim: &Simulator, email: &str, auth: &str) -> Engine {
+    m365_engine(dir, sim, email, "auto", auth)
+}
+
+/// An engine for `email` at the simulator's Microsoft 365 (and EWS, with the
+/// password for Basic) through `backend`.
+fn m365_engine(dir: &std::path::Path, sim: &Simulator, email: &str, backend: &str, auth: &str) -> Engine {
     common::engine(
         dir,
         &format!(
-            "[mailbox]\nemail = \"{email}\"\nbackend = \"auto\"\nauth = \"{auth}\"\nusername = \"mara\"\n\
+            "[mailbox]\nemail = \"{email}\"\nbackend = \"{backend}\"\nauth = \"{auth}\"\nusername = \"mara\"\n\
              graph_url = \"{}\"\nauthority = \"{}\"\nclient_id = \"{}\"\n",
             sim.graph_url(),
             sim.authority("organizations"),
@@ -251,18 +242,7 @@ fn backend_auto_takes_graph_for_exchange_online_and_ews_for_a_hybrid_on_premises
     // and with the Microsoft sign-in: Microsoft Graph
     let dir = tempfile::tempdir().expect("tmp");
     let e = auto_engine(dir.path(), &sim, "mara@contoso.onmicrosoft.com", "oauth2");
-    let session = e.microsoft_session().expect("session").expect("oauth2");
-    let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
-    std::thread::spawn(move || {
-        if let Ok((uri, code)) = rx.recv() {
-            let _ =
-                std::process::Command::new("curl").args(["-s", "--data", &format!("user_code={code}"), &uri]).output();
-        }
-    });
-    rt.block_on(session.device_login(move |d| {
-        let _ = tx.send((d.verification_uri.clone(), d.user_code.clone()));
-    }))
-    .expect("signed in");
+    device_sign_in(&rt, &e);
     let _live = e.start_live().expect("live");
     wait(&e, "connected over Graph", |s| s.connection == Some(Connection::Live) && s.counts.voicemails == 1);
     assert!(sim.served().iter().any(|s| s.op.contains("/messages/delta")), "Graph was used");

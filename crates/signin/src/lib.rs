@@ -188,6 +188,28 @@ fn words(description: Option<&String>, error: &str) -> String {
     }
 }
 
+/// A token endpoint's refusal: Conditional Access, the registration,
+/// `invalid_grant` as `grant` says, anything else as `other`.
+fn refusal<RE: std::error::Error + 'static>(
+    e: oauth2::RequestTokenError<RE, oauth2::basic::BasicErrorResponse>,
+    grant: fn(String) -> SignInError,
+    other: fn(String) -> SignInError,
+) -> SignInError {
+    use oauth2::basic::BasicErrorResponseType as T;
+    match e {
+        oauth2::RequestTokenError::ServerResponse(r) => {
+            let w = words(r.error_description(), r.error().as_ref());
+            match r.error() {
+                _ if w.contains("AADSTS53003") => SignInError::Blocked(w),
+                T::UnauthorizedClient | T::InvalidClient => SignInError::Registration(w),
+                T::InvalidGrant => grant(w),
+                _ => other(w),
+            }
+        }
+        e => SignInError::Unreachable(e.to_string()),
+    }
+}
+
 /// A live access token.
 struct Cached {
     token: String,
@@ -350,18 +372,7 @@ impl Session {
             .set_pkce_verifier(verifier)
             .request_async(&http)
             .await
-            .map_err(|e| match e {
-                oauth2::RequestTokenError::ServerResponse(r) => {
-                    let w = words(r.error_description(), r.error().as_ref());
-                    match r.error() {
-                        _ if w.contains("AADSTS53003") => SignInError::Blocked(w),
-                        oauth2::basic::BasicErrorResponseType::UnauthorizedClient
-                        | oauth2::basic::BasicErrorResponseType::InvalidClient => SignInError::Registration(w),
-                        _ => SignInError::Refused(w),
-                    }
-                }
-                other => SignInError::Unreachable(other.to_string()),
-            })?;
+            .map_err(|e| refusal(e, SignInError::Refused, SignInError::Refused))?;
         let mut cached = self.cached.lock().await;
         self.keep(&mut cached, &answer, None)
     }
@@ -422,18 +433,7 @@ impl Session {
             .add_scopes(self.authority.scopes.iter().cloned().map(Scope::new))
             .request_async(&http)
             .await
-            .map_err(|e| match e {
-                oauth2::RequestTokenError::ServerResponse(r) => {
-                    let w = words(r.error_description(), r.error().as_ref());
-                    match r.error() {
-                        oauth2::basic::BasicErrorResponseType::InvalidGrant => SignInError::SignInAgain(w),
-                        oauth2::basic::BasicErrorResponseType::UnauthorizedClient
-                        | oauth2::basic::BasicErrorResponseType::InvalidClient => SignInError::Registration(w),
-                        _ => SignInError::Unreachable(w),
-                    }
-                }
-                other => SignInError::Unreachable(other.to_string()),
-            })?;
+            .map_err(|e| refusal(e, SignInError::SignInAgain, SignInError::Unreachable))?;
         // the lock is held until the rotated refresh token is stored, so no
         // other caller can spend the old one meanwhile
         self.keep(&mut cached, &answer, Some(&grant))?;

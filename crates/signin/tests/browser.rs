@@ -9,6 +9,9 @@ use lamplighter_ews_sim::{EntraConfig, SimConfig, Simulator};
 use lamplighter_signin::{Authority, GrantStore, MemoryGrants, Session, SignInError};
 use std::sync::Arc;
 
+mod common;
+use common::{curl, login};
+
 async fn sim(entra: EntraConfig) -> Simulator {
     Simulator::start(SimConfig { entra, ..SimConfig::default() }).await.expect("sim")
 }
@@ -18,35 +21,9 @@ fn session(sim: &Simulator, store: Arc<MemoryGrants>) -> Session {
         .expect("session")
 }
 
-async fn curl(args: &[&str]) -> String {
-    let out = tokio::process::Command::new("curl").args(args).output().await.expect("curl is installed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The `Location` a request is redirected to.
 async fn location(url: &str) -> String {
     curl(&["-s", "-o", "/dev/null", "-w", "%{redirect_url}", url]).await
-}
-
-/// Signs in, the browser being `browser` (given the sign-in page's address).
-async fn login<F, Fut>(session: &Session, browser: F) -> Result<lamplighter_signin::Grant, SignInError>
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-    let user = async move {
-        if let Ok(url) = rx.await {
-            browser(url).await;
-        }
-    };
-    let (grant, ()) = tokio::join!(
-        session.browser_login(move |url| {
-            let _ = tx.send(url.to_string());
-        }),
-        user
-    );
-    grant
 }
 
 /// The user who signs in: the browser follows every redirect, back to us.

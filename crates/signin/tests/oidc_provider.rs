@@ -14,6 +14,9 @@ use lamplighter_signin::{Authority, GrantStore, MemoryGrants, Session, SignInErr
 use std::io::BufRead as _;
 use std::sync::Arc;
 
+mod common;
+use common::{curl, login};
+
 const CLIENT_ID: &str = "lamplighter-test";
 
 /// `node server.mjs`, until dropped.
@@ -62,11 +65,6 @@ fn session(p: &Provider, store: Arc<MemoryGrants>) -> Session {
     Session::new(authority, store).expect("session")
 }
 
-async fn curl(args: &[&str]) -> String {
-    let out = tokio::process::Command::new("curl").args(args).output().await.expect("curl is installed");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 async fn curl_owned(args: Vec<String>) -> String {
     curl(&args.iter().map(String::as_str).collect::<Vec<_>>()).await
 }
@@ -96,27 +94,6 @@ fn param(url: &str, name: &str) -> String {
         .find(|(k, _)| k == name)
         .map(|(_, v)| v.into_owned())
         .unwrap_or_default()
-}
-
-/// Signs in through the browser; `browser` gets the sign-in page's address.
-async fn login<F, Fut>(s: &Session, browser: F) -> Result<lamplighter_signin::Grant, SignInError>
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let (tx, rx) = tokio::sync::oneshot::channel::<String>();
-    let user = async move {
-        if let Ok(url) = rx.await {
-            browser(url).await;
-        }
-    };
-    let (grant, ()) = tokio::join!(
-        s.browser_login(move |url| {
-            let _ = tx.send(url.to_string());
-        }),
-        user
-    );
-    grant
 }
 
 fn s256(verifier: &str) -> String {
