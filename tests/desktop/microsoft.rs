@@ -36,6 +36,8 @@ async fn sign_in_with_microsoft_opens_the_browser_and_ends_signed_in_with_the_gr
     let c = driver.launch(&["--settings"]).await;
     text_becomes(&c, "#tab-settings[aria-current=page]", "Settings").await;
 
+    // the form shows the file first (else it would overwrite the choice below when it arrives)
+    value_becomes(&c, "#mailbox-email", "mara@contoso.onmicrosoft.com").await;
     // OAuth2 shows the Microsoft fields instead of the password
     choose(&c, "#mailbox-auth", "oauth2").await;
     eventually("the Microsoft fields", Duration::from_secs(20), || async {
