@@ -37,15 +37,29 @@ fn agent(session: &Session, config: &std::path::Path) -> std::process::Command {
     c
 }
 
+/// The simulator with a device sign-in that may be polled every second.
+fn sim_polled_every_second(rt: &tokio::runtime::Runtime) -> Simulator {
+    rt.block_on(Simulator::start(SimConfig {
+        entra: EntraConfig { device_interval: Duration::from_secs(1), ..EntraConfig::default() },
+        ..SimConfig::default()
+    }))
+    .expect("sim")
+}
+
+/// `lamplighter-agent run --json`, its lines piped.
+fn run_json(session: &Session, config: &std::path::Path) -> std::process::Child {
+    agent(session, config)
+        .args(["run", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("agent run")
+}
+
 #[test]
 fn login_then_a_cloud_voicemail_lights_the_lamp_and_reading_it_elsewhere_turns_it_off() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-    let sim = rt
-        .block_on(Simulator::start(SimConfig {
-            entra: EntraConfig { device_interval: Duration::from_secs(1), ..EntraConfig::default() },
-            ..SimConfig::default()
-        }))
-        .expect("sim");
+    let sim = sim_polled_every_second(&rt);
     let phone = lamplighter_testkit::phone::DemoPhone::start("200 OK").expect("phone");
     let session = Session::start(Parts { keyring: true, ..Default::default() });
     let config = write_config(session.home(), &sim, phone.addr);
@@ -67,12 +81,7 @@ fn login_then_a_cloud_voicemail_lights_the_lamp_and_reading_it_elsewhere_turns_i
     assert!(text.contains("✓ Inbox readable"), "{text}");
 
     // run: a Cloud Voicemail lights the lamp; read elsewhere, it goes off
-    let mut run = agent(&session, &config)
-        .args(["run", "--json"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("agent run");
+    let mut run = run_json(&session, &config);
     let mut lines = common::JsonLines::read(&mut run);
     let lamp = |new: u64, old: u64| {
         move |v: &serde_json::Value| {
@@ -243,12 +252,7 @@ fn login_by_device_code(session: &Session, config: &std::path::Path) -> String {
 fn over_graph_a_sipp_phone_follows_the_mailbox_across_a_restart() {
     use lamplighter_testkit::sipp::{Sipp, free_port};
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("rt");
-    let sim = rt
-        .block_on(Simulator::start(SimConfig {
-            entra: EntraConfig { device_interval: Duration::from_secs(1), ..EntraConfig::default() },
-            ..SimConfig::default()
-        }))
-        .expect("sim");
+    let sim = sim_polled_every_second(&rt);
     let session = Session::start(Parts { keyring: true, ..Default::default() });
     let port = free_port();
     let config = write_config(session.home(), &sim, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
@@ -256,14 +260,7 @@ fn over_graph_a_sipp_phone_follows_the_mailbox_across_a_restart() {
     let expect = |summary: &str, waiting: &str| {
         Sipp::start_on(port, "notify-uas-ok.xml", &[("summary", summary), ("waiting", waiting)])
     };
-    let run = || {
-        agent(&session, &config)
-            .args(["run", "--json"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("agent run")
-    };
+    let run = || run_json(&session, &config);
     let cloud = |n: u32| Voicemail {
         caller_number: format!("+49 5251 30461{n}"),
         caller_name: Some("Jörg Müller".into()),
