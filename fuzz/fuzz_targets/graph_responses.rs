@@ -1,5 +1,5 @@
 //! Fuzzes what Microsoft Graph (or anything pretending to be it) sends:
-//! delta pages, messages, attachment lists, batch answers, error bodies;
+//! delta pages, messages, attachment lists, folder pages, batch answers, error bodies;
 //! and the link check, which must never accept a link off the service
 //! root. Errors are fine, panics are not.
 #![no_main]
@@ -14,6 +14,8 @@ fuzz_target!(|data: &[u8]| {
         let _ = m.change_key();
     }
     let _ = parse_attachments(data);
+    let _ = lamplighter_graph_wire::parse_folders(data);
+    let _ = lamplighter_graph_wire::parse_folder(data);
     let _ = batch::parse_batch(data);
     let _ = batch::parse_batch_requests(data);
     let _ = parse_error(data);

@@ -5,9 +5,10 @@
 //! up on), GetFolder (by distinguished name or by the folder's own id, with
 //! TotalCount and UnreadCount) and ConvertId between the id formats.
 //!
-//! Items live in the Inbox; the Voice Mail folder is, as in Exchange, a
-//! search folder under the search root showing the Inbox's voicemails. The
-//! other well-known folders exist and are empty.
+//! Items live in the Inbox or in folders the user made (`Store::create_folder`);
+//! the Voice Mail folder is, as in Exchange, a search folder under the
+//! search root showing the voicemails of every folder but Deleted Items.
+//! The other well-known folders exist and are empty.
 
 use crate::soap::{self, El, esc};
 use crate::store::Store;
@@ -35,6 +36,9 @@ pub const INBOX_ID: &str = "AQMkADAwATM0MDAAMS1ib290AAAuAAADaW5ib3gA";
 
 /// The `FolderId` of the Top of Information Store, the Inbox's parent.
 pub const TOP_ID: &str = "AQMkADAwATM0MDAAMS1ib290AAAuAAADdG9wAA==";
+
+/// The `FolderId` of Deleted Items.
+pub const DELETED_ID: &str = "AQMkADAwATM0MDAAMS1ib290AAAuAAADZGVsZXRlZA==";
 
 /// The Calendar's `FolderId` (free/busy events name it).
 pub const CALENDAR_ID: &str = "AQMkADAwATM0MDAAMS1ib290AAAuAAADY2FsZW5kYXIA";
@@ -92,7 +96,7 @@ pub const FOLDERS: &[Folder] = &[
     Folder {
         name: "deleteditems",
         display: "Deleted Items",
-        id: "AQMkADAwATM0MDAAMS1ib290AAAuAAADZGVsZXRlZA==",
+        id: DELETED_ID,
         parent: Some("msgfolderroot"),
         class: Some("IPF.Note"),
         search: false,

@@ -424,6 +424,27 @@ impl Simulator {
 
     /// Deposits a voicemail as Exchange UM does (class `IPM.Note.Microsoft.Voicemail.UM.CA`).
     pub fn deposit_voicemail(&self, v: Voicemail) -> String {
+        self.deposit(Self::voicemail_item(v))
+    }
+
+    /// Deposits a voicemail into `folder`, as a mail rule that files it
+    /// there; `None` when there is no such folder.
+    pub fn deposit_voicemail_in(&self, v: Voicemail, folder: &str) -> Option<String> {
+        self.mutate(|s| s.deposit_in(Self::voicemail_item(v), folder))
+    }
+
+    /// Makes a folder (under the Top of Information Store, or under
+    /// `parent`: the Inbox or a folder made before); returns its id.
+    pub fn create_folder(&self, name: &str, parent: Option<&str>) -> Option<String> {
+        self.mutate(|s| s.create_folder(name, parent))
+    }
+
+    /// Moves an item to another folder, as the user or a rule does (the id stays).
+    pub fn move_item(&self, id: &str, folder: &str) -> bool {
+        self.mutate(|s| s.move_item(id, folder))
+    }
+
+    fn voicemail_item(v: Voicemail) -> NewItem {
         let who = v.caller_name.clone().unwrap_or_else(|| v.caller_number.clone());
         let attachments: Vec<(String, String, Vec<u8>)> = v.audio.into_iter().collect();
         let order = attachments.first().map(|a| a.0.clone());
@@ -439,7 +460,7 @@ impl Simulator {
         if let Some(order) = &order {
             headers.push(("X-AttachmentOrder".to_string(), order.clone()));
         }
-        self.deposit(NewItem {
+        NewItem {
             item_class: "IPM.Note.Microsoft.Voicemail.UM.CA".into(),
             subject: v.subject.unwrap_or_else(|| format!("Voice Mail from {who} ({} seconds)", v.duration_secs)),
             received: v.received,
@@ -457,7 +478,7 @@ impl Simulator {
             headers,
             attachments,
             body_text: v.transcription,
-        })
+        }
     }
 
     /// Deposits a missed-call notification (class `IPM.Note.Microsoft.Missed.Voice`).

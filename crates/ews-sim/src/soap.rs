@@ -375,6 +375,18 @@ pub fn event(e: &SimEvent, with_watermark: bool) -> String {
     } else {
         String::new()
     };
+    if let Some(to) = &e.moved_to {
+        // MovedCopiedEventType: the new place, then the old one
+        return format!(
+            r#"<t:{el}>{wm}<t:TimeStamp>{ts}</t:TimeStamp><t:ItemId Id="{id}" ChangeKey="{ck}"/><t:ParentFolderId Id="{to}" ChangeKey="AQAAAA=="/><t:OldItemId Id="{id}"/><t:OldParentFolderId Id="{parent}" ChangeKey="AQAAAA=="/></t:{el}>"#,
+            el = e.kind.element(),
+            parent = e.parent,
+            to = esc(to),
+            ts = e.timestamp,
+            id = esc(&e.item.0),
+            ck = esc(&e.item.1),
+        );
+    }
     format!(
         r#"<t:{el}>{wm}<t:TimeStamp>{ts}</t:TimeStamp><t:ItemId Id="{id}" ChangeKey="{ck}"/><t:ParentFolderId Id="{parent}" ChangeKey="AQAAAA=="/></t:{el}>"#,
         el = e.kind.element(),

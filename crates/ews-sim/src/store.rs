@@ -8,6 +8,13 @@
 //! being valid when the mailbox's epoch changes ([`Store::forget_sync_states`]),
 //! which is what `ErrorInvalidSyncStateData` means. Subscriptions do not
 //! survive a restart.
+//!
+//! Items live in a folder: the Inbox, or a folder the user made
+//! ([`Store::create_folder`]), where a mail rule delivers
+//! ([`Store::deposit_in`]) or the user moves ([`Store::move_item`]) them.
+//! A sync is per folder: a move is a delete in the old folder and a create
+//! in the new one. Ids survive a move, as Graph's immutable ids do
+//! (`Prefer: IdType="ImmutableId"`, which Lamplighter sends).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -68,6 +75,17 @@ pub struct NewItem {
     pub body_text: Option<String>,
 }
 
+/// A folder the user made (under the Top of Information Store or another of theirs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserFolder {
+    /// Its `FolderId`.
+    pub id: String,
+    /// What Outlook shows.
+    pub name: String,
+    /// The parent's `FolderId` (`TOP_ID` for a top-level folder).
+    pub parent: String,
+}
+
 /// An item in the mailbox.
 #[derive(Debug, Clone)]
 pub struct StoredItem {
@@ -81,10 +99,14 @@ pub struct StoredItem {
     pub received: String,
     /// Attachments with ids.
     pub attachments: Vec<StoredAttachment>,
+    /// The `FolderId` of its folder.
+    pub folder: String,
     /// When it was created, changed at all, and changed other than its read flag.
     pub created_seq: u64,
     changed_seq: u64,
     content_seq: u64,
+    /// When it came into its folder (created there or moved in).
+    entered_seq: u64,
 }
 
 impl StoredItem {
@@ -103,7 +125,10 @@ impl StoredItem {
 struct Tombstone {
     id: String,
     change_key: String,
-    created_seq: u64,
+    /// The folder it left.
+    folder: String,
+    /// When it came into that folder.
+    entered_seq: u64,
     deleted_seq: u64,
 }
 
@@ -147,6 +172,8 @@ pub enum EventKind {
     Modified,
     /// `DeletedEvent`.
     Deleted,
+    /// `MovedEvent` (out of the folder named as the parent).
+    Moved,
     /// `FreeBusyChangedEvent`: the calendar's free/busy changed (a meeting
     /// accepted, an appointment moved).
     FreeBusyChanged,
@@ -160,6 +187,7 @@ impl EventKind {
             EventKind::Created => "CreatedEvent",
             EventKind::Modified => "ModifiedEvent",
             EventKind::Deleted => "DeletedEvent",
+            EventKind::Moved => "MovedEvent",
             EventKind::FreeBusyChanged => "FreeBusyChangedEvent",
         }
     }
@@ -175,8 +203,10 @@ pub struct SimEvent {
     pub timestamp: String,
     /// Its watermark number.
     pub watermark: u64,
-    /// The `FolderId` of the item's folder.
+    /// The `FolderId` of the item's folder (for a move: the folder it left).
     pub parent: &'static str,
+    /// A move's new folder.
+    pub moved_to: Option<String>,
 }
 
 /// Streaming or pull.
@@ -229,6 +259,7 @@ pub struct Store {
     next_sub: u64,
     watermark: u64,
     subscriptions: HashMap<String, Subscription>,
+    folders: Vec<UserFolder>,
     /// Part of every id, so ids of different simulator runs differ.
     salt: String,
 }
@@ -280,6 +311,7 @@ impl Store {
             next_sub: 1,
             watermark: 1,
             subscriptions: HashMap::new(),
+            folders: Vec::new(),
             salt,
         }
     }
@@ -291,7 +323,7 @@ impl Store {
     /// Queues an event for each subscription that watches its folder and asked for its type.
     fn push_event_in(&mut self, kind: EventKind, item: (String, String), parent: &'static str) {
         self.watermark += 1;
-        let ev = SimEvent { kind, item, timestamp: now_iso(), watermark: self.watermark, parent };
+        let ev = SimEvent { kind, item, timestamp: now_iso(), watermark: self.watermark, parent, moved_to: None };
         for sub in self.subscriptions.values_mut() {
             if sub.types.iter().any(|t| t == kind.element()) && sub.folders.contains(&parent) {
                 sub.events.push_back(ev.clone());
@@ -320,6 +352,39 @@ impl Store {
 
     /// Adds an item to the Inbox; returns its id.
     pub fn deposit(&mut self, new: NewItem) -> String {
+        self.deposit_in(new, crate::folders::INBOX_ID).expect("the Inbox exists")
+    }
+
+    /// Makes a folder named `name` under `parent` (a user folder's id, or
+    /// `None` for the Top of Information Store); returns its id.
+    pub fn create_folder(&mut self, name: &str, parent: Option<&str>) -> Option<String> {
+        let parent = match parent {
+            None => crate::folders::TOP_ID.to_string(),
+            Some(p) if self.folders.iter().any(|f| f.id == p) || p == crate::folders::INBOX_ID => p.to_string(),
+            Some(_) => return None,
+        };
+        self.seq += 1;
+        let id = STANDARD.encode(format!("AAMkAGLampFolder{}-{:06}", self.salt, self.folders.len() + 1));
+        self.folders.push(UserFolder { id: id.clone(), name: name.to_string(), parent });
+        Some(id)
+    }
+
+    /// The folders the user made, in the order made.
+    pub fn user_folders(&self) -> &[UserFolder] {
+        &self.folders
+    }
+
+    /// Whether `id` is a folder items can be in (the Inbox, Deleted Items or a user folder).
+    pub fn holds_items(&self, id: &str) -> bool {
+        id == crate::folders::INBOX_ID || id == crate::folders::DELETED_ID || self.folders.iter().any(|f| f.id == id)
+    }
+
+    /// Adds an item to `folder` (as a mail rule delivers it there); returns
+    /// its id, or `None` when there is no such folder.
+    pub fn deposit_in(&mut self, new: NewItem, folder: &str) -> Option<String> {
+        if !self.holds_items(folder) {
+            return None;
+        }
         self.seq += 1;
         let n = self.next_id;
         self.next_id += 1;
@@ -341,15 +406,65 @@ impl Store {
             received: new.received.clone().unwrap_or_else(now_iso),
             data: new,
             attachments,
+            folder: folder.to_string(),
             created_seq: self.seq,
             changed_seq: self.seq,
             content_seq: self.seq,
+            entered_seq: self.seq,
         };
         let key = (id.clone(), item.change_key());
         self.items.insert(id.clone(), item);
-        self.push_event(EventKind::Created, key.clone());
-        self.push_event(EventKind::NewMail, key);
-        id
+        // EWS events only for the Inbox: no subscription watches another folder here
+        if folder == crate::folders::INBOX_ID {
+            self.push_event(EventKind::Created, key.clone());
+            self.push_event(EventKind::NewMail, key);
+        }
+        Some(id)
+    }
+
+    /// Moves an item to `folder` (as the user or a rule does); its id stays.
+    /// `false` when there is no such item or folder.
+    pub fn move_item(&mut self, id: &str, folder: &str) -> bool {
+        if !self.holds_items(folder) {
+            return false;
+        }
+        let Some(item) = self.items.get_mut(id) else { return false };
+        if item.folder == folder {
+            return true;
+        }
+        self.seq += 1;
+        self.tombstones.push(Tombstone {
+            id: item.id.clone(),
+            change_key: item.change_key(),
+            folder: std::mem::replace(&mut item.folder, folder.to_string()),
+            entered_seq: item.entered_seq,
+            deleted_seq: self.seq,
+        });
+        item.version += 1;
+        item.entered_seq = self.seq;
+        item.changed_seq = self.seq;
+        item.content_seq = self.seq;
+        let key = (item.id.clone(), item.change_key());
+        let left = self.tombstones.last().map(|t| t.folder.clone()).unwrap_or_default();
+        if left == crate::folders::INBOX_ID {
+            self.watermark += 1;
+            let ev = SimEvent {
+                kind: EventKind::Moved,
+                item: key,
+                timestamp: now_iso(),
+                watermark: self.watermark,
+                parent: crate::folders::INBOX_ID,
+                moved_to: Some(folder.to_string()),
+            };
+            for sub in self.subscriptions.values_mut() {
+                if sub.types.iter().any(|t| t == "MovedEvent") && sub.folders.contains(&crate::folders::INBOX_ID) {
+                    sub.events.push_back(ev.clone());
+                }
+            }
+        } else if folder == crate::folders::INBOX_ID {
+            self.push_event(EventKind::Created, key);
+        }
+        true
     }
 
     /// Sets the read flag (as the user would elsewhere). `false` when there is no such item.
@@ -374,10 +489,13 @@ impl Store {
         self.tombstones.push(Tombstone {
             id: item.id.clone(),
             change_key: item.change_key(),
-            created_seq: item.created_seq,
+            folder: item.folder.clone(),
+            entered_seq: item.entered_seq,
             deleted_seq: self.seq,
         });
-        self.push_event(EventKind::Deleted, (item.id.clone(), item.change_key()));
+        if item.folder == crate::folders::INBOX_ID {
+            self.push_event(EventKind::Deleted, (item.id.clone(), item.change_key()));
+        }
         true
     }
 
@@ -422,10 +540,22 @@ impl Store {
         self.items.values().find_map(|i| i.attachments.iter().find(|a| a.id == id).map(|a| (i, a)))
     }
 
-    /// FindItem on `folder` (`inbox` or `voicemail`): the page and the total.
+    /// The items of the folder with this `FolderId`, newest first.
+    pub fn items_in(&self, folder: &str) -> Vec<&StoredItem> {
+        self.items().into_iter().filter(|i| i.folder == folder).collect()
+    }
+
+    /// FindItem on `folder` (`inbox`, or `voicemail`: the voicemails of
+    /// every folder but Deleted Items, as UM's search folder): the page and the total.
     pub fn find(&self, folder: &str, offset: usize, max: usize) -> (Vec<&StoredItem>, usize) {
-        let all: Vec<&StoredItem> =
-            self.items().into_iter().filter(|i| folder != "voicemail" || i.is_voicemail()).collect();
+        let all: Vec<&StoredItem> = self
+            .items()
+            .into_iter()
+            .filter(|i| match folder {
+                "voicemail" => i.is_voicemail() && i.folder != crate::folders::DELETED_ID,
+                _ => i.folder == crate::folders::INBOX_ID,
+            })
+            .collect();
         let total = all.len();
         (all.into_iter().skip(offset).take(max).collect(), total)
     }
@@ -443,19 +573,24 @@ impl Store {
         (epoch == self.epoch && seq <= self.seq).then_some(seq)
     }
 
-    /// SyncFolderItems from `state` (`None`: from the beginning), at most `max` changes.
+    /// SyncFolderItems of the Inbox from `state` (`None`: from the beginning), at most `max` changes.
     pub fn sync(&self, state: Option<&str>, max: usize) -> Result<SyncResult, InvalidSyncState> {
+        self.sync_folder(crate::folders::INBOX_ID, state, max)
+    }
+
+    /// A sync of the folder with this `FolderId`.
+    pub fn sync_folder(&self, folder: &str, state: Option<&str>, max: usize) -> Result<SyncResult, InvalidSyncState> {
         let since = match state {
             None => 0,
             Some(s) => self.parse_state(s).ok_or(InvalidSyncState)?,
         };
         // (seq of the last change, change)
         let mut changes: Vec<(u64, SyncChange)> = Vec::new();
-        for item in self.items.values() {
+        for item in self.items.values().filter(|i| i.folder == folder) {
             if item.changed_seq <= since {
                 continue;
             }
-            let c = if item.created_seq > since {
+            let c = if item.entered_seq > since {
                 SyncChange::Create(item.clone())
             } else if item.content_seq > since {
                 SyncChange::Update(item.clone())
@@ -464,8 +599,8 @@ impl Store {
             };
             changes.push((item.changed_seq, c));
         }
-        for t in &self.tombstones {
-            if t.deleted_seq > since && t.created_seq <= since {
+        for t in self.tombstones.iter().filter(|t| t.folder == folder) {
+            if t.deleted_seq > since && t.entered_seq <= since {
                 changes.push((t.deleted_seq, SyncChange::Delete(t.id.clone(), t.change_key.clone())));
             }
         }

@@ -1,11 +1,12 @@
-//! The tokio driver of the delta polling core: sends what
-//! [`DeltaSync`] asks for, hands the
-//! changes on (voicemails first given their attachment list, fetched in
-//! `$batch`es of 20), stores each delta link once its changes are out, and
-//! reports the connection. A stop ends it at once, in flight or waiting.
+//! The tokio driver of the mailbox's delta polling core: sends what
+//! [`MailboxSync`] asks for (the folder list, and the folders due, one
+//! request for one folder, a `$batch` for up to four), hands the changes on
+//! (voicemails first given their attachment list, fetched in `$batch`es of
+//! 20), stores the state once its changes are out, and reports the
+//! connection. A stop ends it at once, in flight or waiting.
 
 use crate::GraphClient;
-use lamplighter_graph_sync::{DeltaSync, Status};
+use lamplighter_graph_sync::{MailboxSync, Status, Step};
 use lamplighter_mailbox::{Connection, MailboxEvent, StateStore};
 use lamplighter_mailbox_sync::Change;
 use std::sync::Arc;
@@ -137,11 +138,12 @@ async fn run(
     mut stopped: watch::Receiver<bool>,
     retry: Arc<Notify>,
 ) {
-    let mut sync = DeltaSync::new(client.config.poll, state.load(), Instant::now().into_std());
+    let mut sync = MailboxSync::new(client.config.poll, state.load(), Instant::now().into_std());
     if events.send(MailboxEvent::Connection(Connection::Connecting)).await.is_err() {
         return;
     }
     let mut last: Option<Connection> = None;
+    let mut followed = Vec::new();
     let mut watch = SleepWatch::new(std::time::SystemTime::now(), std::time::Instant::now());
     let mut clock_check = tokio::time::interval(CLOCK_CHECK);
     clock_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -158,10 +160,16 @@ async fn run(
                 }
             }
         }
-        while let Some(link) = sync.poll_link() {
-            if let Err(e) = state.save(&link) {
-                log::error!("cannot store the delta link: {e}");
+        while let Some(s) = sync.poll_state() {
+            if let Err(e) = state.save(&s) {
+                log::error!("cannot store the delta links: {e}");
             }
+        }
+        let now_followed = sync.followed();
+        if now_followed != followed {
+            let paths: Vec<&str> = now_followed.iter().map(|f| f.path.as_str()).collect();
+            log::info!("Graph: following {} folder(s): {}", paths.len(), paths.join(", "));
+            followed = now_followed;
         }
         let now = connection(sync.status(), std::time::Instant::now());
         if last.as_ref() != Some(&now) {
@@ -173,12 +181,39 @@ async fn run(
         if *stopped.borrow() {
             return;
         }
-        if let Some(step) = sync.poll_request(std::time::Instant::now()) {
-            let answer = tokio::select! {
-                a = client.delta(&step) => a,
-                _ = stopped.changed() => return,
-            };
-            sync.handle(std::time::Instant::now(), answer);
+        let steps = sync.poll_requests(std::time::Instant::now());
+        if !steps.is_empty() {
+            let mut deltas = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Discover => {
+                        let found = tokio::select! {
+                            f = client.discover() => f,
+                            _ = stopped.changed() => return,
+                        };
+                        if let Err(e) = &found {
+                            log::warn!("Graph: cannot list the mail folders: {e}");
+                        }
+                        sync.discovered(std::time::Instant::now(), found.map_err(|e| e.to_string()));
+                    }
+                    Step::Delta { folder, request } => deltas.push((folder, request)),
+                }
+            }
+            for chunk in deltas.chunks(crate::MAX_CONCURRENT) {
+                let answers = tokio::select! {
+                    a = async {
+                        if let [(folder, request)] = chunk {
+                            vec![client.delta(folder, request).await]
+                        } else {
+                            client.delta_batch(chunk).await
+                        }
+                    } => a,
+                    _ = stopped.changed() => return,
+                };
+                for ((folder, _), answer) in chunk.iter().zip(answers) {
+                    sync.handle(std::time::Instant::now(), folder, answer);
+                }
+            }
             continue;
         }
         let wake = sync.next_wake().map(Instant::from_std);

@@ -19,7 +19,7 @@ pub mod locate;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use lamplighter_graph_wire::{Attachment, Failure, request};
+use lamplighter_graph_wire::{Attachment, Failure, MailFolder, request};
 use lamplighter_mailbox::{
     Backend, BoxFuture, CheckStep, ItemId, MailboxCheck, MailboxError, MailboxEvent, StateStore, Tracking,
 };
@@ -38,12 +38,21 @@ pub type TokenSource = Arc<dyn Fn(bool) -> TokenFuture + Send + Sync>;
 /// The largest body read; a page of 50 messages with text bodies is far below.
 const BODY_LIMIT: usize = lamplighter_graph_wire::MAX_BODY;
 
+/// Requests of one batch that Outlook serves side by side for one mailbox.
+pub const MAX_CONCURRENT: usize = 4;
+
+/// The most requests one reading of the folder tree makes.
+pub const MAX_LISTING_REQUESTS: usize = 50;
+
+/// The most folders one reading of the folder tree takes in.
+pub const MAX_FOLDERS_READ: usize = 500;
+
 /// Everything the backend needs.
 #[derive(Clone)]
 pub struct GraphConfig {
     /// `https://graph.microsoft.com/v1.0` (or a national cloud's, or the simulator's).
     pub root: String,
-    /// The folder tracked: `inbox`.
+    /// The folder `check` reads: `inbox` (tracking follows every folder a voicemail may be in).
     pub folder: String,
     pub token: TokenSource,
     /// An extra CA to trust (a TLS-inspecting proxy's).
@@ -114,6 +123,8 @@ pub struct GraphClient {
     conn: tokio::sync::Mutex<Option<SendRequest<Full<Bytes>>>>,
     /// The path of the root on its host (`/v1.0`).
     base_path: String,
+    /// The Inbox's id and those of the folders not followed, once read.
+    well_known: tokio::sync::Mutex<Option<(Option<String>, Vec<String>)>>,
 }
 
 impl GraphClient {
@@ -140,7 +151,14 @@ impl GraphClient {
         }
         let tls = lamplighter_https::Tls::new(config.extra_ca_pem.as_deref())?;
         let endpoint = lamplighter_https::Endpoint { https, host, port, fixed: config.fixed_address };
-        Ok(GraphClient { config, endpoint, tls, conn: tokio::sync::Mutex::new(None), base_path: path })
+        Ok(GraphClient {
+            config,
+            endpoint,
+            tls,
+            conn: tokio::sync::Mutex::new(None),
+            base_path: path,
+            well_known: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// The service root.
@@ -195,9 +213,14 @@ impl GraphClient {
             .header("authorization", format!("Bearer {token}"))
             .header("accept", "application/json")
             .header("user-agent", concat!("Lamplighter/", env!("CARGO_PKG_VERSION")));
-        if let Some(p) = prefer {
-            b = b.header("prefer", p);
-        }
+        // immutable ids on every request: a message keeps its id when moved
+        b = b.header(
+            "prefer",
+            match prefer {
+                Some(p) => format!("{}, {p}", request::IMMUTABLE_IDS),
+                None => request::IMMUTABLE_IDS.to_string(),
+            },
+        );
         if body.is_some() {
             b = b.header("content-type", "application/json");
         }
@@ -249,15 +272,25 @@ impl GraphClient {
         if (200..300).contains(&a.status) { Ok(a.body) } else { Err(Self::failed(&a)) }
     }
 
-    /// One step of delta tracking, as the sans-IO core's answer.
-    pub async fn delta(&self, step: &lamplighter_graph_sync::Request) -> lamplighter_graph_sync::Response {
+    fn delta_path(&self, folder: &str, step: &lamplighter_graph_sync::Request) -> Result<String, String> {
+        match step {
+            lamplighter_graph_sync::Request::Start => Ok(request::delta_start(folder)),
+            lamplighter_graph_sync::Request::Follow(link) => {
+                request::link_path(link, &self.config.root).map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// One step of a folder's delta tracking (`folder`: `inbox` or an id), as the sans-IO core's answer.
+    pub async fn delta(
+        &self,
+        folder: &str,
+        step: &lamplighter_graph_sync::Request,
+    ) -> lamplighter_graph_sync::Response {
         use lamplighter_graph_sync::Response as R;
-        let path = match step {
-            lamplighter_graph_sync::Request::Start => request::delta_start(&self.config.folder),
-            lamplighter_graph_sync::Request::Follow(link) => match request::link_path(link, &self.config.root) {
-                Ok(p) => p,
-                Err(e) => return R::Broken(e.to_string()),
-            },
+        let path = match self.delta_path(folder, step) {
+            Ok(p) => p,
+            Err(e) => return R::Broken(e),
         };
         let prefer = request::prefer(self.config.page_size);
         match self.ok(&hyper::Method::GET, &path, None, Some(&prefer)).await {
@@ -265,12 +298,193 @@ impl GraphClient {
                 Ok(page) => R::Page(page),
                 Err(e) => R::Broken(e.to_string()),
             },
-            Err(GraphClientError::Http { failure, words, .. }) => R::Failed { failure, words },
-            Err(GraphClientError::Token(t)) => {
+            Err(e) => Self::as_response(e),
+        }
+    }
+
+    fn as_response(e: GraphClientError) -> lamplighter_graph_sync::Response {
+        use lamplighter_graph_sync::Response as R;
+        match e {
+            GraphClientError::Http { failure, words, .. } => R::Failed { failure, words },
+            GraphClientError::Token(t) => {
                 R::Failed { failure: Failure::Unauthorized { invalid_token: true }, words: t }
             }
-            Err(e) => R::Broken(e.to_string()),
+            e => R::Broken(e.to_string()),
         }
+    }
+
+    /// Delta steps of several folders in one `$batch` (at most
+    /// [`MAX_CONCURRENT`]: Outlook runs a batch's requests side by side and
+    /// refuses more than four at once per mailbox); one answer per step, in order.
+    pub async fn delta_batch(
+        &self,
+        steps: &[(String, lamplighter_graph_sync::Request)],
+    ) -> Vec<lamplighter_graph_sync::Response> {
+        use lamplighter_graph_sync::Response as R;
+        use lamplighter_graph_wire::batch::{BatchRequest, batch_body, parse_batch};
+        let mut out: Vec<Option<R>> = vec![None; steps.len()];
+        let mut requests = Vec::new();
+        for (n, (folder, step)) in steps.iter().enumerate() {
+            match self.delta_path(folder, step) {
+                Ok(url) => requests.push(BatchRequest {
+                    id: n.to_string(),
+                    method: "GET".into(),
+                    url,
+                    headers: [(
+                        "Prefer".to_string(),
+                        format!("{}, {}", request::IMMUTABLE_IDS, request::prefer(self.config.page_size)),
+                    )]
+                    .into(),
+                    body: None,
+                }),
+                Err(e) => out[n] = Some(R::Broken(e)),
+            }
+        }
+        if !requests.is_empty() {
+            let answer = match batch_body(&requests) {
+                Ok(body) => self.ok(&hyper::Method::POST, "/$batch", Some(body), None).await,
+                Err(e) => Err(e.into()),
+            };
+            match answer.and_then(|b| parse_batch(&b).map_err(GraphClientError::from)) {
+                Ok(responses) => {
+                    for r in responses {
+                        let Some(slot) = r.id.parse::<usize>().ok().and_then(|n| out.get_mut(n)) else { continue };
+                        if slot.is_some() {
+                            continue;
+                        }
+                        let body = r.body.as_ref().map(|b| b.to_string()).unwrap_or_default();
+                        *slot = Some(if r.status == 200 {
+                            match lamplighter_graph_wire::parse_delta(body.as_bytes()) {
+                                Ok(page) => R::Page(page),
+                                Err(e) => R::Broken(e.to_string()),
+                            }
+                        } else {
+                            let header = |name: &str| {
+                                r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+                            };
+                            let failure = lamplighter_graph_wire::classify(
+                                r.status,
+                                header("retry-after"),
+                                header("www-authenticate"),
+                                body.as_bytes(),
+                            );
+                            let words = match lamplighter_graph_wire::parse_error(body.as_bytes()) {
+                                Some(e) => format!("{}: {}", e.code, e.message),
+                                None => format!("HTTP {}", r.status),
+                            };
+                            R::Failed { failure, words }
+                        });
+                    }
+                }
+                Err(e) => {
+                    let r = Self::as_response(e);
+                    for slot in out.iter_mut().filter(|s| s.is_none()) {
+                        *slot = Some(r.clone());
+                    }
+                }
+            }
+        }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| R::Broken("the batch did not answer this request".into())))
+            .collect()
+    }
+
+    /// GETs of `paths` in `$batch`es of [`MAX_CONCURRENT`]: each answer's status and body.
+    async fn get_batched(&self, paths: &[String]) -> Result<Vec<(u16, serde_json::Value)>, GraphClientError> {
+        use lamplighter_graph_wire::batch::{BatchRequest, batch_body, parse_batch};
+        let mut out = vec![(0u16, serde_json::Value::Null); paths.len()];
+        for (c, chunk) in paths.chunks(MAX_CONCURRENT).enumerate() {
+            let requests: Vec<BatchRequest> = chunk
+                .iter()
+                .enumerate()
+                .map(|(n, url)| BatchRequest {
+                    id: (c * MAX_CONCURRENT + n).to_string(),
+                    method: "GET".into(),
+                    url: url.clone(),
+                    headers: [("Prefer".to_string(), request::IMMUTABLE_IDS.to_string())].into(),
+                    body: None,
+                })
+                .collect();
+            let answer = self.ok(&hyper::Method::POST, "/$batch", Some(batch_body(&requests)?), None).await?;
+            for r in parse_batch(&answer)? {
+                if let Some(slot) = r.id.parse::<usize>().ok().and_then(|n| out.get_mut(n)) {
+                    *slot = (r.status, r.body.unwrap_or_default());
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// A folder listing (`request::folders()` or `child_folders`), all its pages.
+    async fn list_folders(&self, first: String, budget: &mut usize) -> Result<Vec<MailFolder>, GraphClientError> {
+        let mut out = Vec::new();
+        let mut path = first;
+        loop {
+            if *budget == 0 {
+                return Ok(out);
+            }
+            *budget -= 1;
+            let body = self.ok(&hyper::Method::GET, &path, None, None).await?;
+            let page = lamplighter_graph_wire::parse_folders(&body)?;
+            out.extend(page.folders);
+            match page.next {
+                Some(next) => path = request::link_path(&next, &self.config.root)?,
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The folders to follow besides the Inbox: the mail folder tree read
+    /// (at most [`MAX_LISTING_REQUESTS`] requests and [`MAX_FOLDERS_READ`]
+    /// folders), without the well-known folders no voicemail belongs in
+    /// (their ids read once per client).
+    pub async fn discover(&self) -> Result<Vec<lamplighter_graph_sync::FolderRef>, GraphClientError> {
+        use lamplighter_graph_sync::mailbox::{NOT_FOLLOWED, choose};
+        let known = self.well_known.lock().await.clone();
+        let (inbox, not_followed) = match known {
+            Some(k) => k,
+            None => {
+                let names: Vec<&str> = std::iter::once("inbox").chain(NOT_FOLLOWED.iter().copied()).collect();
+                let paths: Vec<String> = names.iter().map(|n| request::folder_id(n)).collect();
+                let answers = self.get_batched(&paths).await?;
+                let mut ids = Vec::new();
+                for (name, (status, body)) in names.iter().zip(answers) {
+                    match status {
+                        200 => {
+                            let f = lamplighter_graph_wire::parse_folder(body.to_string().as_bytes())?;
+                            ids.push(f.id);
+                        }
+                        // a mailbox without that folder
+                        404 => ids.push(String::new()),
+                        s => {
+                            return Err(GraphClientError::Broken(format!(
+                                "reading the folder {name}: HTTP {s} {}",
+                                lamplighter_graph_wire::parse_error(body.to_string().as_bytes())
+                                    .map(|e| e.message)
+                                    .unwrap_or_default()
+                            )));
+                        }
+                    }
+                }
+                let inbox = ids.first().filter(|i| !i.is_empty()).cloned();
+                let not: Vec<String> = ids.into_iter().skip(1).filter(|i| !i.is_empty()).collect();
+                *self.well_known.lock().await = Some((inbox.clone(), not.clone()));
+                (inbox, not)
+            }
+        };
+        let mut budget = MAX_LISTING_REQUESTS;
+        let mut all = self.list_folders(request::folders(), &mut budget).await?;
+        let mut next = 0;
+        while next < all.len() && all.len() < MAX_FOLDERS_READ && budget > 0 {
+            let f = all[next].clone();
+            next += 1;
+            if f.child_folder_count.unwrap_or(0) > 0 && !not_followed.contains(&f.id) {
+                let children = self.list_folders(request::child_folders(&f.id), &mut budget).await?;
+                all.extend(children.into_iter().filter(|c| !c.id.is_empty()));
+            }
+        }
+        all.truncate(MAX_FOLDERS_READ);
+        Ok(choose(&all, &not_followed, inbox.as_deref()))
     }
 
     /// The attachments (without bytes) of up to 20 messages in one `$batch`.

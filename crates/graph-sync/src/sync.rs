@@ -240,6 +240,13 @@ impl DeltaSync {
         }
     }
 
+    /// New polling intervals (more folders, a smaller share of the budget
+    /// each); they apply from the next round.
+    pub fn set_intervals(&mut self, active: Duration, idle: Duration) {
+        self.config.active_interval = active;
+        self.config.idle_interval = idle;
+    }
+
     fn interval(&self, now: Instant) -> Duration {
         if self.active_until.is_some_and(|u| now < u) { self.config.active_interval } else { self.config.idle_interval }
     }

@@ -9,6 +9,7 @@
 //! - [`message`]: `message`, its recipients, body, headers, extended
 //!   properties (the UM ones in [`message::props`]) and attachments;
 //! - [`delta`]: a page of `messages/delta` with `@removed` and its link;
+//! - [`folder`]: pages of mail folders, for choosing the folders to follow;
 //! - [`error`]: the error body and what an answer asks of the caller;
 //! - [`request`]: the requests, and the check that a link stays on the service;
 //! - [`batch`]: JSON `$batch`.
@@ -16,11 +17,13 @@
 pub mod batch;
 pub mod delta;
 pub mod error;
+pub mod folder;
 pub mod message;
 pub mod request;
 
 pub use delta::{Continue, DeltaEntry, DeltaPage, parse_delta};
 pub use error::{Failure, GraphError, classify, parse_error};
+pub use folder::{FolderPage, MailFolder, parse_folder, parse_folders};
 pub use message::{Attachment, Message, UmProps};
 
 /// The largest body read (a page of 100 messages with text bodies is far below).

@@ -71,6 +71,29 @@ pub fn prefer(page_size: u32) -> String {
     format!("outlook.body-content-type=\"text\", odata.maxpagesize={page_size}")
 }
 
+/// `Prefer` on every request: ids that stay when a message moves between
+/// folders, so a voicemail a rule or the user moves is the same item in its
+/// new folder, not a new one.
+pub const IMMUTABLE_IDS: &str = "IdType=\"ImmutableId\"";
+
+/// What is read of a folder.
+pub const FOLDER_SELECT: &str = "id,displayName,parentFolderId,childFolderCount";
+
+/// The folders under the root of the mailbox (Inbox, Archive, the user's own), 100 to a page.
+pub fn folders() -> String {
+    format!("/me/mailFolders?$top=100&$select={FOLDER_SELECT}")
+}
+
+/// The folders directly under folder `id`, 100 to a page.
+pub fn child_folders(id: &str) -> String {
+    format!("/me/mailFolders/{}/childFolders?$top=100&$select={FOLDER_SELECT}", encode_segment(id))
+}
+
+/// One folder by its well-known name (`deleteditems`) or id, only its id.
+pub fn folder_id(name: &str) -> String {
+    format!("/me/mailFolders/{}?$select=id", encode_segment(name))
+}
+
 /// One message with everything [`delta_start`] asks for.
 pub fn message(id: &str) -> String {
     format!(

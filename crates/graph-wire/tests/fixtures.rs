@@ -86,6 +86,20 @@ fn errors_say_what_to_do() {
     Csdl::graph_v1().check(MESSAGE, ok.body.as_ref().expect("body")).expect("CSDL");
 }
 
+#[test]
+fn a_page_of_mail_folders_with_the_next_page() {
+    let v = json("mailfolder-list.json");
+    Csdl::graph_v1().check_collection("microsoft.graph.mailFolder", &v).expect("CSDL");
+    let page = lamplighter_graph_wire::parse_folders(&fixture("mailfolder-list.json")).expect("reads");
+    assert_eq!(page.folders.len(), 3);
+    assert_eq!(page.folders[1].display_name.as_deref(), Some("Inbox"));
+    assert_eq!(page.folders[1].child_folder_count, Some(1));
+    assert!(page.next.as_deref().is_some_and(|n| n.ends_with("%24skip=3")));
+    // a folder without an id is not a folder
+    assert!(lamplighter_graph_wire::parse_folders(br#"{"value":[{"id":""}]}"#).is_err());
+    assert!(lamplighter_graph_wire::parse_folder(br#"{"displayName":"x"}"#).is_err());
+}
+
 proptest! {
     /// Arbitrary bytes never panic a reader.
     #[test]
@@ -94,6 +108,8 @@ proptest! {
         let _ = parse_message(&bytes);
         let _ = parse_attachments(&bytes);
         let _ = batch::parse_batch(&bytes);
+        let _ = lamplighter_graph_wire::parse_folders(&bytes);
+        let _ = lamplighter_graph_wire::parse_folder(&bytes);
         let _ = classify(429, None, None, &bytes);
     }
 

@@ -16,7 +16,6 @@
 //! v1.0 CSDL (`lamplighter-graph-csdl`).
 
 use super::{Body, Served, Shared, full};
-use crate::folders::INBOX_ID;
 use crate::store::{Store, StoredItem, SyncChange};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -214,7 +213,7 @@ fn recipient(name: Option<&str>, address: Option<&str>) -> Value {
 }
 
 /// A message as Graph writes it, cut to `shape`.
-fn message(item: &StoredItem, shape: &Shape, folder_id: &str) -> Value {
+fn message(item: &StoredItem, shape: &Shape) -> Value {
     let d = &item.data;
     let text = d.body_text.clone().unwrap_or_default();
     let body = if shape.text_body {
@@ -242,7 +241,7 @@ fn message(item: &StoredItem, shape: &Shape, folder_id: &str) -> Value {
         ("subject", json!(d.subject)),
         ("bodyPreview", json!(text.chars().take(255).collect::<String>())),
         ("importance", json!(importance)),
-        ("parentFolderId", json!(folder_id)),
+        ("parentFolderId", json!(rest_id(&item.folder))),
         ("conversationId", json!(rest_id(&format!("AAQkAGConv{}", &item.id[item.id.len().saturating_sub(10)..])))),
         ("isDeliveryReceiptRequested", json!(false)),
         ("isReadReceiptRequested", json!(false)),
@@ -297,9 +296,131 @@ fn decode_token(t: &str) -> Option<Token> {
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(t.trim()).ok()?).ok()
 }
 
-/// Which folder a path segment names: the Inbox by name or id; anything else is not one we have.
-fn inbox(s: &str) -> bool {
-    s.eq_ignore_ascii_case("inbox") || ews_id(s) == INBOX_ID || s == rest_id(INBOX_ID)
+/// A mail folder as the Graph face shows it (ids in REST form).
+struct SimFolder {
+    id: String,
+    name: String,
+    parent: String,
+}
+
+/// The well-known names of Graph that this mailbox has, with their EWS names.
+const WELL_KNOWN: &[&str] = &["inbox", "drafts", "sentitems", "deleteditems", "msgfolderroot"];
+
+/// Graph's other well-known names: real names, folders this mailbox lacks.
+const WELL_KNOWN_ABSENT: &[&str] = &[
+    "archive",
+    "clutter",
+    "conflicts",
+    "conversationhistory",
+    "junkemail",
+    "localfailures",
+    "outbox",
+    "recoverableitemsdeletions",
+    "scheduled",
+    "searchfolders",
+    "serverfailures",
+    "syncissues",
+];
+
+fn folder_not_found() -> Response<Body> {
+    graph_error(StatusCode::NOT_FOUND, "ErrorItemNotFound", "The specified object was not found in the store.")
+}
+
+/// The folder a path segment names: a well-known name, or a folder's id.
+/// A name Graph does not know (`voicemail`) is a malformed id, as on Graph;
+/// an id of a folder that is gone is not found.
+#[allow(clippy::result_large_err)]
+fn resolve_folder(store: &Store, seg: &str) -> Result<SimFolder, Response<Body>> {
+    let lower = seg.to_ascii_lowercase();
+    let well_known = crate::folders::FOLDERS.iter().find(|f| {
+        (WELL_KNOWN.contains(&lower.as_str()) && f.name == lower)
+            || (f.id == ews_id(seg) && WELL_KNOWN.contains(&f.name))
+    });
+    if let Some(f) = well_known {
+        let parent = f
+            .parent
+            .and_then(|p| crate::folders::FOLDERS.iter().find(|x| x.name == p))
+            .map(|p| rest_id(p.id))
+            .unwrap_or_default();
+        return Ok(SimFolder { id: rest_id(f.id), name: f.display.to_string(), parent });
+    }
+    if let Some(f) = store.user_folders().iter().find(|f| f.id == ews_id(seg)) {
+        return Ok(SimFolder { id: rest_id(&f.id), name: f.name.clone(), parent: rest_id(&f.parent) });
+    }
+    if WELL_KNOWN_ABSENT.contains(&lower.as_str())
+        || base64::engine::general_purpose::STANDARD.decode(ews_id(seg)).is_ok_and(|b| b.len() >= 16)
+    {
+        return Err(folder_not_found());
+    }
+    Err(graph_error(StatusCode::BAD_REQUEST, "ErrorInvalidIdMalformed", "Id is malformed."))
+}
+
+/// The mail folders directly under the folder with REST id `parent`.
+fn children(store: &Store, parent: &str) -> Vec<SimFolder> {
+    let mut out: Vec<SimFolder> = crate::folders::FOLDERS
+        .iter()
+        .filter(|f| WELL_KNOWN.contains(&f.name) && f.name != "msgfolderroot")
+        .filter(|f| {
+            f.parent.and_then(|p| crate::folders::FOLDERS.iter().find(|x| x.name == p)).map(|p| rest_id(p.id))
+                == Some(parent.to_string())
+        })
+        .map(|f| SimFolder { id: rest_id(f.id), name: f.display.to_string(), parent: parent.to_string() })
+        .collect();
+    out.extend(store.user_folders().iter().filter(|f| rest_id(&f.parent) == parent).map(|f| SimFolder {
+        id: rest_id(&f.id),
+        name: f.name.clone(),
+        parent: parent.to_string(),
+    }));
+    out
+}
+
+/// A `mailFolder` as Graph writes it, cut to the request's `$select`.
+fn folder_json(store: &Store, f: &SimFolder, ask: &Ask<'_>) -> Value {
+    let items = store.items_in(&ews_id(&f.id));
+    let unread = items.iter().filter(|i| !i.data.is_read).count();
+    let all = json!({
+        "id": f.id,
+        "displayName": f.name,
+        "parentFolderId": f.parent,
+        "childFolderCount": children(store, &f.id).len(),
+        "unreadItemCount": unread,
+        "totalItemCount": items.len(),
+        "isHidden": false,
+    });
+    let select: Option<Vec<&str>> =
+        ask.params.iter().find(|(k, _)| k == "$select").map(|(_, v)| v.split(',').map(str::trim).collect());
+    match (select, all) {
+        (Some(sel), Value::Object(o)) => {
+            Value::Object(o.into_iter().filter(|(k, _)| k == "id" || sel.contains(&k.as_str())).collect())
+        }
+        (_, v) => v,
+    }
+}
+
+/// Folders this many to a page unless `$top` says otherwise (Graph's default).
+const FOLDER_PAGE: usize = 10;
+
+/// A page of folders, by `$top` and `$skip` as Graph pages them.
+fn folder_page(store: &Store, root: &str, ask: &Ask<'_>, list: Vec<SimFolder>, path: &str) -> Response<Body> {
+    let num = |name: &str| ask.params.iter().find(|(k, _)| k == name).and_then(|(_, v)| v.parse::<usize>().ok());
+    let top = num("$top").unwrap_or(FOLDER_PAGE).clamp(1, MAX_PAGE);
+    let skip = num("$skip").unwrap_or(0);
+    let total = list.len();
+    let value: Vec<Value> = list.iter().skip(skip).take(top).map(|f| folder_json(store, f, ask)).collect();
+    let mut body = json!({
+        "@odata.context": format!("{root}/$metadata#users('me')/mailFolders"),
+        "value": value,
+    });
+    if skip + top < total {
+        let select = ask
+            .params
+            .iter()
+            .find(|(k, _)| k == "$select")
+            .map(|(_, v)| format!("&$select={}", v.replace(' ', "")))
+            .unwrap_or_default();
+        body["@odata.nextLink"] = json!(format!("{root}/{path}?$top={top}&$skip={}{select}", skip + top));
+    }
+    json_response(StatusCode::OK, &body)
 }
 
 struct Ask<'a> {
@@ -327,43 +448,41 @@ fn route(shared: &Shared, root: &str, ask: &Ask<'_>) -> Response<Body> {
         Ok(s) => s,
         Err(e) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", &e),
     };
-    let folder_id = rest_id(INBOX_ID);
     let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
     let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
     match (ask.method, lower.as_slice()) {
+        (&Method::GET, ["me", "mailfolders"]) => {
+            let list = children(&store, &rest_id(crate::folders::TOP_ID));
+            folder_page(&store, root, ask, list, "me/mailFolders")
+        }
+        (&Method::GET, ["me", "mailfolders", _, "childfolders"]) => match resolve_folder(&store, segments[2]) {
+            Ok(f) => {
+                let list = children(&store, &f.id);
+                let path = format!("me/mailFolders('{}')/childFolders", f.id);
+                folder_page(&store, root, ask, list, &path)
+            }
+            Err(r) => r,
+        },
         (&Method::GET, ["me", "mailfolders", f, "messages", "delta" | "delta()"]) => {
-            if !inbox(segments[2]) {
-                return graph_error(StatusCode::BAD_REQUEST, "ErrorInvalidIdMalformed", "Id is malformed.");
+            match resolve_folder(&store, segments[2]) {
+                Ok(folder) => delta(&store, root, ask, shape, &ews_id(&folder.id), f),
+                Err(r) => r,
             }
-            delta(&store, root, ask, shape, &folder_id, f)
         }
-        (&Method::GET, ["me", "mailfolders", f]) => {
-            if !inbox(segments[2]) {
-                return graph_error(StatusCode::BAD_REQUEST, "ErrorInvalidIdMalformed", "Id is malformed.");
+        (&Method::GET, ["me", "mailfolders", _]) => match resolve_folder(&store, segments[2]) {
+            Ok(f) => {
+                let mut v = folder_json(&store, &f, ask);
+                v["@odata.context"] = json!(format!("{root}/$metadata#users('me')/mailFolders/$entity"));
+                json_response(StatusCode::OK, &v)
             }
-            let _ = f;
-            let items = store.items();
-            let unread = items.iter().filter(|i| !i.data.is_read).count();
-            json_response(
-                StatusCode::OK,
-                &json!({
-                    "@odata.context": format!("{root}/$metadata#users('me')/mailFolders/$entity"),
-                    "id": folder_id,
-                    "displayName": "Inbox",
-                    "parentFolderId": rest_id(crate::folders::TOP_ID),
-                    "childFolderCount": 0,
-                    "unreadItemCount": unread,
-                    "totalItemCount": items.len(),
-                    "isHidden": false,
-                }),
-            )
-        }
+            Err(r) => r,
+        },
         (&Method::GET, ["me", "messages", _]) | (&Method::GET, ["me", "mailfolders", _, "messages", _]) => {
             let id = ews_id(segments[segments.len() - 1]);
             match store.get(&id) {
                 Some(item) => {
-                    let mut m = message(item, &shape, &folder_id);
+                    let mut m = message(item, &shape);
                     m["@odata.context"] = json!(format!("{root}/$metadata#users('me')/messages/$entity"));
                     json_response(StatusCode::OK, &m)
                 }
@@ -393,7 +512,7 @@ fn route(shared: &Shared, root: &str, ask: &Ask<'_>) -> Response<Body> {
             }
             shared.changed.send_modify(|v| *v += 1);
             let item = store.get(&id).expect("just set");
-            let mut m = message(item, &shape, &folder_id);
+            let mut m = message(item, &shape);
             m["@odata.context"] = json!(format!("{root}/$metadata#users('me')/messages/$entity"));
             json_response(StatusCode::OK, &m)
         }
@@ -489,7 +608,7 @@ fn delta(store: &Store, root: &str, ask: &Ask<'_>, shape: Shape, folder_id: &str
         .find_map(|p| p.trim().strip_prefix("odata.maxpagesize=").and_then(|n| n.trim().parse::<usize>().ok()))
         .unwrap_or(DEFAULT_PAGE)
         .clamp(1, MAX_PAGE);
-    let result = match store.sync(state.as_deref(), page) {
+    let result = match store.sync_folder(folder_id, state.as_deref(), page) {
         Ok(r) => r,
         Err(_) => {
             return graph_error(
@@ -503,7 +622,7 @@ fn delta(store: &Store, root: &str, ask: &Ask<'_>, shape: Shape, folder_id: &str
         .changes
         .iter()
         .map(|c| match c {
-            SyncChange::Create(i) | SyncChange::Update(i) | SyncChange::ReadFlag(i) => message(i, &shape, folder_id),
+            SyncChange::Create(i) | SyncChange::Update(i) | SyncChange::ReadFlag(i) => message(i, &shape),
             SyncChange::Delete(id, _) => json!({
                 "@odata.type": "#microsoft.graph.message",
                 "id": rest_id(id),
