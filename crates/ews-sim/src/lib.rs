@@ -26,6 +26,7 @@ pub mod server;
 pub mod soap;
 pub mod store;
 
+pub use folders::{DELETED_ID, INBOX_ID};
 pub use server::{
     AuthSchemes, EntraConfig, KerberosAcceptor, MissedCall, Served, SimConfig, SimError, Simulator, Validation,
     Voicemail,

@@ -744,6 +744,29 @@ mod tests {
     }
 
     #[test]
+    fn a_move_is_a_delete_in_one_folder_and_a_create_in_the_other() {
+        let mut s = Store::new();
+        let vm_folder = s.create_folder("Voicemail", Some(crate::folders::INBOX_ID)).expect("folder");
+        let a = s.deposit(vm(1));
+        let filed = s.deposit_in(vm(2), &vm_folder).expect("a rule files it");
+        assert!(s.deposit_in(vm(3), "no-such-folder").is_none());
+        let inbox0 = s.sync(None, 512).expect("sync");
+        let folder0 = s.sync_folder(&vm_folder, None, 512).expect("sync");
+        assert_eq!((ids(&inbox0), ids(&folder0)), (vec!["+vm 1".to_string()], vec!["+vm 2".to_string()]));
+        // the search folder shows both, FindItem on the Inbox only its own
+        assert_eq!(s.find("voicemail", 0, 10).1, 2);
+        assert_eq!(s.find("inbox", 0, 10).1, 1);
+        assert!(s.move_item(&a, &vm_folder));
+        assert_eq!(ids(&s.sync(Some(&inbox0.state), 512).expect("sync")), ["-"]);
+        assert_eq!(ids(&s.sync_folder(&vm_folder, Some(&folder0.state), 512).expect("sync")), ["+vm 1"]);
+        assert_eq!(s.get(&a).map(|i| i.folder.as_str()), Some(vm_folder.as_str()), "the id stays");
+        // to Deleted Items: gone from the search folder
+        assert!(s.move_item(&filed, crate::folders::DELETED_ID));
+        assert_eq!(s.find("voicemail", 0, 10).1, 1);
+        assert!(!s.move_item("nope", crate::folders::INBOX_ID));
+    }
+
+    #[test]
     fn pull_events_follow_watermarks() {
         let mut s = Store::new();
         let (id, wm) = s.subscribe(SubKind::Pull, &[], &[]);

@@ -281,3 +281,71 @@ async fn a_message_its_audio_a_patch_and_a_batch() {
     let r = lamplighter_graph_wire::batch::parse_batch(&answer).expect("answer");
     assert_eq!(r[0].status, 400);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folders_page_nest_and_a_move_leaves_one_delta_for_another() {
+    let sim = graph_sim().await;
+    let csdl = Csdl::graph_v1();
+    let inbox_id = lamplighter_ews_sim::INBOX_ID;
+    let under_inbox = sim.create_folder("Voicemail", Some(inbox_id)).expect("folder");
+    for n in 0..12 {
+        sim.create_folder(&format!("Project {n:02}"), None).expect("folder");
+    }
+    assert!(sim.create_folder("orphan", Some("no-such-parent")).is_none());
+    // the top level in pages of 10 by $skip, as Graph pages mailFolders
+    let mut url = format!("{}/me/mailFolders", sim.graph_url());
+    let mut names = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (status, _, body) = get(&url, None).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        csdl.check_collection("microsoft.graph.mailFolder", &json(&body)).expect("a folder page validates");
+        let page = lamplighter_graph_wire::parse_folders(&body).expect("our reader");
+        names.extend(page.folders.iter().filter_map(|f| f.display_name.clone()));
+        pages += 1;
+        match page.next {
+            Some(n) => url = n,
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(names.len(), 16, "Inbox, Drafts, Sent Items, Deleted Items and 12 of the user's: {names:?}");
+    assert!(names.iter().any(|n| n == "Inbox") && !names.iter().any(|n| n == "Voicemail" || n == "Calendar"));
+    // the Inbox has one child; the rule's folder is under it
+    let (_, _, body) = get(&format!("{}/me/mailFolders/inbox?$select=childFolderCount", sim.graph_url()), None).await;
+    assert_eq!(json(&body)["childFolderCount"], 1);
+    let (status, _, body) = get(&format!("{}/me/mailFolders/inbox/childFolders", sim.graph_url()), None).await;
+    assert_eq!(status, 200);
+    csdl.check_collection("microsoft.graph.mailFolder", &json(&body)).expect("children validate");
+    let child = &lamplighter_graph_wire::parse_folders(&body).expect("reads").folders[0];
+    assert_eq!(child.display_name.as_deref(), Some("Voicemail"));
+    // well-known names: this mailbox has no Junk Email (404), and voicemail is no name at all (400)
+    let (status, _, _) = get(&format!("{}/me/mailFolders/junkemail", sim.graph_url()), None).await;
+    assert_eq!(status, 404);
+    let (status, _, _) = get(&format!("{}/me/mailFolders/deleteditems?$select=id", sim.graph_url()), None).await;
+    assert_eq!(status, 200);
+
+    // a rule files a voicemail under the Inbox: the Inbox's delta has nothing, the folder's has it
+    let folder_delta = |id: &str| format!("{}{}", sim.graph_url(), lamplighter_graph_wire::request::delta_start(id));
+    let delta_of = |url: String| async move {
+        let (status, _, body) = get(&url, None).await;
+        assert_eq!(status, 200, "{url}: {}", String::from_utf8_lossy(&body));
+        csdl.check_collection(MESSAGE, &json(&body)).expect("delta validates");
+        lamplighter_graph_wire::parse_delta(&body).expect("reads")
+    };
+    let filed = sim.deposit_voicemail_in(voicemail(1), &under_inbox).expect("deposit");
+    let inbox_round = delta_of(start_url(&sim)).await;
+    assert!(inbox_round.entries.is_empty());
+    let folder_round = delta_of(folder_delta(&child.id)).await;
+    assert_eq!(folder_round.entries.len(), 1);
+    let lamplighter_graph_wire::DeltaEntry::Changed(m) = &folder_round.entries[0] else { panic!("a message") };
+    assert_eq!(m.parent_folder_id.as_deref(), Some(child.id.as_str()));
+    // moved to the Inbox: removed from the folder's delta, new in the Inbox's, the id the same
+    assert!(sim.move_item(&filed, inbox_id));
+    let lamplighter_graph_wire::Continue::Delta(fl) = folder_round.then else { panic!("one page") };
+    let lamplighter_graph_wire::Continue::Delta(il) = inbox_round.then else { panic!("one page") };
+    let after = delta_of(fl).await;
+    assert!(matches!(&after.entries[..], [lamplighter_graph_wire::DeltaEntry::Removed { id, .. }] if *id == m.id));
+    let into = delta_of(il).await;
+    assert!(matches!(&into.entries[..], [lamplighter_graph_wire::DeltaEntry::Changed(x)] if x.id == m.id));
+}

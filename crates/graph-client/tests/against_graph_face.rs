@@ -1,6 +1,7 @@
 //! The Graph backend against the simulator's Graph face over loopback: the
 //! initial load, a Cloud Voicemail-style deposit with its audio, mark
-//! heard, rounds of throttling, expiry and outage with each item announced
+//! heard, voicemail a rule files in other folders and moves between them,
+//! rounds of throttling, expiry and outage with each item announced
 //! exactly once (through the inbox core the engine uses), and a revoked
 //! token as "sign in again". Polling is fast here (50–100 ms) so the tests
 //! wait for events, not for the default 6 s.
@@ -43,6 +44,7 @@ fn config(sim: &Simulator) -> GraphConfig {
         retry_initial: Duration::from_millis(100),
         retry_max: Duration::from_secs(1),
         max_retry_after: Duration::from_secs(2),
+        folders_every: Duration::from_millis(500),
         ..PollConfig::default()
     };
     c
@@ -212,6 +214,86 @@ async fn twenty_rounds_of_throttling_expiry_and_outage_announce_each_voicemail_o
     let expiries = seen.events.iter().filter(|e| matches!(e, MailboxEvent::Change(Change::Reset))).count();
     println!("20 rounds: {expiries} resets, {} requests", sim.served().len());
     assert_eq!(expiries, 7, "rounds 1, 4, …, 19 expired");
+    tracking.stop().await;
+}
+
+/// Feeds `events[*fed..]` to the inbox core the engine uses, as the runner
+/// does; returns the items announced.
+fn feed(events: &[MailboxEvent], fed: &mut usize, inbox: &mut lamplighter_inbox::MailboxState) -> Vec<String> {
+    let mut announced = Vec::new();
+    for e in &events[*fed..] {
+        match e {
+            MailboxEvent::Change(c) => inbox.apply(c.clone()),
+            MailboxEvent::Connection(Connection::Live) if !inbox.is_live() || inbox.reloading() => inbox.caught_up(),
+            MailboxEvent::Connection(_) => {}
+        }
+        while let Some(o) = inbox.poll_output() {
+            if let lamplighter_inbox::Output::Notify(n) = o {
+                announced.push(n.item_id.clone());
+            }
+        }
+    }
+    *fed = events.len();
+    announced
+}
+
+fn rest(ews_id: &str) -> String {
+    ews_id.replace('+', "-").replace('/', "_")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn voicemail_a_rule_files_elsewhere_is_announced_once_and_moves_are_no_news() {
+    use lamplighter_ews_sim::{DELETED_ID, INBOX_ID};
+    let sim = sim().await;
+    let filed_to = sim.create_folder("Voicemail", Some(INBOX_ID)).expect("folder");
+    for n in 0..6 {
+        sim.create_folder(&format!("Project {n}"), None).expect("folder");
+    }
+    let old = sim.deposit_voicemail_in(voicemail(1), &filed_to).expect("deposit");
+    let backend = Arc::new(GraphBackend::new(config(&sim)).expect("backend"));
+    let (tx, rx) = mpsc::channel(256);
+    let tracking = backend.clone().track(Arc::new(MemoryState::default()), tx);
+    let mut seen = Seen { rx, events: Vec::new() };
+    seen.until("live", live).await;
+    let user = lamplighter_missed_calls::UserIdentity::new(&["mara@example.test".to_string()], &[]).expect("user");
+    let mut inbox = lamplighter_inbox::MailboxState::new(user, false);
+    let mut fed = 0;
+    assert!(feed(&seen.events, &mut fed, &mut inbox).is_empty(), "the first load is no news");
+    assert_eq!(inbox.summary().voicemail.new, 1, "the voicemail the rule filed counts");
+    // eight folders (the Inbox, Voicemail under it, six projects) polled four to a $batch
+    assert!(sim.served().iter().any(|s| s.op == "graph POST /$batch"));
+    let deltas = sim.served().iter().filter(|s| s.op.contains("/messages/delta")).count();
+    assert!(deltas <= 2, "the folders' deltas go in batches, not one by one: {deltas}");
+
+    // a rule files a new one: announced once
+    let new = sim.deposit_voicemail_in(voicemail(2), &filed_to).expect("deposit");
+    seen.until("the filed voicemail", |e| items(e).iter().any(|i| i.id.id == rest(&new))).await;
+    assert_eq!(feed(&seen.events, &mut fed, &mut inbox), [rest(&new)]);
+    // the user moves it to the Inbox: seen there, no news, still counted
+    let before = items(&seen.events).len();
+    assert!(sim.move_item(&new, INBOX_ID));
+    seen.until("the move", |e| items(e)[before..].iter().any(|i| i.id.id == rest(&new))).await;
+    // and the old one from a folder made while running: found, no news
+    let made = sim.create_folder("Calls", None).expect("folder");
+    let before = items(&seen.events).len();
+    assert!(sim.move_item(&old, &made));
+    seen.until("the move to a new folder", |e| items(e)[before..].iter().any(|i| i.id.id == rest(&old))).await;
+    // a voicemail filed into that new folder is news
+    let third = sim.deposit_voicemail_in(voicemail(3), &made).expect("deposit");
+    seen.until("the voicemail in the new folder", |e| items(e).iter().any(|i| i.id.id == rest(&third))).await;
+    assert_eq!(feed(&seen.events, &mut fed, &mut inbox), [rest(&third)], "only the new one is news");
+    assert_eq!(inbox.summary().voicemail.new, 3);
+    // deleted (to Deleted Items, which is not followed): gone
+    assert!(sim.move_item(&new, DELETED_ID));
+    let removed = |e: &[MailboxEvent]| {
+        e.iter().any(|e| matches!(e, MailboxEvent::Change(Change::Removed(id)) if id.id == rest(&new)))
+    };
+    // (eight folders: rounds every 1.9 s at the least, the request budget's floor)
+    seen.until("the removal", removed).await;
+    assert!(feed(&seen.events, &mut fed, &mut inbox).is_empty());
+    assert_eq!(inbox.summary().voicemail.new, 2);
+    let removals = seen.events.iter().filter(|e| matches!(e, MailboxEvent::Change(Change::Removed(_)))).count();
+    assert_eq!(removals, 1, "the moves were not removals");
     tracking.stop().await;
 }
 

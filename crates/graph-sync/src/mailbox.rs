@@ -7,7 +7,8 @@
 //! - **Which folders** ([`choose`]): all mail folders but those no voicemail
 //!   belongs in (Deleted Items, Junk Email, Sent Items, Drafts, Outbox,
 //!   Conversation History, Sync Issues, and everything below them), at most
-//!   [`MAX_FOLLOWED`]. The list is read again every [`REDISCOVER_EVERY`],
+//!   [`MAX_FOLLOWED`]. The list is read again every [`REDISCOVER_EVERY`]
+//!   (`PollConfig::folders_every`),
 //!   and at once when an item leaves a folder (it may have gone to a folder
 //!   made since).
 //! - **Moves are not news.** Ids stay when a message moves (the client asks
@@ -51,7 +52,7 @@ pub const NOT_FOLLOWED: &[&str] =
 /// The most folders followed besides the Inbox.
 pub const MAX_FOLLOWED: usize = 100;
 
-/// How often the folder list is read again.
+/// How often the folder list is read again, unless configured otherwise.
 pub const REDISCOVER_EVERY: Duration = Duration::from_secs(600);
 
 /// The longest a removal waits for the other folders.
@@ -413,7 +414,7 @@ impl MailboxSync {
                 }
                 self.fit_budget();
                 self.discovered_tick = tick;
-                let next = if std::mem::take(&mut self.rediscover) { now } else { now + REDISCOVER_EVERY };
+                let next = if std::mem::take(&mut self.rediscover) { now } else { now + self.config.folders_every };
                 self.discovery = Discovery::Due(next);
                 self.release(now);
             }

@@ -51,6 +51,8 @@ pub struct PollConfig {
     pub jitter_percent: u32,
     /// Seeds the jitter (per process and mailbox).
     pub jitter_seed: u64,
+    /// How often the folder list is read again (`MailboxSync`).
+    pub folders_every: Duration,
 }
 
 impl Default for PollConfig {
@@ -64,6 +66,7 @@ impl Default for PollConfig {
             max_retry_after: Duration::from_secs(600),
             jitter_percent: 20,
             jitter_seed: 0x5eed,
+            folders_every: crate::mailbox::REDISCOVER_EVERY,
         }
     }
 }

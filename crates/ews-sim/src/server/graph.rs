@@ -464,9 +464,10 @@ fn route(shared: &Shared, root: &str, ask: &Ask<'_>) -> Response<Body> {
             }
             Err(r) => r,
         },
-        (&Method::GET, ["me", "mailfolders", f, "messages", "delta" | "delta()"]) => {
+        (&Method::GET, ["me", "mailfolders", _, "messages", "delta" | "delta()"]) => {
             match resolve_folder(&store, segments[2]) {
-                Ok(folder) => delta(&store, root, ask, shape, &ews_id(&folder.id), f),
+                // the link names the folder as the request did (ids are case-sensitive)
+                Ok(folder) => delta(&store, root, ask, shape, &ews_id(&folder.id), segments[2]),
                 Err(r) => r,
             }
         }
