@@ -8,9 +8,10 @@
 //!   belongs in (Deleted Items, Junk Email, Sent Items, Drafts, Outbox,
 //!   Conversation History, Sync Issues, and everything below them), at most
 //!   [`MAX_FOLLOWED`]. The list is read again every [`REDISCOVER_EVERY`]
-//!   (`PollConfig::folders_every`),
-//!   and at once when an item leaves a folder (it may have gone to a folder
-//!   made since).
+//!   (`PollConfig::folders_every`), and at once when an item leaves a
+//!   folder (it may have gone to a folder made since): a folder made and
+//!   filed into by a new rule is found within half an hour, or at once when
+//!   the user moves anything into it; its voicemails are then news.
 //! - **Moves are not news.** Ids stay when a message moves (the client asks
 //!   for immutable ids), so a voicemail moved from the Inbox to another
 //!   followed folder is `@removed` in one and changed in the other. An item
@@ -53,7 +54,7 @@ pub const NOT_FOLLOWED: &[&str] =
 pub const MAX_FOLLOWED: usize = 100;
 
 /// How often the folder list is read again, unless configured otherwise.
-pub const REDISCOVER_EVERY: Duration = Duration::from_secs(600);
+pub const REDISCOVER_EVERY: Duration = Duration::from_secs(1800);
 
 /// The longest a removal waits for the other folders.
 pub const MAX_HOLD: Duration = Duration::from_secs(120);

@@ -299,6 +299,33 @@ impl Seen {
     }
 }
 
+/// An idle mailbox of the usual shape (the Inbox and nothing else to
+/// follow): its polls and folder listings in an hour.
+#[test]
+fn an_idle_mailbox_costs_600_requests_an_hour() {
+    let t0 = Instant::now();
+    let mut s = MailboxSync::new(PollConfig::default(), None, t0);
+    round(&mut s, t0, &[], |_| None);
+    // the hour after the load
+    let hour = t0 + Duration::from_secs(3600);
+    let mut requests = 0u32;
+    loop {
+        let now = s.next_wake().expect("a wake");
+        if now > hour {
+            break;
+        }
+        for step in s.poll_requests(now) {
+            requests += 1;
+            match step {
+                Step::Discover => s.discovered(now, Ok(vec![])),
+                Step::Delta { folder, .. } => s.handle(now, &folder, done(vec![], 2)),
+            }
+        }
+    }
+    println!("an idle mailbox: {requests} requests in an hour");
+    assert_eq!(requests, 600);
+}
+
 proptest! {
     /// However the moves and the delete of one item interleave over two
     /// folders (a move shows in the old folder at once and in the new one a
