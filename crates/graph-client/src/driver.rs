@@ -131,6 +131,41 @@ impl SleepWatch {
     }
 }
 
+/// Notices that the machine's network changed (another Wi-Fi, a VPN up or
+/// down, a cable plugged in): the set of its addresses, loopback left out,
+/// is not the one seen last. A kept-alive connection may be dead after
+/// that, and Graph has had news the poll interval would make us wait for.
+#[derive(Debug, Default)]
+pub(crate) struct NetWatch {
+    seen: Option<Vec<(String, std::net::IpAddr)>>,
+}
+
+impl NetWatch {
+    /// Whether `addresses` differ from the last look (the first look is no
+    /// change); the look is kept.
+    pub(crate) fn changed(&mut self, addresses: Vec<(String, std::net::IpAddr)>) -> bool {
+        let mut now: Vec<(String, std::net::IpAddr)> =
+            addresses.into_iter().filter(|(_, ip)| !ip.is_loopback()).collect();
+        now.sort();
+        now.dedup();
+        match self.seen.replace(now) {
+            Some(before) => Some(&before) != self.seen.as_ref(),
+            None => false,
+        }
+    }
+}
+
+/// The machine's addresses by interface (none when they cannot be read).
+fn addresses() -> Vec<(String, std::net::IpAddr)> {
+    match if_addrs::get_if_addrs() {
+        Ok(list) => list.into_iter().map(|i| (i.name.clone(), i.ip())).collect(),
+        Err(e) => {
+            log::debug!("cannot read the network addresses: {e}");
+            Vec::new()
+        }
+    }
+}
+
 async fn run(
     client: Arc<GraphClient>,
     state: Arc<dyn StateStore>,
@@ -145,6 +180,8 @@ async fn run(
     let mut last: Option<Connection> = None;
     let mut followed = Vec::new();
     let mut watch = SleepWatch::new(std::time::SystemTime::now(), std::time::Instant::now());
+    let mut net = NetWatch::default();
+    net.changed(addresses());
     let mut clock_check = tokio::time::interval(CLOCK_CHECK);
     clock_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -229,6 +266,9 @@ async fn run(
                 if watch.slept(std::time::SystemTime::now(), std::time::Instant::now()) {
                     log::info!("Graph: the machine woke up; polling now");
                     sync.resumed(std::time::Instant::now());
+                } else if net.changed(addresses()) {
+                    log::info!("Graph: the network changed; polling now");
+                    sync.resumed(std::time::Instant::now());
                 }
             }
             _ = stopped.changed() => return,
@@ -238,7 +278,28 @@ async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::SleepWatch;
+    use super::{NetWatch, SleepWatch};
+
+    #[test]
+    fn a_network_change_is_another_set_of_addresses() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("ip");
+        let home = vec![("lo".to_string(), ip("127.0.0.1")), ("wlan0".to_string(), ip("192.168.1.20"))];
+        let mut net = NetWatch::default();
+        assert!(!net.changed(home.clone()), "the first look is no change");
+        assert!(!net.changed(home.iter().rev().cloned().collect()), "the order is no change");
+        // loopback coming and going is no change
+        assert!(!net.changed(vec![home[1].clone()]));
+        // a VPN up, then down again; another Wi-Fi; offline
+        let mut vpn = home.clone();
+        vpn.push(("tun0".to_string(), ip("10.8.0.5")));
+        assert!(net.changed(vpn));
+        assert!(net.changed(home.clone()));
+        assert!(net.changed(vec![("wlan0".to_string(), ip("172.20.10.3"))]));
+        assert!(net.changed(vec![]));
+        assert!(!net.changed(vec![]));
+        // the addresses of this machine read, loopback among them
+        assert!(super::addresses().iter().any(|(_, ip)| ip.is_loopback()));
+    }
     use std::time::{Duration, Instant, SystemTime};
 
     #[test]
