@@ -352,8 +352,7 @@ impl Session {
                     "no answer came from the browser within {} minutes",
                     self.authority.browser_timeout.as_secs() / 60
                 ))
-            })?
-            .ok_or_else(|| SignInError::Abandoned("the browser never brought the sign-in's answer back".into()))?;
+            })?;
         let code = match answer {
             loopback::Answer::Code(code) => code,
             loopback::Answer::Error { error, description } => {

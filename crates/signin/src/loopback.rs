@@ -3,10 +3,13 @@
 //! when the sign-in page sends it back, and reads the authorization
 //! response (RFC 6749 §4.1.2) from its query.
 //!
-//! Anything on this machine can connect to the port, so a request is read
-//! only up to [`MAX_HEAD`] bytes and [`READ_TIMEOUT`], an answer whose
-//! `state` is not ours is refused and the wait goes on, and after
-//! [`MAX_REQUESTS`] requests that were not the answer the sign-in ends.
+//! Anything on this machine can connect to the port, so connections are
+//! served side by side (at most [`MAX_OPEN`] at once; more are closed
+//! unread), a request is read only up to [`MAX_HEAD`] bytes and
+//! [`READ_TIMEOUT`], and an answer whose `state` is not ours is refused
+//! while the wait goes on: a stranger holding connections open or sending
+//! requests neither delays the browser's answer nor ends the sign-in, whose
+//! only end besides the answer is the caller's timeout.
 
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -16,8 +19,8 @@ use tokio::net::{TcpListener, TcpStream};
 pub(crate) const MAX_HEAD: usize = 8 << 10;
 /// A connection that sends nothing for this long is dropped.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Requests that are not the answer (a favicon, a stranger) before giving up.
-pub(crate) const MAX_REQUESTS: usize = 32;
+/// Connections served at once; one more is closed at once.
+pub(crate) const MAX_OPEN: usize = 16;
 
 /// What the browser brought back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,42 +142,58 @@ impl Loopback {
         }
     }
 
-    /// Waits for the answer with `state`; `None` after [`MAX_REQUESTS`] others.
-    pub(crate) async fn answer(&self, state: &str) -> Option<Answer> {
-        for _ in 0..MAX_REQUESTS {
-            let Ok(mut stream) = self.accept().await else { continue };
-            let Some(head) = read_head(&mut stream).await else { continue };
-            let (reply, answer) = match parse(&head, state) {
-                Request::Answer(a @ Answer::Code(_)) => (
-                    page("200 OK", "Signed in to Lamplighter", "You can close this tab and go back to Lamplighter."),
-                    Some(a),
-                ),
-                Request::Answer(a @ Answer::Error { .. }) => {
-                    let text = match &a {
-                        Answer::Error { description: Some(d), .. } => d.clone(),
-                        Answer::Error { error, .. } => error.clone(),
-                        Answer::Code(_) => String::new(),
-                    };
-                    (page("200 OK", "Lamplighter was not signed in", &text), Some(a))
+    /// Waits for the answer with `state` (the caller bounds the wait).
+    pub(crate) async fn answer(&self, state: &str) -> Answer {
+        let mut open = tokio::task::JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = self.accept() => {
+                    let Ok(stream) = accepted else { continue };
+                    if open.len() >= MAX_OPEN {
+                        // full: this one is closed unread
+                        drop(stream);
+                        continue;
+                    }
+                    open.spawn(serve(stream, state.to_string()));
                 }
-                Request::ForeignState => (
-                    page(
-                        "400 Bad Request",
-                        "Not this sign-in",
-                        "This answer is not for the sign-in Lamplighter is waiting for.",
-                    ),
-                    None,
-                ),
-                Request::Other => (page("404 Not Found", "Lamplighter", "Nothing here."), None),
-            };
-            let _ = tokio::time::timeout(READ_TIMEOUT, stream.write_all(&reply)).await;
-            let _ = stream.shutdown().await;
-            if answer.is_some() {
-                return answer;
+                Some(done) = open.join_next(), if !open.is_empty() => {
+                    if let Ok(Some(answer)) = done {
+                        return answer;
+                    }
+                }
             }
         }
-        None
     }
+}
+
+/// One connection: its request read and answered; the answer if it was ours.
+async fn serve(mut stream: TcpStream, state: String) -> Option<Answer> {
+    let head = read_head(&mut stream).await?;
+    let (reply, answer) = match parse(&head, &state) {
+        Request::Answer(a @ Answer::Code(_)) => {
+            (page("200 OK", "Signed in to Lamplighter", "You can close this tab and go back to Lamplighter."), Some(a))
+        }
+        Request::Answer(a @ Answer::Error { .. }) => {
+            let text = match &a {
+                Answer::Error { description: Some(d), .. } => d.clone(),
+                Answer::Error { error, .. } => error.clone(),
+                Answer::Code(_) => String::new(),
+            };
+            (page("200 OK", "Lamplighter was not signed in", &text), Some(a))
+        }
+        Request::ForeignState => (
+            page(
+                "400 Bad Request",
+                "Not this sign-in",
+                "This answer is not for the sign-in Lamplighter is waiting for.",
+            ),
+            None,
+        ),
+        Request::Other => (page("404 Not Found", "Lamplighter", "Nothing here."), None),
+    };
+    let _ = tokio::time::timeout(READ_TIMEOUT, stream.write_all(&reply)).await;
+    let _ = stream.shutdown().await;
+    answer
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use lamplighter_signin::{Authority, GrantStore, MemoryGrants, Session, SignInErr
 use std::sync::Arc;
 
 mod common;
-use common::{curl, login};
+use common::{curl, login, login_with};
 
 async fn sim(entra: EntraConfig) -> Simulator {
     Simulator::start(SimConfig { entra, ..SimConfig::default() }).await.expect("sim")
@@ -126,6 +126,51 @@ async fn a_declined_consent_a_stolen_code_and_a_stranger_on_the_port_are_each_ha
     })
     .await
     .expect("signed in despite the stranger");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_holding_the_port_neither_delays_nor_ends_the_sign_in() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let sim = sim(EntraConfig::default()).await;
+    let s = session(&sim, Arc::default());
+    let (grant, still_open) = login_with(&s, |url| async move {
+        let back = location(&url).await;
+        let port: u16 = back
+            .strip_prefix("http://localhost:")
+            .and_then(|r| r.split(['/', '?']).next())
+            .and_then(|p| p.parse().ok())
+            .expect("a loopback port");
+        // connections that send nothing (each would hold a one-at-a-time listener for 10 s)
+        let mut idle = Vec::new();
+        for _ in 0..5 {
+            idle.push(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect"));
+        }
+        // and more wrong requests than a sign-in used to tolerate, each answered
+        for n in 0..40 {
+            let mut c = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+            c.write_all(format!("GET /?code=forged{n}&state=x HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+                .await
+                .expect("write");
+            let mut reply = String::new();
+            let _ = c.read_to_string(&mut reply).await;
+            assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");
+        }
+        // answered while the idle ones are still held: served one at a time,
+        // every idle one would have been timed out and closed first
+        let mut still_open = 0;
+        for c in &mut idle {
+            let mut b = [0u8; 1];
+            if tokio::time::timeout(std::time::Duration::from_millis(1), c.read(&mut b)).await.is_err() {
+                still_open += 1;
+            }
+        }
+        let page = curl(&["-s", &back]).await;
+        assert!(page.contains("Signed in to Lamplighter"), "{page}");
+        still_open
+    })
+    .await;
+    grant.expect("signed in despite the stranger");
+    assert!(still_open.expect("the browser's part ran") >= 1, "the idle connections were served first");
 }
 
 /// The authorization request a client makes, with `challenge`.

@@ -14,17 +14,26 @@ where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()>,
 {
+    login_with(session, browser).await.0
+}
+
+/// [`login`], and what the browser's part returned (`None`: it never ran).
+pub(crate) async fn login_with<F, Fut, T>(session: &Session, browser: F) -> (Result<Grant, SignInError>, Option<T>)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = T>,
+{
     let (tx, rx) = tokio::sync::oneshot::channel::<String>();
     let user = async move {
-        if let Ok(url) = rx.await {
-            browser(url).await;
+        match rx.await {
+            Ok(url) => Some(browser(url).await),
+            Err(_) => None,
         }
     };
-    let (grant, ()) = tokio::join!(
+    tokio::join!(
         session.browser_login(move |url| {
             let _ = tx.send(url.to_string());
         }),
         user
-    );
-    grant
+    )
 }
