@@ -180,8 +180,8 @@ fn call_item(item: &Item, r: &Recognised) -> MailboxCallItem {
     let sender = sender_is_caller(r).then_some(item.from.as_ref()).flatten();
     MailboxCallItem {
         item_id: item.id.id.clone(),
-        // the class the analysis reads: what the recogniser found, whoever wrote the item
-        item_class: "IPM.Note.Microsoft.Missed.Voice".into(),
+        // what the recogniser found, whoever wrote the item
+        kind: lamplighter_missed_calls::Outcome::Missed,
         received: item
             .date_time_received
             .as_deref()

@@ -84,13 +84,16 @@ pub struct CallRecord {
     pub diversion: Vec<DiversionEntry>,
 }
 
-/// A mailbox item as the EWS client fetches it.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A mailbox item about a call, as the mailbox backend fetched it and
+/// the voicemail recogniser classified it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxCallItem {
-    /// The EWS ItemId.
+    /// The mailbox's id of the item.
     pub item_id: String,
-    /// `t:ItemClass`.
-    pub item_class: String,
+    /// What kind of item it is: voicemail, missed call or a record of an
+    /// answered call (from its class, `Content-Class` or a PBX rule; see
+    /// [`outcome_of_item_class`] for the message classes).
+    pub kind: Outcome,
     /// `DateTimeReceived`, ms since the epoch.
     pub received: Millis,
     /// PidTagCallId (0x6806).
@@ -133,8 +136,7 @@ fn from_tag(from_value: &str) -> Result<(Party, Option<String>, Option<String>),
 impl CallRecord {
     /// From a voicemail, missed-call or call-record item of the mailbox.
     pub fn from_mailbox_item(item: &MailboxCallItem) -> Result<CallRecord, ParseError> {
-        let outcome =
-            outcome_of_item_class(&item.item_class).ok_or_else(|| ParseError::NotACall(item.item_class.clone()))?;
+        let outcome = item.kind;
         let history = HistoryInfo::parse(&item.header(&["History-Info"]))?;
         let diversion = parse_diversion(&item.header(&["Diversion"]))?;
         let mut outcome = outcome;

@@ -212,7 +212,7 @@ mod scenarios {
     fn mailbox(class: &str, item: &str, number: &str, received: Millis, call_id: &str) -> CallRecord {
         CallRecord::from_mailbox_item(&MailboxCallItem {
             item_id: item.into(),
-            item_class: class.into(),
+            kind: lamplighter_missed_calls::record::outcome_of_item_class(class).expect("a UM class"),
             received,
             call_id: Some(call_id.into()),
             caller_number: Some(number.into()),
