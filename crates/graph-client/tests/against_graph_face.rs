@@ -170,25 +170,7 @@ async fn twenty_rounds_of_throttling_expiry_and_outage_announce_each_voicemail_o
     let mut inbox = lamplighter_inbox::MailboxState::new(user, false);
     let mut fed = 0;
     let mut announced: Vec<String> = Vec::new();
-    let mut feed =
-        |events: &[MailboxEvent], inbox: &mut lamplighter_inbox::MailboxState, announced: &mut Vec<String>| {
-            for e in &events[fed..] {
-                match e {
-                    MailboxEvent::Change(c) => inbox.apply(c.clone()),
-                    MailboxEvent::Connection(Connection::Live) if !inbox.is_live() || inbox.reloading() => {
-                        inbox.caught_up()
-                    }
-                    MailboxEvent::Connection(_) => {}
-                }
-                while let Some(o) = inbox.poll_output() {
-                    if let lamplighter_inbox::Output::Notify(n) = o {
-                        announced.push(n.item_id.clone());
-                    }
-                }
-            }
-            fed = events.len();
-        };
-    feed(&seen.events, &mut inbox, &mut announced);
+    announced.extend(feed(&seen.events, &mut fed, &mut inbox));
     assert!(announced.is_empty(), "nothing at start-up");
     let mut deposited = Vec::new();
     for round in 0..20u32 {
@@ -204,7 +186,7 @@ async fn twenty_rounds_of_throttling_expiry_and_outage_announce_each_voicemail_o
             live(e) && want.iter().all(|w| items(e).iter().any(|i| &i.id.id == w))
         })
         .await;
-        feed(&seen.events, &mut inbox, &mut announced);
+        announced.extend(feed(&seen.events, &mut fed, &mut inbox));
     }
     announced.sort();
     let mut want = deposited.clone();

@@ -92,7 +92,7 @@ pub fn choose(folders: &[MailFolder], not_followed: &[String], inbox_id: Option<
         let mut at = Some(f);
         for _ in 0..32 {
             let Some(x) = at else { break };
-            if not_followed.iter().any(|n| *n == x.id) {
+            if not_followed.contains(&x.id) {
                 continue 'folders;
             }
             names.push(if Some(x.id.as_str()) == inbox_id {
@@ -480,7 +480,7 @@ impl MailboxSync {
             }
             return Status::Syncing;
         }
-        if statuses.iter().any(|s| *s == Status::Syncing) { Status::Syncing } else { Status::Live }
+        if statuses.contains(&Status::Syncing) { Status::Syncing } else { Status::Live }
     }
 
     /// The user did something: every folder at the active pace for a while.
