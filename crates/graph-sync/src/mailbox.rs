@@ -227,6 +227,10 @@ impl MailboxSync {
     /// folder due now with those due within [`PIGGYBACK`].
     pub fn poll_requests(&mut self, now: Instant) -> Vec<Step> {
         let mut out = Vec::new();
+        if self.signed_out() {
+            // a refused sign-in stops the whole mailbox until woken: no folder, no listing
+            return out;
+        }
         if let Discovery::Due(at) = self.discovery
             && at <= now
         {
@@ -252,11 +256,18 @@ impl MailboxSync {
 
     /// When the next request falls due (`None`: all in flight or signed out).
     pub fn next_wake(&self) -> Option<Instant> {
+        if self.signed_out() {
+            return None;
+        }
         let d = match self.discovery {
             Discovery::Due(at) => Some(at),
             Discovery::InFlight(_) => None,
         };
         self.folders.values().filter_map(|f| f.sync.next_wake()).chain(d).min()
+    }
+
+    fn signed_out(&self) -> bool {
+        self.folders.values().any(|f| matches!(f.sync.status(), Status::SignedOut { .. }))
     }
 
     /// The answer to a folder's delta request.

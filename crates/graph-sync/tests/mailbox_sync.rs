@@ -299,6 +299,38 @@ impl Seen {
     }
 }
 
+#[test]
+fn a_refused_sign_in_stops_every_folder_and_the_listing_until_woken() {
+    let t0 = Instant::now();
+    let config = PollConfig { folders_every: Duration::from_secs(1), ..PollConfig::default() };
+    let mut s = MailboxSync::new(config, None, t0);
+    round(&mut s, t0, &["vm"], |_| None);
+    round(&mut s, t0, &["vm"], |_| None);
+    let now = t0 + Duration::from_secs(7);
+    for step in s.poll_requests(now) {
+        match step {
+            Step::Discover => s.discovered(now, Ok(refs(&["vm"]))),
+            Step::Delta { folder, .. } if folder == INBOX => s.handle(
+                now,
+                INBOX,
+                Response::Failed { failure: Failure::Unauthorized { invalid_token: true }, words: "401".into() },
+            ),
+            Step::Delta { folder, .. } => s.handle(now, &folder, done(vec![], 2)),
+        }
+    }
+    assert!(matches!(s.status(), Status::SignedOut { .. }));
+    // nothing is due, nothing goes out, however long
+    assert_eq!(s.next_wake(), None);
+    assert!(s.poll_requests(now + Duration::from_secs(3600)).is_empty());
+    // a new sign-in wakes it: the Inbox goes on where it was
+    let later = now + Duration::from_secs(3600);
+    s.wake(later);
+    let steps = s.poll_requests(later);
+    assert!(
+        steps.iter().any(|st| matches!(st, Step::Delta { folder, request: Request::Follow(_) } if folder == INBOX))
+    );
+}
+
 /// An idle mailbox of the usual shape (the Inbox and nothing else to
 /// follow): its polls and folder listings in an hour.
 #[test]
