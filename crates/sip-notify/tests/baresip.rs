@@ -7,7 +7,7 @@ use lamplighter_sip_mwi::guard::PhoneAuth;
 use lamplighter_sip_mwi::summary::Counts;
 use lamplighter_sip_notify::NotifySender;
 use lamplighter_sip_notify::subscriptions::{ListenerConfig, Subscriber, SubscriptionEvent, serve};
-use lamplighter_testkit::baresip::{KillOnDrop, Softphone, free_udp_port};
+use lamplighter_testkit::baresip::{KillOnDrop, Softphone};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -256,33 +256,53 @@ fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBu
     (dir.join("ca.pem"), dir.join("baresip.pem"))
 }
 
-/// baresip listening for TLS (on its SIP port + 1) with `cert`; returns the TLS port.
-fn baresip_tls(dir: &std::path::Path, cert: &std::path::Path) -> (KillOnDrop, u16) {
-    let port = free_udp_port();
-    let conf = dir.join("conf");
-    std::fs::create_dir_all(&conf).expect("conf");
-    std::fs::write(
-        conf.join("config"),
-        format!("poll_method epoll\nsip_listen 127.0.0.1:{port}\nsip_certificate {}\nmodule_path /usr/lib/baresip/modules\nmodule_app account.so\n", cert.display()),
-    )
-    .expect("config");
-    std::fs::write(conf.join("accounts"), "<sip:613@127.0.0.1>;regint=0\n").expect("accounts");
-    let child = Command::new("baresip")
-        .arg("-f")
-        .arg(&conf)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map(KillOnDrop)
-        .expect("baresip");
-    let tls = port + 1;
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
-    while std::net::TcpStream::connect(("127.0.0.1", tls)).is_err() {
-        assert!(Instant::now() < end, "baresip did not listen for TLS on {tls}");
-        std::thread::sleep(Duration::from_millis(50));
+/// A SIP port free for UDP and TCP whose next port is free for TCP too (baresip's TLS).
+fn free_sip_and_tls_port() -> u16 {
+    loop {
+        let port = lamplighter_testkit::process::free_port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
     }
-    (child, tls)
+}
+
+/// baresip listening for TLS (on its SIP port + 1) with `cert`; returns the TLS port.
+/// The ports are free when chosen, but another test may take one before
+/// baresip binds it: then baresip does not listen, and a new pair is tried.
+fn baresip_tls(dir: &std::path::Path, cert: &std::path::Path) -> (KillOnDrop, u16) {
+    for attempt in 0..3 {
+        let port = free_sip_and_tls_port();
+        let conf = dir.join(format!("conf{attempt}"));
+        std::fs::create_dir_all(&conf).expect("conf");
+        std::fs::write(
+            conf.join("config"),
+            format!("poll_method epoll\nsip_listen 127.0.0.1:{port}\nsip_certificate {}\nmodule_path /usr/lib/baresip/modules\nmodule_app account.so\n", cert.display()),
+        )
+        .expect("config");
+        std::fs::write(conf.join("accounts"), "<sip:613@127.0.0.1>;regint=0\n").expect("accounts");
+        let mut child = Command::new("baresip")
+            .arg("-f")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(KillOnDrop)
+            .expect("baresip");
+        let tls = port + 1;
+        let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+        loop {
+            if std::net::TcpStream::connect(("127.0.0.1", tls)).is_ok() {
+                return (child, tls);
+            }
+            // baresip gave up (a port was taken) or never listened in time: another pair
+            if child.0.try_wait().ok().flatten().is_some() || Instant::now() >= end {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("baresip did not listen for TLS in three tries");
 }
 
 /// An unsolicited NOTIFY over TLS reaches a real TLS peer and its final
