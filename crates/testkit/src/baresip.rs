@@ -55,8 +55,15 @@ impl Softphone {
     fn try_start(ours: std::net::SocketAddr, password: &str, over: &Over<'_>) -> Option<Softphone> {
         let dir = tempfile::tempdir().expect("config dir");
         // baresip listens on UDP and TCP at sip_listen
+        // two ports free for UDP and TCP (the console listens on both), and not
+        // the same one twice: a port freed at once can be handed out again
         let port = free_port();
-        let console = free_udp_port();
+        let console = loop {
+            let c = free_port();
+            if c != port {
+                break c;
+            }
+        };
         let (param, ca) = match over {
             Over::Udp => ("", String::new()),
             Over::Tcp => (";transport=tcp", String::new()),
@@ -84,11 +91,12 @@ impl Softphone {
         let end = std::time::Instant::now() + crate::guard(std::time::Duration::from_secs(30));
         loop {
             let text = output.text();
-            if text.contains("baresip is ready.") {
-                break;
-            }
+            // a port taken shows before "ready" (the console, the listener): another pair then
             if text.contains("Address already in use") {
                 return None;
+            }
+            if text.contains("baresip is ready.") {
+                break;
             }
             assert!(
                 std::time::Instant::now() < end,
