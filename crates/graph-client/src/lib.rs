@@ -108,6 +108,22 @@ pub enum GraphClientError {
     File { path: String, reason: String },
 }
 
+/// What a failed answer (on its own or inside a `$batch`) asks of the
+/// caller, and words for it: Graph's error code and message, else the status.
+fn failure_of(
+    status: u16,
+    retry_after: Option<&str>,
+    www_authenticate: Option<&str>,
+    body: &[u8],
+) -> (Failure, String) {
+    let failure = lamplighter_graph_wire::classify(status, retry_after, www_authenticate, body);
+    let words = match lamplighter_graph_wire::parse_error(body) {
+        Some(e) => format!("{}: {}", e.code, e.message),
+        None => format!("HTTP {status}"),
+    };
+    (failure, words)
+}
+
 /// An answer.
 struct Answer {
     status: u16,
@@ -252,12 +268,7 @@ impl GraphClient {
 
     fn failed(a: &Answer) -> GraphClientError {
         let header = |n: &str| a.headers.get(n).and_then(|v| v.to_str().ok());
-        let failure =
-            lamplighter_graph_wire::classify(a.status, header("retry-after"), header("www-authenticate"), &a.body);
-        let words = match lamplighter_graph_wire::parse_error(&a.body) {
-            Some(e) => format!("{}: {}", e.code, e.message),
-            None => format!("HTTP {}", a.status),
-        };
+        let (failure, words) = failure_of(a.status, header("retry-after"), header("www-authenticate"), &a.body);
         GraphClientError::Http { status: a.status, failure, words }
     }
 
@@ -362,16 +373,12 @@ impl GraphClient {
                             let header = |name: &str| {
                                 r.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
                             };
-                            let failure = lamplighter_graph_wire::classify(
+                            let (failure, words) = failure_of(
                                 r.status,
                                 header("retry-after"),
                                 header("www-authenticate"),
                                 body.as_bytes(),
                             );
-                            let words = match lamplighter_graph_wire::parse_error(body.as_bytes()) {
-                                Some(e) => format!("{}: {}", e.code, e.message),
-                                None => format!("HTTP {}", r.status),
-                            };
                             R::Failed { failure, words }
                         });
                     }

@@ -166,8 +166,7 @@ async fn twenty_rounds_of_throttling_expiry_and_outage_announce_each_voicemail_o
     let mut seen = Seen { rx, events: Vec::new() };
     seen.until("live", live).await;
     // the inbox core the engine uses, fed as the runner feeds it
-    let user = lamplighter_missed_calls::UserIdentity::new(&["mara@example.test".to_string()], &[]).expect("user");
-    let mut inbox = lamplighter_inbox::MailboxState::new(user, false);
+    let mut inbox = inbox_core();
     let mut fed = 0;
     let mut announced: Vec<String> = Vec::new();
     announced.extend(feed(&seen.events, &mut fed, &mut inbox));
@@ -197,6 +196,12 @@ async fn twenty_rounds_of_throttling_expiry_and_outage_announce_each_voicemail_o
     println!("20 rounds: {expiries} resets, {} requests", sim.served().len());
     assert_eq!(expiries, 7, "rounds 1, 4, …, 19 expired");
     tracking.stop().await;
+}
+
+/// The inbox core the engine uses, for the simulator's mailbox.
+fn inbox_core() -> lamplighter_inbox::MailboxState {
+    let user = lamplighter_missed_calls::UserIdentity::new(&["mara@example.test".to_string()], &[]).expect("user");
+    lamplighter_inbox::MailboxState::new(user, false)
 }
 
 /// Feeds `events[*fed..]` to the inbox core the engine uses, as the runner
@@ -237,8 +242,7 @@ async fn voicemail_a_rule_files_elsewhere_is_announced_once_and_moves_are_no_new
     let tracking = backend.clone().track(Arc::new(MemoryState::default()), tx);
     let mut seen = Seen { rx, events: Vec::new() };
     seen.until("live", live).await;
-    let user = lamplighter_missed_calls::UserIdentity::new(&["mara@example.test".to_string()], &[]).expect("user");
-    let mut inbox = lamplighter_inbox::MailboxState::new(user, false);
+    let mut inbox = inbox_core();
     let mut fed = 0;
     assert!(feed(&seen.events, &mut fed, &mut inbox).is_empty(), "the first load is no news");
     assert_eq!(inbox.summary().voicemail.new, 1, "the voicemail the rule filed counts");

@@ -310,26 +310,15 @@ impl MailboxSync {
     }
 
     fn merge(&mut self, now: Instant, folder: &str, change: Change) {
+        let added = matches!(change, Change::Added(_));
         match change {
-            Change::Added(item) | Change::Updated(item) if self.presence.contains_key(&item.id.id) => {
+            Change::Added(item) | Change::Updated(item) => {
                 let id = item.id.id.clone();
+                // held in another folder already, or just gone from one: a move or a change, no news
+                let known = self.presence.contains_key(&id) || self.held.iter().any(|h| h.id.id == id);
                 self.presence.entry(id.clone()).or_default().insert(folder.to_string());
                 self.held.retain(|h| h.id.id != id);
-                self.changes.push_back(Change::Updated(item));
-            }
-            Change::Added(item) | Change::Updated(item) if self.held.iter().any(|h| h.id.id == item.id.id) => {
-                // it left a folder and arrived in another: a move, still the same item
-                self.presence.entry(item.id.id.clone()).or_default().insert(folder.to_string());
-                self.held.retain(|h| h.id.id != item.id.id);
-                self.changes.push_back(Change::Updated(item));
-            }
-            Change::Added(item) => {
-                self.presence.entry(item.id.id.clone()).or_default().insert(folder.to_string());
-                self.changes.push_back(Change::Added(item));
-            }
-            Change::Updated(item) => {
-                self.presence.entry(item.id.id.clone()).or_default().insert(folder.to_string());
-                self.changes.push_back(Change::Updated(item));
+                self.changes.push_back(if added && !known { Change::Added(item) } else { Change::Updated(item) });
             }
             Change::Removed(id) => {
                 let Some(set) = self.presence.get_mut(&id.id) else {
