@@ -62,6 +62,14 @@ pub fn hint_for(e: &ClientError) -> String {
         E::SchemeNotOffered { offered, .. } if offered.contains("Negotiate") || offered.contains("NTLM") => {
             "set [mailbox] auth = \"negotiate\" (Kerberos with your ticket) or \"ntlm\" (with the password)".into()
         }
+        E::Ews(lamplighter_ews_wire::EwsError::Fault(f)) if f.code.ends_with("ErrorImpersonateUserDenied") => {
+            "the service account may not act for this mailbox: grant it the ApplicationImpersonation role \
+             (New-ManagementRoleAssignment -Role ApplicationImpersonation -User <account>, scoped to the users)"
+                .into()
+        }
+        E::Ews(lamplighter_ews_wire::EwsError::Fault(f)) if f.code.ends_with("ErrorNonExistentMailbox") => {
+            "Exchange has no mailbox with this address: check the directory entry".into()
+        }
         E::Kerberos { error, .. } => {
             use lamplighter_gssapi::GssError as G;
             match error {

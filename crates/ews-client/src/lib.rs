@@ -204,6 +204,10 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Where Autodiscover's answer is kept (`None`: not kept), so later starts skip it.
     pub autodiscover_cache: Option<std::path::PathBuf>,
+    /// The credentials are a service account's that reaches `email` through
+    /// `ExchangeImpersonation` (the ApplicationImpersonation role), as a
+    /// gateway for many mailboxes does.
+    pub impersonate: bool,
 }
 
 impl ClientConfig {
@@ -220,6 +224,7 @@ impl ClientConfig {
             stream_idle_timeout: Duration::from_secs(95),
             retry: RetryPolicy::default(),
             autodiscover_cache: None,
+            impersonate: false,
         }
     }
 }
@@ -459,6 +464,15 @@ impl EwsClient {
         self.http.sign_in()
     }
 
+    /// The request as sent: with the impersonation header when acting for the mailbox.
+    fn as_sent(&self, xml: String) -> Bytes {
+        if self.config.impersonate {
+            Bytes::from(lamplighter_ews_wire::request::impersonating(&xml, &self.config.email))
+        } else {
+            Bytes::from(xml)
+        }
+    }
+
     fn headers(&self) -> Vec<(&'static str, String)> {
         vec![
             ("x-anchormailbox", self.config.email.clone()),
@@ -471,7 +485,7 @@ impl EwsClient {
     async fn post(&self, xml: String) -> Result<Bytes, ClientError> {
         let target = self.target.origin();
         let headers = self.headers();
-        let send = self.http.send("POST", &self.target, Bytes::from(xml), &headers, &self.config.credentials, false);
+        let send = self.http.send("POST", &self.target, self.as_sent(xml), &headers, &self.config.credentials, false);
         let reply = tokio::time::timeout(self.config.request_timeout, send).await.map_err(|_| {
             ClientError::Timeout { target: target.clone(), secs: self.config.request_timeout.as_secs() }
         })??;
@@ -634,7 +648,7 @@ impl EwsClient {
         let xml = GetAttachmentRequest { id: attachment_id.to_string(), server_version: SERVER_VERSION }.to_xml();
         let reply = tokio::time::timeout(
             self.config.request_timeout,
-            self.http.send("POST", &self.target, Bytes::from(xml), &self.headers(), &self.config.credentials, false),
+            self.http.send("POST", &self.target, self.as_sent(xml), &self.headers(), &self.config.credentials, false),
         )
         .await
         .map_err(|_| ClientError::Timeout { target: target.clone(), secs: self.config.request_timeout.as_secs() })??;
@@ -752,7 +766,7 @@ impl EwsClient {
         .to_xml();
         let reply = tokio::time::timeout(
             self.config.request_timeout,
-            self.http.send("POST", &self.target, Bytes::from(xml), &self.headers(), &self.config.credentials, true),
+            self.http.send("POST", &self.target, self.as_sent(xml), &self.headers(), &self.config.credentials, true),
         )
         .await
         .map_err(|_| ClientError::Timeout { target: target.clone(), secs: self.config.request_timeout.as_secs() })??;

@@ -792,3 +792,62 @@ async fn a_fault_in_the_stream_is_read_for_its_code_and_back_off() {
     handle.stop().await;
     assert_all_valid(&sim);
 }
+
+/// A service account with the ApplicationImpersonation role reaches each
+/// user's mailbox through `ExchangeImpersonation` (and `X-AnchorMailbox`
+/// naming that mailbox), sees only that mailbox's items, and without the
+/// role gets Exchange's `ErrorImpersonateUserDenied` with what to grant.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_account_impersonates_each_mailbox_and_without_the_role_is_told_what_to_grant() {
+    let sim = Simulator::start(SimConfig {
+        users: vec![("mara".into(), PASSWORD.into()), ("svc-lamp".into(), "Dienst-2026!".into())],
+        mailboxes: vec!["ben@example.test".into(), "cem@example.test".into()],
+        impersonators: vec!["EXAMPLE\\svc-lamp".into()],
+        ..sim_config()
+    })
+    .await
+    .expect("sim");
+    let ben = sim.mailbox("Ben@example.test").expect("ben's mailbox");
+    let ben_vm = ben.deposit_voicemail(voicemail(1));
+    sim.deposit_voicemail(voicemail(2)); // mara's, the primary
+    let service = || Credentials::Basic { user: "svc-lamp".into(), password: Password::new("Dienst-2026!") };
+    let as_ben = |creds: Credentials| {
+        let mut c = client_config(&sim, creds);
+        c.email = "ben@example.test".into();
+        c.impersonate = true;
+        c
+    };
+
+    let client = Arc::new(EwsClient::connect(as_ben(service())).await.expect("client"));
+    let (tx, rx) = mpsc::channel(64);
+    let handle = driver::spawn(client.clone(), Arc::new(MemoryState::default()), fast_driver(), tx);
+    let mut model = Model::new(rx);
+    assert!(model.until(Duration::from_secs(20), |m| m.live() && m.items.len() == 1).await);
+    assert_eq!(model.items.keys().collect::<Vec<_>>(), vec![&ben_vm], "ben's item, not mara's");
+    // a deposit into ben's mailbox reaches the stream; one into cem's does not
+    sim.mailbox("cem@example.test").expect("cem").deposit_voicemail(voicemail(3));
+    let second = ben.deposit_voicemail(voicemail(4));
+    assert!(model.until(Duration::from_secs(20), |m| m.items.contains_key(&second)).await, "announced");
+    assert_eq!(model.items.len(), 2);
+    handle.stop().await;
+    let ews: Vec<_> = sim.served().into_iter().filter(|s| !s.op.starts_with('/')).collect();
+    assert!(ews.len() >= 4, "{ews:?}");
+    assert!(
+        ews.iter().all(|s| s.mailbox == "ben@example.test" && s.anchor_mailbox.as_deref() == Some("ben@example.test")),
+        "every request reached ben's mailbox and was anchored on it: {ews:?}"
+    );
+    assert_eq!(sim.subscriptions(), 0, "stopping unsubscribed in ben's mailbox");
+
+    // mara is a user, not the service: impersonation is refused with Exchange's code, and the hint says what to grant
+    let denied = EwsClient::connect(as_ben(basic())).await.expect("client");
+    let e = denied.find_all("inbox", 10).await.expect_err("denied");
+    assert!(e.to_string().contains("ErrorImpersonateUserDenied"), "{e}");
+    assert!(lamplighter_ews_client::hint_for(&e).contains("ApplicationImpersonation"), "{e}");
+    assert!(!e.is_retryable(), "a missing role is not retried");
+    // a mailbox that does not exist is named as such
+    let mut nobody = as_ben(service());
+    nobody.email = "nobody@example.test".into();
+    let e = EwsClient::connect(nobody).await.expect("client").find_all("inbox", 10).await.expect_err("no mailbox");
+    assert!(e.to_string().contains("ErrorNonExistentMailbox"), "{e}");
+    assert_all_valid(&sim);
+}

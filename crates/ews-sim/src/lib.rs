@@ -22,13 +22,14 @@
 
 pub mod control;
 pub mod folders;
+pub mod mailboxes;
 pub mod server;
 pub mod soap;
 pub mod store;
 
 pub use folders::{DELETED_ID, INBOX_ID};
 pub use server::{
-    AuthSchemes, EntraConfig, KerberosAcceptor, MissedCall, Served, SimConfig, SimError, Simulator, Validation,
+    AuthSchemes, EntraConfig, KerberosAcceptor, MailboxAt, MissedCall, Served, SimConfig, SimError, Simulator, Validation,
     Voicemail,
 };
 pub use store::{NewItem, UmProps};

@@ -4,6 +4,7 @@
 //! throttling and fault injection, and the long-lived chunked
 //! GetStreamingEvents responses with heartbeats and a timed close.
 
+use crate::mailboxes::{Mailboxes, Refused};
 use crate::soap::{self, El, Shape, esc};
 use crate::store::{EventKind, NewItem, Store, SubError, SubKind, UpdateError};
 use bytes::Bytes;
@@ -169,6 +170,11 @@ pub struct SimConfig {
     /// asked, as a 2007 server does; otherwise that layout only for requests
     /// that name Exchange 2007.
     pub attachments_2007: bool,
+    /// More mailboxes on this server, beside `email`'s (a gateway's users).
+    pub mailboxes: Vec<String>,
+    /// Accounts with the ApplicationImpersonation role: their requests may
+    /// name any mailbox in an `ExchangeImpersonation` header.
+    pub impersonators: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -193,6 +199,8 @@ impl Default for SimConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             attachments_2007: false,
             entra: EntraConfig::default(),
+            mailboxes: Vec::new(),
+            impersonators: Vec::new(),
         }
     }
 }
@@ -210,11 +218,15 @@ pub struct Served {
     pub anchor: bool,
     /// The backend cookie was replayed.
     pub cookie: bool,
+    /// The mailbox an EWS request reached (lowercase; empty for other requests).
+    pub mailbox: String,
+    /// The `X-AnchorMailbox` header's value, if sent.
+    pub anchor_mailbox: Option<String>,
 }
 
 struct Shared {
     config: Mutex<SimConfig>,
-    store: Mutex<Store>,
+    store: Mutex<Mailboxes>,
     /// Bumped on every mailbox change (wakes streams).
     changed: watch::Sender<u64>,
     /// Bumped to drop every streaming connection.
@@ -246,6 +258,48 @@ pub struct Simulator {
     addr: SocketAddr,
     ca_pem: Option<String>,
     stop: watch::Sender<bool>,
+}
+
+/// One mailbox of the simulator, beside the primary ([`Simulator::mailbox`]).
+pub struct MailboxAt<'a> {
+    sim: &'a Simulator,
+    address: String,
+}
+
+impl MailboxAt<'_> {
+    fn mutate<T>(&self, f: impl FnOnce(&mut Store) -> T) -> T {
+        let out = {
+            let mut all = self.sim.shared.store.lock().unwrap_or_else(|p| p.into_inner());
+            f(all.of(&self.address))
+        };
+        self.sim.shared.changed.send_modify(|v| *v += 1);
+        out
+    }
+
+    /// Deposits a voicemail into its Inbox, as Unified Messaging does; returns its id.
+    pub fn deposit_voicemail(&self, v: Voicemail) -> String {
+        self.mutate(|s| s.deposit(Simulator::voicemail_item(v)))
+    }
+
+    /// Marks an item read or unread, as the user's other client would.
+    pub fn set_read(&self, id: &str, read: bool) -> bool {
+        self.mutate(|s| s.set_read(id, read))
+    }
+
+    /// Deletes an item, as the user's other client would.
+    pub fn delete(&self, id: &str) -> bool {
+        self.mutate(|s| s.delete(id))
+    }
+
+    /// Its items now: (id, item class, is_read), newest first.
+    pub fn items(&self) -> Vec<(String, String, bool)> {
+        let mut all = self.sim.shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        all.of(&self.address)
+            .items()
+            .into_iter()
+            .map(|i| (i.id.clone(), i.data.item_class.clone(), i.data.is_read))
+            .collect()
+    }
 }
 
 /// What the simulator failed to do.
@@ -309,9 +363,13 @@ impl Simulator {
             (None, None)
         };
         let scheme = if config.tls { "https" } else { "http" };
+        let mut mailboxes = Mailboxes::new(&config.email);
+        for m in &config.mailboxes {
+            mailboxes.add(m);
+        }
         let shared = Arc::new(Shared {
             config: Mutex::new(config),
-            store: Mutex::new(Store::new()),
+            store: Mutex::new(mailboxes),
             changed: watch::channel(0).0,
             drop_streams: watch::channel(0).0,
             restart: watch::channel(0).0,
@@ -415,6 +473,23 @@ impl Simulator {
         let out = f(&mut self.shared.store.lock().unwrap_or_else(|p| p.into_inner()));
         self.shared.changed.send_modify(|v| *v += 1);
         out
+    }
+
+    /// Adds a mailbox to the server (a gateway's user); `false` if it was there.
+    pub fn add_mailbox(&self, address: &str) -> bool {
+        self.shared.store.lock().unwrap_or_else(|p| p.into_inner()).add(address)
+    }
+
+    /// How many mailboxes the server has.
+    pub fn mailbox_count(&self) -> usize {
+        self.shared.store.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Another mailbox of this server, to change it as its user's other
+    /// clients would (`None`: no mailbox has that address).
+    pub fn mailbox(&self, address: &str) -> Option<MailboxAt<'_>> {
+        let exists = self.shared.store.lock().unwrap_or_else(|p| p.into_inner()).mailbox(address).is_some();
+        exists.then(|| MailboxAt { sim: self, address: crate::mailboxes::key(address) })
     }
 
     /// Deposits any item; returns its id.
@@ -868,6 +943,8 @@ async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<In
             schema_valid: true,
             anchor: false,
             cookie: false,
+            mailbox: String::new(),
+            anchor_mailbox: None,
         });
         return r;
     }
@@ -886,6 +963,8 @@ async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<In
             schema_valid: true,
             anchor: false,
             cookie: false,
+            mailbox: String::new(),
+            anchor_mailbox: None,
         });
         return r;
     }
@@ -894,15 +973,42 @@ async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<In
         AuthOutcome::OkWith(h) => Some(h.clone()),
         _ => None,
     };
-    let mut response = respond(shared, auth, req).await;
+    let user = signed_in_user(&conn, &req);
+    let mut response = respond(shared, auth, user, req).await;
     if let Some(p) = proof.and_then(|p| p.parse().ok()) {
         response.headers_mut().append("www-authenticate", p);
     }
     response
 }
 
-async fn respond(shared: Arc<Shared>, auth: AuthOutcome, req: Request<Incoming>) -> Response<Body> {
+/// Who a request signed in as: the Basic user, or the user of the
+/// connection's NTLM or Kerberos sign-in (`None` for bearer tokens).
+fn signed_in_user(conn: &Mutex<ConnAuth>, req: &Request<Incoming>) -> Option<String> {
+    let header = req.headers().get("authorization").and_then(|v| v.to_str().ok());
+    if let Some(basic) = header.and_then(|h| h.strip_prefix("Basic ")) {
+        let decoded = base64_decode(basic).and_then(|b| String::from_utf8(b).ok())?;
+        return decoded.split_once(':').map(|(u, _)| u.to_string());
+    }
+    if header.is_some_and(|h| h.starts_with("Bearer ")) {
+        return None;
+    }
+    conn.lock().unwrap_or_else(|p| p.into_inner()).user.clone()
+}
+
+/// Whether `user` (`DOMAIN\name`, `name@REALM` or `name`) holds the ApplicationImpersonation role.
+fn may_impersonate(config: &SimConfig, user: Option<&str>) -> bool {
+    let Some(user) = user else { return false };
+    let bare = |u: &str| {
+        let u = u.rsplit('\\').next().unwrap_or(u);
+        u.split('@').next().unwrap_or(u).to_ascii_lowercase()
+    };
+    config.impersonators.iter().any(|i| bare(i) == bare(user))
+}
+
+async fn respond(shared: Arc<Shared>, auth: AuthOutcome, user: Option<String>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_ascii_lowercase();
+    let anchor_mailbox =
+        req.headers().get("x-anchormailbox").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_ascii_lowercase());
     let anchor = req.headers().contains_key("x-anchormailbox") && req.headers().contains_key("x-preferserveraffinity");
     let cookie = req
         .headers()
@@ -914,17 +1020,19 @@ async fn respond(shared: Arc<Shared>, auth: AuthOutcome, req: Request<Incoming>)
         Ok(b) => b.to_bytes(),
         Err(_) => return full(StatusCode::PAYLOAD_TOO_LARGE, "request too large"),
     };
-    let log = |op: &str, status: u16, schema_valid: bool| {
+    let log = |op: &str, status: u16, schema_valid: bool, mailbox: &str| {
         shared.served.lock().unwrap_or_else(|p| p.into_inner()).push(Served {
             op: op.to_string(),
             status,
             schema_valid,
             anchor,
             cookie,
+            mailbox: mailbox.to_string(),
+            anchor_mailbox: anchor_mailbox.clone(),
         });
     };
     if let AuthOutcome::Respond(r) = auth {
-        log(&path, r.status().as_u16(), true);
+        log(&path, r.status().as_u16(), true, "");
         return r;
     }
     if path == "/ews/exchange.asmx" {
@@ -932,7 +1040,7 @@ async fn respond(shared: Arc<Shared>, auth: AuthOutcome, req: Request<Incoming>)
         if f.0 > 0 {
             f.0 -= 1;
             let status = StatusCode::from_u16(f.1).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            log("(http failure)", status.as_u16(), true);
+            log("(http failure)", status.as_u16(), true, "");
             let mut r = full(status, format!("HTTP Error {} - injected by the simulator", status.as_u16()));
             if status == StatusCode::TOO_MANY_REQUESTS {
                 r.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
@@ -941,12 +1049,12 @@ async fn respond(shared: Arc<Shared>, auth: AuthOutcome, req: Request<Incoming>)
         }
     }
     let response = match path.as_str() {
-        "/ews/exchange.asmx" => return ews(&shared, &body, &log).await,
+        "/ews/exchange.asmx" => return ews(&shared, &body, user.as_deref(), &log).await,
         "/autodiscover/autodiscover.xml" => autodiscover_pox(&shared, &body),
         "/autodiscover/autodiscover.svc" => autodiscover_soap(&shared, &body),
         _ => full(StatusCode::NOT_FOUND, "404 - File or directory not found."),
     };
-    log(&path, response.status().as_u16(), true);
+    log(&path, response.status().as_u16(), true, "");
     response
 }
 
@@ -984,8 +1092,14 @@ async fn validate(validation: &Validation, body: &[u8]) -> Result<(), (String, u
     Err((first, line, 0))
 }
 
-async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool)) -> Response<Body> {
+async fn ews(
+    shared: &Arc<Shared>,
+    body: &Bytes,
+    user: Option<&str>,
+    log_in: &impl Fn(&str, u16, bool, &str),
+) -> Response<Body> {
     let validation = shared.config.lock().unwrap_or_else(|p| p.into_inner()).validation.clone();
+    let log = |op: &str, status: u16, valid: bool| log_in(op, status, valid, "");
     let doc = match soap::parse(body) {
         Ok(d) => d,
         Err(e) => {
@@ -1024,6 +1138,29 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
             ),
         );
     }
+    // which mailbox: the account's own, or the one it impersonates (the role checked first)
+    let impersonated = doc
+        .child("Header")
+        .and_then(|h| h.child("ExchangeImpersonation"))
+        .and_then(|i| i.child("ConnectingSID"))
+        .and_then(|c| c.children.first())
+        .map(|a| a.text.trim().to_string());
+    let allowed = may_impersonate(&shared.config.lock().unwrap_or_else(|p| p.into_inner()), user);
+    let resolved = shared.store.lock().unwrap_or_else(|p| p.into_inner()).resolve(impersonated.as_deref(), allowed);
+    let mb = match resolved {
+        Ok(mb) => mb,
+        Err(refused) => {
+            log(&op, 500, true);
+            let (code, text) = match refused {
+                Refused::Denied => {
+                    ("ErrorImpersonateUserDenied", "The account does not have permission to impersonate the requested user.")
+                }
+                Refused::NoMailbox => ("ErrorNonExistentMailbox", "The SMTP address has no mailbox associated with it."),
+            };
+            return xml(StatusCode::INTERNAL_SERVER_ERROR, soap::fault(code, text, None, ""));
+        }
+    };
+    let log = |op: &str, status: u16, valid: bool| log_in(op, status, valid, &mb);
     if shared.hung.lock().unwrap_or_else(|p| p.into_inner()).contains(&op) {
         log(&op, 0, true);
         return std::future::pending().await;
@@ -1060,13 +1197,13 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
         .unwrap_or("Exchange2007_SP1")
         .to_string();
     let (status, response) = match op.as_str() {
-        "FindItem" => (200, find_item(shared, &op_el)),
-        "GetItem" => (200, get_item(shared, &op_el)),
-        "UpdateItem" => (200, update_item(shared, &op_el)),
-        "GetAttachment" => (200, get_attachment(shared, &op_el, version.starts_with("Exchange2007"))),
-        "SyncFolderItems" => (200, sync_folder_items(shared, &op_el)),
+        "FindItem" => (200, find_item(shared, &mb, &op_el)),
+        "GetItem" => (200, get_item(shared, &mb, &op_el)),
+        "UpdateItem" => (200, update_item(shared, &mb, &op_el)),
+        "GetAttachment" => (200, get_attachment(shared, &mb, &op_el, version.starts_with("Exchange2007"))),
+        "SyncFolderItems" => (200, sync_folder_items(shared, &mb, &op_el)),
         "Subscribe" => {
-            let r = subscribe(shared, &op_el);
+            let r = subscribe(shared, &mb, &op_el);
             log(&op, 200, true);
             let mut resp = xml(StatusCode::OK, r);
             resp.headers_mut().append(
@@ -1077,15 +1214,13 @@ async fn ews(shared: &Arc<Shared>, body: &Bytes, log: &impl Fn(&str, u16, bool))
             );
             return resp;
         }
-        "Unsubscribe" => (200, unsubscribe(shared, &op_el)),
-        "GetFolder" => {
-            (200, crate::folders::get_folder(&shared.store.lock().unwrap_or_else(|p| p.into_inner()), &op_el))
-        }
+        "Unsubscribe" => (200, unsubscribe(shared, &mb, &op_el)),
+        "GetFolder" => (200, crate::folders::get_folder(shared.store.lock().unwrap_or_else(|p| p.into_inner()).of(&mb), &op_el)),
         "ConvertId" => (200, crate::folders::convert_id(&op_el)),
         "FindFolder" => {
-            (200, crate::folders::find_folder(&shared.store.lock().unwrap_or_else(|p| p.into_inner()), &op_el))
+            (200, crate::folders::find_folder(shared.store.lock().unwrap_or_else(|p| p.into_inner()).of(&mb), &op_el))
         }
-        "GetEvents" => (200, get_events(shared, &op_el)),
+        "GetEvents" => (200, get_events(shared, &mb, &op_el)),
         "GetStreamingEvents" => {
             if version.starts_with("Exchange2007") || version == "Exchange2010" {
                 (
@@ -1140,7 +1275,7 @@ fn folder_of(el: &El, container: &str) -> Option<String> {
     crate::folders::name_in(el, container)
 }
 
-fn find_item(shared: &Shared, el: &El) -> String {
+fn find_item(shared: &Shared, mb: &str, el: &El) -> String {
     let shape = Shape::from(el.child("ItemShape"));
     let folder = folder_of(el, "ParentFolderIds").unwrap_or_default();
     if folder.is_empty() {
@@ -1152,7 +1287,8 @@ fn find_item(shared: &Shared, el: &El) -> String {
     let view = el.child("IndexedPageItemView");
     let max = view.and_then(|v| v.attr("MaxEntriesReturned")).and_then(|v| v.parse().ok()).unwrap_or(1000usize);
     let offset = view.and_then(|v| v.attr("Offset")).and_then(|v| v.parse().ok()).unwrap_or(0usize);
-    let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let store = all.of(mb);
     // every item is in the Inbox, and the Voice Mail search folder shows its voicemails
     let (items, total) =
         if folder == "inbox" || folder == "voicemail" { store.find(&folder, offset, max) } else { (Vec::new(), 0) };
@@ -1170,9 +1306,10 @@ fn find_item(shared: &Shared, el: &El) -> String {
     )
 }
 
-fn get_item(shared: &Shared, el: &El) -> String {
+fn get_item(shared: &Shared, mb: &str, el: &El) -> String {
     let shape = Shape::from(el.child("ItemShape"));
-    let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let store = all.of(mb);
     let mut messages = String::new();
     for id in el.child("ItemIds").map(|i| i.all("ItemId").collect::<Vec<_>>()).unwrap_or_default() {
         match id.attr("Id").and_then(|i| store.get(i)) {
@@ -1192,9 +1329,10 @@ fn get_item(shared: &Shared, el: &El) -> String {
     soap::response("GetItem", &messages)
 }
 
-fn update_item(shared: &Shared, el: &El) -> String {
+fn update_item(shared: &Shared, mb: &str, el: &El) -> String {
     let never = el.attr("ConflictResolution") == Some("NeverOverwrite");
-    let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let store = all.of(mb);
     let mut messages = String::new();
     let mut changed = false;
     for change in el.child("ItemChanges").map(|c| c.all("ItemChange").collect::<Vec<_>>()).unwrap_or_default() {
@@ -1243,16 +1381,17 @@ fn update_item(shared: &Shared, el: &El) -> String {
             }
         }
     }
-    drop(store);
+    drop(all);
     if changed {
         shared.changed.send_modify(|v| *v += 1);
     }
     soap::response("UpdateItem", &messages)
 }
 
-fn get_attachment(shared: &Shared, el: &El, asked_2007: bool) -> String {
+fn get_attachment(shared: &Shared, mb: &str, el: &El, asked_2007: bool) -> String {
     let layout_2007 = asked_2007 || shared.config.lock().unwrap_or_else(|p| p.into_inner()).attachments_2007;
-    let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let store = all.of(mb);
     let mut messages = String::new();
     for id in el.child("AttachmentIds").map(|i| i.all("AttachmentId").collect::<Vec<_>>()).unwrap_or_default() {
         match id.attr("Id").and_then(|i| store.attachment_of(i)) {
@@ -1291,7 +1430,7 @@ fn get_attachment(shared: &Shared, el: &El, asked_2007: bool) -> String {
     soap::response("GetAttachment", &messages)
 }
 
-fn sync_folder_items(shared: &Shared, el: &El) -> String {
+fn sync_folder_items(shared: &Shared, mb: &str, el: &El) -> String {
     let shape = Shape::from(el.child("ItemShape"));
     let folder = folder_of(el, "SyncFolderId").unwrap_or_default();
     if folder != "inbox" {
@@ -1306,8 +1445,8 @@ fn sync_folder_items(shared: &Shared, el: &El) -> String {
     }
     let max = el.path_text(&["MaxChangesReturned"]).and_then(|m| m.parse().ok()).unwrap_or(512usize);
     let state = el.path_text(&["SyncState"]).filter(|s| !s.is_empty());
-    let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-    match store.sync(state, max) {
+    let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    match all.of(mb).sync(state, max) {
         Ok(page) => soap::response(
             "SyncFolderItems",
             &soap::success(
@@ -1331,7 +1470,7 @@ fn sync_folder_items(shared: &Shared, el: &El) -> String {
     }
 }
 
-fn subscribe(shared: &Shared, el: &El) -> String {
+fn subscribe(shared: &Shared, mb: &str, el: &El) -> String {
     let (kind, req) = match (el.child("StreamingSubscriptionRequest"), el.child("PullSubscriptionRequest")) {
         (Some(r), _) => (SubKind::Streaming, r),
         (_, Some(r)) => (SubKind::Pull, r),
@@ -1364,7 +1503,12 @@ fn subscribe(shared: &Shared, el: &El) -> String {
         .map(|t| t.all("EventType").map(|e| e.text.trim().to_string()).collect())
         .unwrap_or_default();
     let types: Vec<&str> = types.iter().map(String::as_str).collect();
-    let (id, wm) = shared.store.lock().unwrap_or_else(|p| p.into_inner()).subscribe(kind, &types, &folder_ids);
+    let (id, wm) = {
+        let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        let (id, wm) = all.of(mb).subscribe(kind, &types, &folder_ids);
+        all.subscribed(&id, mb);
+        (id, wm)
+    };
     let watermark =
         if kind == SubKind::Pull { format!("<m:Watermark>{}</m:Watermark>", esc(&wm)) } else { String::new() };
     soap::response(
@@ -1373,9 +1517,15 @@ fn subscribe(shared: &Shared, el: &El) -> String {
     )
 }
 
-fn unsubscribe(shared: &Shared, el: &El) -> String {
+fn unsubscribe(shared: &Shared, mb: &str, el: &El) -> String {
     let id = el.path_text(&["SubscriptionId"]).unwrap_or_default().to_string();
-    match shared.store.lock().unwrap_or_else(|p| p.into_inner()).unsubscribe(&id) {
+    let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let owner = all.owner_of(&id).unwrap_or(mb).to_string();
+    let result = all.of(&owner).unsubscribe(&id);
+    if result.is_ok() {
+        all.unsubscribed(&id);
+    }
+    match result {
         Ok(()) => soap::response("Unsubscribe", &soap::success("Unsubscribe", "")),
         Err(_) => soap::response(
             "Unsubscribe",
@@ -1384,10 +1534,11 @@ fn unsubscribe(shared: &Shared, el: &El) -> String {
     }
 }
 
-fn get_events(shared: &Shared, el: &El) -> String {
+fn get_events(shared: &Shared, mb: &str, el: &El) -> String {
     let id = el.path_text(&["SubscriptionId"]).unwrap_or_default().to_string();
     let wm = el.path_text(&["Watermark"]).unwrap_or_default().to_string();
-    let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let store = all.of(mb);
     if !store.has_subscription(&id, SubKind::Pull) {
         return soap::response(
             "GetEvents",
@@ -1460,8 +1611,13 @@ fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
     };
     let lifetime = cap.map_or(Duration::from_secs(minutes * 60), |c| c.min(Duration::from_secs(minutes * 60)));
     let missing: Vec<&String> = {
-        let store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
-        ids.iter().filter(|i| !store.has_subscription(i, SubKind::Streaming)).collect()
+        let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        ids.iter()
+            .filter(|i| match all.owner_of(i).map(str::to_string) {
+                Some(owner) => !all.of(&owner).has_subscription(i, SubKind::Streaming),
+                None => true,
+            })
+            .collect()
     };
     let faulted = {
         let mut f = shared.faulted_streams.lock().unwrap_or_else(|p| p.into_inner());
@@ -1518,8 +1674,13 @@ fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
             let mut notifications = String::new();
             let mut gone = false;
             {
-                let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+                let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
                 for id in &ids {
+                    let Some(owner) = all.owner_of(id).map(str::to_string) else {
+                        gone = true;
+                        continue;
+                    };
+                    let store = all.of(&owner);
                     match store.take_events(id) {
                         Ok(events) => {
                             // as Exchange does, the Inbox's own change follows its items': its unread count

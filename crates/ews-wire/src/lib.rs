@@ -59,7 +59,7 @@ pub enum EwsError {
     #[error("malformed EWS response: {0}")]
     Malformed(String),
     /// The server answered with a SOAP fault.
-    #[error("SOAP fault from the server: {}", .0.message)]
+    #[error("SOAP fault from the server ({}): {}", .0.code.rsplit(':').next().unwrap_or(&.0.code), .0.message)]
     Fault(Box<SoapFault>),
     /// The response is larger than we accept.
     #[error("EWS response of {size} bytes exceeds the limit of {limit}")]

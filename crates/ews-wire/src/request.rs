@@ -18,6 +18,17 @@ pub fn envelope(server_version: &str, body: &str) -> String {
     )
 }
 
+/// `envelope` (made by [`envelope`]) acting as the mailbox `smtp`: the
+/// `ExchangeImpersonation` header a service account with the
+/// ApplicationImpersonation role sends to reach a user's mailbox.
+pub fn impersonating(envelope: &str, smtp: &str) -> String {
+    let header = format!(
+        "<soap:Header><t:ExchangeImpersonation><t:ConnectingSID><t:SmtpAddress>{}</t:SmtpAddress></t:ConnectingSID></t:ExchangeImpersonation>",
+        escape(smtp)
+    );
+    envelope.replacen("<soap:Header>", &header, 1)
+}
+
 /// `s` escaped for element text and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -32,4 +43,18 @@ pub fn escape(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn impersonation_goes_first_in_the_header_and_is_escaped() {
+        let e = impersonating(&envelope(SERVER_VERSION, "<m:GetFolder/>"), "o'brien&co@example.test");
+        assert!(e.contains(
+            "<soap:Header><t:ExchangeImpersonation><t:ConnectingSID><t:SmtpAddress>o&apos;brien&amp;co@example.test</t:SmtpAddress></t:ConnectingSID></t:ExchangeImpersonation><t:RequestServerVersion"
+        ), "{e}");
+        assert_eq!(e.matches("ExchangeImpersonation>").count(), 2);
+    }
 }

@@ -752,6 +752,8 @@ pub(super) async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
             schema_valid: true,
             anchor: false,
             cookie: false,
+            mailbox: String::new(),
+            anchor_mailbox: None,
         });
     };
     let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
