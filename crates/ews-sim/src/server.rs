@@ -1005,7 +1005,12 @@ fn may_impersonate(config: &SimConfig, user: Option<&str>) -> bool {
     config.impersonators.iter().any(|i| bare(i) == bare(user))
 }
 
-async fn respond(shared: Arc<Shared>, auth: AuthOutcome, user: Option<String>, req: Request<Incoming>) -> Response<Body> {
+async fn respond(
+    shared: Arc<Shared>,
+    auth: AuthOutcome,
+    user: Option<String>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_ascii_lowercase();
     let anchor_mailbox =
         req.headers().get("x-anchormailbox").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_ascii_lowercase());
@@ -1152,10 +1157,13 @@ async fn ews(
         Err(refused) => {
             log(&op, 500, true);
             let (code, text) = match refused {
-                Refused::Denied => {
-                    ("ErrorImpersonateUserDenied", "The account does not have permission to impersonate the requested user.")
+                Refused::Denied => (
+                    "ErrorImpersonateUserDenied",
+                    "The account does not have permission to impersonate the requested user.",
+                ),
+                Refused::NoMailbox => {
+                    ("ErrorNonExistentMailbox", "The SMTP address has no mailbox associated with it.")
                 }
-                Refused::NoMailbox => ("ErrorNonExistentMailbox", "The SMTP address has no mailbox associated with it."),
             };
             return xml(StatusCode::INTERNAL_SERVER_ERROR, soap::fault(code, text, None, ""));
         }
@@ -1215,7 +1223,9 @@ async fn ews(
             return resp;
         }
         "Unsubscribe" => (200, unsubscribe(shared, &mb, &op_el)),
-        "GetFolder" => (200, crate::folders::get_folder(shared.store.lock().unwrap_or_else(|p| p.into_inner()).of(&mb), &op_el)),
+        "GetFolder" => {
+            (200, crate::folders::get_folder(shared.store.lock().unwrap_or_else(|p| p.into_inner()).of(&mb), &op_el))
+        }
         "ConvertId" => (200, crate::folders::convert_id(&op_el)),
         "FindFolder" => {
             (200, crate::folders::find_folder(shared.store.lock().unwrap_or_else(|p| p.into_inner()).of(&mb), &op_el))

@@ -228,6 +228,7 @@ pub struct Runner {
     state: Arc<Mutex<MailboxState>>,
     tracking: Box<dyn Tracking>,
     relay: Option<RelayHandle>,
+    lamp: watch::Receiver<Option<Counts>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     purger: Option<tokio::task::JoinHandle<()>>,
@@ -293,9 +294,11 @@ impl Runner {
         let tracking = backend.clone().track(Arc::new(MemoryState::default()), tx);
         let (stop, stopped) = watch::channel(false);
         let phones: Vec<String> = config.phones.iter().map(|p| p.uri.clone()).collect();
-        let task = tokio::spawn(run(rx, state.clone(), relay.clone(), subscriptions, events.clone(), phones, stopped));
+        let (lamp_tx, lamp) = watch::channel(None);
+        let outputs = Outputs { relay: relay.clone(), subscriptions, lamp: lamp_tx };
+        let task = tokio::spawn(run(rx, state.clone(), outputs, events.clone(), phones, stopped));
         let first_events = Mutex::new(Some(first_events));
-        Ok(Runner { events, first_events, backend, state, tracking, relay, stop, task, purger })
+        Ok(Runner { events, first_events, backend, state, tracking, relay, lamp, stop, task, purger })
     }
 
     /// The events: for the first caller (the engine's live loop, or a one-shot
@@ -304,6 +307,13 @@ impl Runner {
     /// from now on.
     pub fn events(&self) -> broadcast::Receiver<RunEvent> {
         self.first_events.lock().unwrap_or_else(|p| p.into_inner()).take().unwrap_or_else(|| self.events.subscribe())
+    }
+
+    /// What the lamp should show: `None` until the mailbox has loaded, then
+    /// the counts after every change (for deliveries the runner does not own,
+    /// such as the gateway's).
+    pub fn lamp(&self) -> watch::Receiver<Option<Counts>> {
+        self.lamp.clone()
     }
 
     /// The counts now.
@@ -404,15 +414,22 @@ impl Runner {
     }
 }
 
+/// Where the state core's lamp counts go.
+struct Outputs {
+    relay: Option<RelayHandle>,
+    subscriptions: Option<SubscriptionHandle>,
+    lamp: watch::Sender<Option<Counts>>,
+}
+
 async fn run(
     mut rx: mpsc::Receiver<MailboxEvent>,
     state: Arc<Mutex<MailboxState>>,
-    relay: Option<RelayHandle>,
-    subscriptions: Option<SubscriptionHandle>,
+    outputs_to: Outputs,
     events: broadcast::Sender<RunEvent>,
     phones: Vec<String>,
     mut stopped: watch::Receiver<bool>,
 ) {
+    let Outputs { relay, subscriptions, lamp } = outputs_to;
     let mut relay_events = relay.as_ref().map(|r| r.events());
     let mut sub_events = subscriptions.as_ref().map(|s| s.events());
     let mut connection = Connection::Connecting;
@@ -461,6 +478,7 @@ async fn run(
                             let _ = events.send(RunEvent::Notify(n));
                         }
                         Output::Lamp(c) => {
+                            lamp.send_replace(Some(c));
                             if let Some(r) = &relay {
                                 r.set_counts(c);
                             }
@@ -586,7 +604,8 @@ mod tests {
         let (tx, rx) = mpsc::channel(16);
         let (events, mut lines) = broadcast::channel(16);
         let (_stop, stopped) = watch::channel(false);
-        tokio::spawn(run(rx, state, None, None, events, Vec::new(), stopped));
+        let outputs = Outputs { relay: None, subscriptions: None, lamp: watch::channel(None).0 };
+        tokio::spawn(run(rx, state, outputs, events, Vec::new(), stopped));
         let connection = |e: RunEvent| match e {
             RunEvent::State { connection, .. } => connection,
             other => panic!("not a state line: {other:?}"),

@@ -131,6 +131,8 @@ struct Sub {
     /// Order of creation, for replacing a phone's oldest.
     serial: u64,
     subscriber: String,
+    /// Which paired phone (its counts).
+    phone: usize,
     urgent: UrgentPart,
     contact: String,
     account: String,
@@ -148,7 +150,9 @@ pub struct Notifier {
     paired: Vec<String>,
     /// Per paired phone, how its summaries write the urgent part.
     urgent: Vec<UrgentPart>,
-    wanted: Option<Counts>,
+    /// Per paired phone, what its lamp should show (a gateway serves the
+    /// phones of many mailboxes; a desktop's phones all show one).
+    wanted: Vec<Option<Counts>>,
     subs: BTreeMap<SubscriptionId, Sub>,
     tag_seed: u64,
     tags: u64,
@@ -161,7 +165,7 @@ impl Notifier {
             config,
             paired: paired.iter().map(|p| aor(p.as_ref())).collect(),
             urgent: vec![UrgentPart::Always; paired.len()],
-            wanted: None,
+            wanted: vec![None; paired.len()],
             subs: BTreeMap::new(),
             tag_seed,
             tags: 0,
@@ -213,9 +217,7 @@ impl Notifier {
             sub.terminating = granted == 0;
             return Answer::Accept { to_tag: tag.clone(), expires: granted };
         }
-        if !self.is_paired(&s.from) {
-            return Answer::Forbidden;
-        }
+        let Some(phone) = self.paired_index(&s.from) else { return Answer::Forbidden };
         let who = aor(&s.from);
         let mut mine: Vec<(u64, SubscriptionId)> =
             self.subs.iter().filter(|(_, v)| aor(&v.subscriber) == who).map(|(k, v)| (v.serial, k.clone())).collect();
@@ -231,7 +233,8 @@ impl Notifier {
             Sub {
                 serial: self.tags,
                 subscriber: s.from.clone(),
-                urgent: self.paired_index(&s.from).map_or(UrgentPart::Always, |i| self.urgent[i]),
+                phone,
+                urgent: self.urgent[phone],
                 contact: s.contact.clone(),
                 account: s.to.clone(),
                 cseq: 0,
@@ -244,21 +247,29 @@ impl Notifier {
         Answer::Accept { to_tag: tag, expires: granted }
     }
 
-    /// New counts: every active subscription gets a NOTIFY.
+    /// New counts for every phone: every active subscription whose counts change gets a NOTIFY.
     pub fn set_counts(&mut self, counts: Counts) {
-        if self.wanted == Some(counts) {
+        for phone in 0..self.paired.len() {
+            self.set_counts_of(phone, counts);
+        }
+    }
+
+    /// New counts for the `phone`th paired phone: its subscriptions get a NOTIFY.
+    pub fn set_counts_of(&mut self, phone: usize, counts: Counts) {
+        let Some(w) = self.wanted.get_mut(phone) else { return };
+        if *w == Some(counts) {
             return;
         }
-        self.wanted = Some(counts);
-        for sub in self.subs.values_mut() {
+        *w = Some(counts);
+        for sub in self.subs.values_mut().filter(|s| s.phone == phone) {
             sub.pending = true;
         }
     }
 
     /// The next NOTIFY due.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<DialogNotify> {
-        let wanted = self.wanted;
         for (id, sub) in self.subs.iter_mut() {
+            let wanted = self.wanted.get(sub.phone).copied().flatten();
             if sub.in_flight {
                 continue;
             }
@@ -368,6 +379,31 @@ mod tests {
             second.summary.map(|s| s.to_string()),
             Some("Messages-Waiting: yes\r\nMessage-Account: sip:613@127.0.0.1\r\nVoice-Message: 2/1 (0/0)\r\n".into())
         );
+    }
+
+    #[test]
+    fn each_phone_gets_its_own_mailbox_s_counts() {
+        let t0 = Instant::now();
+        let mut n = Notifier::new(NotifierConfig::default(), &["sip:201@example.test", "sip:202@example.test"], 7);
+        let mut a = sub(None, "message-summary", Some(600));
+        (a.from, a.to) = ("sip:201@example.test".into(), "sip:201@example.test".into());
+        let mut b = sub(None, "message-summary", Some(600));
+        (b.call_id, b.from, b.to) = ("c2@phone".into(), "sip:202@example.test".into(), "sip:202@example.test".into());
+        accept(&mut n, t0, &a);
+        accept(&mut n, t0, &b);
+        while let Some(x) = n.poll_transmit(t0) {
+            n.handle_result(&x.id, Ok(()));
+        }
+        n.set_counts_of(1, Counts { new: 3, old: 0, urgent_new: 0, urgent_old: 0 });
+        let only = n.poll_transmit(t0).expect("202's change");
+        assert_eq!(only.to, "sip:202@example.test");
+        assert!(only.summary.expect("body").to_string().contains("Voice-Message: 3/0"));
+        n.handle_result(&only.id, Ok(()));
+        assert_eq!(n.poll_transmit(t0), None, "201's lamp did not change, so it gets nothing");
+        n.set_counts_of(1, Counts { new: 3, old: 0, urgent_new: 0, urgent_old: 0 });
+        assert_eq!(n.poll_transmit(t0), None, "the same counts again are no news");
+        n.set_counts_of(9, Counts::default());
+        assert_eq!(n.poll_transmit(t0), None, "a phone that is not paired changes nothing");
     }
 
     #[test]

@@ -410,12 +410,37 @@ impl NotifySender {
         summary: &MessageSummary,
         credentials: Option<&Credentials>,
     ) -> Result<Delivered, NotifyError> {
+        self.send_via(uri, None, transport, account_from, summary, credentials).await
+    }
+
+    /// [`NotifySender::send`] through `server` (`sip:host:port`: a SIP
+    /// gateway or PBX trunk that forwards to the phone) when given: the
+    /// Request-URI stays `uri` (`sip:<extension>@<pbx>`), as Exchange UM
+    /// sent its NOTIFYs to its IP gateways.
+    pub async fn send_via(
+        &self,
+        uri: &str,
+        server: Option<&str>,
+        transport: Transport,
+        account_from: &str,
+        summary: &MessageSummary,
+        credentials: Option<&Credentials>,
+    ) -> Result<Delivered, NotifyError> {
+        let server = match server {
+            Some(s) => Some(
+                Uri::try_from(s)
+                    .ok()
+                    .and_then(|u| rsipstack::transport::SipAddr::try_from(&u).ok())
+                    .ok_or_else(|| NotifyError::InvalidTarget(format!("gateway {s}")))?,
+            ),
+            None => None,
+        };
         let out = Outgoing {
             method: Method::Notify,
             uri,
             transport,
             from_user: account_from,
-            server: None,
+            server,
             headers: vec![
                 Header::Other("Event".into(), "message-summary".into()),
                 Header::Other("Subscription-State".into(), "terminated".into()),

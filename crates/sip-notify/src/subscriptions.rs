@@ -97,7 +97,7 @@ pub enum SubscriptionEvent {
 /// Controls the served subscriptions.
 #[derive(Clone)]
 pub struct SubscriptionHandle {
-    counts: mpsc::UnboundedSender<Counts>,
+    counts: mpsc::UnboundedSender<(Option<usize>, Counts)>,
     events: broadcast::Sender<SubscriptionEvent>,
     stats: Arc<Mutex<ListenerStats>>,
 }
@@ -105,7 +105,12 @@ pub struct SubscriptionHandle {
 impl SubscriptionHandle {
     /// The counts subscribed phones should show.
     pub fn set_counts(&self, counts: Counts) {
-        let _ = self.counts.send(counts);
+        let _ = self.counts.send((None, counts));
+    }
+
+    /// The counts the `phone`th subscriber (in the order given to [`serve`]) should show.
+    pub fn set_counts_of(&self, phone: usize, counts: Counts) {
+        let _ = self.counts.send((Some(phone), counts));
     }
 
     /// Events from now on.
@@ -387,7 +392,8 @@ pub fn serve(
                     });
                 }
                 c = counts_rx.recv() => match c {
-                    Some(c) => notifier.set_counts(c),
+                    Some((None, c)) => notifier.set_counts(c),
+                    Some((Some(phone), c)) => notifier.set_counts_of(phone, c),
                     None => break,
                 },
                 Some((n, result)) = in_flight.next(), if !in_flight.is_empty() => {

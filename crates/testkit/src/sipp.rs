@@ -44,6 +44,22 @@ impl Sipp {
 
     /// A phone on `port`, over TCP or UDP.
     pub fn start_at(port: u16, name: &str, tcp: bool, vars: &[(&str, &str)]) -> Sipp {
+        Self::spawn(port, name, tcp, 1, vars)
+    }
+
+    /// A PBX trunk or SIP gateway on `port` that takes up to `calls`
+    /// requests, each with its own Call-ID (every unsolicited NOTIFY is one),
+    /// all from one socket.
+    pub fn start_trunk(port: u16, name: &str, tcp: bool, calls: u32) -> Sipp {
+        Self::spawn(port, name, tcp, calls, &[])
+    }
+
+    /// Every message sipp received and sent so far.
+    pub fn messages(&self) -> String {
+        std::fs::read_to_string(self.trace.path().join("messages.log")).unwrap_or_default()
+    }
+
+    fn spawn(port: u16, name: &str, tcp: bool, calls: u32, vars: &[(&str, &str)]) -> Sipp {
         let trace = tempfile::tempdir().expect("trace dir");
         let mut text = std::fs::read_to_string(scenario(name)).expect("scenario");
         for (k, v) in vars {
@@ -61,7 +77,7 @@ impl Sipp {
             "-t",
             if tcp { "t1" } else { "u1" },
             "-m",
-            "1",
+            &calls.to_string(),
             "-nostdin",
         ]);
         cmd.args(["-trace_msg", "-message_file"]).arg(trace.path().join("messages.log"));

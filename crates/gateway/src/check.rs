@@ -1,0 +1,64 @@
+//! `lamplighter-gateway check`: what an administrator runs before starting
+//! the service, each step with its verdict and, when it fails, what to do.
+
+use crate::config::{Auth, GatewayConfig};
+use crate::credentials::Credentials;
+use lamplighter_directory::Directory;
+use lamplighter_ews_client::{ClientConfig, Credentials as EwsCredentials, EwsClient, Password};
+
+/// One step's verdict.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    pub what: String,
+    /// `Ok(detail)` or `Err((problem, what to do))`.
+    pub result: Result<String, (String, String)>,
+}
+
+/// Runs every step that can run (a step whose input failed is left out).
+pub async fn check(config: &GatewayConfig, secrets: &Credentials) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let directory = Directory::load(&config.directory);
+    steps.push(Step {
+        what: format!("directory {}", config.directory.display()),
+        result: match &directory {
+            Ok(d) => Ok(format!("{} entries", d.len())),
+            Err(e) => {
+                Err((e.to_string(), "fix the entry named; the service would keep its last good directory".into()))
+            }
+        },
+    });
+    let password = secrets.read("ews-password");
+    steps.push(Step {
+        what: "credential ews-password".into(),
+        result: match &password {
+            Ok(_) => Ok("readable by this user only".into()),
+            Err(e) => Err((
+                e.to_string(),
+                "systemd: LoadCredential=ews-password:/etc/lamplighter/credentials/ews-password".into(),
+            )),
+        },
+    });
+    let (Ok(directory), Ok(password)) = (directory, password) else { return steps };
+    let Some(sample) = directory.entries().next() else { return steps };
+    let credentials = match config.auth {
+        Auth::Basic => EwsCredentials::Basic { user: config.account.clone(), password: Password::new(&password) },
+        Auth::Ntlm => EwsCredentials::Ntlm { user: config.account.clone(), password: Password::new(&password) },
+    };
+    let mut client = ClientConfig::new(sample.address.clone(), credentials);
+    client.ews_url = Some(config.ews_url.clone());
+    client.impersonate = true;
+    client.extra_ca_pem = config.ca_file.as_ref().and_then(|p| std::fs::read(p).ok());
+    let max = lamplighter_ews_wire::MaxChanges::new(1).unwrap_or(lamplighter_ews_wire::MaxChanges::MAX);
+    let result = match EwsClient::connect(client).await {
+        Ok(c) => c.sync_inbox(None, max).await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    steps.push(Step {
+        what: format!("{} impersonating {}", config.account, sample.address),
+        result: match result {
+            Ok(()) => Ok("signed in, and the Inbox reads".into()),
+            Err(e) => Err((e.to_string(), lamplighter_ews_client::hint_for(&e))),
+        },
+    });
+    steps
+}

@@ -1,0 +1,383 @@
+//! The running gateway: the directory, re-read on a schedule; one
+//! [`Runner`] per mailbox with MWI on, reaching its mailbox through the
+//! service account's impersonation; each runner's lamp to [`Lamps`].
+//!
+//! A directory that does not read keeps the last good one (and says so in
+//! the metrics). A mailbox that leaves stops being watched and its lamp is
+//! turned off once; one whose line or group changed has its old lamp turned
+//! off and its new one set. Initial loads are limited to a few at a time, so
+//! a start with thousands of mailboxes stays inside Exchange's concurrency
+//! budget (`EWSMaxConcurrency`, 27 by default).
+
+use crate::config::{Auth, GatewayConfig};
+use crate::lamps::{Lamps, LampsError, LineRef};
+use crate::metrics::{Health, Metrics};
+use lamplighter_directory::{Directory, Entry};
+use lamplighter_ews_client::{ClientConfig, Credentials as EwsCredentials, Password};
+use lamplighter_mailbox::Connection;
+use lamplighter_runner::{MailboxSetup, RunConfig, RunEvent, Runner};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, watch};
+
+/// Mailboxes loading at once.
+pub const LOADING_AT_ONCE: usize = 8;
+
+/// Why the gateway cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("the directory {path}: {reason}")]
+    Directory { path: String, reason: String },
+    #[error(transparent)]
+    Credentials(#[from] crate::credentials::CredentialError),
+    #[error(transparent)]
+    Lamps(#[from] LampsError),
+    #[error("cannot serve /metrics on {addr}: {source}")]
+    Http { addr: SocketAddr, source: std::io::Error },
+    #[error("the CA file {path}: {reason}")]
+    Ca { path: String, reason: String },
+}
+
+/// A running gateway.
+pub struct Gateway {
+    metrics: Arc<Metrics>,
+    http: Option<SocketAddr>,
+    sip: String,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Watched {
+    entry: Entry,
+    runner: Runner,
+    follow: tokio::task::JoinHandle<()>,
+}
+
+/// What `/healthz` reads.
+#[derive(Default)]
+struct State {
+    connections: HashMap<String, Connection>,
+    directory_loaded: bool,
+    last_directory_error: Option<String>,
+}
+
+struct HealthOf(Arc<Mutex<State>>);
+
+impl Health for HealthOf {
+    fn health(&self) -> Result<String, String> {
+        let s = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let live = s.connections.values().filter(|c| **c == Connection::Live).count();
+        let refused = s.connections.values().filter(|c| matches!(c, Connection::SignInRefused { .. })).count();
+        let detail = format!("{live} of {} mailboxes live", s.connections.len());
+        if !s.directory_loaded {
+            return Err(format!("no directory yet: {}", s.last_directory_error.clone().unwrap_or_default()));
+        }
+        if refused > 0 && refused == s.connections.len() {
+            return Err(format!("Exchange refuses the service account for every mailbox; {detail}"));
+        }
+        Ok(detail)
+    }
+}
+
+impl Gateway {
+    /// Reads the directory and secrets, opens the SIP endpoint and `/metrics`, and starts watching.
+    pub async fn start(
+        config: GatewayConfig,
+        secrets: crate::credentials::Credentials,
+    ) -> Result<Gateway, GatewayError> {
+        let directory = Directory::load(&config.directory).map_err(|e| GatewayError::Directory {
+            path: config.directory.display().to_string(),
+            reason: e.to_string(),
+        })?;
+        let password = secrets.read("ews-password")?;
+        let phone_passwords = secrets.phone_passwords()?;
+        let ca = match &config.ca_file {
+            Some(p) => Some(
+                std::fs::read(p)
+                    .map_err(|e| GatewayError::Ca { path: p.display().to_string(), reason: e.to_string() })?,
+            ),
+            None => None,
+        };
+        let metrics = Arc::new(Metrics::new());
+        // subscribing phones are served from the start's directory
+        let mut subscribers = Vec::new();
+        for e in directory.entries().filter(|e| e.mwi) {
+            let Some(g) = config.group(&e.group) else { continue };
+            if matches!(g.delivery, crate::config::Delivery::Subscribe { .. }) && g.mwi {
+                match phone_passwords.get(&e.line) {
+                    Some(p) => subscribers.push((LineRef { group: e.group.clone(), line: e.line.clone() }, p.clone())),
+                    None => log::warn!(
+                        "line {} subscribes but has no digest password in phone-passwords: it is refused",
+                        e.line
+                    ),
+                }
+            }
+        }
+        let lamps = Lamps::start(&config, subscribers, metrics.clone()).await?;
+        let state = Arc::new(Mutex::new(State { directory_loaded: true, ..State::default() }));
+        let http = match config.http_listen {
+            Some(addr) => Some(
+                crate::metrics::serve(addr, metrics.clone(), Arc::new(HealthOf(state.clone())))
+                    .await
+                    .map_err(|source| GatewayError::Http { addr, source })?,
+            ),
+            None => None,
+        };
+        let credentials = match config.auth {
+            Auth::Basic => EwsCredentials::Basic { user: config.account.clone(), password: Password::new(&password) },
+            Auth::Ntlm => EwsCredentials::Ntlm { user: config.account.clone(), password: Password::new(&password) },
+        };
+        let (stop, stopped) = watch::channel(false);
+        let sip = lamps.listening.clone();
+        log::info!("SIP endpoint {sip}; {} directory entries", directory.len());
+        let service = Service {
+            config,
+            credentials,
+            ca,
+            lamps,
+            metrics: metrics.clone(),
+            state,
+            watched: HashMap::new(),
+            loading: Arc::new(Semaphore::new(LOADING_AT_ONCE)),
+        };
+        let task = tokio::spawn(service.run(directory, stopped));
+        Ok(Gateway { metrics, http, sip, stop, task })
+    }
+
+    /// Where `/metrics` is served.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// The SIP endpoint (`udp:IP:port`).
+    pub fn sip(&self) -> &str {
+        &self.sip
+    }
+
+    /// The figures.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Stops watching (every subscription ended on the server).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+struct Service {
+    config: GatewayConfig,
+    credentials: EwsCredentials,
+    ca: Option<Vec<u8>>,
+    lamps: Lamps,
+    metrics: Arc<Metrics>,
+    state: Arc<Mutex<State>>,
+    watched: HashMap<String, Watched>,
+    loading: Arc<Semaphore>,
+}
+
+fn line_of(e: &Entry) -> LineRef {
+    LineRef { group: e.group.clone(), line: e.line.clone() }
+}
+
+impl Service {
+    async fn run(mut self, first: Directory, mut stopped: watch::Receiver<bool>) {
+        let mut current = Directory::default();
+        self.apply(&current, &first).await;
+        current = first;
+        let mut every = tokio::time::interval(self.config.directory_every);
+        every.tick().await;
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    match Directory::load(&self.config.directory) {
+                        Ok(next) => {
+                            self.metrics.directory_stale.set(0);
+                            self.apply(&current, &next).await;
+                            current = next;
+                        }
+                        Err(e) => {
+                            self.metrics.directory_errors.inc();
+                            self.metrics.directory_stale.set(1);
+                            log::warn!("the directory {} does not read ({e}); keeping the last good one ({} entries)", self.config.directory.display(), current.len());
+                            self.state.lock().unwrap_or_else(|p| p.into_inner()).last_directory_error = Some(e.to_string());
+                        }
+                    }
+                }
+                _ = stopped.changed() => break,
+            }
+        }
+        for (_, w) in self.watched.drain() {
+            w.follow.abort();
+            w.runner.stop().await;
+        }
+    }
+
+    /// Whether an entry gets a lamp at all: its switch and its group's.
+    fn wants_lamp(&self, e: &Entry) -> bool {
+        e.mwi && self.config.group(&e.group).is_some_and(|g| g.mwi)
+    }
+
+    async fn apply(&mut self, old: &Directory, new: &Directory) {
+        let changes = lamplighter_directory::diff(old, new);
+        for e in &changes.removed {
+            self.unwatch(&e.address, true);
+        }
+        for (before, after) in &changes.changed {
+            let was = self.watched.contains_key(&before.address.to_ascii_lowercase());
+            if was && self.wants_lamp(after) && line_of(before) == line_of(after) {
+                continue;
+            }
+            self.unwatch(&before.address, true);
+            if self.wants_lamp(after) {
+                self.watch(after.clone()).await;
+            }
+        }
+        for e in &changes.added {
+            if self.config.group(&e.group).is_none() {
+                log::warn!("{}: no [[group]] named {}; not watched", e.address, e.group);
+                continue;
+            }
+            if self.wants_lamp(e) {
+                self.watch(e.clone()).await;
+            }
+        }
+        self.metrics.directory_entries.set(new.len() as i64);
+        self.metrics.mailboxes_watched.set(self.watched.len() as i64);
+        if !changes.is_empty() {
+            log::info!(
+                "directory: {} added, {} removed, {} changed; {} mailboxes watched",
+                changes.added.len(),
+                changes.removed.len(),
+                changes.changed.len(),
+                self.watched.len()
+            );
+        }
+    }
+
+    fn unwatch(&mut self, address: &str, lamp_off: bool) {
+        let Some(w) = self.watched.remove(&address.to_ascii_lowercase()) else { return };
+        w.follow.abort();
+        if lamp_off {
+            self.lamps.remove(line_of(&w.entry));
+        }
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).connections.remove(&address.to_ascii_lowercase());
+        self.gauges();
+        tokio::spawn(w.runner.stop());
+    }
+
+    fn gauges(&self) {
+        gauges(&self.state, &self.metrics);
+    }
+
+    async fn watch(&mut self, entry: Entry) {
+        let mut client = ClientConfig::new(entry.address.clone(), self.credentials.clone());
+        client.ews_url = Some(self.config.ews_url.clone());
+        client.impersonate = true;
+        client.extra_ca_pem = self.ca.clone();
+        let user = match lamplighter_missed_calls::UserIdentity::new(std::slice::from_ref(&entry.address), &[]) {
+            Ok(u) => u,
+            Err(e) => {
+                log::warn!("{}: {e}; not watched", entry.address);
+                return;
+            }
+        };
+        let run = RunConfig {
+            mailbox: MailboxSetup::ews(client),
+            user,
+            include_missed_calls: false,
+            recogniser: lamplighter_recognise::Recogniser::default(),
+            phones: Vec::new(),
+            subscribers: Vec::new(),
+            sip: lamplighter_sip_notify::SenderConfig::udp(SocketAddr::from(([127, 0, 0, 1], 0))),
+            relay: Default::default(),
+            audio_cache: None,
+        };
+        let runner = match Runner::start(run).await {
+            Ok(r) => r,
+            Err(e) => {
+                log::warn!("{}: cannot start ({e})", entry.address);
+                return;
+            }
+        };
+        let key = entry.address.to_ascii_lowercase();
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).connections.insert(key.clone(), Connection::Connecting);
+        let follow = tokio::spawn(follow(
+            runner.events(),
+            runner.lamp(),
+            line_of(&entry),
+            key.clone(),
+            self.lamps.clone(),
+            self.state.clone(),
+            self.metrics.clone(),
+            self.loading.clone(),
+        ));
+        self.watched.insert(key, Watched { entry, runner, follow });
+    }
+}
+
+fn gauges(state: &Mutex<State>, metrics: &Metrics) {
+    let s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let live = s.connections.values().filter(|c| **c == Connection::Live).count();
+    let retrying = s
+        .connections
+        .values()
+        .filter(|c| matches!(c, Connection::Reconnecting { .. } | Connection::SignInRefused { .. }))
+        .count();
+    metrics.mailboxes_live.set(live as i64);
+    metrics.mailboxes_reconnecting.set(retrying as i64);
+}
+
+/// One mailbox's lamp and connection, until it is unwatched.
+#[allow(clippy::too_many_arguments)] // one mailbox's parts, each distinct
+async fn follow(
+    mut events: tokio::sync::broadcast::Receiver<RunEvent>,
+    mut lamp: watch::Receiver<Option<lamplighter_um::Counts>>,
+    line: LineRef,
+    key: String,
+    lamps: Lamps,
+    state: Arc<Mutex<State>>,
+    metrics: Arc<Metrics>,
+    loading: Arc<Semaphore>,
+) {
+    // held until the mailbox has loaded (or a while has passed), so few load at once
+    let mut permit = loading.clone().acquire_owned().await.ok();
+    let load_limit = tokio::time::sleep(Duration::from_secs(60));
+    tokio::pin!(load_limit);
+    loop {
+        tokio::select! {
+            changed = lamp.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let counts = *lamp.borrow_and_update();
+                if let Some(c) = counts {
+                    permit = None;
+                    lamps.set(line.clone(), c);
+                }
+            }
+            e = events.recv() => match e {
+                Ok(RunEvent::State { connection, .. }) => {
+                    if let Connection::Reconnecting { reason, .. } = &connection {
+                        if reason.contains("busy") || reason.contains("ErrorServerBusy") {
+                            metrics.throttled.inc();
+                        }
+                        log::warn!("{key}: {connection}");
+                    }
+                    if let Connection::SignInRefused { reason } = &connection {
+                        log::error!("{key}: Exchange refused the service account: {reason}");
+                    }
+                    state.lock().unwrap_or_else(|p| p.into_inner()).connections.insert(key.clone(), connection);
+                    gauges(&state, &metrics);
+                }
+                Ok(_) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => break,
+            },
+            _ = &mut load_limit, if permit.is_some() => permit = None,
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `lamplighter-gateway run`, the binary, against the Exchange simulator
+//! (many mailboxes, one service account with ApplicationImpersonation) and
+//! sipp as the PBX trunk taking the NOTIFYs of many extensions on one port.
+//! Everything waits for what it expects to see (a NOTIFY in sipp's trace,
+//! a figure in `/metrics`), bounded by generous guards.
+
+use lamplighter_ews_sim::{SimConfig, Simulator, Voicemail};
+use lamplighter_testkit::sipp::{Sipp, free_port};
+use std::io::BufRead as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SERVICE: &str = "svc-lamp";
+const SERVICE_PASSWORD: &str = "Dienst-2026!";
+
+/// A NOTIFY sipp received: its extension and what the lamp said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Notified {
+    extension: String,
+    account: String,
+    waiting: bool,
+    voice: String,
+}
+
+/// The NOTIFYs in sipp's message trace, in order.
+fn notifies(trace: &str) -> Vec<Notified> {
+    let mut out = Vec::new();
+    for block in trace.split("NOTIFY sip:").skip(1) {
+        let extension: String = block.chars().take_while(char::is_ascii_digit).collect();
+        let field = |name: &str| {
+            block.lines().find_map(|l| l.trim().strip_prefix(name).map(|v| v.trim().to_string())).unwrap_or_default()
+        };
+        out.push(Notified {
+            extension,
+            account: field("Message-Account:"),
+            waiting: field("Messages-Waiting:") == "yes",
+            voice: field("Voice-Message:").split(' ').next().unwrap_or_default().to_string(),
+        });
+    }
+    out
+}
+
+struct Running {
+    child: Child,
+    http: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Running {
+    fn metrics(&self) -> String {
+        let out =
+            Command::new("curl").args(["-sS", "--max-time", "10", &format!("http://{}/metrics", self.http)]).output();
+        let out = out.expect("curl (./dev.sh setup installs it)");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn log(&self) -> String {
+        self.stderr.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+/// The value of a metric line (`name{labels} value`).
+fn figure(metrics: &str, line_start: &str) -> Option<f64> {
+    metrics.lines().find(|l| l.starts_with(line_start)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok())
+}
+
+fn private_file(path: &Path, text: &str) {
+    std::fs::write(path, text).expect("write");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+}
+
+fn start_gateway(dir: &Path, sim: &Simulator, trunk_port: u16) -> Running {
+    let creds = dir.join("credentials");
+    std::fs::create_dir_all(&creds).expect("dir");
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    private_file(&creds.join("ews-password"), &format!("{SERVICE_PASSWORD}\n"));
+    let config = format!(
+        r#"
+[exchange]
+ews_url = "{}"
+account = "EXAMPLE\\{SERVICE}"
+auth = "ntlm"
+
+[directory]
+file = "directory.toml"
+every_secs = 1
+
+[sip]
+listen = "127.0.0.1:0"
+
+[http]
+listen = "127.0.0.1:0"
+
+[[gateway]]
+name = "trunk-a"
+address = "127.0.0.1:{trunk_port}"
+transport = "udp"
+
+[[group]]
+name = "default"
+delivery = "trunk"
+gateways = ["trunk-a"]
+domain = "pbx.example.test"
+"#,
+        sim.ews_url()
+    );
+    std::fs::write(dir.join("gateway.toml"), config).expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lamplighter-gateway"))
+        .arg("--config")
+        .arg(dir.join("gateway.toml"))
+        .arg("run")
+        .env("CREDENTIALS_DIRECTORY", &creds)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gateway");
+    let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let err = child.stderr.take().expect("stderr");
+    let sink = stderr.clone();
+    std::thread::spawn(move || {
+        for l in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+            let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+            s.push_str(&l);
+            s.push('\n');
+        }
+    });
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("running line");
+    let running: serde_json::Value = serde_json::from_str(first.trim()).unwrap_or_else(|e| {
+        panic!("no running line ({e}): {first:?}\n{}", stderr.lock().unwrap_or_else(|p| p.into_inner()))
+    });
+    let http = running["http"].as_str().expect("http address").to_string();
+    Running { child, http, stderr }
+}
+
+fn directory(dir: &Path, entries: &[(&str, &str)]) {
+    let text: String = entries
+        .iter()
+        .map(|(address, line)| format!("[[mailbox]]\naddress = \"{address}\"\nline = \"{line}\"\n\n"))
+        .collect();
+    // written whole and renamed, as an administrator's tool would, so no half file is read
+    let tmp = dir.join(".directory.toml.tmp");
+    std::fs::write(&tmp, text).expect("directory");
+    std::fs::rename(&tmp, dir.join("directory.toml")).expect("rename");
+}
+
+/// Waits until `done` holds for sipp's NOTIFYs.
+fn until(sipp: &Sipp, gw: &Running, what: &str, done: impl Fn(&[Notified]) -> bool) -> Vec<Notified> {
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
+    loop {
+        let n = notifies(&sipp.messages());
+        if done(&n) {
+            return n;
+        }
+        assert!(Instant::now() < end, "{what}: not seen; NOTIFYs: {n:#?}\ngateway log:\n{}", gw.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn of<'a>(n: &'a [Notified], ext: &str) -> Vec<&'a Notified> {
+    n.iter().filter(|x| x.extension == ext).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_mailboxes_light_three_extensions_at_a_trunk_each_change_once_and_a_leaver_is_turned_off() {
+    let sim = Simulator::start(SimConfig {
+        users: vec![(SERVICE.into(), SERVICE_PASSWORD.into())],
+        email: "postmaster@example.test".into(),
+        mailboxes: vec!["ada@example.test".into(), "ben@example.test".into(), "cem@example.test".into()],
+        impersonators: vec![SERVICE.into()],
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    // ben has a voicemail waiting before the gateway starts
+    sim.mailbox("ben@example.test").expect("ben").deposit_voicemail(Voicemail {
+        caller_number: "+49 30 1234".into(),
+        duration_secs: 9,
+        ..Voicemail::default()
+    });
+    let dir = tempfile::tempdir().expect("dir");
+    directory(dir.path(), &[("ada@example.test", "201"), ("ben@example.test", "202"), ("cem@example.test", "203")]);
+    let port = free_port();
+    let trunk = Sipp::start_trunk(port, "notify-trunk.xml", false, 1000);
+    let gw = start_gateway(dir.path(), &sim, port);
+
+    // start-up: every extension gets its lamp, as its mailbox is
+    let n =
+        until(&trunk, &gw, "the three lamps at start", |n| ["201", "202", "203"].iter().all(|e| !of(n, e).is_empty()));
+    assert_eq!(of(&n, "202")[0].voice, "1/0", "ben's waiting voicemail");
+    assert!(of(&n, "202")[0].waiting);
+    for ext in ["201", "203"] {
+        assert!(!of(&n, ext)[0].waiting, "{ext} has nothing waiting");
+    }
+    for x in &n {
+        assert_eq!(x.account, format!("sip:{}@pbx.example.test", x.extension), "the body names its own extension");
+    }
+
+    // a deposit into ada's mailbox lights 201, once; nobody else's lamp moves
+    let before = n.len();
+    let ada = sim.mailbox("ada@example.test").expect("ada");
+    let vm = ada.deposit_voicemail(Voicemail {
+        caller_number: "+49 89 555".into(),
+        duration_secs: 4,
+        ..Voicemail::default()
+    });
+    let n = until(&trunk, &gw, "201 on", |n| of(n, "201").iter().any(|x| x.waiting));
+    assert_eq!(of(&n, "201").iter().filter(|x| x.waiting).count(), 1, "one NOTIFY for the change: {n:#?}");
+    assert_eq!(n.len(), before + 1, "only 201's lamp changed: {n:#?}");
+    assert_eq!(of(&n, "201").last().map(|x| x.voice.as_str()), Some("1/0"));
+
+    // read elsewhere (another client): 201 goes off, once
+    assert!(ada.set_read(&vm, true));
+    let n = until(&trunk, &gw, "201 off", |n| of(n, "201").last().is_some_and(|x| !x.waiting && x.voice == "0/1"));
+    assert_eq!(of(&n, "201").iter().filter(|x| x.voice == "0/1").count(), 1, "{n:#?}");
+
+    // the metrics show the sends and the mailboxes
+    let m = gw.metrics();
+    assert_eq!(figure(&m, "lamplighter_gateway_mailboxes_watched "), Some(3.0), "{m}");
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
+    while figure(&gw.metrics(), "lamplighter_gateway_mailboxes_live ") != Some(3.0) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let sent = figure(&m, "lamplighter_gateway_lamp_sent_total{delivery=\"trunk\",code=\"200\"}").expect("sent");
+    assert!(sent >= 5.0, "3 at start and 2 changes acknowledged: {m}");
+
+    // cem's lamp is on when cem leaves the directory: it is turned off once, and cem is no longer watched
+    let cem = sim.mailbox("cem@example.test").expect("cem");
+    cem.deposit_voicemail(Voicemail { caller_number: "+49 40 777".into(), duration_secs: 3, ..Voicemail::default() });
+    until(&trunk, &gw, "203 on", |n| of(n, "203").last().is_some_and(|x| x.waiting));
+    directory(dir.path(), &[("ada@example.test", "201"), ("ben@example.test", "202")]);
+    let n = until(&trunk, &gw, "203 off after leaving", |n| of(n, "203").last().is_some_and(|x| !x.waiting));
+    assert_eq!(of(&n, "203").last().map(|x| x.voice.as_str()), Some("0/0"), "off, as a line that has no mailbox");
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
+    while figure(&gw.metrics(), "lamplighter_gateway_mailboxes_watched ") != Some(2.0) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let off = of(&n, "203").len();
+    cem.deposit_voicemail(Voicemail { caller_number: "+49 40 778".into(), duration_secs: 3, ..Voicemail::default() });
+    // a change that is 202's proves the gateway went on reading: 203 must not have moved meanwhile
+    sim.mailbox("ben@example.test").expect("ben").deposit_voicemail(Voicemail {
+        caller_number: "+49 30 999".into(),
+        duration_secs: 2,
+        ..Voicemail::default()
+    });
+    let n = until(&trunk, &gw, "202 at 2/0", |n| of(n, "202").last().is_some_and(|x| x.voice == "2/0"));
+    assert_eq!(of(&n, "203").len(), off, "a mailbox that left is not watched: {n:#?}");
+
+    // a directory that does not read keeps the last good one, and says so
+    std::fs::write(dir.path().join("directory.toml"), "[[mailbox]]\naddress = \"broken\"\n").expect("write");
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
+    while figure(&gw.metrics(), "lamplighter_gateway_directory_stale ") != Some(1.0) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = gw.metrics();
+    assert_eq!(figure(&m, "lamplighter_gateway_mailboxes_watched "), Some(2.0), "the last good directory: {m}");
+    assert!(gw.log().contains("keeping the last good one"), "{}", gw.log());
+    // every log line is one JSON object
+    for l in gw.log().lines() {
+        assert!(serde_json::from_str::<serde_json::Value>(l).is_ok(), "not JSON: {l}");
+    }
+    // every request reached its mailbox through impersonation, anchored on it
+    let ews: Vec<_> = sim.served().into_iter().filter(|s| !s.mailbox.is_empty()).collect();
+    assert!(!ews.is_empty());
+    assert!(ews.iter().all(|s| s.anchor_mailbox.as_deref() == Some(s.mailbox.as_str())), "{ews:?}");
+    assert!(ews.iter().all(|s| s.mailbox != "postmaster@example.test"), "never the service's own mailbox");
+    assert!(sim.served().iter().all(|s| s.schema_valid), "every request passed the EWS schema");
+    drop(gw);
+    assert!(!trunk.log().contains("check_it"), "the trunk's checks all held:\n{}", trunk.log());
+}
