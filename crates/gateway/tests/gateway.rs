@@ -45,6 +45,7 @@ fn notifies(trace: &str) -> Vec<Notified> {
 struct Running {
     child: Child,
     http: String,
+    sip: String,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
@@ -78,11 +79,27 @@ fn private_file(path: &Path, text: &str) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
 }
 
-fn start_gateway(dir: &Path, sim: &Simulator, trunk_port: u16) -> Running {
+/// A trunk group `default` through the gateways at `ports`, in order.
+fn trunk_group(ports: &[u16]) -> String {
+    let mut t = String::new();
+    for (i, p) in ports.iter().enumerate() {
+        t += &format!("[[gateway]]\nname = \"trunk-{i}\"\naddress = \"127.0.0.1:{p}\"\ntransport = \"udp\"\n\n");
+    }
+    let names: Vec<String> = (0..ports.len()).map(|i| format!("\"trunk-{i}\"")).collect();
+    t + &format!(
+        "[[group]]\nname = \"default\"\ndelivery = \"trunk\"\ngateways = [{}]\ndomain = \"pbx.example.test\"\n",
+        names.join(", ")
+    )
+}
+
+fn start_gateway(dir: &Path, sim: &Simulator, routing: &str, phone_passwords: Option<&str>) -> Running {
     let creds = dir.join("credentials");
     std::fs::create_dir_all(&creds).expect("dir");
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     private_file(&creds.join("ews-password"), &format!("{SERVICE_PASSWORD}\n"));
+    if let Some(p) = phone_passwords {
+        private_file(&creds.join("phone-passwords"), p);
+    }
     let config = format!(
         r#"
 [exchange]
@@ -100,16 +117,7 @@ listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
 
-[[gateway]]
-name = "trunk-a"
-address = "127.0.0.1:{trunk_port}"
-transport = "udp"
-
-[[group]]
-name = "default"
-delivery = "trunk"
-gateways = ["trunk-a"]
-domain = "pbx.example.test"
+{routing}
 "#,
         sim.ews_url()
     );
@@ -139,13 +147,22 @@ domain = "pbx.example.test"
         panic!("no running line ({e}): {first:?}\n{}", stderr.lock().unwrap_or_else(|p| p.into_inner()))
     });
     let http = running["http"].as_str().expect("http address").to_string();
-    Running { child, http, stderr }
+    let sip = running["sip"].as_str().expect("sip address").to_string();
+    Running { child, http, sip, stderr }
 }
 
 fn directory(dir: &Path, entries: &[(&str, &str)]) {
+    let grouped: Vec<(&str, &str, &str)> = entries.iter().map(|(a, l)| (*a, *l, "default")).collect();
+    directory_in(dir, &grouped);
+}
+
+/// Entries (address, line, group).
+fn directory_in(dir: &Path, entries: &[(&str, &str, &str)]) {
     let text: String = entries
         .iter()
-        .map(|(address, line)| format!("[[mailbox]]\naddress = \"{address}\"\nline = \"{line}\"\n\n"))
+        .map(|(address, line, group)| {
+            format!("[[mailbox]]\naddress = \"{address}\"\nline = \"{line}\"\ngroup = \"{group}\"\n\n")
+        })
         .collect();
     // written whole and renamed, as an administrator's tool would, so no half file is read
     let tmp = dir.join(".directory.toml.tmp");
@@ -191,7 +208,7 @@ async fn three_mailboxes_light_three_extensions_at_a_trunk_each_change_once_and_
     directory(dir.path(), &[("ada@example.test", "201"), ("ben@example.test", "202"), ("cem@example.test", "203")]);
     let port = free_port();
     let trunk = Sipp::start_trunk(port, "notify-trunk.xml", false, 1000);
-    let gw = start_gateway(dir.path(), &sim, port);
+    let gw = start_gateway(dir.path(), &sim, &trunk_group(&[port]), None);
 
     // start-up: every extension gets its lamp, as its mailbox is
     let n =
@@ -279,4 +296,114 @@ async fn three_mailboxes_light_three_extensions_at_a_trunk_each_change_once_and_
     assert!(sim.served().iter().all(|s| s.schema_valid), "every request passed the EWS schema");
     drop(gw);
     assert!(!trunk.log().contains("check_it"), "the trunk's checks all held:\n{}", trunk.log());
+}
+
+fn sim_with(mailboxes: &[&str]) -> SimConfig {
+    SimConfig {
+        users: vec![(SERVICE.into(), SERVICE_PASSWORD.into())],
+        email: "postmaster@example.test".into(),
+        mailboxes: mailboxes.iter().map(|m| m.to_string()).collect(),
+        impersonators: vec![SERVICE.into()],
+        ..SimConfig::default()
+    }
+}
+
+fn vm(caller: &str) -> Voicemail {
+    Voicemail { caller_number: caller.into(), duration_secs: 5, ..Voicemail::default() }
+}
+
+/// A phone registered and subscribed at Kamailio (presence + presence_mwi)
+/// gets its lamp from the gateway's PUBLISH; a phone that subscribes to the
+/// gateway itself, with digest, gets its own mailbox's lamp in the dialog.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_at_kamailio_and_a_phone_subscribed_to_the_gateway_follow_their_mailboxes() {
+    use lamplighter_testkit::baresip::Softphone;
+    use lamplighter_testkit::kamailio::Kamailio;
+    let sim = Simulator::start(sim_with(&["dan@example.test", "eve@example.test"])).await.expect("sim");
+    let kamailio = Kamailio::start();
+    let at_kamailio = Softphone::start(kamailio.addr, "unused");
+    kamailio.wait_for("request SUBSCRIBE sip:613@127.0.0.1", 0);
+    let dir = tempfile::tempdir().expect("dir");
+    directory_in(dir.path(), &[("dan@example.test", "613", "presence"), ("eve@example.test", "613", "desk")]);
+    let routing = format!(
+        "[[group]]\nname = \"presence\"\ndelivery = \"publish\"\nserver = \"sip:{}\"\ndomain = \"127.0.0.1\"\n\n\
+         [[group]]\nname = \"desk\"\ndelivery = \"subscribe\"\ndomain = \"127.0.0.1\"\n",
+        kamailio.addr
+    );
+    let gw = start_gateway(dir.path(), &sim, &routing, Some("613 pw-613\n"));
+    let ours: std::net::SocketAddr = gw_sip(&gw).parse().expect("sip address");
+    let subscribed = Softphone::start(ours, "pw-613");
+
+    // both start dark (their mailboxes are empty), each from its own path
+    let a0 = at_kamailio.wait_for("Voice-Message: 0/0", 0);
+    let b0 = subscribed.wait_for("Voice-Message: 0/0", 0);
+    // dan's deposit reaches the phone at Kamailio, and only it
+    let dan = sim.mailbox("dan@example.test").expect("dan");
+    let dans = dan.deposit_voicemail(vm("+49 30 1"));
+    let a1 = at_kamailio.wait_for("Voice-Message: 1/0", a0);
+    assert!(at_kamailio.text()[a0..a1].contains("Messages-Waiting: yes"), "{}", at_kamailio.text());
+    // eve's two reach the subscribed phone
+    let eve = sim.mailbox("eve@example.test").expect("eve");
+    eve.deposit_voicemail(vm("+49 30 2"));
+    eve.deposit_voicemail(vm("+49 30 3"));
+    subscribed.wait_for("Voice-Message: 2/0", b0);
+    // dan reads his elsewhere: off at Kamailio's phone
+    assert!(dan.set_read(&dans, true));
+    at_kamailio.wait_for("Voice-Message: 0/1", a1);
+    assert!(!subscribed.text().contains("Voice-Message: 0/1"), "eve's phone never showed dan's lamp");
+    assert!(!at_kamailio.text().contains("Voice-Message: 2/0"), "dan's phone never showed eve's lamp");
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
+    loop {
+        let m = gw.metrics();
+        let publish = figure(&m, "lamplighter_gateway_lamp_sent_total{delivery=\"publish\",code=\"200\"}");
+        let subscribe = figure(&m, "lamplighter_gateway_lamp_sent_total{delivery=\"subscribe\",code=\"200\"}");
+        if publish >= Some(3.0)
+            && subscribe >= Some(2.0)
+            && figure(&m, "lamplighter_gateway_subscriptions ") == Some(1.0)
+        {
+            break;
+        }
+        assert!(Instant::now() < end, "{m}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn gw_sip(gw: &Running) -> String {
+    gw.sip.trim_start_matches("udp:").to_string()
+}
+
+/// Two gateways in a trunk group: the first is killed, and every lamp
+/// goes on through the second within the failover policy; the metrics show
+/// the first as down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_first_trunk_gateway_dies_the_lamps_go_through_the_second() {
+    let sim = Simulator::start(sim_with(&["ada@example.test", "ben@example.test"])).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    directory(dir.path(), &[("ada@example.test", "201"), ("ben@example.test", "202")]);
+    let (pa, pb) = (free_port(), free_port());
+    let first = Sipp::start_trunk(pa, "notify-trunk.xml", false, 1000);
+    let second = Sipp::start_trunk(pb, "notify-trunk.xml", false, 1000);
+    let gw = start_gateway(dir.path(), &sim, &trunk_group(&[pa, pb]), None);
+    // round robin: the two start-up lamps go one through each
+    let both = |s: &Sipp| notifies(&s.messages()).len();
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
+    while both(&first) + both(&second) < 2 {
+        assert!(Instant::now() < end, "start-up lamps: {}", gw.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!((both(&first), both(&second)), (1, 1), "one each, in turn");
+    drop(first);
+    let before = both(&second);
+    sim.mailbox("ada@example.test").expect("ada").deposit_voicemail(vm("+49 1"));
+    sim.mailbox("ben@example.test").expect("ben").deposit_voicemail(vm("+49 2"));
+    let n = until(&second, &gw, "both lamps on at the second gateway", |n| {
+        ["201", "202"].iter().all(|e| of(n, e).last().is_some_and(|x| x.waiting))
+    });
+    assert!(n.len() >= before + 2, "{n:#?}");
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
+    while figure(&gw.metrics(), "lamplighter_gateway_sip_gateway_up{gateway=\"trunk-0\"}") != Some(0.0) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(gw.log().contains("marked down"), "{}", gw.log());
 }
