@@ -128,3 +128,32 @@ mod tests {
         assert!(matches!(c.phone_passwords(), Err(CredentialError::Malformed { line: 1, .. })));
     }
 }
+
+#[cfg(test)]
+mod unit {
+    /// The shipped systemd unit keeps its promises: hardening on, secrets
+    /// by `LoadCredential=` only, state in `StateDirectory=`.
+    #[test]
+    fn the_systemd_unit_is_hardened_and_passes_secrets_as_credentials() {
+        let unit = include_str!("../systemd/lamplighter-gateway.service");
+        let set: Vec<&str> = unit.lines().map(str::trim).filter(|l| !l.starts_with('#') && l.contains('=')).collect();
+        for want in [
+            "DynamicUser=yes",
+            "ProtectSystem=strict",
+            "ProtectHome=yes",
+            "NoNewPrivileges=yes",
+            "StateDirectory=lamplighter-gateway",
+            "PrivateTmp=yes",
+            "CapabilityBoundingSet=",
+            "LoadCredential=ews-password:/etc/lamplighter/credentials/ews-password",
+        ] {
+            assert!(set.contains(&want), "{want} missing");
+        }
+        let exec: Vec<&&str> = set.iter().filter(|l| l.starts_with("Exec")).collect();
+        assert!(!exec.is_empty());
+        for l in exec {
+            assert!(!l.contains("password") && !l.contains("secret"), "a secret on the command line: {l}");
+        }
+        assert!(!set.iter().any(|l| l.starts_with("Environment")), "secrets are never passed in the environment");
+    }
+}

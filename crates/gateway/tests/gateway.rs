@@ -407,3 +407,36 @@ async fn when_the_first_trunk_gateway_dies_the_lamps_go_through_the_second() {
     }
     assert!(gw.log().contains("marked down"), "{}", gw.log());
 }
+
+/// Faults on both sides of the gateway: the simulator restarts (every
+/// subscription lost), and the gateway itself is killed with SIGKILL while
+/// a mailbox changes. After each, every lamp shows its mailbox again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_exchange_restart_and_a_kill_9_of_the_gateway_every_lamp_is_right_again() {
+    let sim = Simulator::start(sim_with(&["ada@example.test", "ben@example.test"])).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    directory(dir.path(), &[("ada@example.test", "201"), ("ben@example.test", "202")]);
+    let port = free_port();
+    let trunk = Sipp::start_trunk(port, "notify-trunk.xml", false, 1000);
+    let gw = start_gateway(dir.path(), &sim, &trunk_group(&[port]), None);
+    until(&trunk, &gw, "start-up lamps", |n| !of(n, "201").is_empty() && !of(n, "202").is_empty());
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+    while sim.open_streams() < 2 {
+        assert!(Instant::now() < end, "both mailboxes streaming: {}", gw.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Exchange restarts: every subscription is gone; a deposit made meanwhile still lights 201
+    sim.restart();
+    sim.mailbox("ada@example.test").expect("ada").deposit_voicemail(vm("+49 1"));
+    until(&trunk, &gw, "201 on after the restart", |n| of(n, "201").last().is_some_and(|x| x.voice == "1/0"));
+
+    // SIGKILL: no goodbye, no unsubscribe; ben's voicemail arrives while the gateway is dead
+    let mut gw = gw;
+    gw.child.kill().expect("kill -9");
+    gw.child.wait().expect("reaped");
+    sim.mailbox("ben@example.test").expect("ben").deposit_voicemail(vm("+49 2"));
+    let gw = start_gateway(dir.path(), &sim, &trunk_group(&[port]), None);
+    let n = until(&trunk, &gw, "202 on after the restart", |n| of(n, "202").last().is_some_and(|x| x.voice == "1/0"));
+    assert_eq!(of(&n, "201").last().map(|x| x.voice.as_str()), Some("1/0"), "201 stays right: {n:#?}");
+}
