@@ -123,6 +123,8 @@ pub struct GatewayConfig {
     /// NOTIFYs a second, all gateways together and per gateway.
     pub rate_global: f64,
     pub rate_per_gateway: f64,
+    /// Where the state database lives (systemd's `StateDirectory=`).
+    pub state_dir: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -139,6 +141,13 @@ struct File {
     group: Vec<GroupFile>,
     #[serde(default)]
     lamps: LampsFile,
+    state: Option<StateFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateFile {
+    dir: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -397,6 +406,13 @@ impl GatewayConfig {
             refresh_every: Duration::from_secs_f64(f.lamps.refresh_hours * 3600.0),
             rate_global: f.lamps.rate_per_second,
             rate_per_gateway: f.lamps.rate_per_gateway,
+            // the file's choice, else systemd's StateDirectory=, else the packaged default
+            state_dir: f.state.map(|s| rel(&s.dir)).unwrap_or_else(|| {
+                std::env::var("STATE_DIRECTORY")
+                    .ok()
+                    .and_then(|d| d.split(':').next().filter(|d| !d.is_empty()).map(PathBuf::from))
+                    .unwrap_or_else(|| PathBuf::from("/var/lib/lamplighter-gateway"))
+            }),
         })
     }
 

@@ -14,6 +14,7 @@
 
 use crate::config::{Delivery, GatewayConfig, SipGateway};
 use crate::metrics::{GatewayLabels, Metrics};
+use crate::store::LampStore;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lamplighter_lamp_dispatch::{
     DispatchConfig, Dispatcher, Event, GatewayConfig as DispatchGateway, GatewayId, Outcome, Rate, RouteId,
@@ -25,7 +26,7 @@ use lamplighter_sip_notify::driver::{PhoneTarget, RelayHandle};
 use lamplighter_sip_notify::subscriptions::{Subscriber, SubscriptionEvent, SubscriptionHandle};
 use lamplighter_sip_notify::{NotifyError, NotifySender, SenderConfig};
 use lamplighter_um::Counts;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
@@ -75,9 +76,13 @@ impl Lamps {
 
     /// Opens the endpoint and starts delivering. `subscribers` are the
     /// lines of subscribe groups with their digest passwords.
+    /// `current` are the lines the directory gives a lamp now; lines the
+    /// store remembers that are not among them are turned off.
     pub async fn start(
         config: &GatewayConfig,
         subscribers: Vec<(LineRef, String)>,
+        store: Arc<LampStore>,
+        current: &HashSet<LineRef>,
         metrics: Arc<Metrics>,
     ) -> Result<Lamps, LampsError> {
         let sip = SenderConfig { tcp: config.sip_tcp, ..SenderConfig::udp(config.sip_listen) };
@@ -105,7 +110,26 @@ impl Lamps {
         let now = tokio::time::Instant::now().into_std();
         let gateways: Vec<DispatchGateway> =
             config.gateways.iter().map(|g| DispatchGateway { mwi_enabled: g.mwi }).collect();
-        let dispatcher = Dispatcher::new(dispatch, gateways, routes, now);
+        let mut dispatcher = Dispatcher::new(dispatch, gateways, routes, now);
+        // what each trunk line acknowledged before a restart is not sent again unless it changes
+        let mut extensions = HashMap::new();
+        let acked = store.acked().unwrap_or_else(|e| {
+            log::error!("{e}: every lamp is sent again");
+            Vec::new()
+        });
+        for a in acked {
+            let Some(route) = route_of.get(&a.line.group).copied() else {
+                let _ = store.forget(&a.line);
+                continue;
+            };
+            let k = key(&a.line);
+            dispatcher.restore(&k, route, a.counts, now);
+            if a.leaving || !current.contains(&a.line) {
+                dispatcher.remove_line(&k, now);
+                let _ = store.leaving(&a.line);
+            }
+            extensions.insert(k, a.line);
+        }
         for g in &config.gateways {
             metrics.gateway_up.get_or_create(&GatewayLabels { gateway: g.name.clone() }).set(1);
         }
@@ -135,7 +159,8 @@ impl Lamps {
             relays: HashMap::new(),
             subscriptions,
             subscriber_index: order.into_iter().enumerate().map(|(i, l)| (l, i)).collect(),
-            extensions: HashMap::new(),
+            extensions,
+            store,
             metrics,
         };
         tokio::spawn(task.run(rx));
@@ -160,6 +185,7 @@ struct Task {
     subscriber_index: HashMap<LineRef, usize>,
     /// The dispatcher's line key → the line.
     extensions: HashMap<String, LineRef>,
+    store: Arc<LampStore>,
     metrics: Arc<Metrics>,
 }
 
@@ -201,9 +227,7 @@ impl Task {
                     (id, "trunk", r.map(|d| d.code))
                 }));
             }
-            while let Some(e) = self.dispatcher.poll_event() {
-                self.log_event(&e);
-            }
+            self.events();
             let deadline = self.dispatcher.next_wake(now()).map(tokio::time::Instant::from_std);
             tokio::select! {
                 c = rx.recv() => match c {
@@ -219,8 +243,11 @@ impl Task {
                     };
                     let code = match &r { Ok(c) => Some(*c), Err(e) => e.code() };
                     let other = if matches!(r, Err(NotifyError::Timeout)) { "timeout" } else { "transport" };
-                    self.metrics.count(delivery, code, matches!(outcome, Outcome::Delivered), other);
+                    let ok = matches!(outcome, Outcome::Delivered);
                     self.dispatcher.handle(now(), id, outcome);
+                    // stored before it is counted: whoever sees the figure may rely on the store
+                    self.events();
+                    self.metrics.count(delivery, code, ok, other);
                 }
                 Some((delivery, e)) = relay_rx.recv() => {
                     match e {
@@ -261,6 +288,19 @@ impl Task {
         }
         if let Some(s) = &self.subscriptions {
             m.subscriptions.set(s.stats().subscriptions as i64);
+        }
+    }
+
+    /// The dispatcher's events: logged, and acknowledged lamps stored.
+    fn events(&mut self) {
+        while let Some(e) = self.dispatcher.poll_event() {
+            if let Event::Delivered { line, counts, .. } = &e
+                && let Some(l) = self.extensions.get(line)
+                && let Err(err) = self.store.acknowledged(l, *counts)
+            {
+                log::error!("{err}");
+            }
+            self.log_event(&e);
         }
     }
 
@@ -368,7 +408,12 @@ impl Task {
         let now = tokio::time::Instant::now().into_std();
         let Some(group) = self.config.group(&line.group).cloned() else { return };
         match group.delivery {
-            Delivery::Trunk { .. } => self.dispatcher.remove_line(&key(&line), now),
+            Delivery::Trunk { .. } => {
+                self.dispatcher.remove_line(&key(&line), now);
+                if let Err(e) = self.store.leaving(&line) {
+                    log::error!("{e}");
+                }
+            }
             Delivery::Subscribe { .. } => {
                 if let (Some(i), Some(s)) = (self.subscriber_index.get(&line), &self.subscriptions) {
                     s.set_counts_of(*i, Counts::default());

@@ -19,6 +19,7 @@ pub mod credentials;
 pub mod lamps;
 pub mod metrics;
 pub mod service;
+pub mod store;
 
 pub use config::GatewayConfig;
 pub use service::{Gateway, GatewayError};

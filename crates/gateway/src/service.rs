@@ -34,6 +34,8 @@ pub enum GatewayError {
     Credentials(#[from] crate::credentials::CredentialError),
     #[error(transparent)]
     Lamps(#[from] LampsError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot serve /metrics on {addr}: {source}")]
     Http { addr: SocketAddr, source: std::io::Error },
     #[error("the CA file {path}: {reason}")]
@@ -115,7 +117,13 @@ impl Gateway {
                 }
             }
         }
-        let lamps = Lamps::start(&config, subscribers, metrics.clone()).await?;
+        let store = Arc::new(crate::store::LampStore::open(&config.state_dir)?);
+        let current: std::collections::HashSet<LineRef> = directory
+            .entries()
+            .filter(|e| e.mwi && config.group(&e.group).is_some_and(|g| g.mwi))
+            .map(line_of)
+            .collect();
+        let lamps = Lamps::start(&config, subscribers, store, &current, metrics.clone()).await?;
         let state = Arc::new(Mutex::new(State { directory_loaded: true, ..State::default() }));
         let http = match config.http_listen {
             Some(addr) => Some(

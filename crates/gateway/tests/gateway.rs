@@ -117,6 +117,9 @@ listen = "127.0.0.1:0"
 [http]
 listen = "127.0.0.1:0"
 
+[state]
+dir = "state"
+
 {routing}
 "#,
         sim.ews_url()
@@ -431,12 +434,33 @@ async fn after_an_exchange_restart_and_a_kill_9_of_the_gateway_every_lamp_is_rig
     sim.mailbox("ada@example.test").expect("ada").deposit_voicemail(vm("+49 1"));
     until(&trunk, &gw, "201 on after the restart", |n| of(n, "201").last().is_some_and(|x| x.voice == "1/0"));
 
+    // every NOTIFY sipp saw is acknowledged in the gateway's figures (and so in its state database)
+    let seen = notifies(&trunk.messages()).len() as f64;
+    let sent = "lamplighter_gateway_lamp_sent_total{delivery=\"trunk\",code=\"200\"}";
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
+    while figure(&gw.metrics(), sent) < Some(seen) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
     // SIGKILL: no goodbye, no unsubscribe; ben's voicemail arrives while the gateway is dead
     let mut gw = gw;
     gw.child.kill().expect("kill -9");
     gw.child.wait().expect("reaped");
     sim.mailbox("ben@example.test").expect("ben").deposit_voicemail(vm("+49 2"));
+    let before = notifies(&trunk.messages());
     let gw = start_gateway(dir.path(), &sim, &trunk_group(&[port]), None);
-    let n = until(&trunk, &gw, "202 on after the restart", |n| of(n, "202").last().is_some_and(|x| x.voice == "1/0"));
-    assert_eq!(of(&n, "201").last().map(|x| x.voice.as_str()), Some("1/0"), "201 stays right: {n:#?}");
+    // the changed lamp goes once
+    until(&trunk, &gw, "202 on after the restart", |n| of(n, "202").last().is_some_and(|x| x.voice == "1/0"));
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+    while figure(&gw.metrics(), "lamplighter_gateway_mailboxes_live ") != Some(2.0) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // a later change of ben's marks the point by which a needless resend of 201 would have gone
+    sim.mailbox("ben@example.test").expect("ben").deposit_voicemail(vm("+49 3"));
+    let n = until(&trunk, &gw, "202 at 2/0", |n| of(n, "202").last().is_some_and(|x| x.voice == "2/0"));
+    assert_eq!(of(&n, "201").len(), of(&before, "201").len(), "201 did not change and was not sent again: {n:#?}");
+    assert_eq!(of(&n, "202").len(), of(&before, "202").len() + 2, "202: once for the change while down, once after");
+    assert!(dir.path().join("state/gateway.sqlite").exists());
 }

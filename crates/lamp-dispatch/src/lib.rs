@@ -385,6 +385,33 @@ impl Dispatcher {
         self.requeue(line);
     }
 
+    /// A line whose lamp is known to show `acked` (kept across a restart of
+    /// the gateway): nothing is sent for it until [`Dispatcher::set_lamp`]
+    /// asks for other counts, or its refresh slot comes.
+    pub fn restore(&mut self, line: &str, route: RouteId, acked: Counts, now: Instant) {
+        let phase = Duration::from_millis(stable_hash(line) % self.config.refresh_every.as_millis().max(1) as u64);
+        let refresh_at = self.slot_after(phase, now);
+        self.lines.insert(
+            line.to_string(),
+            Line {
+                route,
+                wanted: acked,
+                acked: Some(acked),
+                wrong_since: None,
+                phase,
+                refresh_at,
+                due: None,
+                resend: false,
+                in_flight: None,
+                attempt: None,
+                refusals: 0,
+                queued: None,
+                leaving: false,
+            },
+        );
+        self.requeue(line);
+    }
+
     /// `line` left the directory: its lamp is turned off once if it was
     /// on, then the line is forgotten.
     pub fn remove_line(&mut self, line: &str, now: Instant) {

@@ -78,6 +78,26 @@ fn deliveries_take_the_gateways_in_turn_and_send_only_changes() {
     assert_eq!((sent[0].counts, sent[0].repeat), (lit(2), false));
 }
 
+/// After a restart, lamps known to be acknowledged are not sent again until
+/// they change, a restored lamp that changed goes once, and the refresh
+/// still comes within the cycle.
+#[test]
+fn a_restored_lamp_is_sent_only_when_it_changes_or_its_refresh_comes() {
+    let t0 = Instant::now();
+    let mut d = two_gateways(t0);
+    d.restore("100", R, lit(1), t0);
+    d.restore("101", R, lit(0), t0);
+    d.set_lamp("100", R, lit(1), t0);
+    d.set_lamp("101", R, lit(3), t0);
+    let sent = drain(&mut d, t0, |_| Outcome::Delivered);
+    assert_eq!(sent.iter().map(|s| (s.line.as_str(), s.counts)).collect::<Vec<_>>(), [("101", lit(3))]);
+    assert_eq!(d.correct(), 2);
+    assert_eq!(d.oldest_wrong(t0), None);
+    let day = t0 + Duration::from_secs(13 * 3600);
+    let refreshed = run_until(&mut d, t0, day, |_, _| Outcome::Delivered);
+    assert!(refreshed.iter().any(|(_, s)| s.line == "100" && s.repeat), "refreshed within 12 hours: {refreshed:?}");
+}
+
 #[test]
 fn a_change_during_a_send_goes_after_it_with_the_latest_counts() {
     let t0 = Instant::now();
