@@ -18,7 +18,7 @@ PLAYBACK=(gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugi
 RUN_APP=(libwebkit2gtk-4.1-0 fonts-dejavu-core xdg-utils)
 TEST_PEERS=(xvfb xauth dbus gnome-keyring libsecret-tools libglib2.0-bin webkit2gtk-driver
             haskell-status-notifier-item-utils sip-tester iproute2 baresip-core libxml2-utils openssl curl
-            dunst pulseaudio pulseaudio-utils kamailio kamailio-presence-modules socat
+            dunst pulseaudio pulseaudio-utils kamailio kamailio-presence-modules socat slapd ldap-utils
             krb5-kdc krb5-admin-server krb5-user)
 TAURI_DRIVER_VERSION='^2'
 

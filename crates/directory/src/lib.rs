@@ -87,14 +87,20 @@ struct TomlFile {
     mailbox: Vec<RawEntry>,
 }
 
-#[derive(serde::Deserialize)]
+/// An entry as a source gives it, before the checks (a TOML table, a CSV
+/// row, an LDAP entry mapped by the gateway).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawEntry {
-    address: String,
-    line: String,
-    group: Option<String>,
-    mwi: Option<bool>,
+pub struct Row {
+    pub address: String,
+    pub line: String,
+    /// `default` when absent.
+    pub group: Option<String>,
+    /// On when absent.
+    pub mwi: Option<bool>,
 }
+
+type RawEntry = Row;
 
 fn valid_address(a: &str) -> Result<(), &'static str> {
     let Some((local, domain)) = a.split_once('@') else { return Err("an address needs an @") };
@@ -153,6 +159,15 @@ impl Directory {
             entries.insert(address.clone(), Entry { address, line, group, mwi: r.mwi.unwrap_or(true) });
         }
         Ok(Directory { entries })
+    }
+
+    /// Checks rows from any other source, with the same rules and places
+    /// (the place is the row's position, from 1).
+    pub fn from_rows(rows: Vec<Row>) -> Result<Directory, DirectoryError> {
+        if rows.len() > MAX_ENTRIES {
+            return Err(DirectoryError::TooManyEntries);
+        }
+        Directory::build(rows)
     }
 
     /// Reads the TOML form.

@@ -17,14 +17,28 @@ pub struct Step {
 /// Runs every step that can run (a step whose input failed is left out).
 pub async fn check(config: &GatewayConfig, secrets: &Credentials) -> Vec<Step> {
     let mut steps = Vec::new();
-    let directory = Directory::load(&config.directory);
+    let ldap_password = match &config.directory {
+        crate::config::DirectorySource::Ldap(l) if l.bind_dn.is_some() => match secrets.read("ldap-password") {
+            Ok(p) => Some(p),
+            Err(e) => {
+                let fix = "systemd: LoadCredential=ldap-password:/etc/lamplighter/credentials/ldap-password".into();
+                steps.push(Step { what: "credential ldap-password".into(), result: Err((e.to_string(), fix)) });
+                None
+            }
+        },
+        _ => None,
+    };
+    let directory: Result<Directory, String> =
+        crate::service::read_directory(&config.directory, ldap_password.as_deref()).await;
     steps.push(Step {
-        what: format!("directory {}", config.directory.display()),
+        what: format!("directory {}", config.directory),
         result: match &directory {
             Ok(d) => Ok(format!("{} entries", d.len())),
-            Err(e) => {
-                Err((e.to_string(), "fix the entry named; the service would keep its last good directory".into()))
-            }
+            Err(e) => Err((
+                e.clone(),
+                "fix the entry named, or the LDAP URL, bind or filter; the service would keep its last good directory"
+                    .into(),
+            )),
         },
     });
     let password = secrets.read("ews-password");

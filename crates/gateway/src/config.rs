@@ -103,6 +103,24 @@ impl SipGateway {
     }
 }
 
+/// Where the directory comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectorySource {
+    /// A TOML or CSV file.
+    File(PathBuf),
+    /// An LDAP search (Active Directory, OpenLDAP).
+    Ldap(crate::ldap::LdapSource),
+}
+
+impl std::fmt::Display for DirectorySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DirectorySource::File(p) => write!(f, "{}", p.display()),
+            DirectorySource::Ldap(l) => write!(f, "{} {}", l.url, l.base),
+        }
+    }
+}
+
 /// The checked settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
@@ -110,7 +128,7 @@ pub struct GatewayConfig {
     pub account: String,
     pub auth: Auth,
     pub ca_file: Option<PathBuf>,
-    pub directory: PathBuf,
+    pub directory: DirectorySource,
     pub directory_every: Duration,
     pub sip_listen: SocketAddr,
     /// A TCP listener for phones that subscribe over TCP.
@@ -167,9 +185,41 @@ fn ntlm() -> Auth {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DirectoryFile {
-    file: PathBuf,
+    file: Option<PathBuf>,
+    ldap: Option<LdapFile>,
     #[serde(default = "sixty")]
     every_secs: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LdapFile {
+    url: String,
+    bind_dn: Option<String>,
+    base: String,
+    #[serde(default = "any_mail")]
+    filter: String,
+    #[serde(default = "mail")]
+    address_attribute: String,
+    #[serde(default = "telephone")]
+    line_attribute: String,
+    group_attribute: Option<String>,
+    line_last_digits: Option<usize>,
+    #[serde(default = "ten")]
+    timeout_secs: u64,
+}
+
+fn any_mail() -> String {
+    "(&(mail=*)(telephoneNumber=*))".into()
+}
+fn mail() -> String {
+    "mail".into()
+}
+fn telephone() -> String {
+    "telephoneNumber".into()
+}
+fn ten() -> u64 {
+    10
 }
 
 fn sixty() -> u64 {
@@ -391,12 +441,46 @@ impl GatewayConfig {
             return Err(bad("lamps.rate_per_second", "rates must be above 0".into()));
         }
         let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        let directory = match (&f.directory.file, f.directory.ldap) {
+            (Some(file), None) => DirectorySource::File(rel(file)),
+            (None, Some(l)) => {
+                if !(l.url.starts_with("ldap://") || l.url.starts_with("ldaps://")) {
+                    return Err(bad("directory.ldap.url", "must be ldap:// or ldaps://".into()));
+                }
+                if l.url.starts_with("ldap://")
+                    && l.bind_dn.is_some()
+                    && !l.url.contains("127.0.0.1")
+                    && !l.url.contains("localhost")
+                    && !l.url.contains("[::1]")
+                {
+                    return Err(bad(
+                        "directory.ldap.url",
+                        "a password goes to a remote server over ldaps:// only".into(),
+                    ));
+                }
+                if l.line_last_digits.is_some_and(|n| n == 0 || n > 64) {
+                    return Err(bad("directory.ldap.line_last_digits", "1 to 64".into()));
+                }
+                DirectorySource::Ldap(crate::ldap::LdapSource {
+                    url: l.url,
+                    bind_dn: l.bind_dn,
+                    base: l.base,
+                    filter: l.filter,
+                    address_attribute: l.address_attribute,
+                    line_attribute: l.line_attribute,
+                    group_attribute: l.group_attribute,
+                    line_last_digits: l.line_last_digits,
+                    timeout: Duration::from_secs(l.timeout_secs.clamp(1, 300)),
+                })
+            }
+            _ => return Err(bad("directory", "give either file or ldap".into())),
+        };
         Ok(GatewayConfig {
             ews_url: f.exchange.ews_url,
             account: f.exchange.account,
             auth: f.exchange.auth,
             ca_file: f.exchange.ca_file.as_ref().map(rel),
-            directory: rel(&f.directory.file),
+            directory,
             directory_every: Duration::from_secs(f.directory.every_secs.clamp(1, 86_400)),
             sip_listen,
             sip_tcp,
@@ -454,7 +538,7 @@ mod tests {
     fn a_good_file_reads_with_defaults() {
         let c = GatewayConfig::parse(GOOD, std::path::Path::new("/etc/lamplighter")).expect("good");
         assert_eq!(c.auth, Auth::Ntlm);
-        assert_eq!(c.directory, PathBuf::from("/etc/lamplighter/directory.toml"));
+        assert_eq!(c.directory, DirectorySource::File(PathBuf::from("/etc/lamplighter/directory.toml")));
         assert_eq!(c.directory_every, Duration::from_secs(60), "seed 000: every minute");
         assert_eq!(c.refresh_every, Duration::from_secs(12 * 3600), "seed 001: every 12 hours");
         assert_eq!(c.gateways[0].uri(), "sip:192.0.2.10:5060;transport=tcp");

@@ -17,6 +17,7 @@ pub mod check;
 pub mod config;
 pub mod credentials;
 pub mod lamps;
+pub mod ldap;
 pub mod metrics;
 pub mod service;
 pub mod store;

@@ -9,7 +9,7 @@
 //! a start with thousands of mailboxes stays inside Exchange's concurrency
 //! budget (`EWSMaxConcurrency`, 27 by default).
 
-use crate::config::{Auth, GatewayConfig};
+use crate::config::{Auth, DirectorySource, GatewayConfig};
 use crate::lamps::{Lamps, LampsError, LineRef};
 use crate::metrics::{Health, Metrics};
 use lamplighter_directory::{Directory, Entry};
@@ -89,10 +89,13 @@ impl Gateway {
         config: GatewayConfig,
         secrets: crate::credentials::Credentials,
     ) -> Result<Gateway, GatewayError> {
-        let directory = Directory::load(&config.directory).map_err(|e| GatewayError::Directory {
-            path: config.directory.display().to_string(),
-            reason: e.to_string(),
-        })?;
+        let ldap_password = match &config.directory {
+            DirectorySource::Ldap(l) if l.bind_dn.is_some() => Some(secrets.read("ldap-password")?),
+            _ => None,
+        };
+        let directory = read_directory(&config.directory, ldap_password.as_deref())
+            .await
+            .map_err(|reason| GatewayError::Directory { path: config.directory.to_string(), reason })?;
         let password = secrets.read("ews-password")?;
         let phone_passwords = secrets.phone_passwords()?;
         let ca = match &config.ca_file {
@@ -149,6 +152,7 @@ impl Gateway {
             state,
             watched: HashMap::new(),
             loading: Arc::new(Semaphore::new(LOADING_AT_ONCE)),
+            ldap_password,
         };
         let task = tokio::spawn(service.run(directory, stopped));
         Ok(Gateway { metrics, http, sip, stop, task })
@@ -185,6 +189,25 @@ struct Service {
     state: Arc<Mutex<State>>,
     watched: HashMap<String, Watched>,
     loading: Arc<Semaphore>,
+    ldap_password: Option<String>,
+}
+
+/// Reads the directory from its source: a file, or an LDAP search (its
+/// skipped entries logged).
+pub async fn read_directory(source: &DirectorySource, ldap_password: Option<&str>) -> Result<Directory, String> {
+    match source {
+        DirectorySource::File(path) => Directory::load(path).map_err(|e| e.to_string()),
+        DirectorySource::Ldap(l) => {
+            let reading = l.read(ldap_password).await.map_err(|e| e.to_string())?;
+            for (dn, why) in reading.skipped.iter().take(20) {
+                log::info!("LDAP entry {dn} skipped: {why}");
+            }
+            if reading.skipped.len() > 20 {
+                log::info!("… and {} more LDAP entries skipped", reading.skipped.len() - 20);
+            }
+            Ok(reading.directory)
+        }
+    }
 }
 
 fn line_of(e: &Entry) -> LineRef {
@@ -201,7 +224,7 @@ impl Service {
         loop {
             tokio::select! {
                 _ = every.tick() => {
-                    match Directory::load(&self.config.directory) {
+                    match read_directory(&self.config.directory, self.ldap_password.as_deref()).await {
                         Ok(next) => {
                             self.metrics.directory_stale.set(0);
                             self.apply(&current, &next).await;
@@ -210,8 +233,8 @@ impl Service {
                         Err(e) => {
                             self.metrics.directory_errors.inc();
                             self.metrics.directory_stale.set(1);
-                            log::warn!("the directory {} does not read ({e}); keeping the last good one ({} entries)", self.config.directory.display(), current.len());
-                            self.state.lock().unwrap_or_else(|p| p.into_inner()).last_directory_error = Some(e.to_string());
+                            log::warn!("the directory {} does not read ({e}); keeping the last good one ({} entries)", self.config.directory, current.len());
+                            self.state.lock().unwrap_or_else(|p| p.into_inner()).last_directory_error = Some(e);
                         }
                     }
                 }

@@ -92,7 +92,26 @@ fn trunk_group(ports: &[u16]) -> String {
     )
 }
 
+/// Where the gateway's directory comes from in a test.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// `directory.toml` beside the settings.
+    File,
+    /// A `[directory.ldap]` table the routing text carries.
+    Ldap,
+}
+
 fn start_gateway(dir: &Path, sim: &Simulator, routing: &str, phone_passwords: Option<&str>) -> Running {
+    start_gateway_with(dir, sim, routing, phone_passwords, Source::File)
+}
+
+fn start_gateway_with(
+    dir: &Path,
+    sim: &Simulator,
+    routing: &str,
+    phone_passwords: Option<&str>,
+    source: Source,
+) -> Running {
     let creds = dir.join("credentials");
     std::fs::create_dir_all(&creds).expect("dir");
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -108,8 +127,7 @@ account = "EXAMPLE\\{SERVICE}"
 auth = "ntlm"
 
 [directory]
-file = "directory.toml"
-every_secs = 1
+{file}every_secs = 1
 
 [sip]
 listen = "127.0.0.1:0"
@@ -122,7 +140,8 @@ dir = "state"
 
 {routing}
 "#,
-        sim.ews_url()
+        sim.ews_url(),
+        file = if source == Source::File { "file = \"directory.toml\"\n" } else { "" },
     );
     std::fs::write(dir.join("gateway.toml"), config).expect("config");
     let mut child = Command::new(env!("CARGO_BIN_EXE_lamplighter-gateway"))
@@ -463,4 +482,66 @@ async fn after_an_exchange_restart_and_a_kill_9_of_the_gateway_every_lamp_is_rig
     assert_eq!(of(&n, "201").len(), of(&before, "201").len(), "201 did not change and was not sent again: {n:#?}");
     assert_eq!(of(&n, "202").len(), of(&before, "202").len() + 2, "202: once for the change while down, once after");
     assert!(dir.path().join("state/gateway.sqlite").exists());
+}
+
+/// The directory from OpenLDAP (slapd started by the test): people with
+/// `mail` and `telephoneNumber` are watched, bound as a service account; a
+/// person deleted in LDAP has the lamp turned off; while LDAP is
+/// unreachable the last directory is kept and the metrics say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_from_ldap_follows_its_people_and_survives_ldap_being_down() {
+    use lamplighter_testkit::slapd::{self, Slapd};
+    let mut ldap = Slapd::start();
+    ldap.add(&(Slapd::person("ada", "ada@example.test", "+49 5251 30-201")
+        + &Slapd::person("ben", "ben@example.test", "+49 5251 30-202")
+        + "dn: uid=nomail,ou=people,dc=example,dc=test\nobjectClass: inetOrgPerson\nuid: nomail\ncn: x\nsn: x\ntelephoneNumber: 299\n"));
+    let sim = Simulator::start(sim_with(&["ada@example.test", "ben@example.test"])).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let trunk = Sipp::start_trunk(port, "notify-trunk.xml", false, 1000);
+    let creds = dir.path().join("credentials");
+    std::fs::create_dir_all(&creds).expect("dir");
+    private_file(&creds.join("ldap-password"), slapd::SERVICE_PASSWORD);
+    let routing = format!(
+        "{}\n[directory.ldap]\nurl = \"{}\"\nbind_dn = \"{}\"\nbase = \"ou=people,{}\"\nfilter = \"(objectClass=inetOrgPerson)\"\nline_last_digits = 3\n",
+        trunk_group(&[port]),
+        ldap.url(),
+        slapd::SERVICE_DN,
+        slapd::BASE
+    );
+    let gw = start_gateway_with(dir.path(), &sim, &routing, None, Source::Ldap);
+    let n = until(&trunk, &gw, "both people's lamps", |n| !of(n, "201").is_empty() && !of(n, "202").is_empty());
+    assert!(of(&n, "299").is_empty(), "an entry without mail is skipped: {n:#?}");
+    assert!(gw.log().contains("skipped: no mail"), "{}", gw.log());
+    sim.mailbox("ben@example.test").expect("ben").deposit_voicemail(vm("+49 1"));
+    until(&trunk, &gw, "202 on", |n| of(n, "202").last().is_some_and(|x| x.waiting));
+
+    // ben leaves the company: deleted in LDAP, his lamp goes off once
+    ldap.delete(&format!("uid=ben,ou=people,{}", slapd::BASE));
+    until(&trunk, &gw, "202 off", |n| of(n, "202").last().is_some_and(|x| !x.waiting));
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
+    while figure(&gw.metrics(), "lamplighter_gateway_mailboxes_watched ") != Some(1.0) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // LDAP down: the last directory stays, and the metrics say it is stale
+    ldap.pause();
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+    while figure(&gw.metrics(), "lamplighter_gateway_directory_stale ") != Some(1.0) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(figure(&gw.metrics(), "lamplighter_gateway_mailboxes_watched "), Some(1.0));
+    let ada = sim.mailbox("ada@example.test").expect("ada");
+    ada.deposit_voicemail(vm("+49 2"));
+    until(&trunk, &gw, "201 on while LDAP is down", |n| of(n, "201").last().is_some_and(|x| x.waiting));
+    // back: fresh again
+    ldap.resume();
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
+    while figure(&gw.metrics(), "lamplighter_gateway_directory_stale ") != Some(0.0) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(figure(&gw.metrics(), "lamplighter_gateway_directory_errors_total ") >= Some(1.0));
 }

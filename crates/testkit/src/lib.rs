@@ -16,6 +16,7 @@ pub mod kdc;
 pub mod phone;
 pub mod process;
 pub mod sipp;
+pub mod slapd;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Write};
