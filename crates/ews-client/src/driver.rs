@@ -91,7 +91,7 @@ fn to_wire<T>(r: Result<T, ClientError>) -> Result<T, EwsError> {
 
 /// What the core makes of a failed call: a refused sign-in, an EWS-level
 /// answer it reads itself, or a failure below EWS.
-fn classify<T>(r: Result<T, ClientError>, ok: impl FnOnce(Result<T, EwsError>) -> Response) -> Response {
+pub(crate) fn classify<T>(r: Result<T, ClientError>, ok: impl FnOnce(Result<T, EwsError>) -> Response) -> Response {
     match r {
         Err(
             e @ (ClientError::Auth { .. }
@@ -130,6 +130,9 @@ async fn run(
     let mut sync =
         MailboxSync::new(SyncConfig { jitter_seed: config.sync.jitter_seed ^ seed, ..config.sync }, state.load());
     let mut stream: Option<crate::EventStream> = None;
+    // on a shared connection instead (a gateway's many mailboxes)
+    let mut membership: Option<crate::group::Membership> = None;
+    let hub = client.config.stream_hub.clone();
     let mut subscription: Option<String> = None;
     let mut last: Option<Connection> = None;
     loop {
@@ -157,6 +160,7 @@ async fn run(
         match sync.poll_request(Instant::now()) {
             Some(Request::Subscribe) => {
                 stream = None;
+                membership = None;
                 // a subscription left behind counts against the account's limit (20 on Exchange Online)
                 if let Some(old) = subscription.take() {
                     let _ = or_stop(&mut stopped, tokio::time::timeout(UNSUBSCRIBE_DEADLINE, client.unsubscribe(&old)))
@@ -185,6 +189,12 @@ async fn run(
                 };
                 let Some(r) = or_stop(&mut stopped, sync_page).await else { break };
                 sync.handle(Instant::now(), classify(r, Response::Synced));
+            }
+            Some(Request::Stream { subscription_id }) if hub.is_some() => {
+                let group = client.backend_cookie().unwrap_or_default();
+                if let Some(h) = &hub {
+                    membership = Some(h.join(client.clone(), subscription_id, group));
+                }
             }
             Some(Request::Stream { subscription_id }) => {
                 let opening = tokio::time::timeout(
@@ -226,6 +236,18 @@ async fn run(
                     tokio::time::Instant::from_std,
                 );
                 tokio::select! {
+                    r = next_shared(&mut membership) => {
+                        // anything but an open stream or its own notifications ends this membership
+                        let going_on = match &r {
+                            Some(Response::StreamOpened) => true,
+                            Some(Response::Frame(Ok(m))) => m.iter().all(|m| m.class != ResponseClass::Error),
+                            _ => false,
+                        };
+                        if !going_on {
+                            membership = None;
+                        }
+                        sync.handle(Instant::now(), r.unwrap_or(Response::StreamEnded));
+                    }
                     frame = next_frame(&mut stream) => match frame {
                         Some(Ok(msgs)) => sync.handle(Instant::now(), Response::Frame(Ok(msgs))),
                         // a fault in the stream is read for its code and back-off, not taken for a dropped line
@@ -253,6 +275,7 @@ async fn run(
     }
     // stop: end the subscription on the server, briefly
     drop(stream);
+    drop(membership);
     if let Some(id) = subscription {
         let _ = tokio::time::timeout(UNSUBSCRIBE_DEADLINE, client.unsubscribe(&id)).await;
     }
@@ -280,6 +303,13 @@ async fn or_stop<T>(stopped: &mut watch::Receiver<bool>, f: impl std::future::Fu
                 }
             }
         } => None,
+    }
+}
+
+async fn next_shared(m: &mut Option<crate::group::Membership>) -> Option<Response> {
+    match m {
+        Some(m) => m.next().await,
+        None => std::future::pending().await,
     }
 }
 

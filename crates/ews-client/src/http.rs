@@ -158,6 +158,16 @@ impl Http {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
+    /// `X-BackEndOverrideCookie` (or `X-BackEndCookie`), if Exchange set one.
+    pub(crate) fn backend_cookie(&self) -> Option<String> {
+        self.cookies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|(n, _)| n.to_ascii_lowercase().starts_with("x-backend"))
+            .map(|(_, v)| v.clone())
+    }
+
     fn remember_cookies(&self, headers: &hyper::HeaderMap) {
         for v in headers.get_all("set-cookie") {
             let Ok(v) = v.to_str() else { continue };

@@ -20,6 +20,7 @@
 pub mod autodiscover;
 mod backend;
 pub mod driver;
+pub mod group;
 mod http;
 
 pub use backend::{EwsBackend, hint_for};
@@ -208,6 +209,9 @@ pub struct ClientConfig {
     /// `ExchangeImpersonation` (the ApplicationImpersonation role), as a
     /// gateway for many mailboxes does.
     pub impersonate: bool,
+    /// Streaming on connections shared with other mailboxes of the same
+    /// server (`None`: a connection of its own).
+    pub stream_hub: Option<group::StreamHub>,
 }
 
 impl ClientConfig {
@@ -225,6 +229,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             autodiscover_cache: None,
             impersonate: false,
+            stream_hub: None,
         }
     }
 }
@@ -462,6 +467,11 @@ impl EwsClient {
     /// How the last request signed in (`None` before any did).
     pub fn sign_in(&self) -> Option<SignIn> {
         self.http.sign_in()
+    }
+
+    /// The backend cookie Exchange set (its mailbox server), once Subscribe has answered.
+    pub fn backend_cookie(&self) -> Option<String> {
+        self.http.backend_cookie()
     }
 
     /// The request as sent: with the impersonation header when acting for the mailbox.
@@ -757,9 +767,20 @@ impl EwsClient {
         subscription_id: &str,
         connection_timeout_minutes: u8,
     ) -> Result<EventStream, ClientError> {
+        self.open_group_stream(&[subscription_id.to_string()], connection_timeout_minutes).await
+    }
+
+    /// GetStreamingEvents for up to 200 subscriptions of mailboxes on one
+    /// server (one group: their Subscribe answers set the same backend
+    /// cookie), sent as this client's mailbox, the group's anchor.
+    pub async fn open_group_stream(
+        &self,
+        subscription_ids: &[String],
+        connection_timeout_minutes: u8,
+    ) -> Result<EventStream, ClientError> {
         let target = self.target.origin();
         let xml = GetStreamingEventsRequest {
-            subscription_id: subscription_id.to_string(),
+            subscription_ids: subscription_ids.to_vec(),
             connection_timeout_minutes,
             server_version: SERVER_VERSION,
         }

@@ -175,6 +175,39 @@ pub struct SimConfig {
     /// Accounts with the ApplicationImpersonation role: their requests may
     /// name any mailbox in an `ExchangeImpersonation` header.
     pub impersonators: Vec<String>,
+    /// Mailbox servers behind the load balancer: each mailbox lives on one
+    /// (by a hash of its address), Subscribe's `X-BackEndOverrideCookie`
+    /// names it, and a GetStreamingEvents routed to one server finds only
+    /// the subscriptions of its mailboxes.
+    pub backends: u32,
+    /// Streaming connections open at once per account charged
+    /// (`HangingConnectionLimit`: 3 on-premises; the impersonated mailbox is
+    /// charged when there is one); `None`: no limit.
+    pub hanging_connection_limit: Option<u32>,
+    /// Subscriptions per account charged (`EWSMaxSubscriptions`); `None`: no limit.
+    pub max_subscriptions: Option<usize>,
+}
+
+/// Subscription ids one GetStreamingEvents may carry.
+pub const MAX_IDS_PER_STREAM: usize = 200;
+
+/// The mailbox server (0-based) a mailbox lives on, among `backends`.
+pub fn backend_of(mailbox: &str, backends: u32) -> u32 {
+    let h = mailbox
+        .to_ascii_lowercase()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    (h % u64::from(backends.max(1))) as u32
+}
+
+/// The `X-BackEndOverrideCookie` value that routes to `backend`.
+fn backend_cookie(backend: u32) -> String {
+    format!("EXCH{:02}.example.test~{}", backend + 1, 1_941_996_295u64 + u64::from(backend))
+}
+
+/// The backend a cookie value routes to.
+fn backend_from_cookie(value: &str) -> Option<u32> {
+    value.strip_prefix("EXCH")?.get(..2)?.parse::<u32>().ok()?.checked_sub(1)
 }
 
 impl Default for SimConfig {
@@ -201,6 +234,9 @@ impl Default for SimConfig {
             entra: EntraConfig::default(),
             mailboxes: Vec::new(),
             impersonators: Vec::new(),
+            backends: 1,
+            hanging_connection_limit: None,
+            max_subscriptions: None,
         }
     }
 }
@@ -222,6 +258,8 @@ pub struct Served {
     pub mailbox: String,
     /// The `X-AnchorMailbox` header's value, if sent.
     pub anchor_mailbox: Option<String>,
+    /// Subscription ids a GetStreamingEvents carried (0 for other requests).
+    pub ids: usize,
 }
 
 struct Shared {
@@ -249,6 +287,8 @@ struct Shared {
     entra: Mutex<entra::Entra>,
     auth_failures: AtomicU32,
     open_streams: AtomicU32,
+    /// Open streams per charged account, when `hanging_connection_limit` is set.
+    streams_by_account: Mutex<std::collections::HashMap<String, u32>>,
     base_url: String,
 }
 
@@ -383,6 +423,7 @@ impl Simulator {
             entra: Mutex::new(entra::Entra::default()),
             auth_failures: AtomicU32::new(0),
             open_streams: AtomicU32::new(0),
+            streams_by_account: Mutex::new(std::collections::HashMap::new()),
             base_url: format!("{scheme}://{addr}"),
         });
         let (stop, mut stopped) = watch::channel(false);
@@ -945,6 +986,7 @@ async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<In
             cookie: false,
             mailbox: String::new(),
             anchor_mailbox: None,
+            ids: 0,
         });
         return r;
     }
@@ -965,6 +1007,7 @@ async fn handle(shared: Arc<Shared>, conn: Arc<Mutex<ConnAuth>>, req: Request<In
             cookie: false,
             mailbox: String::new(),
             anchor_mailbox: None,
+            ids: 0,
         });
         return r;
     }
@@ -1015,17 +1058,17 @@ async fn respond(
     let anchor_mailbox =
         req.headers().get("x-anchormailbox").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_ascii_lowercase());
     let anchor = req.headers().contains_key("x-anchormailbox") && req.headers().contains_key("x-preferserveraffinity");
-    let cookie = req
-        .headers()
-        .get_all("cookie")
-        .iter()
-        .any(|v| v.to_str().map(|s| s.contains("X-BackEndOverrideCookie=")).unwrap_or(false));
+    let cookie_value: Option<String> = req.headers().get_all("cookie").iter().find_map(|v| {
+        let v = v.to_str().ok()?;
+        v.split(';').find_map(|c| c.trim().strip_prefix("X-BackEndOverrideCookie=").map(str::to_string))
+    });
+    let cookie = cookie_value.is_some();
     // read the body in any case, so the connection stays usable for the next leg
     let body = match http_body_util::Limited::new(req.into_body(), 8 << 20).collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => return full(StatusCode::PAYLOAD_TOO_LARGE, "request too large"),
     };
-    let log = |op: &str, status: u16, schema_valid: bool, mailbox: &str| {
+    let log = |op: &str, status: u16, schema_valid: bool, mailbox: &str, ids: usize| {
         shared.served.lock().unwrap_or_else(|p| p.into_inner()).push(Served {
             op: op.to_string(),
             status,
@@ -1034,10 +1077,11 @@ async fn respond(
             cookie,
             mailbox: mailbox.to_string(),
             anchor_mailbox: anchor_mailbox.clone(),
+            ids,
         });
     };
     if let AuthOutcome::Respond(r) = auth {
-        log(&path, r.status().as_u16(), true, "");
+        log(&path, r.status().as_u16(), true, "", 0);
         return r;
     }
     if path == "/ews/exchange.asmx" {
@@ -1045,7 +1089,7 @@ async fn respond(
         if f.0 > 0 {
             f.0 -= 1;
             let status = StatusCode::from_u16(f.1).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            log("(http failure)", status.as_u16(), true, "");
+            log("(http failure)", status.as_u16(), true, "", 0);
             let mut r = full(status, format!("HTTP Error {} - injected by the simulator", status.as_u16()));
             if status == StatusCode::TOO_MANY_REQUESTS {
                 r.headers_mut().insert("retry-after", hyper::header::HeaderValue::from_static("1"));
@@ -1054,12 +1098,12 @@ async fn respond(
         }
     }
     let response = match path.as_str() {
-        "/ews/exchange.asmx" => return ews(&shared, &body, user.as_deref(), &log).await,
+        "/ews/exchange.asmx" => return ews(&shared, &body, user.as_deref(), cookie_value.as_deref(), &log).await,
         "/autodiscover/autodiscover.xml" => autodiscover_pox(&shared, &body),
         "/autodiscover/autodiscover.svc" => autodiscover_soap(&shared, &body),
         _ => full(StatusCode::NOT_FOUND, "404 - File or directory not found."),
     };
-    log(&path, response.status().as_u16(), true, "");
+    log(&path, response.status().as_u16(), true, "", 0);
     response
 }
 
@@ -1101,10 +1145,11 @@ async fn ews(
     shared: &Arc<Shared>,
     body: &Bytes,
     user: Option<&str>,
-    log_in: &impl Fn(&str, u16, bool, &str),
+    cookie: Option<&str>,
+    log_in: &impl Fn(&str, u16, bool, &str, usize),
 ) -> Response<Body> {
     let validation = shared.config.lock().unwrap_or_else(|p| p.into_inner()).validation.clone();
-    let log = |op: &str, status: u16, valid: bool| log_in(op, status, valid, "");
+    let log = |op: &str, status: u16, valid: bool| log_in(op, status, valid, "", 0);
     let doc = match soap::parse(body) {
         Ok(d) => d,
         Err(e) => {
@@ -1168,7 +1213,7 @@ async fn ews(
             return xml(StatusCode::INTERNAL_SERVER_ERROR, soap::fault(code, text, None, ""));
         }
     };
-    let log = |op: &str, status: u16, valid: bool| log_in(op, status, valid, &mb);
+    let log = |op: &str, status: u16, valid: bool| log_in(op, status, valid, &mb, 0);
     if shared.hung.lock().unwrap_or_else(|p| p.into_inner()).contains(&op) {
         log(&op, 0, true);
         return std::future::pending().await;
@@ -1214,11 +1259,11 @@ async fn ews(
             let r = subscribe(shared, &mb, &op_el);
             log(&op, 200, true);
             let mut resp = xml(StatusCode::OK, r);
+            let backends = shared.config.lock().unwrap_or_else(|p| p.into_inner()).backends;
+            let value = backend_cookie(backend_of(&mb, backends));
             resp.headers_mut().append(
                 "set-cookie",
-                "X-BackEndOverrideCookie=EXCH01.example.test~1941996295; path=/; secure; HttpOnly"
-                    .parse()
-                    .expect("cookie"),
+                format!("X-BackEndOverrideCookie={value}; path=/; secure; HttpOnly").parse().expect("cookie"),
             );
             return resp;
         }
@@ -1245,8 +1290,13 @@ async fn ews(
                     ),
                 )
             } else {
-                log(&op, 200, true);
-                return streaming(shared.clone(), &op_el);
+                let ids = op_el.child("SubscriptionIds").map_or(0, |s| s.all("SubscriptionId").count());
+                log_in(&op, 200, true, &mb, ids);
+                let backends = shared.config.lock().unwrap_or_else(|p| p.into_inner()).backends;
+                // routed by the backend cookie when there is one, else to the anchor mailbox's server
+                let backend =
+                    cookie.and_then(backend_from_cookie).unwrap_or_else(|| backend_of(&mb, backends)) % backends.max(1);
+                return streaming(shared.clone(), &op_el, &mb, backend);
             }
         }
         _ => (
@@ -1513,8 +1563,19 @@ fn subscribe(shared: &Shared, mb: &str, el: &El) -> String {
         .map(|t| t.all("EventType").map(|e| e.text.trim().to_string()).collect())
         .unwrap_or_default();
     let types: Vec<&str> = types.iter().map(String::as_str).collect();
+    let max = shared.config.lock().unwrap_or_else(|p| p.into_inner()).max_subscriptions;
     let (id, wm) = {
         let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+        if max.is_some_and(|m| all.of(mb).subscription_count() >= m) {
+            return soap::response(
+                "Subscribe",
+                &soap::error(
+                    "Subscribe",
+                    "ErrorExceededSubscriptionCount",
+                    "You have exceeded the maximum number of subscriptions allowed for this account.",
+                ),
+            );
+        }
         let (id, wm) = all.of(mb).subscribe(kind, &types, &folder_ids);
         all.subscribed(&id, mb);
         (id, wm)
@@ -1601,15 +1662,22 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-struct StreamGuard(Arc<Shared>);
+/// An open stream: counted while it lasts, and charged to its account when a limit applies.
+struct StreamGuard(Arc<Shared>, Option<String>);
 
 impl Drop for StreamGuard {
     fn drop(&mut self) {
         self.0.open_streams.fetch_sub(1, Ordering::SeqCst);
+        if let Some(account) = &self.1 {
+            let mut open = self.0.streams_by_account.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(n) = open.get_mut(account) {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 }
 
-fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
+fn streaming(shared: Arc<Shared>, el: &El, charged: &str, backend: u32) -> Response<Body> {
     let ids: Vec<String> = el
         .child("SubscriptionIds")
         .map(|s| s.all("SubscriptionId").map(|i| i.text.trim().to_string()).collect())
@@ -1620,15 +1688,40 @@ fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
         (c.heartbeat, c.max_connection_time)
     };
     let lifetime = cap.map_or(Duration::from_secs(minutes * 60), |c| c.min(Duration::from_secs(minutes * 60)));
+    let (backends, limit) = {
+        let c = shared.config.lock().unwrap_or_else(|p| p.into_inner());
+        (c.backends, c.hanging_connection_limit)
+    };
+    if ids.len() > MAX_IDS_PER_STREAM {
+        let frame = soap::streaming_frame(&format!(
+            r#"<m:GetStreamingEventsResponseMessage ResponseClass="Error"><m:MessageText>A GetStreamingEvents request carries at most {MAX_IDS_PER_STREAM} subscriptions; it carried {}.</m:MessageText><m:ResponseCode>ErrorInvalidRequest</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey><m:ConnectionStatus>Closed</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"#,
+            ids.len()
+        ));
+        return xml(StatusCode::OK, frame);
+    }
+    // a server holds only the subscriptions of its own mailboxes
     let missing: Vec<&String> = {
         let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
         ids.iter()
             .filter(|i| match all.owner_of(i).map(str::to_string) {
-                Some(owner) => !all.of(&owner).has_subscription(i, SubKind::Streaming),
+                Some(owner) => {
+                    backend_of(&owner, backends) % backends.max(1) != backend
+                        || !all.of(&owner).has_subscription(i, SubKind::Streaming)
+                }
                 None => true,
             })
             .collect()
     };
+    if let Some(limit) = limit {
+        let mut open = shared.streams_by_account.lock().unwrap_or_else(|p| p.into_inner());
+        if open.get(charged).copied().unwrap_or(0) >= limit {
+            let frame = soap::streaming_frame(
+                r#"<m:GetStreamingEventsResponseMessage ResponseClass="Error"><m:MessageText>The account has exceeded the maximum number of open streaming connections.</m:MessageText><m:ResponseCode>ErrorExceededConnectionCount</m:ResponseCode><m:DescriptiveLinkKey>0</m:DescriptiveLinkKey><m:ConnectionStatus>Closed</m:ConnectionStatus></m:GetStreamingEventsResponseMessage>"#,
+            );
+            return xml(StatusCode::OK, frame);
+        }
+        *open.entry(charged.to_string()).or_default() += 1;
+    }
     let faulted = {
         let mut f = shared.faulted_streams.lock().unwrap_or_else(|p| p.into_inner());
         (f.0 > 0).then(|| {
@@ -1669,7 +1762,7 @@ fn streaming(shared: Arc<Shared>, el: &El) -> Response<Body> {
     let mut dropper = shared.drop_streams.subscribe();
     let mut restart = shared.restart.subscribe();
     shared.open_streams.fetch_add(1, Ordering::SeqCst);
-    let guard = StreamGuard(shared.clone());
+    let guard = StreamGuard(shared.clone(), limit.map(|_| charged.to_string()));
     tokio::spawn(async move {
         let _guard = guard;
         let deadline = tokio::time::Instant::now() + lifetime;

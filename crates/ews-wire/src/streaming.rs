@@ -371,7 +371,8 @@ fn read_event(r: &mut Reader<'_>, kind: EventKind) -> Result<Event, EwsError> {
 /// Opens the stream of a streaming subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GetStreamingEventsRequest {
-    pub subscription_id: String,
+    /// One subscription, or up to 200 of one server's mailboxes (a group).
+    pub subscription_ids: Vec<String>,
     /// Minutes until the server closes the connection (1–30).
     pub connection_timeout_minutes: u8,
     /// `RequestServerVersion`.
@@ -384,8 +385,11 @@ impl GetStreamingEventsRequest {
         envelope(
             self.server_version,
             &format!(
-                "<m:GetStreamingEvents><m:SubscriptionIds><t:SubscriptionId>{}</t:SubscriptionId></m:SubscriptionIds><m:ConnectionTimeout>{}</m:ConnectionTimeout></m:GetStreamingEvents>",
-                escape(&self.subscription_id),
+                "<m:GetStreamingEvents><m:SubscriptionIds>{}</m:SubscriptionIds><m:ConnectionTimeout>{}</m:ConnectionTimeout></m:GetStreamingEvents>",
+                self.subscription_ids
+                    .iter()
+                    .map(|id| format!("<t:SubscriptionId>{}</t:SubscriptionId>", escape(id)))
+                    .collect::<String>(),
                 self.connection_timeout_minutes.clamp(1, 30)
             ),
         )

@@ -475,7 +475,16 @@ fn update_attachment_events_and_unsubscribe_requests_validate_against_the_schema
         (
             "getstreamingevents.xml",
             GetStreamingEventsRequest {
-                subscription_id: "sub-1".into(),
+                subscription_ids: vec!["sub-1".into()],
+                connection_timeout_minutes: 30,
+                server_version: v,
+            }
+            .to_xml(),
+        ),
+        (
+            "getstreamingevents-group.xml",
+            GetStreamingEventsRequest {
+                subscription_ids: (0..200).map(|n| format!("sub-{n}")).collect(),
                 connection_timeout_minutes: 30,
                 server_version: v,
             }

@@ -26,6 +26,12 @@ pub struct GatewayLabels {
     pub gateway: String,
 }
 
+/// A streaming group's label: the mailbox server's backend cookie.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupLabels {
+    pub group: String,
+}
+
 /// Every figure the gateway exports.
 pub struct Metrics {
     registry: Registry,
@@ -50,6 +56,10 @@ pub struct Metrics {
     /// 1 while the directory in use is older than the last attempt to read it.
     pub directory_stale: Gauge,
     pub subscriptions: Gauge,
+    /// Shared GetStreamingEvents connections, by mailbox server.
+    pub streaming_connections: Family<GroupLabels, Gauge>,
+    /// Subscriptions on them, by mailbox server.
+    pub streaming_subscriptions: Family<GroupLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -79,6 +89,8 @@ impl Metrics {
             directory_errors: Counter::default(),
             directory_stale: Gauge::default(),
             subscriptions: Gauge::default(),
+            streaming_connections: Family::default(),
+            streaming_subscriptions: Family::default(),
         };
         registry.register("mailboxes_watched", "Mailboxes in the directory with MWI on", m.mailboxes_watched.clone());
         registry.register("mailboxes_live", "Mailboxes loaded and following changes", m.mailboxes_live.clone());
@@ -111,6 +123,16 @@ impl Metrics {
             m.directory_stale.clone(),
         );
         registry.register("subscriptions", "Phones subscribed to the gateway", m.subscriptions.clone());
+        registry.register(
+            "streaming_connections",
+            "Shared GetStreamingEvents connections, by mailbox server (backend cookie)",
+            m.streaming_connections.clone(),
+        );
+        registry.register(
+            "streaming_subscriptions",
+            "Mailbox subscriptions on the shared connections, by mailbox server",
+            m.streaming_subscriptions.clone(),
+        );
         Metrics { registry, ..m }
     }
 

@@ -13,6 +13,7 @@ use crate::config::{Auth, DirectorySource, GatewayConfig};
 use crate::lamps::{Lamps, LampsError, LineRef};
 use crate::metrics::{Health, Metrics};
 use lamplighter_directory::{Directory, Entry};
+use lamplighter_ews_client::group::{HubConfig, StreamHub};
 use lamplighter_ews_client::{ClientConfig, Credentials as EwsCredentials, Password};
 use lamplighter_mailbox::Connection;
 use lamplighter_runner::{MailboxSetup, RunConfig, RunEvent, Runner};
@@ -49,6 +50,7 @@ pub struct Gateway {
     sip: String,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    hub_task: tokio::task::JoinHandle<()>,
 }
 
 struct Watched {
@@ -142,6 +144,7 @@ impl Gateway {
         };
         let (stop, stopped) = watch::channel(false);
         let sip = lamps.listening.clone();
+        let hub = StreamHub::new(HubConfig::default());
         log::info!("SIP endpoint {sip}; {} directory entries", directory.len());
         let service = Service {
             config,
@@ -153,9 +156,24 @@ impl Gateway {
             watched: HashMap::new(),
             loading: Arc::new(Semaphore::new(LOADING_AT_ONCE)),
             ldap_password,
+            hub: hub.clone(),
         };
+        // the streaming groups' figures, each second
+        let figures = metrics.clone();
+        let watch_hub = hub;
+        let hub_task = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                every.tick().await;
+                for g in watch_hub.stats() {
+                    let label = crate::metrics::GroupLabels { group: g.group.clone() };
+                    figures.streaming_connections.get_or_create(&label).set(g.connections as i64);
+                    figures.streaming_subscriptions.get_or_create(&label).set(g.subscriptions as i64);
+                }
+            }
+        });
         let task = tokio::spawn(service.run(directory, stopped));
-        Ok(Gateway { metrics, http, sip, stop, task })
+        Ok(Gateway { metrics, http, sip, stop, task, hub_task })
     }
 
     /// Where `/metrics` is served.
@@ -175,6 +193,7 @@ impl Gateway {
 
     /// Stops watching (every subscription ended on the server).
     pub async fn stop(self) {
+        self.hub_task.abort();
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }
@@ -190,6 +209,8 @@ struct Service {
     watched: HashMap<String, Watched>,
     loading: Arc<Semaphore>,
     ldap_password: Option<String>,
+    /// Every mailbox's streaming, on shared connections per mailbox server.
+    hub: StreamHub,
 }
 
 /// Reads the directory from its source: a file, or an LDAP search (its
@@ -309,6 +330,7 @@ impl Service {
         client.ews_url = Some(self.config.ews_url.clone());
         client.impersonate = true;
         client.extra_ca_pem = self.ca.clone();
+        client.stream_hub = Some(self.hub.clone());
         let user = match lamplighter_missed_calls::UserIdentity::new(std::slice::from_ref(&entry.address), &[]) {
             Ok(u) => u,
             Err(e) => {

@@ -272,6 +272,15 @@ async fn three_mailboxes_light_three_extensions_at_a_trunk_each_change_once_and_
     }
     let sent = figure(&m, "lamplighter_gateway_lamp_sent_total{delivery=\"trunk\",code=\"200\"}").expect("sent");
     assert!(sent >= 5.0, "3 at start and 2 changes acknowledged: {m}");
+    // the three mailboxes stream on one shared connection of their server
+    let group = "{group=\"EXCH01.example.test~1941996295\"}";
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
+    while figure(&gw.metrics(), &format!("lamplighter_gateway_streaming_subscriptions{group}")) != Some(3.0) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(figure(&gw.metrics(), &format!("lamplighter_gateway_streaming_connections{group}")), Some(1.0));
+    assert_eq!(sim.open_streams(), 1, "one GetStreamingEvents for all three");
 
     // cem's lamp is on when cem leaves the directory: it is turned off once, and cem is no longer watched
     let cem = sim.mailbox("cem@example.test").expect("cem");
@@ -443,8 +452,9 @@ async fn after_an_exchange_restart_and_a_kill_9_of_the_gateway_every_lamp_is_rig
     let gw = start_gateway(dir.path(), &sim, &trunk_group(&[port]), None);
     until(&trunk, &gw, "start-up lamps", |n| !of(n, "201").is_empty() && !of(n, "202").is_empty());
     let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
-    while sim.open_streams() < 2 {
-        assert!(Instant::now() < end, "both mailboxes streaming: {}", gw.log());
+    let both = "lamplighter_gateway_streaming_subscriptions{group=\"EXCH01.example.test~1941996295\"}";
+    while sim.open_streams() != 1 || figure(&gw.metrics(), both) != Some(2.0) {
+        assert!(Instant::now() < end, "both mailboxes streaming on one connection: {}", gw.metrics());
         std::thread::sleep(Duration::from_millis(50));
     }
 

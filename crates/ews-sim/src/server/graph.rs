@@ -754,6 +754,7 @@ pub(super) async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
             cookie: false,
             mailbox: String::new(),
             anchor_mailbox: None,
+            ids: 0,
         });
     };
     let token = auth.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::trim);
