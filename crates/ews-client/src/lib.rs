@@ -212,6 +212,20 @@ pub struct ClientConfig {
     /// Streaming on connections shared with other mailboxes of the same
     /// server (`None`: a connection of its own).
     pub stream_hub: Option<group::StreamHub>,
+    /// Counts each `ErrorServerBusy` the server answered (shared by a
+    /// service's mailboxes, for its metrics).
+    pub throttled: Option<ThrottleCount>,
+}
+
+/// How often Exchange said it was busy; cheap to clone, shared.
+#[derive(Debug, Clone, Default)]
+pub struct ThrottleCount(pub Arc<std::sync::atomic::AtomicU64>);
+
+impl ThrottleCount {
+    /// The count so far.
+    pub fn get(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl ClientConfig {
@@ -230,6 +244,7 @@ impl ClientConfig {
             autodiscover_cache: None,
             impersonate: false,
             stream_hub: None,
+            throttled: None,
         }
     }
 }
@@ -546,6 +561,9 @@ impl EwsClient {
             let wait = match (&result, busy) {
                 (_, Some(back_off)) => {
                     let back_off = back_off.unwrap_or(delay);
+                    if let Some(t) = &self.config.throttled {
+                        t.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                     if back_off > policy.max_server_back_off || attempt >= policy.attempts {
                         return Err(ClientError::Throttled(back_off));
                     }

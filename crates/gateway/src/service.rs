@@ -145,6 +145,7 @@ impl Gateway {
         let (stop, stopped) = watch::channel(false);
         let sip = lamps.listening.clone();
         let hub = StreamHub::new(HubConfig::default());
+        let throttled = lamplighter_ews_client::ThrottleCount::default();
         log::info!("SIP endpoint {sip}; {} directory entries", directory.len());
         let service = Service {
             config,
@@ -157,14 +158,19 @@ impl Gateway {
             loading: Arc::new(Semaphore::new(LOADING_AT_ONCE)),
             ldap_password,
             hub: hub.clone(),
+            throttled: throttled.clone(),
         };
         // the streaming groups' figures, each second
         let figures = metrics.clone();
         let watch_hub = hub;
         let hub_task = tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(1));
+            let mut counted = 0;
             loop {
                 every.tick().await;
+                let now = throttled.get();
+                figures.throttled.inc_by(now.saturating_sub(counted));
+                counted = now;
                 for g in watch_hub.stats() {
                     let label = crate::metrics::GroupLabels { group: g.group.clone() };
                     figures.streaming_connections.get_or_create(&label).set(g.connections as i64);
@@ -211,6 +217,8 @@ struct Service {
     ldap_password: Option<String>,
     /// Every mailbox's streaming, on shared connections per mailbox server.
     hub: StreamHub,
+    /// Every ErrorServerBusy of every mailbox.
+    throttled: lamplighter_ews_client::ThrottleCount,
 }
 
 /// Reads the directory from its source: a file, or an LDAP search (its
@@ -331,6 +339,7 @@ impl Service {
         client.impersonate = true;
         client.extra_ca_pem = self.ca.clone();
         client.stream_hub = Some(self.hub.clone());
+        client.throttled = Some(self.throttled.clone());
         let user = match lamplighter_missed_calls::UserIdentity::new(std::slice::from_ref(&entry.address), &[]) {
             Ok(u) => u,
             Err(e) => {
@@ -414,10 +423,7 @@ async fn follow(
             }
             e = events.recv() => match e {
                 Ok(RunEvent::State { connection, .. }) => {
-                    if let Connection::Reconnecting { reason, .. } = &connection {
-                        if reason.contains("busy") || reason.contains("ErrorServerBusy") {
-                            metrics.throttled.inc();
-                        }
+                    if let Connection::Reconnecting { .. } = &connection {
                         log::warn!("{key}: {connection}");
                     }
                     if let Connection::SignInRefused { reason } = &connection {

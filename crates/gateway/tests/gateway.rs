@@ -555,3 +555,32 @@ async fn the_directory_from_ldap_follows_its_people_and_survives_ldap_being_down
     }
     assert!(figure(&gw.metrics(), "lamplighter_gateway_directory_errors_total ") >= Some(1.0));
 }
+
+/// A throttling storm: Exchange answers ErrorServerBusy (with its
+/// back-off) to the next 30 requests while voicemail arrives. The gateway
+/// waits as asked, counts the back-offs, and every lamp ends right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttling_storm_is_waited_out_and_counted_and_the_lamps_end_right() {
+    let sim = Simulator::start(sim_with(&["ada@example.test", "ben@example.test"])).await.expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    directory(dir.path(), &[("ada@example.test", "201"), ("ben@example.test", "202")]);
+    let port = free_port();
+    let trunk = Sipp::start_trunk(port, "notify-trunk.xml", false, 1000);
+    let gw = start_gateway(dir.path(), &sim, &trunk_group(&[port]), None);
+    until(&trunk, &gw, "start-up lamps", |n| !of(n, "201").is_empty() && !of(n, "202").is_empty());
+    sim.throttle(30, Duration::from_millis(200));
+    sim.mailbox("ada@example.test").expect("ada").deposit_voicemail(vm("+49 1"));
+    sim.mailbox("ben@example.test").expect("ben").deposit_voicemail(vm("+49 2"));
+    sim.mailbox("ben@example.test").expect("ben").deposit_voicemail(vm("+49 3"));
+    until(&trunk, &gw, "both lamps right after the storm", |n| {
+        of(n, "201").last().is_some_and(|x| x.voice == "1/0") && of(n, "202").last().is_some_and(|x| x.voice == "2/0")
+    });
+    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
+    while figure(&gw.metrics(), "lamplighter_gateway_exchange_throttled_total ") < Some(1.0) {
+        assert!(Instant::now() < end, "{}", gw.metrics());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let busy: Vec<_> = sim.served().into_iter().filter(|s| s.status == 500 && !s.mailbox.is_empty()).collect();
+    assert!(!busy.is_empty(), "the storm was served");
+    assert!(gw.log().contains("server busy, waiting 200 ms as asked"), "{}", gw.log());
+}
