@@ -6,6 +6,9 @@ use crate::credentials::Credentials;
 use lamplighter_directory::Directory;
 use lamplighter_ews_client::{ClientConfig, Credentials as EwsCredentials, EwsClient, Password};
 
+/// How long a gateway has to answer the OPTIONS ping.
+pub const PING_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// One step's verdict.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Step {
@@ -52,6 +55,35 @@ pub async fn check(config: &GatewayConfig, secrets: &Credentials) -> Vec<Step> {
             )),
         },
     });
+    // each gateway answers OPTIONS (from a port of its own: a running service holds the configured one)
+    if !config.gateways.is_empty() {
+        match lamplighter_sip_notify::NotifySender::bind(std::net::SocketAddr::from(([0, 0, 0, 0], 0))).await {
+            Ok(sender) => {
+                // all at once, each within PING_WITHIN
+                let pings = config.gateways.iter().map(|g| {
+                    let sender = &sender;
+                    async move { (g, tokio::time::timeout(PING_WITHIN, sender.ping(&g.uri(), g.transport)).await) }
+                });
+                for (g, r) in futures_util::future::join_all(pings).await {
+                    let fix = "check its address and transport, and that it accepts SIP from this host";
+                    steps.push(Step {
+                        what: format!("SIP gateway {} ({})", g.name, g.uri()),
+                        result: match r {
+                            Ok(Ok(code)) => Ok(format!("answers OPTIONS with {code}")),
+                            Ok(Err(e)) => Err((e.to_string(), fix.into())),
+                            Err(_) => {
+                                Err((format!("no answer to OPTIONS within {} s", PING_WITHIN.as_secs()), fix.into()))
+                            }
+                        },
+                    });
+                }
+            }
+            Err(e) => steps.push(Step {
+                what: "SIP".into(),
+                result: Err((e.to_string(), "this host cannot open a UDP socket".into())),
+            }),
+        }
+    }
     let (Ok(directory), Ok(password)) = (directory, password) else { return steps };
     let Some(sample) = directory.entries().next() else { return steps };
     let credentials = match config.auth {

@@ -105,13 +105,8 @@ fn start_gateway(dir: &Path, sim: &Simulator, routing: &str, phone_passwords: Op
     start_gateway_with(dir, sim, routing, phone_passwords, Source::File)
 }
 
-fn start_gateway_with(
-    dir: &Path,
-    sim: &Simulator,
-    routing: &str,
-    phone_passwords: Option<&str>,
-    source: Source,
-) -> Running {
+/// The settings file and the credentials folder of a test gateway.
+fn write_settings(dir: &Path, sim: &Simulator, routing: &str, phone_passwords: Option<&str>, source: Source) {
     let creds = dir.join("credentials");
     std::fs::create_dir_all(&creds).expect("dir");
     std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o700)).expect("chmod");
@@ -144,6 +139,17 @@ dir = "state"
         file = if source == Source::File { "file = \"directory.toml\"\n" } else { "" },
     );
     std::fs::write(dir.join("gateway.toml"), config).expect("config");
+}
+
+fn start_gateway_with(
+    dir: &Path,
+    sim: &Simulator,
+    routing: &str,
+    phone_passwords: Option<&str>,
+    source: Source,
+) -> Running {
+    write_settings(dir, sim, routing, phone_passwords, source);
+    let creds = dir.join("credentials");
     let mut child = Command::new(env!("CARGO_BIN_EXE_lamplighter-gateway"))
         .arg("--config")
         .arg(dir.join("gateway.toml"))
@@ -583,4 +589,50 @@ async fn a_throttling_storm_is_waited_out_and_counted_and_the_lamps_end_right() 
     let busy: Vec<_> = sim.served().into_iter().filter(|s| s.status == 500 && !s.mailbox.is_empty()).collect();
     assert!(!busy.is_empty(), "the storm was served");
     assert!(gw.log().contains("server busy, waiting 200 ms as asked"), "{}", gw.log());
+}
+
+/// `lamplighter-gateway check`: each step's verdict, and what to do when
+/// one fails: a service account without the role, a gateway that is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_names_each_step_and_what_to_do_when_one_fails() {
+    let dir = tempfile::tempdir().expect("dir");
+    directory(dir.path(), &[("ada@example.test", "201")]);
+    let up = free_port();
+    let gone = lamplighter_testkit::process::free_tcp_port();
+    let answering = Sipp::start_trunk(up, "options-uas.xml", false, 10);
+    let routing = format!(
+        "[[gateway]]\nname = \"up\"\naddress = \"127.0.0.1:{up}\"\n\n[[gateway]]\nname = \"gone\"\naddress = \"127.0.0.1:{gone}\"\ntransport = \"tcp\"\n\n\
+         [[group]]\nname = \"default\"\ndelivery = \"trunk\"\ngateways = [\"up\", \"gone\"]\ndomain = \"pbx.example.test\"\n"
+    );
+    let run = |sim: &Simulator| {
+        write_settings(dir.path(), sim, &routing, None, Source::File);
+        let out = Command::new(env!("CARGO_BIN_EXE_lamplighter-gateway"))
+            .arg("--config")
+            .arg(dir.path().join("gateway.toml"))
+            .arg("check")
+            .env("CREDENTIALS_DIRECTORY", dir.path().join("credentials"))
+            .output()
+            .expect("check");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let with_role = Simulator::start(sim_with(&["ada@example.test"])).await.expect("sim");
+    let (ok, text) = run(&with_role);
+    assert!(!ok, "one gateway is gone: {text}");
+    assert!(text.contains("ok    directory"), "{text}");
+    assert!(text.contains("ok    credential ews-password"), "{text}");
+    assert!(
+        text.contains("ok    SIP gateway up (sip:127.0.0.1:") && text.contains("answers OPTIONS with 200"),
+        "{text}"
+    );
+    assert!(text.contains("FAIL  SIP gateway gone"), "{text}");
+    assert!(text.contains(&format!("ok    EXAMPLE\\{SERVICE} impersonating ada@example.test")), "{text}");
+    drop(answering);
+
+    let without_role = Simulator::start(SimConfig { impersonators: Vec::new(), ..sim_with(&["ada@example.test"]) })
+        .await
+        .expect("sim");
+    let (ok, text) = run(&without_role);
+    assert!(!ok);
+    assert!(text.contains("FAIL  EXAMPLE\\svc-lamp impersonating ada@example.test"), "{text}");
+    assert!(text.contains("ErrorImpersonateUserDenied") && text.contains("ApplicationImpersonation"), "{text}");
 }

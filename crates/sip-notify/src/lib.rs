@@ -451,6 +451,27 @@ impl NotifySender {
         self.request_with_auth(out, credentials).await.map(|(d, _)| d)
     }
 
+    /// Sends an OPTIONS to `uri` (a SIP gateway or trunk: `sip:host:port`)
+    /// and returns the status of its final answer: any answer means it is
+    /// there (a PBX may well say 404 or 405 to OPTIONS); no answer, or a
+    /// connection refused, is the error.
+    pub async fn ping(&self, uri: &str, transport: Transport) -> Result<u16, NotifyError> {
+        let out = Outgoing {
+            method: Method::Options,
+            uri,
+            transport,
+            from_user: "lamplighter",
+            server: None,
+            headers: vec![Header::Other("Accept".into(), "application/sdp".into())],
+            body: Vec::new(),
+        };
+        match self.request_with_auth(out, None).await {
+            Ok((d, _)) => Ok(d.code),
+            Err(NotifyError::Rejected { code, .. } | NotifyError::AuthRequired { code, .. }) => Ok(code),
+            Err(e) => Err(e),
+        }
+    }
+
     /// PUBLISHes `summary` for the presentity `uri` (RFC 3903) to `server`
     /// (`None`: the host of `uri`): an initial publication without `etag`, a
     /// modification or refresh with it, a removal with `summary` `None` and
