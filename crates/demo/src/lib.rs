@@ -187,6 +187,7 @@ impl Demo {
             }],
             subscribers: Vec::new(),
             audio_cache: None,
+            event_buffer: lamplighter_runner::EVENT_BUFFER,
             sip: lamplighter_sip_notify::SenderConfig::udp(SocketAddr::from(([127, 0, 0, 1], 0))),
             relay: lamplighter_sip_mwi::relay::RelayConfig {
                 coalesce: Duration::from_millis(200),

@@ -36,7 +36,7 @@ fn main() {
             let id = sim.deposit_voicemail(Voicemail { caller_number: format!("+49 5251 {n:06}"), duration_secs: 20, ..Voicemail::default() });
             loop {
                 match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await {
-                    Ok(Some(MailboxEvent::Change(Change::Added(i)))) if i.id.id == id => break,
+                    Ok(Some(MailboxEvent::Change(c))) if matches!(&*c, Change::Added(i) if i.id.id == id) => break,
                     Ok(Some(_)) => {}
                     other => panic!("no event for deposit {n}: {other:?}"),
                 }

@@ -138,7 +138,7 @@ async fn run(
     loop {
         // hand on changes, then persist the state they lead to
         while let Some(c) = sync.poll_change() {
-            if events.send(MailboxEvent::Change(c)).await.is_err() {
+            if events.send(MailboxEvent::Change(Box::new(c))).await.is_err() {
                 return;
             }
         }
@@ -289,10 +289,15 @@ pub const UNSUBSCRIBE_DEADLINE: Duration = Duration::from_secs(3);
 
 /// Runs `f` unless the driver is stopped first: then `None`, and `f` (a
 /// request in flight, its retries and back-off waits) is dropped.
+///
+/// `f` is boxed: a request's future (HTTP, TLS, parsing) is large, and kept
+/// inline it would make every idle driver as large as its largest request
+/// (a gateway runs thousands).
 async fn or_stop<T>(stopped: &mut watch::Receiver<bool>, f: impl std::future::Future<Output = T>) -> Option<T> {
     if *stopped.borrow() {
         return None;
     }
+    let f = Box::pin(f);
     tokio::select! {
         r = f => Some(r),
         _ = async {

@@ -69,7 +69,7 @@ enum Command {
         client: Arc<EwsClient>,
         subscription: String,
         group: String,
-        tx: mpsc::UnboundedSender<Response>,
+        tx: mpsc::UnboundedSender<Box<Response>>,
     },
     Leave {
         member: u64,
@@ -97,14 +97,14 @@ impl std::fmt::Debug for StreamHub {
 /// A mailbox's place on a shared connection; leaving is dropping it.
 pub struct Membership {
     member: u64,
-    rx: mpsc::UnboundedReceiver<Response>,
+    rx: mpsc::UnboundedReceiver<Box<Response>>,
     commands: mpsc::UnboundedSender<Command>,
 }
 
 impl Membership {
     /// What this mailbox's stream says next (`None`: the hub is gone).
     pub async fn next(&mut self) -> Option<Response> {
-        self.rx.recv().await
+        self.rx.recv().await.map(|r| *r)
     }
 }
 
@@ -141,7 +141,7 @@ impl StreamHub {
 struct Member {
     client: Arc<EwsClient>,
     subscription: String,
-    tx: mpsc::UnboundedSender<Response>,
+    tx: mpsc::UnboundedSender<Box<Response>>,
     conn: u64,
 }
 
@@ -163,7 +163,7 @@ struct Hub {
 }
 
 /// Routes one connection's frames to its members.
-type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Response>>>>;
+type Routes = Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Box<Response>>>>>;
 
 impl Hub {
     fn new(config: HubConfig, commands: mpsc::UnboundedSender<Command>, stats: Arc<Mutex<Vec<GroupStats>>>) -> Hub {
@@ -203,7 +203,7 @@ impl Hub {
         client: Arc<EwsClient>,
         subscription: String,
         group: String,
-        tx: mpsc::UnboundedSender<Response>,
+        tx: mpsc::UnboundedSender<Box<Response>>,
     ) {
         let room = self.config.per_connection.clamp(1, PER_CONNECTION);
         let conn = match self.conns.iter().find(|(_, c)| c.group == group && c.members.len() < room) {
@@ -299,7 +299,7 @@ impl Hub {
 
 fn to_all(routes: &Routes, r: &Response) {
     for tx in routes.lock().unwrap_or_else(|p| p.into_inner()).values() {
-        let _ = tx.send(r.clone());
+        let _ = tx.send(Box::new(r.clone()));
     }
 }
 
@@ -380,7 +380,7 @@ fn route(routes: &Routes, msgs: Vec<ResponseMessage<StreamingBody>>) -> After {
             if body.error_subscription_ids.is_empty() {
                 // an error that names no subscription is everyone's
                 for tx in routes.values() {
-                    let _ = tx.send(frame.clone());
+                    let _ = tx.send(Box::new(frame.clone()));
                 }
                 routes.clear();
                 return After::Done;
@@ -388,7 +388,7 @@ fn route(routes: &Routes, msgs: Vec<ResponseMessage<StreamingBody>>) -> After {
             // one that names subscriptions is theirs: they leave this connection
             for id in &body.error_subscription_ids {
                 if let Some(tx) = routes.remove(id) {
-                    let _ = tx.send(frame.clone());
+                    let _ = tx.send(Box::new(frame.clone()));
                 }
             }
             continue;
@@ -407,7 +407,7 @@ fn route(routes: &Routes, msgs: Vec<ResponseMessage<StreamingBody>>) -> After {
                 }),
                 ..m.clone()
             };
-            let _ = tx.send(Response::Frame(Ok(vec![own])));
+            let _ = tx.send(Box::new(Response::Frame(Ok(vec![own]))));
         }
     }
     if routes.is_empty() { After::Done } else { after }

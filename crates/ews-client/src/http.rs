@@ -19,7 +19,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, Uri};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Where a request goes.
@@ -86,12 +86,18 @@ pub(crate) struct HttpOptions {
     pub resolve: HashMap<String, SocketAddr>,
     pub connect_timeout: Duration,
     pub user_agent: String,
+    /// How long an unused connection is kept.
+    pub idle_keep: Duration,
 }
+
+/// An idle connection and the mark that tells its reaper it is still the same one.
+type Idle = Arc<Mutex<Vec<(u64, Conn)>>>;
 
 pub(crate) struct Http {
     tls: lamplighter_https::Tls,
     options: HttpOptions,
-    idle: Mutex<Vec<Conn>>,
+    idle: Idle,
+    next_idle: std::sync::atomic::AtomicU64,
     cookies: Mutex<Vec<(String, String)>>,
     sign_in: Mutex<Option<SignIn>>,
 }
@@ -112,7 +118,8 @@ impl Http {
         Ok(Http {
             tls: lamplighter_https::Tls::new(options.extra_ca_pem.as_deref()).map_err(https_error)?,
             options,
-            idle: Mutex::new(Vec::new()),
+            idle: Arc::new(Mutex::new(Vec::new())),
+            next_idle: std::sync::atomic::AtomicU64::new(0),
             cookies: Mutex::new(Vec::new()),
             sign_in: Mutex::new(None),
         })
@@ -134,9 +141,9 @@ impl Http {
         if !fresh {
             let origin = t.origin();
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            idle.retain(|c| !c.sender.is_closed());
-            if let Some(i) = idle.iter().position(|c| c.origin == origin && c.sender.is_ready()) {
-                return Ok(idle.swap_remove(i));
+            idle.retain(|(_, c)| !c.sender.is_closed());
+            if let Some(i) = idle.iter().position(|(_, c)| c.origin == origin && c.sender.is_ready()) {
+                return Ok(idle.swap_remove(i).1);
             }
         }
         self.connect(t).await
@@ -148,7 +155,17 @@ impl Http {
         if !conn.sender.is_closed() {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < 4 {
-                idle.push(conn);
+                let mark = self.next_idle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                idle.push((mark, conn));
+                // unused for idle_keep, it is closed (IIS closes idle connections after 2 minutes anyway)
+                let keep = self.options.idle_keep;
+                let pool = Arc::downgrade(&self.idle);
+                tokio::spawn(async move {
+                    tokio::time::sleep(keep).await;
+                    if let Some(pool) = pool.upgrade() {
+                        pool.lock().unwrap_or_else(|p| p.into_inner()).retain(|(m, _)| *m != mark);
+                    }
+                });
             }
         }
     }

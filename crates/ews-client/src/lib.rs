@@ -215,6 +215,9 @@ pub struct ClientConfig {
     /// Counts each `ErrorServerBusy` the server answered (shared by a
     /// service's mailboxes, for its metrics).
     pub throttled: Option<ThrottleCount>,
+    /// How long an unused connection is kept open (IIS closes them after
+    /// 120 s; a gateway with thousands of mostly idle mailboxes keeps them briefly).
+    pub idle_keep: Duration,
 }
 
 /// How often Exchange said it was busy; cheap to clone, shared.
@@ -245,6 +248,7 @@ impl ClientConfig {
             impersonate: false,
             stream_hub: None,
             throttled: None,
+            idle_keep: Duration::from_secs(110),
         }
     }
 }
@@ -453,6 +457,7 @@ impl EwsClient {
             resolve: config.resolve.iter().map(|(k, v)| (k.to_ascii_lowercase(), *v)).collect(),
             connect_timeout: config.connect_timeout,
             user_agent: format!("Lamplighter/{} (EWS)", env!("CARGO_PKG_VERSION")),
+            idle_keep: config.idle_keep,
         })?;
         let url = match &config.ews_url {
             Some(u) => u.clone(),

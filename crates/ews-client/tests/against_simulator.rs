@@ -82,25 +82,29 @@ impl Model {
     }
 
     fn apply(&mut self, e: MailboxEvent) {
+        let e = match e {
+            MailboxEvent::Change(c) => Ok(*c),
+            MailboxEvent::Connection(s) => Err(s),
+        };
         match e {
-            MailboxEvent::Change(Change::Added(i)) => {
+            Ok(Change::Added(i)) => {
                 *self.added.entry(i.id.id.clone()).or_default() += 1;
                 self.items.insert(i.id.id, i.is_read.unwrap_or(false));
             }
-            MailboxEvent::Change(Change::Updated(i)) => {
+            Ok(Change::Updated(i)) => {
                 self.items.insert(i.id.id, i.is_read.unwrap_or(false));
             }
-            MailboxEvent::Change(Change::ReadChanged { id, is_read }) => {
+            Ok(Change::ReadChanged { id, is_read }) => {
                 self.items.insert(id.id, is_read);
             }
-            MailboxEvent::Change(Change::Removed(id)) => {
+            Ok(Change::Removed(id)) => {
                 self.items.remove(&id.id);
             }
-            MailboxEvent::Change(Change::Reset) => {
+            Ok(Change::Reset) => {
                 self.resets += 1;
                 self.items.clear();
             }
-            MailboxEvent::Connection(s) => self.statuses.push(s),
+            Err(s) => self.statuses.push(s),
         }
     }
 
@@ -179,8 +183,8 @@ async fn a_voicemail_deposited_while_streaming_is_announced_with_its_properties(
     let mut seen = None;
     let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
     while seen.is_none() && Instant::now() < end {
-        if let Ok(Some(MailboxEvent::Change(Change::Added(i)))) =
-            tokio::time::timeout(Duration::from_secs(10), model.rx.recv()).await
+        if let Ok(Some(MailboxEvent::Change(c))) = tokio::time::timeout(Duration::from_secs(10), model.rx.recv()).await
+            && let Change::Added(i) = *c
         {
             seen = Some(i);
         }

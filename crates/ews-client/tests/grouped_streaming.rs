@@ -33,10 +33,11 @@ fn apply((n, e): (usize, MailboxEvent), live: &mut HashSet<usize>, seen: &mut Se
         MailboxEvent::Connection(_) => {
             live.remove(&n);
         }
-        MailboxEvent::Change(Change::Added(i)) => {
-            seen.entry(n).or_default().insert(i.id.id);
+        MailboxEvent::Change(c) => {
+            if let Change::Added(i) = *c {
+                seen.entry(n).or_default().insert(i.id.id);
+            }
         }
-        MailboxEvent::Change(_) => {}
     }
 }
 

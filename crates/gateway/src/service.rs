@@ -159,6 +159,7 @@ impl Gateway {
             ldap_password,
             hub: hub.clone(),
             throttled: throttled.clone(),
+            recogniser: lamplighter_recognise::Recogniser::default(),
         };
         // the streaming groups' figures, each second
         let figures = metrics.clone();
@@ -219,6 +220,7 @@ struct Service {
     hub: StreamHub,
     /// Every ErrorServerBusy of every mailbox.
     throttled: lamplighter_ews_client::ThrottleCount,
+    recogniser: lamplighter_recognise::Recogniser,
 }
 
 /// Reads the directory from its source: a file, or an LDAP search (its
@@ -340,6 +342,8 @@ impl Service {
         client.extra_ca_pem = self.ca.clone();
         client.stream_hub = Some(self.hub.clone());
         client.throttled = Some(self.throttled.clone());
+        // a mailbox speaks rarely (its stream is on a shared connection): no idle connection per mailbox
+        client.idle_keep = Duration::from_secs(5);
         let user = match lamplighter_missed_calls::UserIdentity::new(std::slice::from_ref(&entry.address), &[]) {
             Ok(u) => u,
             Err(e) => {
@@ -351,12 +355,15 @@ impl Service {
             mailbox: MailboxSetup::ews(client),
             user,
             include_missed_calls: false,
-            recogniser: lamplighter_recognise::Recogniser::default(),
+            // one compiled rule set for every mailbox (a clone shares its patterns)
+            recogniser: self.recogniser.clone(),
             phones: Vec::new(),
             subscribers: Vec::new(),
             sip: lamplighter_sip_notify::SenderConfig::udp(SocketAddr::from(([127, 0, 0, 1], 0))),
             relay: Default::default(),
             audio_cache: None,
+            // it follows the state lines only; the lamp comes by its own watch
+            event_buffer: 16,
         };
         let runner = match Runner::start(run).await {
             Ok(r) => r,

@@ -192,7 +192,7 @@ async fn run(
                 log::warn!("Graph: cannot list the attachments of new voicemails: {e}");
             }
             for c in changes {
-                if events.send(MailboxEvent::Change(c)).await.is_err() {
+                if events.send(MailboxEvent::Change(Box::new(c))).await.is_err() {
                     return;
                 }
             }

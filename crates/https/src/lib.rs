@@ -40,9 +40,28 @@ pub enum HttpsError {
 #[derive(Clone)]
 pub struct Tls(tokio_rustls::TlsConnector);
 
+/// The trust stores made so far, by extra CA: a gateway's thousands of
+/// clients share one (each would otherwise parse the system's roots again,
+/// a few hundred KiB apiece). The system's roots are read once per process.
+static MADE: std::sync::Mutex<Vec<(Option<Vec<u8>>, Tls)>> = std::sync::Mutex::new(Vec::new());
+
 impl Tls {
-    /// The system's roots, plus the certificates of `extra_ca_pem` if given.
+    /// The system's roots, plus the certificates of `extra_ca_pem` if given
+    /// (made once per process for each extra CA, then shared).
     pub fn new(extra_ca_pem: Option<&[u8]>) -> Result<Tls, HttpsError> {
+        let mut made = MADE.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, tls)) = made.iter().find(|(pem, _)| pem.as_deref() == extra_ca_pem) {
+            return Ok(tls.clone());
+        }
+        let tls = Self::build(extra_ca_pem)?;
+        if made.len() >= 16 {
+            made.remove(0);
+        }
+        made.push((extra_ca_pem.map(<[u8]>::to_vec), tls.clone()));
+        Ok(tls)
+    }
+
+    fn build(extra_ca_pem: Option<&[u8]>) -> Result<Tls, HttpsError> {
         use rustls::pki_types::CertificateDer;
         use rustls::pki_types::pem::PemObject as _;
         let mut roots = rustls::RootCertStore::empty();

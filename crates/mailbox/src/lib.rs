@@ -32,13 +32,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// What a tracking backend reports, in order: a state that follows changes is
 /// only handed to the [`StateStore`] after those changes were sent here.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "nearly every event is a Change: boxing it would allocate once per item for nothing"
-)]
 pub enum MailboxEvent {
-    /// The folder changed.
-    Change(Change),
+    /// The folder changed. Boxed: an item is ~400 bytes, and a tokio channel
+    /// allocates 32 slots ahead, so unboxed every tracked mailbox held 13 KB
+    /// of empty slots (130 MB for a gateway's 10,000); one allocation per
+    /// change costs nothing next to the request that brought it.
+    Change(Box<Change>),
     /// The connection changed.
     Connection(Connection),
 }

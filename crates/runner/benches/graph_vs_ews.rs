@@ -33,6 +33,7 @@ fn config(mailbox: MailboxSetup, phone: std::net::SocketAddr) -> RunConfig {
         }],
         subscribers: vec![],
         audio_cache: None,
+        event_buffer: lamplighter_runner::EVENT_BUFFER,
         sip: lamplighter_sip_notify::SenderConfig::udp("127.0.0.1:0".parse().expect("addr")),
         relay: Default::default(),
     }

@@ -152,7 +152,14 @@ pub struct RunConfig {
     pub relay: RelayConfig,
     /// Where voicemail audio is cached, and for how long (purged at start and daily).
     pub audio_cache: Option<AudioCache>,
+    /// Events kept for a reader that falls behind ([`EVENT_BUFFER`] for a
+    /// desktop; a service with thousands of runners that follows only the
+    /// state keeps a few, as each slot is allocated up front).
+    pub event_buffer: usize,
 }
+
+/// The events a runner keeps for a slow reader by default.
+pub const EVENT_BUFFER: usize = 1024;
 
 /// The voicemail audio cache.
 #[derive(Debug, Clone)]
@@ -282,7 +289,7 @@ impl Runner {
             };
             (relay, subs)
         };
-        let (events, first_events) = broadcast::channel(1024);
+        let (events, first_events) = broadcast::channel(config.event_buffer.clamp(8, 65_536));
         if let Some(e) = listening {
             let _ = events.send(e);
         }
@@ -450,7 +457,7 @@ async fn run(
                 let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
                 for e in batch {
                     match e {
-                        MailboxEvent::Change(c) => s.apply(c),
+                        MailboxEvent::Change(c) => s.apply(*c),
                         MailboxEvent::Connection(c) => {
                             if c == Connection::Live && (!s.is_live() || s.reloading()) {
                                 s.caught_up();

@@ -229,6 +229,7 @@ pub fn from_settings(settings: &Settings, secrets: &RunSecrets, paths: &Paths) -
             coalesce: std::time::Duration::from_millis(u64::from(settings.mwi.coalesce_ms)),
             ..Default::default()
         },
+        event_buffer: crate::EVENT_BUFFER,
     })
 }
 

@@ -29,6 +29,7 @@ fn run_config(
         phones,
         subscribers,
         audio_cache: None,
+        event_buffer: lamplighter_runner::EVENT_BUFFER,
         sip: lamplighter_sip_notify::SenderConfig::udp(sip_bind.parse().expect("addr")),
         relay: Default::default(),
     }
