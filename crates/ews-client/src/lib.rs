@@ -218,6 +218,21 @@ pub struct ClientConfig {
     /// How long an unused connection is kept open (IIS closes them after
     /// 120 s; a gateway with thousands of mostly idle mailboxes keeps them briefly).
     pub idle_keep: Duration,
+    /// Requests in flight at once, shared by a service's mailboxes (their
+    /// account's `EWSMaxConcurrency`, 27 by default); `None`: no bound.
+    /// Streaming connections do not take a slot.
+    pub request_slots: Option<RequestSlots>,
+}
+
+/// A bound on concurrent EWS requests, shared; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct RequestSlots(pub Arc<tokio::sync::Semaphore>);
+
+impl RequestSlots {
+    /// At most `n` requests at once.
+    pub fn new(n: usize) -> RequestSlots {
+        RequestSlots(Arc::new(tokio::sync::Semaphore::new(n.max(1))))
+    }
 }
 
 /// How often Exchange said it was busy; cheap to clone, shared.
@@ -249,6 +264,7 @@ impl ClientConfig {
             stream_hub: None,
             throttled: None,
             idle_keep: Duration::from_secs(110),
+            request_slots: None,
         }
     }
 }
@@ -513,6 +529,13 @@ impl EwsClient {
 
     /// One POST, no retry: the body of a 200 or of a 500 carrying a SOAP fault.
     async fn post(&self, xml: String) -> Result<Bytes, ClientError> {
+        // a service's mailboxes share its EWSMaxConcurrency: a slot for the whole exchange
+        let _slot = match &self.config.request_slots {
+            Some(s) => {
+                Some(s.0.clone().acquire_owned().await.map_err(|_| ClientError::Broken("shutting down".into()))?)
+            }
+            None => None,
+        };
         let target = self.target.origin();
         let headers = self.headers();
         let send = self.http.send("POST", &self.target, self.as_sent(xml), &headers, &self.config.credentials, false);

@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 
 const N: usize = 450;
 const BACKENDS: u32 = 2;
+/// Requests in flight at once, for all the mailboxes together.
+const SLOTS: usize = 6;
 
 fn address(n: usize) -> String {
     format!("user{n:04}@example.test")
@@ -61,11 +63,14 @@ async fn four_hundred_and_fifty_mailboxes_share_a_connection_per_200_per_server_
         // 450 mailboxes' requests: xmllint per request would take minutes; the
         // group request's schema validity is ews-wire's getstreamingevents-group fixture
         validation: lamplighter_ews_sim::Validation::Off,
+        // a server that takes a while per request, so the shared request slots show
+        latency: Some(Duration::from_millis(5)),
         ..SimConfig::default()
     })
     .await
     .expect("sim");
     let hub = StreamHub::new(HubConfig { settle: Duration::from_millis(200), ..HubConfig::default() });
+    let slots = lamplighter_ews_client::RequestSlots::new(SLOTS);
     let (tx, mut rx) = mpsc::channel::<(usize, MailboxEvent)>(16 * 1024);
     let mut handles = Vec::new();
     for n in 0..N {
@@ -76,6 +81,7 @@ async fn four_hundred_and_fifty_mailboxes_share_a_connection_per_200_per_server_
         c.ews_url = Some(sim.ews_url());
         c.impersonate = true;
         c.stream_hub = Some(hub.clone());
+        c.request_slots = Some(slots.clone());
         c.retry = RetryPolicy {
             attempts: 4,
             initial: Duration::from_millis(100),
@@ -146,6 +152,11 @@ async fn four_hundred_and_fifty_mailboxes_share_a_connection_per_200_per_server_
         streams.iter().map(|s| s.ids).collect::<Vec<_>>()
     );
     assert!(streams.len() < N / 4, "connections are shared, not one per mailbox: {} GetStreamingEvents", streams.len());
+    assert!(
+        (2..=SLOTS as u32).contains(&sim.max_in_flight()),
+        "450 mailboxes kept at most {SLOTS} requests in flight, and did use several: {}",
+        sim.max_in_flight()
+    );
 
     // a restart loses every subscription: all come back, still grouped, and a new deposit arrives
     sim.restart();

@@ -186,6 +186,9 @@ pub struct SimConfig {
     pub hanging_connection_limit: Option<u32>,
     /// Subscriptions per account charged (`EWSMaxSubscriptions`); `None`: no limit.
     pub max_subscriptions: Option<usize>,
+    /// Time each EWS request but GetStreamingEvents takes (a busy server),
+    /// so that how many a client keeps in flight shows in [`Simulator::max_in_flight`].
+    pub latency: Option<Duration>,
 }
 
 /// Subscription ids one GetStreamingEvents may carry.
@@ -237,6 +240,7 @@ impl Default for SimConfig {
             backends: 1,
             hanging_connection_limit: None,
             max_subscriptions: None,
+            latency: None,
         }
     }
 }
@@ -289,6 +293,9 @@ struct Shared {
     open_streams: AtomicU32,
     /// Open streams per charged account, when `hanging_connection_limit` is set.
     streams_by_account: Mutex<std::collections::HashMap<String, u32>>,
+    /// EWS requests being served now (streams left out), and the most at once.
+    in_flight: AtomicU32,
+    max_in_flight: AtomicU32,
     base_url: String,
 }
 
@@ -424,6 +431,8 @@ impl Simulator {
             auth_failures: AtomicU32::new(0),
             open_streams: AtomicU32::new(0),
             streams_by_account: Mutex::new(std::collections::HashMap::new()),
+            in_flight: AtomicU32::new(0),
+            max_in_flight: AtomicU32::new(0),
             base_url: format!("{scheme}://{addr}"),
         });
         let (stop, mut stopped) = watch::channel(false);
@@ -723,6 +732,11 @@ impl Simulator {
     /// Streaming connections open now.
     pub fn open_streams(&self) -> u32 {
         self.shared.open_streams.load(Ordering::SeqCst)
+    }
+
+    /// The most EWS requests (streams left out) served at once so far.
+    pub fn max_in_flight(&self) -> u32 {
+        self.shared.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Subscriptions the server holds.
@@ -1249,6 +1263,11 @@ async fn ews(
         .and_then(|v| v.attr("Version"))
         .unwrap_or("Exchange2007_SP1")
         .to_string();
+    let latency = shared.config.lock().unwrap_or_else(|p| p.into_inner()).latency;
+    let _serving = (op != "GetStreamingEvents").then(|| InFlight::new(shared));
+    if let Some(l) = latency.filter(|_| op != "GetStreamingEvents") {
+        tokio::time::sleep(l).await;
+    }
     let (status, response) = match op.as_str() {
         "FindItem" => (200, find_item(shared, &mb, &op_el)),
         "GetItem" => (200, get_item(shared, &mb, &op_el)),
@@ -1659,6 +1678,23 @@ impl http_body::Body for ChannelBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
         self.0.poll_recv(cx).map(|o| o.map(|r| r.map(Frame::data)))
+    }
+}
+
+/// A request being served: counted while it lasts.
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn new(shared: &Arc<Shared>) -> InFlight {
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(shared.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

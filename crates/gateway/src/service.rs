@@ -5,7 +5,7 @@
 //! A directory that does not read keeps the last good one (and says so in
 //! the metrics). A mailbox that leaves stops being watched and its lamp is
 //! turned off once; one whose line or group changed has its old lamp turned
-//! off and its new one set. Initial loads are limited to a few at a time, so
+//! off and its new one set. EWS requests of all mailboxes share 16 slots, so
 //! a start with thousands of mailboxes stays inside Exchange's concurrency
 //! budget (`EWSMaxConcurrency`, 27 by default).
 
@@ -21,10 +21,12 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
-/// Mailboxes loading at once.
-pub const LOADING_AT_ONCE: usize = 8;
+/// EWS requests in flight at once for all mailboxes together: below the
+/// service account's `EWSMaxConcurrency` (27 by default), so a start with
+/// thousands of mailboxes is never throttled for concurrency.
+pub const REQUESTS_AT_ONCE: usize = 16;
 
 /// Why the gateway cannot start.
 #[derive(Debug, thiserror::Error)]
@@ -155,11 +157,11 @@ impl Gateway {
             metrics: metrics.clone(),
             state,
             watched: HashMap::new(),
-            loading: Arc::new(Semaphore::new(LOADING_AT_ONCE)),
             ldap_password,
             hub: hub.clone(),
             throttled: throttled.clone(),
             recogniser: lamplighter_recognise::Recogniser::default(),
+            slots: lamplighter_ews_client::RequestSlots::new(REQUESTS_AT_ONCE),
         };
         // the streaming groups' figures, each second
         let figures = metrics.clone();
@@ -214,13 +216,14 @@ struct Service {
     metrics: Arc<Metrics>,
     state: Arc<Mutex<State>>,
     watched: HashMap<String, Watched>,
-    loading: Arc<Semaphore>,
     ldap_password: Option<String>,
     /// Every mailbox's streaming, on shared connections per mailbox server.
     hub: StreamHub,
     /// Every ErrorServerBusy of every mailbox.
     throttled: lamplighter_ews_client::ThrottleCount,
     recogniser: lamplighter_recognise::Recogniser,
+    /// The service account's concurrent requests, for every mailbox together.
+    slots: lamplighter_ews_client::RequestSlots,
 }
 
 /// Reads the directory from its source: a file, or an LDAP search (its
@@ -344,6 +347,7 @@ impl Service {
         client.throttled = Some(self.throttled.clone());
         // a mailbox speaks rarely (its stream is on a shared connection): no idle connection per mailbox
         client.idle_keep = Duration::from_secs(5);
+        client.request_slots = Some(self.slots.clone());
         let user = match lamplighter_missed_calls::UserIdentity::new(std::slice::from_ref(&entry.address), &[]) {
             Ok(u) => u,
             Err(e) => {
@@ -382,7 +386,6 @@ impl Service {
             self.lamps.clone(),
             self.state.clone(),
             self.metrics.clone(),
-            self.loading.clone(),
         ));
         self.watched.insert(key, Watched { entry, runner, follow });
     }
@@ -410,12 +413,7 @@ async fn follow(
     lamps: Lamps,
     state: Arc<Mutex<State>>,
     metrics: Arc<Metrics>,
-    loading: Arc<Semaphore>,
 ) {
-    // held until the mailbox has loaded (or a while has passed), so few load at once
-    let mut permit = loading.clone().acquire_owned().await.ok();
-    let load_limit = tokio::time::sleep(Duration::from_secs(60));
-    tokio::pin!(load_limit);
     loop {
         tokio::select! {
             changed = lamp.changed() => {
@@ -424,7 +422,6 @@ async fn follow(
                 }
                 let counts = *lamp.borrow_and_update();
                 if let Some(c) = counts {
-                    permit = None;
                     lamps.set(line.clone(), c);
                 }
             }
@@ -443,7 +440,6 @@ async fn follow(
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(_) => break,
             },
-            _ = &mut load_limit, if permit.is_some() => permit = None,
         }
     }
 }
