@@ -204,6 +204,33 @@ struct Line {
 }
 
 impl Line {
+    /// A new line wanting `wanted`: due at once unless `acked` already shows it.
+    fn new(
+        route: RouteId,
+        wanted: Counts,
+        acked: Option<Counts>,
+        phase: Duration,
+        refresh_at: Instant,
+        now: Instant,
+    ) -> Line {
+        let wrong = acked != Some(wanted);
+        Line {
+            route,
+            wanted,
+            acked,
+            wrong_since: wrong.then_some(now),
+            phase,
+            refresh_at,
+            due: wrong.then_some(now),
+            resend: false,
+            in_flight: None,
+            attempt: None,
+            refusals: 0,
+            queued: None,
+            leaving: false,
+        }
+    }
+
     fn wake(&self) -> Option<Instant> {
         if self.in_flight.is_some() {
             return None;
@@ -353,21 +380,10 @@ impl Dispatcher {
     pub fn set_lamp(&mut self, line: &str, route: RouteId, counts: Counts, now: Instant) {
         let phase = Duration::from_millis(stable_hash(line) % self.config.refresh_every.as_millis().max(1) as u64);
         let refresh_at = self.slot_after(phase, now);
-        let l = self.lines.entry(line.to_string()).or_insert_with(|| Line {
-            route,
-            wanted: counts,
-            acked: None,
-            wrong_since: Some(now),
-            phase,
-            refresh_at,
-            due: Some(now),
-            resend: false,
-            in_flight: None,
-            attempt: None,
-            refusals: 0,
-            queued: None,
-            leaving: false,
-        });
+        let l = self
+            .lines
+            .entry(line.to_string())
+            .or_insert_with(|| Line::new(route, counts, None, phase, refresh_at, now));
         l.route = route;
         l.leaving = false;
         if l.wanted != counts {
@@ -391,24 +407,7 @@ impl Dispatcher {
     pub fn restore(&mut self, line: &str, route: RouteId, acked: Counts, now: Instant) {
         let phase = Duration::from_millis(stable_hash(line) % self.config.refresh_every.as_millis().max(1) as u64);
         let refresh_at = self.slot_after(phase, now);
-        self.lines.insert(
-            line.to_string(),
-            Line {
-                route,
-                wanted: acked,
-                acked: Some(acked),
-                wrong_since: None,
-                phase,
-                refresh_at,
-                due: None,
-                resend: false,
-                in_flight: None,
-                attempt: None,
-                refusals: 0,
-                queued: None,
-                leaving: false,
-            },
-        );
+        self.lines.insert(line.to_string(), Line::new(route, acked, Some(acked), phase, refresh_at, now));
         self.requeue(line);
     }
 

@@ -137,6 +137,14 @@ pub struct Published {
     pub publication: Option<lamplighter_sip_mwi::publication::Accepted>,
 }
 
+/// Where a request goes when not to its Request-URI's host (`sip:host:port`); `what` names it in the error.
+fn server_addr(s: &str, what: &str) -> Result<rsipstack::transport::SipAddr, NotifyError> {
+    Uri::try_from(s)
+        .ok()
+        .and_then(|u| rsipstack::transport::SipAddr::try_from(&u).ok())
+        .ok_or_else(|| NotifyError::InvalidTarget(format!("{what} {s}")))
+}
+
 /// One request to send: what differs between NOTIFY and PUBLISH.
 struct Outgoing<'a> {
     method: Method,
@@ -426,15 +434,7 @@ impl NotifySender {
         summary: &MessageSummary,
         credentials: Option<&Credentials>,
     ) -> Result<Delivered, NotifyError> {
-        let server = match server {
-            Some(s) => Some(
-                Uri::try_from(s)
-                    .ok()
-                    .and_then(|u| rsipstack::transport::SipAddr::try_from(&u).ok())
-                    .ok_or_else(|| NotifyError::InvalidTarget(format!("gateway {s}")))?,
-            ),
-            None => None,
-        };
+        let server = server.map(|s| server_addr(s, "gateway")).transpose()?;
         let out = Outgoing {
             method: Method::Notify,
             uri,
@@ -488,15 +488,7 @@ impl NotifySender {
         expires: u32,
         credentials: Option<&Credentials>,
     ) -> Result<Published, NotifyError> {
-        let server = match server {
-            Some(s) => Some(
-                Uri::try_from(s)
-                    .ok()
-                    .and_then(|u| rsipstack::transport::SipAddr::try_from(&u).ok())
-                    .ok_or_else(|| NotifyError::InvalidTarget(format!("presence server {s}")))?,
-            ),
-            None => None,
-        };
+        let server = server.map(|s| server_addr(s, "presence server")).transpose()?;
         let mut etag = etag.map(str::to_string);
         loop {
             let mut headers =
