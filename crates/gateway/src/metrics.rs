@@ -161,19 +161,31 @@ pub trait Health: Send + Sync {
     fn health(&self) -> Result<String, String>;
 }
 
+/// Connections to `/metrics` served at once; more are closed at once.
+pub const MAX_CONNECTIONS: usize = 16;
+
 /// Serves `/metrics` and `/healthz` on `addr` until the runtime ends.
+/// Nothing is read but the request head (within 10 s); the figures hold no
+/// mailbox's content, only counts, gateway names and server cookies.
 /// Returns the bound address (port 0 picks one).
 pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, health: Arc<dyn Health>) -> std::io::Result<SocketAddr> {
     use http_body_util::Full;
     use hyper::{Response, StatusCode};
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let bound = listener.local_addr()?;
+    // a scraper needs one connection; a stranger opening hundreds gets them closed unread
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else { continue };
+            let Ok(slot) = open.clone().try_acquire_owned() else {
+                drop(tcp);
+                continue;
+            };
             let metrics = metrics.clone();
             let health = health.clone();
             tokio::spawn(async move {
+                let _slot = slot;
                 let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let reply = |status: StatusCode, kind: &'static str, body: String| {
                         let mut r = Response::new(Full::new(bytes::Bytes::from(body)));
@@ -214,6 +226,47 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, health: Arc<dyn Heal
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Well;
+    impl Health for Well {
+        fn health(&self) -> Result<String, String> {
+            Ok("fine".into())
+        }
+    }
+
+    /// Connections held open by a stranger use up at most MAX_CONNECTIONS;
+    /// more are closed unread, and a scraper is served once one is freed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn idle_connections_beyond_the_bound_are_closed_and_a_scraper_is_served_after() {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let addr = serve(SocketAddr::from(([127, 0, 0, 1], 0)), Arc::new(Metrics::new()), Arc::new(Well))
+            .await
+            .expect("serve");
+        let mut held = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            held.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+        }
+        // the bound is reached once the server has taken them all: the next is closed without an answer
+        let mut extra = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _ = extra.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        let mut buf = Vec::new();
+        let n = tokio::time::timeout(std::time::Duration::from_secs(30), extra.read_to_end(&mut buf)).await;
+        assert!(matches!(n, Ok(Ok(0)) | Ok(Err(_))), "closed unread: {:?}", String::from_utf8_lossy(&buf));
+        held.pop();
+        // a freed slot serves the next scraper (retried: the server notices the close when it polls it)
+        let end = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let mut c = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.expect("write");
+            let mut body = Vec::new();
+            let _ = c.read_to_end(&mut body).await;
+            if String::from_utf8_lossy(&body).contains("ok: fine") {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < end, "never served");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 
     #[test]
     fn the_exposition_names_every_figure_with_its_labels() {

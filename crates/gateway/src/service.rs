@@ -404,7 +404,6 @@ fn gauges(state: &Mutex<State>, metrics: &Metrics) {
 }
 
 /// One mailbox's lamp and connection, until it is unwatched.
-#[allow(clippy::too_many_arguments)] // one mailbox's parts, each distinct
 async fn follow(
     mut events: tokio::sync::broadcast::Receiver<RunEvent>,
     mut lamp: watch::Receiver<Option<lamplighter_um::Counts>>,

@@ -211,6 +211,20 @@ fn until(sipp: &Sipp, gw: &Running, what: &str, done: impl Fn(&[Notified]) -> bo
     }
 }
 
+/// Waits until `done` holds, within a guard over `expected`; `what` says what was seen when it does not.
+fn wait_until(expected: Duration, done: impl Fn() -> bool, what: impl Fn() -> String) {
+    let end = Instant::now() + lamplighter_testkit::guard(expected);
+    while !done() {
+        assert!(Instant::now() < end, "{}", what());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until a figure of `/metrics` satisfies `ok`.
+fn wait_figure(gw: &Running, expected: Duration, name: &str, ok: impl Fn(Option<f64>) -> bool) {
+    wait_until(expected, || ok(figure(&gw.metrics(), name)), || format!("{name}:\n{}", gw.metrics()));
+}
+
 fn of<'a>(n: &'a [Notified], ext: &str) -> Vec<&'a Notified> {
     n.iter().filter(|x| x.extension == ext).collect()
 }
@@ -271,20 +285,14 @@ async fn three_mailboxes_light_three_extensions_at_a_trunk_each_change_once_and_
     // the metrics show the sends and the mailboxes
     let m = gw.metrics();
     assert_eq!(figure(&m, "lamplighter_gateway_mailboxes_watched "), Some(3.0), "{m}");
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
-    while figure(&gw.metrics(), "lamplighter_gateway_mailboxes_live ") != Some(3.0) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_figure(&gw, Duration::from_secs(5), "lamplighter_gateway_mailboxes_live ", |v| v == Some(3.0));
     let sent = figure(&m, "lamplighter_gateway_lamp_sent_total{delivery=\"trunk\",code=\"200\"}").expect("sent");
     assert!(sent >= 5.0, "3 at start and 2 changes acknowledged: {m}");
     // the three mailboxes stream on one shared connection of their server
     let group = "{group=\"EXCH01.example.test~1941996295\"}";
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
-    while figure(&gw.metrics(), &format!("lamplighter_gateway_streaming_subscriptions{group}")) != Some(3.0) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_figure(&gw, Duration::from_secs(5), &format!("lamplighter_gateway_streaming_subscriptions{group}"), |v| {
+        v == Some(3.0)
+    });
     assert_eq!(figure(&gw.metrics(), &format!("lamplighter_gateway_streaming_connections{group}")), Some(1.0));
     assert_eq!(sim.open_streams(), 1, "one GetStreamingEvents for all three");
 
@@ -295,11 +303,7 @@ async fn three_mailboxes_light_three_extensions_at_a_trunk_each_change_once_and_
     directory(dir.path(), &[("ada@example.test", "201"), ("ben@example.test", "202")]);
     let n = until(&trunk, &gw, "203 off after leaving", |n| of(n, "203").last().is_some_and(|x| !x.waiting));
     assert_eq!(of(&n, "203").last().map(|x| x.voice.as_str()), Some("0/0"), "off, as a line that has no mailbox");
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
-    while figure(&gw.metrics(), "lamplighter_gateway_mailboxes_watched ") != Some(2.0) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_figure(&gw, Duration::from_secs(5), "lamplighter_gateway_mailboxes_watched ", |v| v == Some(2.0));
     let off = of(&n, "203").len();
     cem.deposit_voicemail(Voicemail { caller_number: "+49 40 778".into(), duration_secs: 3, ..Voicemail::default() });
     // a change that is 202's proves the gateway went on reading: 203 must not have moved meanwhile
@@ -313,11 +317,7 @@ async fn three_mailboxes_light_three_extensions_at_a_trunk_each_change_once_and_
 
     // a directory that does not read keeps the last good one, and says so
     std::fs::write(dir.path().join("directory.toml"), "[[mailbox]]\naddress = \"broken\"\n").expect("write");
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
-    while figure(&gw.metrics(), "lamplighter_gateway_directory_stale ") != Some(1.0) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_figure(&gw, Duration::from_secs(5), "lamplighter_gateway_directory_stale ", |v| v == Some(1.0));
     let m = gw.metrics();
     assert_eq!(figure(&m, "lamplighter_gateway_mailboxes_watched "), Some(2.0), "the last good directory: {m}");
     assert!(gw.log().contains("keeping the last good one"), "{}", gw.log());
@@ -423,11 +423,11 @@ async fn when_the_first_trunk_gateway_dies_the_lamps_go_through_the_second() {
     let gw = start_gateway(dir.path(), &sim, &trunk_group(&[pa, pb]), None);
     // round robin: the two start-up lamps go one through each
     let both = |s: &Sipp| notifies(&s.messages()).len();
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(20));
-    while both(&first) + both(&second) < 2 {
-        assert!(Instant::now() < end, "start-up lamps: {}", gw.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(
+        Duration::from_secs(20),
+        || both(&first) + both(&second) >= 2,
+        || format!("start-up lamps: {}", gw.log()),
+    );
     assert_eq!((both(&first), both(&second)), (1, 1), "one each, in turn");
     drop(first);
     let before = both(&second);
@@ -437,11 +437,9 @@ async fn when_the_first_trunk_gateway_dies_the_lamps_go_through_the_second() {
         ["201", "202"].iter().all(|e| of(n, e).last().is_some_and(|x| x.waiting))
     });
     assert!(n.len() >= before + 2, "{n:#?}");
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
-    while figure(&gw.metrics(), "lamplighter_gateway_sip_gateway_up{gateway=\"trunk-0\"}") != Some(0.0) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_figure(&gw, Duration::from_secs(5), "lamplighter_gateway_sip_gateway_up{gateway=\"trunk-0\"}", |v| {
+        v == Some(0.0)
+    });
     assert!(gw.log().contains("marked down"), "{}", gw.log());
 }
 
@@ -472,11 +470,7 @@ async fn after_an_exchange_restart_and_a_kill_9_of_the_gateway_every_lamp_is_rig
     // every NOTIFY sipp saw is acknowledged in the gateway's figures (and so in its state database)
     let seen = notifies(&trunk.messages()).len() as f64;
     let sent = "lamplighter_gateway_lamp_sent_total{delivery=\"trunk\",code=\"200\"}";
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
-    while figure(&gw.metrics(), sent) < Some(seen) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_figure(&gw, Duration::from_secs(5), sent, |v| v >= Some(seen));
 
     // SIGKILL: no goodbye, no unsubscribe; ben's voicemail arrives while the gateway is dead
     let mut gw = gw;
@@ -487,11 +481,7 @@ async fn after_an_exchange_restart_and_a_kill_9_of_the_gateway_every_lamp_is_rig
     let gw = start_gateway(dir.path(), &sim, &trunk_group(&[port]), None);
     // the changed lamp goes once
     until(&trunk, &gw, "202 on after the restart", |n| of(n, "202").last().is_some_and(|x| x.voice == "1/0"));
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
-    while figure(&gw.metrics(), "lamplighter_gateway_mailboxes_live ") != Some(2.0) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_figure(&gw, Duration::from_secs(10), "lamplighter_gateway_mailboxes_live ", |v| v == Some(2.0));
     // a later change of ben's marks the point by which a needless resend of 201 would have gone
     sim.mailbox("ben@example.test").expect("ben").deposit_voicemail(vm("+49 3"));
     let n = until(&trunk, &gw, "202 at 2/0", |n| of(n, "202").last().is_some_and(|x| x.voice == "2/0"));
@@ -535,30 +525,18 @@ async fn the_directory_from_ldap_follows_its_people_and_survives_ldap_being_down
     // ben leaves the company: deleted in LDAP, his lamp goes off once
     ldap.delete(&format!("uid=ben,ou=people,{}", slapd::BASE));
     until(&trunk, &gw, "202 off", |n| of(n, "202").last().is_some_and(|x| !x.waiting));
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
-    while figure(&gw.metrics(), "lamplighter_gateway_mailboxes_watched ") != Some(1.0) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_figure(&gw, Duration::from_secs(5), "lamplighter_gateway_mailboxes_watched ", |v| v == Some(1.0));
 
     // LDAP down: the last directory stays, and the metrics say it is stale
     ldap.pause();
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
-    while figure(&gw.metrics(), "lamplighter_gateway_directory_stale ") != Some(1.0) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_figure(&gw, Duration::from_secs(10), "lamplighter_gateway_directory_stale ", |v| v == Some(1.0));
     assert_eq!(figure(&gw.metrics(), "lamplighter_gateway_mailboxes_watched "), Some(1.0));
     let ada = sim.mailbox("ada@example.test").expect("ada");
     ada.deposit_voicemail(vm("+49 2"));
     until(&trunk, &gw, "201 on while LDAP is down", |n| of(n, "201").last().is_some_and(|x| x.waiting));
     // back: fresh again
     ldap.resume();
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(10));
-    while figure(&gw.metrics(), "lamplighter_gateway_directory_stale ") != Some(0.0) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_figure(&gw, Duration::from_secs(10), "lamplighter_gateway_directory_stale ", |v| v == Some(0.0));
     assert!(figure(&gw.metrics(), "lamplighter_gateway_directory_errors_total ") >= Some(1.0));
 }
 
@@ -581,11 +559,7 @@ async fn a_throttling_storm_is_waited_out_and_counted_and_the_lamps_end_right() 
     until(&trunk, &gw, "both lamps right after the storm", |n| {
         of(n, "201").last().is_some_and(|x| x.voice == "1/0") && of(n, "202").last().is_some_and(|x| x.voice == "2/0")
     });
-    let end = Instant::now() + lamplighter_testkit::guard(Duration::from_secs(5));
-    while figure(&gw.metrics(), "lamplighter_gateway_exchange_throttled_total ") < Some(1.0) {
-        assert!(Instant::now() < end, "{}", gw.metrics());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_figure(&gw, Duration::from_secs(5), "lamplighter_gateway_exchange_throttled_total ", |v| v >= Some(1.0));
     let busy: Vec<_> = sim.served().into_iter().filter(|s| s.status == 500 && !s.mailbox.is_empty()).collect();
     assert!(!busy.is_empty(), "the storm was served");
     assert!(gw.log().contains("server busy, waiting 200 ms as asked"), "{}", gw.log());
