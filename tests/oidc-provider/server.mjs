@@ -10,12 +10,18 @@
 // decision (codes, verifiers, replays, expiry) is oidc-provider's.
 //
 // Prints "listening <issuer>" on stdout once it accepts connections.
+import crypto from 'node:crypto';
 import http from 'node:http';
 import Provider from 'oidc-provider';
 
 const CLIENT_ID = process.env.CLIENT_ID ?? 'lamplighter-test';
 const ACCOUNT = process.env.ACCOUNT ?? 'mara@contoso.test';
 const DEVICE_CODE_TTL = Number(process.env.DEVICE_CODE_TTL ?? 600);
+// A confidential app that signs in with a certificate (client credentials,
+// private_key_jwt): its public key as PEM, as the app registration holds it.
+const APP_CLIENT_ID = process.env.APP_CLIENT_ID;
+const APP_PUBLIC_KEY = process.env.APP_PUBLIC_KEY;
+const APP_SCOPE = 'https://graph.microsoft.com/.default';
 
 const server = http.createServer();
 server.listen(0, '127.0.0.1', () => {
@@ -29,12 +35,22 @@ server.listen(0, '127.0.0.1', () => {
       grant_types: ['authorization_code', 'refresh_token', 'urn:ietf:params:oauth:grant-type:device_code'],
       response_types: ['code'],
       redirect_uris: ['http://localhost'],
-    }],
-    scopes: ['openid', 'offline_access', 'https://graph.microsoft.com/Mail.ReadWrite'],
+    }, ...(APP_CLIENT_ID && APP_PUBLIC_KEY ? [{
+      client_id: APP_CLIENT_ID,
+      token_endpoint_auth_method: 'private_key_jwt',
+      token_endpoint_auth_signing_alg: 'RS256',
+      grant_types: ['client_credentials'],
+      response_types: [],
+      redirect_uris: [],
+      scope: APP_SCOPE,
+      jwks: { keys: [{ ...crypto.createPublicKey(APP_PUBLIC_KEY).export({ format: 'jwk' }), use: 'sig', alg: 'RS256' }] },
+    }] : [])],
+    scopes: ['openid', 'offline_access', 'https://graph.microsoft.com/Mail.ReadWrite', APP_SCOPE],
     pkce: { required: () => true },
     features: {
       devInteractions: { enabled: false },
       deviceFlow: { enabled: true },
+      clientCredentials: { enabled: true },
       revocation: { enabled: true },
     },
     routes: {

@@ -24,9 +24,13 @@ use tokio::sync::{mpsc, watch};
 type Body = BoxBody<Bytes, std::io::Error>;
 
 mod entra;
+mod entra_app;
 mod graph;
+mod graph_push;
 
 pub use entra::EntraConfig;
+pub use entra_app::AppRegistration;
+pub use graph_push::LifecycleEvent;
 
 /// How incoming EWS requests are checked against the official schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -189,6 +193,8 @@ pub struct SimConfig {
     /// Time each EWS request but GetStreamingEvents takes (a busy server),
     /// so that how many a client keeps in flight shows in [`Simulator::max_in_flight`].
     pub latency: Option<Duration>,
+    /// The CA Graph's change notifications trust for webhooks (PEM), beside the system's.
+    pub webhook_ca_pem: Option<Vec<u8>>,
 }
 
 /// Subscription ids one GetStreamingEvents may carry.
@@ -241,6 +247,7 @@ impl Default for SimConfig {
             hanging_connection_limit: None,
             max_subscriptions: None,
             latency: None,
+            webhook_ca_pem: None,
         }
     }
 }
@@ -289,6 +296,8 @@ struct Shared {
     faulted_streams: Mutex<(u32, u64)>,
     served: Mutex<Vec<Served>>,
     entra: Mutex<entra::Entra>,
+    /// Graph's change notification subscriptions.
+    push: Mutex<graph_push::Push>,
     auth_failures: AtomicU32,
     open_streams: AtomicU32,
     /// Open streams per charged account, when `hanging_connection_limit` is set.
@@ -428,6 +437,7 @@ impl Simulator {
             faulted_streams: Mutex::new((0, 0)),
             served: Mutex::new(Vec::new()),
             entra: Mutex::new(entra::Entra::default()),
+            push: Mutex::new(graph_push::Push::default()),
             auth_failures: AtomicU32::new(0),
             open_streams: AtomicU32::new(0),
             streams_by_account: Mutex::new(std::collections::HashMap::new()),
@@ -436,6 +446,7 @@ impl Simulator {
             base_url: format!("{scheme}://{addr}"),
         });
         let (stop, mut stopped) = watch::channel(false);
+        tokio::spawn(graph_push::deliver(shared.clone(), stopped.clone()));
         let s = shared.clone();
         tokio::spawn(async move {
             loop {
@@ -717,6 +728,23 @@ impl Simulator {
         let mut c = self.shared.config.lock().unwrap_or_else(|p| p.into_inner());
         c.users.retain(|(u, _)| !u.eq_ignore_ascii_case(user));
         c.users.push((user.to_string(), password.to_string()));
+    }
+
+    /// Graph sends a lifecycle notification for every subscription on
+    /// `mailbox` and acts on it (see `LifecycleEvent`); how many it touched.
+    pub fn graph_lifecycle(&self, mailbox: &str, event: LifecycleEvent) -> usize {
+        graph_push::lifecycle(&self.shared, mailbox, event)
+    }
+
+    /// The Graph change notification subscriptions alive: (id, mailbox, expiry).
+    pub fn graph_subscriptions(&self) -> Vec<(String, String, std::time::SystemTime)> {
+        graph_push::list(&self.shared)
+    }
+
+    /// Notification collections a webhook took (2xx), and those dropped after every retry.
+    pub fn graph_deliveries(&self) -> (u32, u32) {
+        let p = self.shared.push.lock().unwrap_or_else(|p| p.into_inner());
+        (p.delivered, p.dropped)
     }
 
     /// Every request served so far.

@@ -182,6 +182,8 @@ async fn run(
     let mut watch = SleepWatch::new(std::time::SystemTime::now(), std::time::Instant::now());
     let mut net = NetWatch::default();
     net.changed(addresses());
+    let nudge = client.config.nudge.clone();
+    let mut flowing = nudge.as_ref().map(|n| n.flowing());
     let mut clock_check = tokio::time::interval(CLOCK_CHECK);
     clock_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -262,6 +264,28 @@ async fn run(
                 }
             } => {}
             _ = retry.notified() => sync.wake(std::time::Instant::now()),
+            _ = async {
+                match &nudge {
+                    Some(n) => n.wait_changed().await,
+                    None => std::future::pending().await,
+                }
+            } => sync.notified(std::time::Instant::now()),
+            changed = async {
+                match flowing.as_mut() {
+                    Some(f) => f.changed().await.map(|_| *f.borrow_and_update()),
+                    None => std::future::pending().await,
+                }
+            } => match changed {
+                Ok(on) => {
+                    let every = nudge.as_ref().map(|n| n.pushed_every);
+                    sync.set_pushed(std::time::Instant::now(), if on { every } else { None });
+                }
+                // the sender is gone: no more notifications
+                Err(_) => {
+                    flowing = None;
+                    sync.set_pushed(std::time::Instant::now(), None);
+                }
+            },
             _ = clock_check.tick() => {
                 if watch.slept(std::time::SystemTime::now(), std::time::Instant::now()) {
                     log::info!("Graph: the machine woke up; polling now");

@@ -64,6 +64,51 @@ pub struct GraphConfig {
     /// Messages per delta page.
     pub page_size: u32,
     pub poll: lamplighter_graph_sync::PollConfig,
+    /// The mailbox as `/users/{user}` (an app-only token reads many); `None`
+    /// is the signed-in user's own, `/me`.
+    pub user: Option<String>,
+    /// Change notifications for this mailbox, from whoever receives them.
+    pub nudge: Option<Nudge>,
+}
+
+/// Change notifications for one mailbox, handed to its polling by whoever
+/// receives them (the gateway's webhook): a change (poll now, within the
+/// back-off) and whether they flow (then delta polls only every
+/// `pushed_every`, as a safety net; when they stop, the usual pace at once).
+#[derive(Clone)]
+pub struct Nudge {
+    changed: Arc<tokio::sync::Notify>,
+    flowing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The safety net's pace while notifications flow.
+    pub pushed_every: Duration,
+}
+
+impl Nudge {
+    pub fn new(pushed_every: Duration) -> Nudge {
+        Nudge {
+            changed: Arc::new(tokio::sync::Notify::new()),
+            flowing: Arc::new(tokio::sync::watch::channel(false).0),
+            pushed_every,
+        }
+    }
+
+    /// The mailbox changed (a notification, or a `missed` lifecycle event).
+    pub fn changed(&self) {
+        self.changed.notify_one();
+    }
+
+    /// Notifications flow (a live subscription) or not.
+    pub fn set_flowing(&self, flowing: bool) {
+        self.flowing.send_if_modified(|f| std::mem::replace(f, flowing) != flowing);
+    }
+
+    pub(crate) async fn wait_changed(&self) {
+        self.changed.notified().await
+    }
+
+    pub(crate) fn flowing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.flowing.subscribe()
+    }
 }
 
 impl GraphConfig {
@@ -79,6 +124,8 @@ impl GraphConfig {
             request_timeout: Duration::from_secs(60),
             page_size: 50,
             poll: lamplighter_graph_sync::PollConfig::default(),
+            user: None,
+            nudge: None,
         }
     }
 }
@@ -182,6 +229,26 @@ impl GraphClient {
         &self.config.root
     }
 
+    /// `path` for this client's mailbox: `/me/…` as `/users/{user}/…` when one is set.
+    fn scoped(&self, path: &str) -> String {
+        match (&self.config.user, path.strip_prefix("/me/")) {
+            (Some(u), Some(rest)) => format!("/users/{}/{rest}", request::encode_segment(u)),
+            _ => path.to_string(),
+        }
+    }
+
+    /// The HTTP answer to one request on this client's connection and token
+    /// (for operations beside the mailbox's, such as subscriptions): status and body.
+    pub async fn call(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Option<String>,
+    ) -> Result<(u16, Bytes), GraphClientError> {
+        let a = self.send(&method, path, body, None).await?;
+        if (200..300).contains(&a.status) { Ok((a.status, a.body)) } else { Err(Self::failed(&a)) }
+    }
+
     /// One request with the token, refreshed and sent again once on a 401.
     async fn send(
         &self,
@@ -224,7 +291,7 @@ impl GraphClient {
         let sender = conn.as_mut().expect("connected");
         let mut b = hyper::Request::builder()
             .method(method.clone())
-            .uri(format!("{}{path}", self.base_path))
+            .uri(format!("{}{}", self.base_path, self.scoped(path)))
             .header("host", self.endpoint.host.as_str())
             .header("authorization", format!("Bearer {token}"))
             .header("accept", "application/json")
@@ -340,7 +407,7 @@ impl GraphClient {
                 Ok(url) => requests.push(BatchRequest {
                     id: n.to_string(),
                     method: "GET".into(),
-                    url,
+                    url: self.scoped(&url),
                     headers: [(
                         "Prefer".to_string(),
                         format!("{}, {}", request::IMMUTABLE_IDS, request::prefer(self.config.page_size)),
@@ -407,7 +474,7 @@ impl GraphClient {
                 .map(|(n, url)| BatchRequest {
                     id: (c * MAX_CONCURRENT + n).to_string(),
                     method: "GET".into(),
-                    url: url.clone(),
+                    url: self.scoped(url),
                     headers: [("Prefer".to_string(), request::IMMUTABLE_IDS.to_string())].into(),
                     body: None,
                 })
@@ -503,7 +570,7 @@ impl GraphClient {
             .map(|(n, id)| BatchRequest {
                 id: n.to_string(),
                 method: "GET".into(),
-                url: request::attachments(id),
+                url: self.scoped(&request::attachments(id)),
                 headers: Default::default(),
                 body: None,
             })

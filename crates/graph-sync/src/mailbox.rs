@@ -180,6 +180,8 @@ pub struct MailboxSync {
     rediscover: bool,
     changes: VecDeque<Change>,
     state_dirty: bool,
+    /// Change notifications flow: polling only at this pace, as a safety net.
+    pushed: Option<Duration>,
 }
 
 impl MailboxSync {
@@ -212,6 +214,7 @@ impl MailboxSync {
             rediscover: false,
             changes: VecDeque::new(),
             state_dirty: false,
+            pushed: None,
         }
     }
 
@@ -429,11 +432,40 @@ impl MailboxSync {
         }
     }
 
+    /// A change notification for this mailbox: every folder polls now
+    /// (see [`DeltaSync::notified`]); a notification does not say which.
+    pub fn notified(&mut self, now: Instant) {
+        for f in self.folders.values_mut() {
+            f.sync.notified(now);
+        }
+    }
+
+    /// Whether change notifications flow (`Some`: poll only every so
+    /// often, as a safety net) or not (`None`: the polling pace of the
+    /// config, starting at once).
+    pub fn set_pushed(&mut self, now: Instant, pushed: Option<Duration>) {
+        if self.pushed == pushed {
+            return;
+        }
+        self.pushed = pushed;
+        self.fit_budget();
+        if pushed.is_none() {
+            let idle = self.config.idle_interval;
+            for f in self.folders.values_mut() {
+                f.sync.due_within(now, idle);
+            }
+        }
+    }
+
     /// Slows every folder's polling so the mailbox stays within [`BUDGET_PER_10_MIN`].
     fn fit_budget(&mut self) {
         let n = self.folders.len() as u32;
         let floor = Duration::from_secs(600) * n / BUDGET_PER_10_MIN;
         let mut c = self.config;
+        if let Some(p) = self.pushed {
+            c.idle_interval = p;
+            c.active_interval = p;
+        }
         c.idle_interval = c.idle_interval.max(floor);
         c.active_interval = c.active_interval.max(floor);
         for f in self.folders.values_mut() {

@@ -137,6 +137,8 @@ pub struct DeltaSync {
     active_until: Option<Instant>,
     /// Until when the server asked us to wait (`Retry-After`): not even a resume polls before.
     server_wait_until: Option<Instant>,
+    /// A change notification came while a request was in flight: the next round is due at once.
+    notified_in_flight: bool,
     rng: u64,
 }
 
@@ -158,6 +160,7 @@ impl DeltaSync {
             last_reason: None,
             active_until: None,
             server_wait_until: None,
+            notified_in_flight: false,
             rng: config.jitter_seed | 1,
         }
     }
@@ -246,6 +249,32 @@ impl DeltaSync {
         }
     }
 
+    /// A change notification said the mailbox changed: poll now, unless
+    /// failing (the back-off stands: a flood of notifications must not
+    /// become a flood of requests) or the server asked to wait. In flight,
+    /// the round after this one is due at once, so a change that the round
+    /// in flight may have missed is never left to the (long) pushed interval.
+    pub fn notified(&mut self, now: Instant) {
+        if self.failures > 0 || self.server_wait_until.is_some_and(|u| now < u) {
+            return;
+        }
+        match &mut self.phase {
+            Phase::Due { at, .. } => *at = (*at).min(now),
+            Phase::InFlight(_) => self.notified_in_flight = true,
+            Phase::SignedOut { .. } => {}
+        }
+    }
+
+    /// The next poll no later than `within` from now (notifications stopped:
+    /// the fallback pace starts at once, not after the long pushed interval).
+    pub fn due_within(&mut self, now: Instant, within: Duration) {
+        if let Phase::Due { at, .. } = &mut self.phase
+            && self.failures == 0
+        {
+            *at = (*at).min(now + within);
+        }
+    }
+
     /// New polling intervals (more folders, a smaller share of the budget
     /// each); they apply from the next round.
     pub fn set_intervals(&mut self, active: Duration, idle: Duration) {
@@ -317,7 +346,8 @@ impl DeltaSync {
                         self.catching_up = false;
                         self.resets = 0;
                         self.links.push_back(link.clone());
-                        let at = now + self.interval(now);
+                        let at =
+                            if std::mem::take(&mut self.notified_in_flight) { now } else { now + self.interval(now) };
                         self.phase = Phase::Due { at, request: Request::Follow(link) };
                     }
                 }

@@ -278,3 +278,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_change_notification_polls_now_but_never_against_a_back_off_and_never_loses_a_change_in_flight() {
+    let t0 = Instant::now();
+    let mut s = DeltaSync::new(PollConfig::default(), Some("https://graph.test/v1.0/x?$deltatoken=0".into()), t0);
+    assert!(s.poll_request(t0).is_some());
+    s.handle(t0, page(vec![], delta(1)));
+    let idle = PollConfig::default().idle_interval;
+    assert_eq!(s.next_wake(), Some(t0 + idle));
+    // a notification a second later: the poll is due then, not at the idle pace
+    let t1 = t0 + Duration::from_secs(1);
+    s.notified(t1);
+    assert_eq!(s.next_wake(), Some(t1));
+    // one arrives while that poll is in flight: the round after it is due at once
+    assert!(s.poll_request(t1).is_some());
+    s.notified(t1);
+    s.handle(t1, page(vec![], delta(2)));
+    assert_eq!(s.next_wake(), Some(t1), "the change the round in flight may have missed is fetched at once");
+    assert!(s.poll_request(t1).is_some());
+    s.handle(t1, page(vec![], delta(3)));
+    assert_eq!(s.next_wake(), Some(t1 + idle), "and then the pace again");
+    // failing: a notification does not shorten the back-off
+    assert!(s.poll_request(t1 + idle).is_some());
+    s.handle(t1 + idle, Response::Broken("reset".into()));
+    let waiting = s.next_wake().expect("a retry");
+    assert!(waiting > t1 + idle);
+    s.notified(t1 + idle);
+    assert_eq!(s.next_wake(), Some(waiting));
+    // nor a server's Retry-After
+    assert!(s.poll_request(waiting).is_some());
+    s.handle(
+        waiting,
+        Response::Failed {
+            failure: Failure::Throttled { retry_after: Some(Duration::from_secs(30)) },
+            words: "429".into(),
+        },
+    );
+    s.notified(waiting + Duration::from_secs(1));
+    assert_eq!(s.next_wake(), Some(waiting + Duration::from_secs(30)));
+}

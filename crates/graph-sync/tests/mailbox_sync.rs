@@ -403,3 +403,37 @@ proptest! {
         prop_assert_eq!(seen.held, at.is_some());
     }
 }
+
+#[test]
+fn with_notifications_flowing_polling_is_a_safety_net_and_a_notification_polls_every_folder() {
+    let t0 = Instant::now();
+    let mut s = MailboxSync::new(PollConfig::default(), None, t0);
+    round(&mut s, t0, &["vm"], |_| None);
+    round(&mut s, t0, &["vm"], |_| None);
+    assert_eq!(s.status(), Status::Live);
+    let idle = PollConfig::default().idle_interval;
+    // the first rounds were scheduled at the polling pace; after them, the pushed pace
+    let net = Duration::from_secs(900);
+    s.set_pushed(t0, Some(net));
+    let first = s.next_wake().expect("a wake");
+    assert!(first <= t0 + idle);
+    round(&mut s, first, &["vm"], |_| None);
+    let wake = s.next_wake().expect("a wake");
+    assert!(wake >= first + net, "polling every {net:?} while notified, not {:?}", wake - first);
+    // a notification: every folder polls now, in one go
+    let t1 = first + Duration::from_secs(10);
+    s.notified(t1);
+    assert_eq!(s.next_wake(), Some(t1));
+    let steps = s.poll_requests(t1);
+    assert_eq!(steps.len(), 2, "{steps:?}");
+    for step in steps {
+        if let Step::Delta { folder, .. } = step {
+            s.handle(t1, &folder, done(if folder == "vm" { vec![msg("v1", false)] } else { vec![] }, 2));
+        }
+    }
+    assert_eq!(changes(&mut s), ["~v1"]);
+    // notifications stop: the polling pace again, from now
+    let t2 = t1 + Duration::from_secs(20);
+    s.set_pushed(t2, None);
+    assert!(s.next_wake().is_some_and(|w| w <= t2 + idle), "{:?}", s.next_wake().map(|w| w - t2));
+}

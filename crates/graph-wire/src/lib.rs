@@ -20,6 +20,7 @@ pub mod error;
 pub mod folder;
 pub mod message;
 pub mod request;
+pub mod subscription;
 
 pub use delta::{Continue, DeltaEntry, DeltaPage, parse_delta};
 pub use error::{Failure, GraphError, classify, parse_error};

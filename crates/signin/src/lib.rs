@@ -32,6 +32,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub use oauth2;
 
+pub mod app;
 mod loopback;
 
 /// An access token is renewed when it has less than this to live.
@@ -148,6 +149,11 @@ pub enum SignInError {
     /// The grant cannot be read or kept.
     #[error("cannot keep the sign-in: {0}")]
     Store(String),
+    /// The app-only sign-in (client credentials with a certificate) refused.
+    #[error(
+        "the Microsoft identity platform refused the app's sign-in ({0}): check the tenant, the client id and the certificate uploaded to the app registration"
+    )]
+    AppRefused(String),
 }
 
 /// The `id_token` in a token answer: read only for the account's name.

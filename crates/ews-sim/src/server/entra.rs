@@ -50,6 +50,8 @@ pub struct EntraConfig {
     /// Addresses of the tenant whose mailbox is on-premises (hybrid):
     /// Autodiscover v2 sends them to this simulator's EWS.
     pub on_premises: Vec<String>,
+    /// Confidential apps that sign in with a certificate (client credentials).
+    pub apps: Vec<super::entra_app::AppRegistration>,
 }
 
 impl Default for EntraConfig {
@@ -64,6 +66,7 @@ impl Default for EntraConfig {
             decline_browser: false,
             tenant_domains: vec!["contoso.onmicrosoft.com".into(), "contoso.com".into()],
             on_premises: Vec::new(),
+            apps: Vec::new(),
         }
     }
 }
@@ -98,8 +101,10 @@ pub(super) struct Entra {
     devices: HashMap<String, DeviceCode>,
     /// refresh token → scope.
     refresh: HashMap<String, String>,
-    /// access token → expiry.
-    access: HashMap<String, Instant>,
+    /// access token → expiry, and whose it is.
+    pub(super) access: HashMap<String, (Instant, Principal)>,
+    /// Client assertion ids seen, until they would have expired.
+    pub(super) jtis: HashMap<String, Instant>,
     /// authorization code → what it was issued for.
     codes: HashMap<String, AuthCode>,
     /// Redeemed codes, until they would have expired: a replay is named as one.
@@ -108,10 +113,29 @@ pub(super) struct Entra {
     pub(super) issued: u32,
 }
 
+/// Whom an access token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Principal {
+    /// The signed-in user (delegated permissions): their own mailbox.
+    User,
+    /// An app with application permissions, limited by RBAC for Applications.
+    App {
+        client_id: String,
+        roles: Vec<String>,
+        /// The mailboxes (keys) its management scope covers; `None` is all.
+        mailboxes: Option<Vec<String>>,
+    },
+}
+
 impl Entra {
     /// Whether `token` is a live access token of ours.
     pub(super) fn accepts(&self, token: &str, now: Instant) -> Option<bool> {
-        self.access.get(token).map(|exp| *exp > now)
+        self.access.get(token).map(|(exp, _)| *exp > now)
+    }
+
+    /// Whom a live access token stands for.
+    pub(super) fn principal(&self, token: &str, now: Instant) -> Option<Principal> {
+        self.access.get(token).filter(|(exp, _)| *exp > now).map(|(_, p)| p.clone())
     }
 
     /// Approves (or declines) the device code the user entered.
@@ -132,7 +156,7 @@ impl Entra {
     }
 }
 
-fn random(n: usize) -> String {
+pub(super) fn random(n: usize) -> String {
     let mut b = vec![0u8; n];
     let _ = getrandom::getrandom(&mut b);
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
@@ -146,7 +170,7 @@ fn user_code() -> String {
     b.iter().map(|x| ALPHABET[*x as usize % ALPHABET.len()] as char).collect()
 }
 
-fn error(status: StatusCode, error: &str, code: u32, description: &str) -> Response<Body> {
+pub(super) fn error(status: StatusCode, error: &str, code: u32, description: &str) -> Response<Body> {
     let body = json!({
         "error": error,
         "error_description": format!("AADSTS{code}: {description} Trace ID: {} Correlation ID: {} Timestamp: {}", random(12), random(12), crate::store::now_iso()),
@@ -182,7 +206,7 @@ fn unsigned_id_token(config: &EntraConfig) -> String {
 fn tokens(entra: &mut Entra, config: &EntraConfig, scope: &str, now: Instant) -> Response<Body> {
     let access = random(32);
     let refresh = random(48);
-    entra.access.insert(access.clone(), now + config.access_lifetime);
+    entra.access.insert(access.clone(), (now + config.access_lifetime, Principal::User));
     entra.refresh.insert(refresh.clone(), scope.to_string());
     entra.issued += 1;
     let body = json!({
@@ -394,6 +418,11 @@ pub(super) fn serve(shared: &Shared, method: &Method, path: &str, query: Option<
             StatusCode::OK,
             "<!DOCTYPE html><html><body><form method=\"post\"><label>Enter code <input name=\"user_code\"></label><button>Next</button></form></body></html>",
         ),
+        (&Method::POST, "token") if f.get("grant_type").map(String::as_str) == Some("client_credentials") => {
+            entra.access.retain(|_, (exp, _)| *exp > now);
+            let audience = format!("{}{path}", shared.base_url);
+            super::entra_app::client_credentials(&mut entra, &config.apps, &f, &audience, config.access_lifetime, now)
+        }
         (&Method::POST, _) if f.get("client_id") != Some(&config.client_id) => error(
             StatusCode::BAD_REQUEST,
             "unauthorized_client",
@@ -406,7 +435,7 @@ pub(super) fn serve(shared: &Shared, method: &Method, path: &str, query: Option<
         (&Method::POST, "devicecode") => {
             // a stranger must not grow the table: spent codes go, and pending ones are bounded
             entra.devices.retain(|_, d| d.expires > now);
-            entra.access.retain(|_, exp| *exp > now);
+            entra.access.retain(|_, (exp, _)| *exp > now);
             if entra.devices.len() >= MAX_PENDING_DEVICES {
                 return error(
                     StatusCode::TOO_MANY_REQUESTS,

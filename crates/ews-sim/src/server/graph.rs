@@ -15,6 +15,7 @@
 //! Graph encodes them into its links. The tests check every body against the
 //! v1.0 CSDL (`lamplighter-graph-csdl`).
 
+use super::entra::Principal;
 use super::{Body, Served, Shared, full};
 use crate::store::{Store, StoredItem, SyncChange};
 use base64::Engine as _;
@@ -66,7 +67,7 @@ fn ews_id(rest: &str) -> String {
     rest.replace('-', "+").replace('_', "/")
 }
 
-fn graph_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
+pub(super) fn graph_error(status: StatusCode, code: &str, message: &str) -> Response<Body> {
     let body = json!({
         "error": {
             "code": code,
@@ -97,7 +98,7 @@ fn request_id() -> String {
     )
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+pub(super) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     let mut r = full(status, v.to_string());
     r.headers_mut().insert(
         "content-type",
@@ -423,18 +424,85 @@ fn folder_page(store: &Store, root: &str, ask: &Ask<'_>, list: Vec<SimFolder>, p
     json_response(StatusCode::OK, &body)
 }
 
-struct Ask<'a> {
-    method: &'a Method,
-    path: &'a str,
-    params: Vec<(String, String)>,
-    prefer: &'a str,
-    body: &'a [u8],
+pub(super) struct Ask<'a> {
+    pub(super) method: &'a Method,
+    pub(super) path: &'a str,
+    pub(super) params: Vec<(String, String)>,
+    pub(super) prefer: &'a str,
+    pub(super) body: &'a [u8],
+    /// Whose token it is.
+    pub(super) principal: &'a Principal,
+}
+
+/// Percent-decoding of a path segment (`+` stays).
+fn decode_segment(s: &str) -> String {
+    super::graph::decode_form(&s.replace('+', "%2B"))
+}
+
+fn access_denied() -> Response<Body> {
+    graph_error(StatusCode::FORBIDDEN, "ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+}
+
+/// The mailbox a request's owner segment names and how links name it:
+/// `/me` (delegated tokens only) is the primary mailbox; `/users/{id}` is
+/// any mailbox an app's permissions and RBAC scope cover (a delegated token
+/// only its own). Graph's answers otherwise.
+#[allow(clippy::result_large_err)]
+pub(super) fn owner(
+    all: &crate::mailboxes::Mailboxes,
+    primary: &str,
+    ask: &Ask<'_>,
+    segments: &[&str],
+) -> Result<(String, String), Response<Body>> {
+    let writes = ask.method != Method::GET;
+    match (segments.first().map(|s| s.to_ascii_lowercase()).as_deref(), ask.principal) {
+        (Some("me"), Principal::User) => Ok((crate::mailboxes::key(primary), "me".into())),
+        (Some("me"), Principal::App { .. }) => Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "/me request is only valid with delegated authentication flow.",
+        )),
+        (Some("users"), p) if segments.len() > 1 => {
+            let id = decode_segment(segments[1]);
+            let key = crate::mailboxes::key(&id);
+            match p {
+                Principal::User if key != crate::mailboxes::key(primary) => return Err(access_denied()),
+                Principal::User => {}
+                Principal::App { roles, mailboxes, .. } => {
+                    let may = roles.iter().any(|r| r == "Mail.ReadWrite" || (r == "Mail.Read" && !writes));
+                    if !may {
+                        return Err(access_denied());
+                    }
+                    if all.mailbox(&key).is_none() {
+                        return Err(graph_error(
+                            StatusCode::NOT_FOUND,
+                            "ErrorInvalidUser",
+                            &format!("The requested user '{id}' is invalid."),
+                        ));
+                    }
+                    // RBAC for Applications: outside the app's management scope
+                    if mailboxes.as_ref().is_some_and(|m| !m.contains(&key)) {
+                        return Err(access_denied());
+                    }
+                }
+            }
+            if all.mailbox(&key).is_none() {
+                return Err(access_denied());
+            }
+            Ok((key, format!("users('{id}')")))
+        }
+        _ => Err(graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            &format!("Resource not found for the segment '{}'.", segments.first().unwrap_or(&"")),
+        )),
+    }
 }
 
 /// Serves one Graph request (authentication and injections done by [`serve`]).
 fn route(shared: &Shared, root: &str, ask: &Ask<'_>) -> Response<Body> {
     // `mailFolders('inbox')` is `mailFolders/inbox` in OData's key syntax
-    let segments: Vec<&str> = ask
+    let mut segments: Vec<&str> = ask
         .path
         .trim_matches('/')
         .split('/')
@@ -448,26 +516,58 @@ fn route(shared: &Shared, root: &str, ask: &Ask<'_>) -> Response<Body> {
         Ok(s) => s,
         Err(e) => return graph_error(StatusCode::BAD_REQUEST, "BadRequest", &e),
     };
-    let mut store = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    if segments.first() == Some(&"$batch") {
+        return match ask.method {
+            &Method::POST => batch(shared, root, ask.body, ask.principal),
+            _ => graph_error(StatusCode::METHOD_NOT_ALLOWED, "BadRequest", "A batch is POSTed."),
+        };
+    }
+    if segments.first().is_some_and(|s| s.eq_ignore_ascii_case("subscriptions")) {
+        return graph_error(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "Subscriptions are not served inside a $batch here.",
+        );
+    }
+    let primary = shared.config.lock().unwrap_or_else(|p| p.into_inner()).email.clone();
+    let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
+    let (mailbox, owner_path) = match owner(&all, &primary, ask, &segments) {
+        Ok(o) => o,
+        Err(r) => return r,
+    };
+    // the rest of the path as under /me, so the arms below index alike
+    if segments[0].eq_ignore_ascii_case("users") {
+        segments.remove(0);
+        segments[0] = "me";
+    }
+    let store = all.mailbox_mut(&mailbox).expect("resolved");
+    let owner = owner_path.as_str();
     let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
     match (ask.method, lower.as_slice()) {
         (&Method::GET, ["me", "mailfolders"]) => {
             let list = children(&store, &rest_id(crate::folders::TOP_ID));
-            folder_page(&store, root, ask, list, "me/mailFolders")
+            folder_page(store, root, ask, list, &format!("{owner}/mailFolders"))
         }
         (&Method::GET, ["me", "mailfolders", _, "childfolders"]) => match resolve_folder(&store, segments[2]) {
             Ok(f) => {
                 let list = children(&store, &f.id);
-                let path = format!("me/mailFolders('{}')/childFolders", f.id);
-                folder_page(&store, root, ask, list, &path)
+                let path = format!("{owner}/mailFolders('{}')/childFolders", f.id);
+                folder_page(store, root, ask, list, &path)
             }
             Err(r) => r,
         },
         (&Method::GET, ["me", "mailfolders", _, "messages", "delta" | "delta()"]) => {
             match resolve_folder(&store, segments[2]) {
                 // the link names the folder as the request did (ids are case-sensitive)
-                Ok(folder) => delta(&store, root, ask, shape, &ews_id(&folder.id), segments[2]),
+                Ok(folder) => delta(
+                    store,
+                    root,
+                    ask,
+                    shape,
+                    &ews_id(&folder.id),
+                    &format!("{owner}/mailFolders('{}')", segments[2]),
+                ),
                 Err(r) => r,
             }
         }
@@ -551,10 +651,6 @@ fn route(shared: &Shared, root: &str, ask: &Ask<'_>) -> Response<Body> {
                 _ => not_found(),
             }
         }
-        (&Method::POST, ["$batch"]) => {
-            drop(store);
-            batch(shared, root, ask.body)
-        }
         _ => graph_error(
             StatusCode::BAD_REQUEST,
             "BadRequest",
@@ -632,8 +728,7 @@ fn delta(store: &Store, root: &str, ask: &Ask<'_>, shape: Shape, folder_id: &str
         })
         .collect();
     let link_kind = if result.includes_last { "$deltatoken" } else { "$skiptoken" };
-    let link =
-        format!("{root}/me/mailFolders('{folder}')/messages/delta?{link_kind}={}", encode_token(&result.state, &shape));
+    let link = format!("{root}/{folder}/messages/delta?{link_kind}={}", encode_token(&result.state, &shape));
     let mut body = json!({
         "@odata.context": format!("{root}/$metadata#Collection(message)"),
         "value": value,
@@ -659,7 +754,7 @@ fn text_pref(prefer: &str) -> bool {
     prefer.contains("outlook.body-content-type=\"text\"")
 }
 
-fn batch(shared: &Shared, root: &str, body: &[u8]) -> Response<Body> {
+fn batch(shared: &Shared, root: &str, body: &[u8], principal: &Principal) -> Response<Body> {
     let Ok(Value::Object(o)) = serde_json::from_slice::<Value>(body) else {
         return graph_error(StatusCode::BAD_REQUEST, "BadRequest", "Invalid batch payload format.");
     };
@@ -692,7 +787,8 @@ fn batch(shared: &Shared, root: &str, body: &[u8]) -> Response<Body> {
         let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
         let method = Method::from_bytes(method.as_bytes()).unwrap_or(Method::GET);
         let path = path.strip_prefix("/v1.0").unwrap_or(path);
-        let ask = Ask { method: &method, path, params: query_params(query), prefer, body: inner_body.as_bytes() };
+        let ask =
+            Ask { method: &method, path, params: query_params(query), prefer, body: inner_body.as_bytes(), principal };
         // a batch inside a batch is refused, as Graph does
         let answer = if path.trim_matches('/') == "$batch" {
             graph_error(StatusCode::BAD_REQUEST, "BadRequest", "Nested batch requests are not supported.")
@@ -806,9 +902,24 @@ pub(super) async fn serve(shared: Arc<Shared>, req: Request<Incoming>) -> Respon
             return r;
         }
     }
+    let principal = token
+        .and_then(|t| shared.entra.lock().unwrap_or_else(|p| p.into_inner()).principal(t, std::time::Instant::now()))
+        .unwrap_or(Principal::User);
     let root = format!("{}/v1.0", shared.base_url);
     let inner = path.strip_prefix("/v1.0").unwrap_or(&path).to_string();
-    let ask = Ask { method: &method, path: &inner, params: query_params(&query), prefer: &prefer, body: &body };
+    if inner.trim_start_matches('/').to_ascii_lowercase().starts_with("subscriptions") {
+        let r = super::graph_push::serve(shared.clone(), &root, &method, &inner, &body, &principal).await;
+        log(r.status().as_u16());
+        return r;
+    }
+    let ask = Ask {
+        method: &method,
+        path: &inner,
+        params: query_params(&query),
+        prefer: &prefer,
+        body: &body,
+        principal: &principal,
+    };
     let r = route(&shared, &root, &ask);
     log(r.status().as_u16());
     r
