@@ -240,3 +240,73 @@ mod tests {
         assert!(parse_notifications(&vec![b' '; MAX_NOTIFICATION_BODY + 1]).is_err());
     }
 }
+
+/// A time as Graph writes `expirationDateTime`: ISO 8601 in UTC, whole seconds.
+pub fn iso_utc(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs() as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // the civil date of a day count (Howard Hinnant's algorithm)
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// Reads Graph's `expirationDateTime` (`2026-12-05T10:00:00.0000000Z`, or
+/// with `+00:00`); fractions of a second are dropped.
+pub fn parse_iso_utc(s: &str) -> Option<std::time::SystemTime> {
+    let (date, time) = s.trim().split_once('T')?;
+    let mut d = date.split('-');
+    let (y, m, day): (i64, i64, i64) = (d.next()?.parse().ok()?, d.next()?.parse().ok()?, d.next()?.parse().ok()?);
+    let time = time.strip_suffix('Z').or_else(|| time.strip_suffix("+00:00"))?;
+    let mut t = time.split(':');
+    let (h, min): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
+    let sec: i64 = t.next().unwrap_or("0").split('.').next()?.parse().ok()?;
+    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let secs = (era * 146_097 + doe - 719_468) * 86_400 + h * 3600 + min * 60 + sec;
+    u64::try_from(secs).ok().map(|s| std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(s))
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn graph_s_dates_read_and_write() {
+        let t = parse_iso_utc("2026-12-05T10:00:00.0000000Z").expect("date");
+        assert_eq!(iso_utc(t), "2026-12-05T10:00:00Z");
+        assert_eq!(parse_iso_utc("1970-01-01T00:00:00Z"), Some(SystemTime::UNIX_EPOCH));
+        assert_eq!(parse_iso_utc("2024-02-29T23:59:59+00:00").map(iso_utc).as_deref(), Some("2024-02-29T23:59:59Z"));
+        for bad in ["2026-13-01T00:00:00Z", "tomorrow", "2026-12-05T10:00:00+01:00", "2026-12-05"] {
+            assert!(parse_iso_utc(bad).is_none(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_second_of_four_centuries_round_trips(secs in 0u64..(400 * 366 * 86_400)) {
+            let t = SystemTime::UNIX_EPOCH + Duration::from_secs(secs);
+            prop_assert_eq!(parse_iso_utc(&iso_utc(t)), Some(t));
+        }
+
+        #[test]
+        fn any_text_reads_without_a_panic(s in "\\PC{0,40}") {
+            let _ = parse_iso_utc(&s);
+        }
+    }
+}
