@@ -29,7 +29,7 @@ pub mod store;
 
 pub use folders::{DELETED_ID, INBOX_ID};
 pub use server::{
-    AppRegistration, AuthSchemes, EntraConfig, KerberosAcceptor, MAX_IDS_PER_STREAM, MailboxAt, MissedCall, Served,
-    SimConfig, SimError, Simulator, Validation, Voicemail, backend_of,
+    AppRegistration, AuthSchemes, EntraConfig, KerberosAcceptor, LifecycleEvent, MAX_IDS_PER_STREAM, MailboxAt,
+    MissedCall, Served, SimConfig, SimError, Simulator, Validation, Voicemail, backend_of,
 };
 pub use store::{NewItem, UmProps};

@@ -736,6 +736,13 @@ impl Simulator {
         graph_push::lifecycle(&self.shared, mailbox, event)
     }
 
+    /// Stalls Graph's notification delivery (`true`) or lets it go on: what
+    /// changes meanwhile waits, unless a `missed` drops it.
+    pub fn graph_pause(&self, paused: bool) {
+        self.shared.push.lock().unwrap_or_else(|p| p.into_inner()).paused = paused;
+        self.shared.changed.send_modify(|v| *v += 1);
+    }
+
     /// The Graph change notification subscriptions alive: (id, mailbox, expiry).
     pub fn graph_subscriptions(&self) -> Vec<(String, String, std::time::SystemTime)> {
         graph_push::list(&self.shared)

@@ -1,7 +1,7 @@
 //! `lamplighter-gateway check`: what an administrator runs before starting
 //! the service, each step with its verdict and, when it fails, what to do.
 
-use crate::config::{Auth, GatewayConfig};
+use crate::config::{Auth, GatewayConfig, MailboxAccess};
 use crate::credentials::Credentials;
 use lamplighter_directory::Directory;
 use lamplighter_ews_client::{ClientConfig, Credentials as EwsCredentials, EwsClient, Password};
@@ -44,17 +44,29 @@ pub async fn check(config: &GatewayConfig, secrets: &Credentials) -> Vec<Step> {
             )),
         },
     });
-    let password = secrets.read("ews-password");
-    steps.push(Step {
-        what: "credential ews-password".into(),
-        result: match &password {
-            Ok(_) => Ok("readable by this user only".into()),
-            Err(e) => Err((
-                e.to_string(),
-                "systemd: LoadCredential=ews-password:/etc/lamplighter/credentials/ews-password".into(),
-            )),
-        },
-    });
+    let needed: &[&str] = match &config.access {
+        MailboxAccess::Ews { .. } => &["ews-password"],
+        MailboxAccess::Graph(g) if g.notifications.as_ref().is_some_and(|n| n.tls) => {
+            &["graph-certificate", "graph-key", "webhook-certificate", "webhook-key"]
+        }
+        MailboxAccess::Graph(_) => &["graph-certificate", "graph-key"],
+    };
+    let mut read = std::collections::HashMap::new();
+    for name in needed {
+        let r = secrets.read(name);
+        steps.push(Step {
+            what: format!("credential {name}"),
+            result: match &r {
+                Ok(_) => Ok("readable by this user only".into()),
+                Err(e) => {
+                    Err((e.to_string(), format!("systemd: LoadCredential={name}:/etc/lamplighter/credentials/{name}")))
+                }
+            },
+        });
+        if let Ok(v) = r {
+            read.insert(*name, v);
+        }
+    }
     // each gateway answers OPTIONS (from a port of its own: a running service holds the configured one)
     if !config.gateways.is_empty() {
         match lamplighter_sip_notify::NotifySender::bind(std::net::SocketAddr::from(([0, 0, 0, 0], 0))).await {
@@ -84,26 +96,103 @@ pub async fn check(config: &GatewayConfig, secrets: &Credentials) -> Vec<Step> {
             }),
         }
     }
-    let (Ok(directory), Ok(password)) = (directory, password) else { return steps };
+    let Ok(directory) = directory else { return steps };
     let Some(sample) = directory.entries().next() else { return steps };
-    let credentials = match config.auth {
-        Auth::Basic => EwsCredentials::Basic { user: config.account.clone(), password: Password::new(&password) },
-        Auth::Ntlm => EwsCredentials::Ntlm { user: config.account.clone(), password: Password::new(&password) },
+    let ca = config.ca_file.as_ref().and_then(|p| std::fs::read(p).ok());
+    let (ews_url, account, auth) = match &config.access {
+        MailboxAccess::Ews { ews_url, account, auth } => (ews_url, account, auth),
+        MailboxAccess::Graph(g) => {
+            let (Some(cert), Some(key)) = (read.get("graph-certificate"), read.get("graph-key")) else { return steps };
+            steps.extend(check_graph(g, cert, key, ca, &sample.address).await);
+            return steps;
+        }
+    };
+    let Some(password) = read.get("ews-password") else { return steps };
+    let credentials = match auth {
+        Auth::Basic => EwsCredentials::Basic { user: account.clone(), password: Password::new(password) },
+        Auth::Ntlm => EwsCredentials::Ntlm { user: account.clone(), password: Password::new(password) },
     };
     let mut client = ClientConfig::new(sample.address.clone(), credentials);
-    client.ews_url = Some(config.ews_url.clone());
+    client.ews_url = Some(ews_url.clone());
     client.impersonate = true;
-    client.extra_ca_pem = config.ca_file.as_ref().and_then(|p| std::fs::read(p).ok());
+    client.extra_ca_pem = ca;
     let max = lamplighter_ews_wire::MaxChanges::new(1).unwrap_or(lamplighter_ews_wire::MaxChanges::MAX);
     let result = match EwsClient::connect(client).await {
         Ok(c) => c.sync_inbox(None, max).await.map(|_| ()),
         Err(e) => Err(e),
     };
     steps.push(Step {
-        what: format!("{} impersonating {}", config.account, sample.address),
+        what: format!("{account} impersonating {}", sample.address),
         result: match result {
             Ok(()) => Ok("signed in, and the Inbox reads".into()),
             Err(e) => Err((e.to_string(), lamplighter_ews_client::hint_for(&e))),
+        },
+    });
+    steps
+}
+
+/// What an admin grants for app-only Graph, limited to the mailboxes of a group.
+pub const RBAC_HINT: &str = "grant the app Mail.Read through RBAC for Applications, limited to the gateway's users: New-ServicePrincipal -AppId <client id> -ObjectId <object id>; New-ManagementScope -Name Lamplighter -RecipientRestrictionFilter \"MemberOfGroup -eq '<group DN>'\"; New-ManagementRoleAssignment -App <client id> -Role \"Application Mail.Read\" -CustomResourceScope Lamplighter";
+
+/// The app signs in, and reads a sample mailbox's Inbox.
+async fn check_graph(
+    g: &crate::config::GraphAccess,
+    cert: &str,
+    key: &str,
+    ca: Option<Vec<u8>>,
+    sample: &str,
+) -> Vec<Step> {
+    use lamplighter_signin::app::{AppAuthority, AppCertificate, AppSession};
+    let mut steps = Vec::new();
+    let what = format!("app {} signs in at {}", g.client_id, g.authority);
+    let mut authority = AppAuthority::new(&g.authority, &g.client_id);
+    authority.extra_ca_pem = ca.clone();
+    let session = match AppCertificate::from_pem(cert, key).and_then(|c| AppSession::new(authority, c)) {
+        Ok(s) => s,
+        Err(e) => {
+            steps.push(Step {
+                what,
+                result: Err((
+                    e.to_string(),
+                    "graph-certificate and graph-key must be the PEM pair uploaded to the app registration".into(),
+                )),
+            });
+            return steps;
+        }
+    };
+    if let Err(e) = session.access_token(false).await {
+        steps.push(Step {
+            what,
+            result: Err((e.to_string(), "upload graph-certificate to the app registration (Certificates & secrets), and check tenant and client_id".into())),
+        });
+        return steps;
+    }
+    steps.push(Step { what, result: Ok("a token with the certificate".into()) });
+    let token: lamplighter_graph_client::TokenSource = std::sync::Arc::new(move |fresh| {
+        let session = session.clone();
+        Box::pin(async move { session.access_token(fresh).await.map_err(|e| e.to_string()) })
+    });
+    let mut config = lamplighter_graph_client::GraphConfig::new(&g.graph_url, token);
+    config.user = Some(sample.to_string());
+    config.extra_ca_pem = ca;
+    let what = format!("the app reads {sample}'s Inbox");
+    let result = match lamplighter_graph_client::GraphClient::new(config) {
+        Ok(c) => c.folder().await,
+        Err(e) => Err(e),
+    };
+    steps.push(Step {
+        what,
+        result: match result {
+            Ok((total, unread)) => Ok(format!("{total} items, {unread} unread")),
+            Err(e) => {
+                let denied = matches!(&e, lamplighter_graph_client::GraphClientError::Http { status: 403, .. });
+                let fix = if denied {
+                    RBAC_HINT.to_string()
+                } else {
+                    "see the error; check graph_url and the network".to_string()
+                };
+                Err((e.to_string(), fix))
+            }
         },
     });
     steps

@@ -121,12 +121,46 @@ impl std::fmt::Display for DirectorySource {
     }
 }
 
+/// How the gateway reaches the mailboxes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailboxAccess {
+    /// Exchange Server: EWS with one service account holding ApplicationImpersonation.
+    Ews { ews_url: String, account: String, auth: Auth },
+    /// Exchange Online: Microsoft Graph as an app (client credentials with a certificate).
+    Graph(GraphAccess),
+}
+
+/// App-only Microsoft Graph.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GraphAccess {
+    /// `https://login.microsoftonline.com/<tenant>`.
+    pub authority: String,
+    pub client_id: String,
+    /// `https://graph.microsoft.com/v1.0`.
+    pub graph_url: String,
+    /// Each mailbox's delta polling pace without notifications.
+    pub poll_every: Duration,
+    pub notifications: Option<Notifications>,
+}
+
+/// Graph change notifications to the gateway's webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notifications {
+    /// The https:// URL Graph POSTs to.
+    pub url: String,
+    pub listen: SocketAddr,
+    /// TLS at the gateway (`webhook-certificate`, `webhook-key`), or plain HTTP behind a proxy.
+    pub tls: bool,
+    /// The life asked for each subscription.
+    pub lifetime: Duration,
+    /// The safety net's polling pace while notifications flow.
+    pub poll_every: Duration,
+}
+
 /// The checked settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
-    pub ews_url: String,
-    pub account: String,
-    pub auth: Auth,
+    pub access: MailboxAccess,
     pub ca_file: Option<PathBuf>,
     pub directory: DirectorySource,
     pub directory_every: Duration,
@@ -148,7 +182,8 @@ pub struct GatewayConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct File {
-    exchange: ExchangeFile,
+    exchange: Option<ExchangeFile>,
+    graph: Option<GraphFile>,
     directory: DirectoryFile,
     #[serde(default)]
     sip: SipFile,
@@ -176,6 +211,47 @@ struct ExchangeFile {
     #[serde(default = "ntlm")]
     auth: Auth,
     ca_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GraphFile {
+    tenant: String,
+    client_id: String,
+    #[serde(default = "login")]
+    authority: String,
+    #[serde(default = "graph_root")]
+    graph_url: String,
+    #[serde(default = "sixty")]
+    poll_secs: u64,
+    ca_file: Option<PathBuf>,
+    notifications: Option<NotificationsFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotificationsFile {
+    url: String,
+    listen: String,
+    #[serde(default = "yes")]
+    tls: bool,
+    #[serde(default = "seventy_two")]
+    lifetime_hours: u64,
+    #[serde(default = "nine_hundred")]
+    poll_secs: u64,
+}
+
+fn login() -> String {
+    "https://login.microsoftonline.com".into()
+}
+fn graph_root() -> String {
+    "https://graph.microsoft.com/v1.0".into()
+}
+fn seventy_two() -> u64 {
+    72
+}
+fn nine_hundred() -> u64 {
+    900
 }
 
 fn ntlm() -> Auth {
@@ -342,12 +418,76 @@ impl GatewayConfig {
         let f: File =
             toml::from_str(text).map_err(|e| ConfigError::Syntax { path: String::new(), reason: e.to_string() })?;
         let bad = |key: &str, reason: String| ConfigError::Invalid { path: String::new(), key: key.into(), reason };
-        if !(f.exchange.ews_url.starts_with("https://") || f.exchange.ews_url.starts_with("http://")) {
-            return Err(bad("exchange.ews_url", "must be an http(s) URL".into()));
-        }
-        if f.exchange.account.trim().is_empty() {
-            return Err(bad("exchange.account", "the service account is empty".into()));
-        }
+        let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
+        let (access, ca_file) = match (f.exchange, f.graph) {
+            (Some(x), None) => {
+                if !(x.ews_url.starts_with("https://") || x.ews_url.starts_with("http://")) {
+                    return Err(bad("exchange.ews_url", "must be an http(s) URL".into()));
+                }
+                if x.account.trim().is_empty() {
+                    return Err(bad("exchange.account", "the service account is empty".into()));
+                }
+                (
+                    MailboxAccess::Ews { ews_url: x.ews_url, account: x.account, auth: x.auth },
+                    x.ca_file.as_ref().map(rel),
+                )
+            }
+            (None, Some(g)) => {
+                let url_ok = |u: &str| {
+                    u.starts_with("https://") || u.starts_with("http://127.0.0.1") || u.starts_with("http://localhost")
+                };
+                if !url_ok(&g.authority) {
+                    return Err(bad("graph.authority", "must be https:// (http only to this machine)".into()));
+                }
+                if !url_ok(&g.graph_url) {
+                    return Err(bad("graph.graph_url", "must be https:// (http only to this machine)".into()));
+                }
+                let plain = |v: &str| {
+                    !v.is_empty() && v.len() <= 128 && v.chars().all(|c| c.is_ascii_alphanumeric() || "-.".contains(c))
+                };
+                if !plain(&g.tenant) {
+                    return Err(bad("graph.tenant", "a tenant id or domain (not common or organizations)".into()));
+                }
+                if ["common", "organizations", "consumers"].contains(&g.tenant.as_str()) {
+                    return Err(bad("graph.tenant", "an app signs in to its own tenant: give its id or domain".into()));
+                }
+                if !plain(&g.client_id) {
+                    return Err(bad("graph.client_id", "the app registration's application (client) id".into()));
+                }
+                let notifications = match g.notifications {
+                    None => None,
+                    Some(n) => {
+                        if !n.url.starts_with("https://") {
+                            return Err(bad("graph.notifications.url", "Graph posts only to https:// URLs".into()));
+                        }
+                        if !(1..=167).contains(&n.lifetime_hours) {
+                            return Err(bad(
+                                "graph.notifications.lifetime_hours",
+                                "1 to 167 (Graph: under 7 days)".into(),
+                            ));
+                        }
+                        Some(Notifications {
+                            url: n.url,
+                            listen: n.listen.parse().map_err(|e| bad("graph.notifications.listen", format!("{e}")))?,
+                            tls: n.tls,
+                            lifetime: Duration::from_secs(n.lifetime_hours * 3600),
+                            poll_every: Duration::from_secs(n.poll_secs.clamp(1, 86_400)),
+                        })
+                    }
+                };
+                (
+                    MailboxAccess::Graph(GraphAccess {
+                        authority: format!("{}/{}", g.authority.trim_end_matches('/'), g.tenant),
+                        client_id: g.client_id,
+                        graph_url: g.graph_url.trim_end_matches('/').to_string(),
+                        poll_every: Duration::from_secs(g.poll_secs.clamp(1, 86_400)),
+                        notifications,
+                    }),
+                    g.ca_file.as_ref().map(rel),
+                )
+            }
+            _ => return Err(bad("exchange", "give either [exchange] (EWS) or [graph] (Microsoft 365)".into())),
+        };
         let sip_listen = f.sip.listen.parse().map_err(|e| bad("sip.listen", format!("{e}")))?;
         let sip_tcp = f.sip.tcp.as_deref().map(str::parse).transpose().map_err(|e| bad("sip.tcp", format!("{e}")))?;
         let http_listen =
@@ -440,7 +580,6 @@ impl GatewayConfig {
         if f.lamps.rate_per_second <= 0.0 || f.lamps.rate_per_gateway <= 0.0 {
             return Err(bad("lamps.rate_per_second", "rates must be above 0".into()));
         }
-        let rel = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
         let directory = match (&f.directory.file, f.directory.ldap) {
             (Some(file), None) => DirectorySource::File(rel(file)),
             (None, Some(l)) => {
@@ -476,10 +615,8 @@ impl GatewayConfig {
             _ => return Err(bad("directory", "give either file or ldap".into())),
         };
         Ok(GatewayConfig {
-            ews_url: f.exchange.ews_url,
-            account: f.exchange.account,
-            auth: f.exchange.auth,
-            ca_file: f.exchange.ca_file.as_ref().map(rel),
+            access,
+            ca_file,
             directory,
             directory_every: Duration::from_secs(f.directory.every_secs.clamp(1, 86_400)),
             sip_listen,
@@ -537,7 +674,7 @@ mod tests {
     #[test]
     fn a_good_file_reads_with_defaults() {
         let c = GatewayConfig::parse(GOOD, std::path::Path::new("/etc/lamplighter")).expect("good");
-        assert_eq!(c.auth, Auth::Ntlm);
+        assert!(matches!(c.access, MailboxAccess::Ews { auth: Auth::Ntlm, .. }));
         assert_eq!(c.directory, DirectorySource::File(PathBuf::from("/etc/lamplighter/directory.toml")));
         assert_eq!(c.directory_every, Duration::from_secs(60), "seed 000: every minute");
         assert_eq!(c.refresh_every, Duration::from_secs(12 * 3600), "seed 001: every 12 hours");
@@ -549,6 +686,27 @@ mod tests {
     }
 
     #[test]
+    fn microsoft_365_reads_with_notifications() {
+        let text = GOOD.replace(
+            "[exchange]\n        ews_url = \"https://exch.example.test/EWS/Exchange.asmx\"\n        account = \"EXAMPLE\\\\svc-lamp\"\n",
+            "[graph]\ntenant = \"contoso.onmicrosoft.com\"\nclient_id = \"3b8f2a4c-7d1e\"\n[graph.notifications]\nurl = \"https://lamp.contoso.com/graph\"\nlisten = \"0.0.0.0:8443\"\n",
+        );
+        let c = GatewayConfig::parse(&text, std::path::Path::new(".")).expect("good");
+        let MailboxAccess::Graph(g) = c.access else { panic!("graph") };
+        assert_eq!(g.authority, "https://login.microsoftonline.com/contoso.onmicrosoft.com");
+        assert_eq!(g.graph_url, "https://graph.microsoft.com/v1.0");
+        let n = g.notifications.expect("notifications");
+        assert!(n.tls);
+        assert_eq!(n.lifetime, Duration::from_secs(72 * 3600));
+        assert_eq!(n.poll_every, Duration::from_secs(900));
+        let plain = text.replace("https://lamp.contoso.com", "http://lamp.contoso.com");
+        assert!(matches!(
+            GatewayConfig::parse(&plain, std::path::Path::new(".")),
+            Err(ConfigError::Invalid { key, .. }) if key == "graph.notifications.url"
+        ));
+    }
+
+    #[test]
     fn mistakes_name_their_key() {
         let cases = [
             (GOOD.replace("gateways = [\"a\", \"b\"]", "gateways = [\"a\", \"c\"]"), "group[0].gateways"),
@@ -557,6 +715,8 @@ mod tests {
             (GOOD.replace("address = \"192.0.2.11:5060\"", "address = \"sip:x@y\""), "gateway[1].address"),
             (GOOD.replace("transport = \"tcp\"", "transport = \"sctp\""), "gateway[0].transport"),
             (GOOD.replace("https://exch", "ftp://exch"), "exchange.ews_url"),
+            (GOOD.replace("[directory]", "[graph]\ntenant = \"contoso.com\"\nclient_id = \"x\"\n[directory]"), "exchange"),
+            (GOOD.replace("[exchange]", "[graph]\ntenant = \"common\"\nclient_id = \"x\"\n[old]").replace("[old]\n        ews_url = \"https://exch.example.test/EWS/Exchange.asmx\"\n        account = \"EXAMPLE\\\\svc-lamp\"\n", ""), "graph.tenant"),
         ];
         for (text, key) in cases {
             match GatewayConfig::parse(&text, std::path::Path::new(".")) {

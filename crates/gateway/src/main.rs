@@ -101,7 +101,11 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 let http = gateway.http_addr().map(|a| a.to_string()).unwrap_or_else(|| "off".into());
                 log::info!("running: SIP {}, metrics {http}", gateway.sip());
                 // the line tests and scripts wait for
-                println!("{}", serde_json::json!({ "event": "running", "sip": gateway.sip(), "http": http }));
+                let webhook = gateway.webhook_addr().map(|a| a.to_string());
+                println!(
+                    "{}",
+                    serde_json::json!({ "event": "running", "sip": gateway.sip(), "http": http, "webhook": webhook })
+                );
                 let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
                     .context("listening for SIGTERM")?;
                 tokio::select! {

@@ -60,6 +60,22 @@ pub struct Metrics {
     pub streaming_connections: Family<GroupLabels, Gauge>,
     /// Subscriptions on them, by mailbox server.
     pub streaming_subscriptions: Family<GroupLabels, Gauge>,
+    /// Microsoft Graph: mailboxes with a live change notification subscription.
+    pub graph_subscriptions_live: Gauge,
+    /// Notifications that counted (a known subscription, its clientState).
+    pub graph_notifications: Counter,
+    /// Notifications refused (an unknown subscription, another clientState).
+    pub graph_notifications_refused: Counter,
+    /// Lifecycle events: missed, subscriptionRemoved, reauthorizationRequired.
+    pub graph_lifecycle: Family<LifecycleLabels, Counter>,
+    /// Subscription requests that failed (creates and renewals).
+    pub graph_subscription_failures: Counter,
+}
+
+/// A lifecycle event's label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LifecycleLabels {
+    pub event: String,
 }
 
 impl Default for Metrics {
@@ -91,6 +107,11 @@ impl Metrics {
             subscriptions: Gauge::default(),
             streaming_connections: Family::default(),
             streaming_subscriptions: Family::default(),
+            graph_subscriptions_live: Gauge::default(),
+            graph_notifications: Counter::default(),
+            graph_notifications_refused: Counter::default(),
+            graph_lifecycle: Family::default(),
+            graph_subscription_failures: Counter::default(),
         };
         registry.register("mailboxes_watched", "Mailboxes in the directory with MWI on", m.mailboxes_watched.clone());
         registry.register("mailboxes_live", "Mailboxes loaded and following changes", m.mailboxes_live.clone());
@@ -132,6 +153,27 @@ impl Metrics {
             "streaming_subscriptions",
             "Mailbox subscriptions on the shared connections, by mailbox server",
             m.streaming_subscriptions.clone(),
+        );
+        registry.register(
+            "graph_subscriptions_live",
+            "Mailboxes with a live Microsoft Graph change notification subscription",
+            m.graph_subscriptions_live.clone(),
+        );
+        registry.register(
+            "graph_notifications",
+            "Graph notifications that counted (known subscription and clientState)",
+            m.graph_notifications.clone(),
+        );
+        registry.register(
+            "graph_notifications_refused",
+            "Graph notifications refused (unknown subscription or clientState)",
+            m.graph_notifications_refused.clone(),
+        );
+        registry.register("graph_lifecycle", "Graph lifecycle events, by event", m.graph_lifecycle.clone());
+        registry.register(
+            "graph_subscription_failures",
+            "Graph subscription creates and renewals that failed",
+            m.graph_subscription_failures.clone(),
         );
         Metrics { registry, ..m }
     }

@@ -9,7 +9,7 @@
 //! a start with thousands of mailboxes stays inside Exchange's concurrency
 //! budget (`EWSMaxConcurrency`, 27 by default).
 
-use crate::config::{Auth, DirectorySource, GatewayConfig};
+use crate::config::{Auth, DirectorySource, GatewayConfig, MailboxAccess};
 use crate::lamps::{Lamps, LampsError, LineRef};
 use crate::metrics::{Health, Metrics};
 use lamplighter_directory::{Directory, Entry};
@@ -43,6 +43,34 @@ pub enum GatewayError {
     Http { addr: SocketAddr, source: std::io::Error },
     #[error("the CA file {path}: {reason}")]
     Ca { path: String, reason: String },
+    #[error("the app's certificate: {0}")]
+    AppCertificate(#[from] lamplighter_signin::SignInError),
+    #[error(transparent)]
+    Graph(#[from] lamplighter_graph_client::GraphClientError),
+    #[error(transparent)]
+    Push(#[from] lamplighter_graph_push::PushError),
+}
+
+/// How the mailboxes are reached, once the secrets are read.
+enum Access {
+    /// EWS through the service account; streaming shared per mailbox server.
+    Ews {
+        credentials: EwsCredentials,
+        ews_url: String,
+        /// Every mailbox's streaming, on shared connections per mailbox server.
+        hub: StreamHub,
+        /// Every ErrorServerBusy of every mailbox.
+        throttled: lamplighter_ews_client::ThrottleCount,
+        /// The service account's concurrent requests, for every mailbox together.
+        slots: lamplighter_ews_client::RequestSlots,
+    },
+    /// App-only Graph: one token for every mailbox; change notifications when configured.
+    Graph {
+        root: String,
+        token: lamplighter_graph_client::TokenSource,
+        poll_every: Duration,
+        push: Option<(Arc<lamplighter_graph_push::Push>, Duration)>,
+    },
 }
 
 /// A running gateway.
@@ -53,6 +81,7 @@ pub struct Gateway {
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
     hub_task: tokio::task::JoinHandle<()>,
+    push: Option<Arc<lamplighter_graph_push::Push>>,
 }
 
 struct Watched {
@@ -100,7 +129,6 @@ impl Gateway {
         let directory = read_directory(&config.directory, ldap_password.as_deref())
             .await
             .map_err(|reason| GatewayError::Directory { path: config.directory.to_string(), reason })?;
-        let password = secrets.read("ews-password")?;
         let phone_passwords = secrets.phone_passwords()?;
         let ca = match &config.ca_file {
             Some(p) => Some(
@@ -140,49 +168,44 @@ impl Gateway {
             ),
             None => None,
         };
-        let credentials = match config.auth {
-            Auth::Basic => EwsCredentials::Basic { user: config.account.clone(), password: Password::new(&password) },
-            Auth::Ntlm => EwsCredentials::Ntlm { user: config.account.clone(), password: Password::new(&password) },
+        let access = match &config.access {
+            MailboxAccess::Ews { ews_url, account, auth } => {
+                let password = secrets.read("ews-password")?;
+                let credentials = match auth {
+                    Auth::Basic => EwsCredentials::Basic { user: account.clone(), password: Password::new(&password) },
+                    Auth::Ntlm => EwsCredentials::Ntlm { user: account.clone(), password: Password::new(&password) },
+                };
+                Access::Ews {
+                    credentials,
+                    ews_url: ews_url.clone(),
+                    hub: StreamHub::new(HubConfig::default()),
+                    throttled: lamplighter_ews_client::ThrottleCount::default(),
+                    slots: lamplighter_ews_client::RequestSlots::new(REQUESTS_AT_ONCE),
+                }
+            }
+            MailboxAccess::Graph(g) => graph_access(g, &secrets, ca.clone()).await?,
         };
         let (stop, stopped) = watch::channel(false);
         let sip = lamps.listening.clone();
-        let hub = StreamHub::new(HubConfig::default());
-        let throttled = lamplighter_ews_client::ThrottleCount::default();
         log::info!("SIP endpoint {sip}; {} directory entries", directory.len());
+        let hub_task = tokio::spawn(figures(&access, metrics.clone()));
+        let push = match &access {
+            Access::Graph { push: Some((p, _)), .. } => Some(p.clone()),
+            _ => None,
+        };
         let service = Service {
             config,
-            credentials,
+            access,
             ca,
             lamps,
             metrics: metrics.clone(),
             state,
             watched: HashMap::new(),
             ldap_password,
-            hub: hub.clone(),
-            throttled: throttled.clone(),
             recogniser: lamplighter_recognise::Recogniser::default(),
-            slots: lamplighter_ews_client::RequestSlots::new(REQUESTS_AT_ONCE),
         };
-        // the streaming groups' figures, each second
-        let figures = metrics.clone();
-        let watch_hub = hub;
-        let hub_task = tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(1));
-            let mut counted = 0;
-            loop {
-                every.tick().await;
-                let now = throttled.get();
-                figures.throttled.inc_by(now.saturating_sub(counted));
-                counted = now;
-                for g in watch_hub.stats() {
-                    let label = crate::metrics::GroupLabels { group: g.group.clone() };
-                    figures.streaming_connections.get_or_create(&label).set(g.connections as i64);
-                    figures.streaming_subscriptions.get_or_create(&label).set(g.subscriptions as i64);
-                }
-            }
-        });
         let task = tokio::spawn(service.run(directory, stopped));
-        Ok(Gateway { metrics, http, sip, stop, task, hub_task })
+        Ok(Gateway { metrics, http, sip, stop, task, hub_task, push })
     }
 
     /// Where `/metrics` is served.
@@ -200,30 +223,131 @@ impl Gateway {
         &self.metrics
     }
 
+    /// Where Graph's change notifications are taken, when they are.
+    pub fn webhook_addr(&self) -> Option<SocketAddr> {
+        self.push.as_ref().map(|p| p.local_addr())
+    }
+
     /// Stops watching (every subscription ended on the server).
     pub async fn stop(self) {
         self.hub_task.abort();
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        if let Some(p) = &self.push {
+            p.stop().await;
+        }
+    }
+}
+
+/// The app's sign-in and, when configured, the change notification service.
+async fn graph_access(
+    g: &crate::config::GraphAccess,
+    secrets: &crate::credentials::Credentials,
+    ca: Option<Vec<u8>>,
+) -> Result<Access, GatewayError> {
+    use lamplighter_signin::app::{AppAuthority, AppCertificate, AppSession};
+    let cert = secrets.read("graph-certificate")?;
+    let key = secrets.read("graph-key")?;
+    let mut authority = AppAuthority::new(&g.authority, &g.client_id);
+    authority.extra_ca_pem = ca.clone();
+    let session = AppSession::new(authority, AppCertificate::from_pem(&cert, &key)?)?;
+    let token: lamplighter_graph_client::TokenSource = Arc::new(move |fresh| {
+        let session = session.clone();
+        Box::pin(async move { session.access_token(fresh).await.map_err(|e| e.to_string()) })
+    });
+    let push = match &g.notifications {
+        None => None,
+        Some(n) => {
+            let tls = if n.tls {
+                let c = secrets.read("webhook-certificate")?;
+                let k = secrets.read("webhook-key")?;
+                Some((c.into_bytes(), k.into_bytes()))
+            } else {
+                None
+            };
+            let keeper = lamplighter_graph_push::KeeperConfig { lifetime: n.lifetime, ..Default::default() };
+            let mut clients = Vec::new();
+            for _ in 0..keeper.max_in_flight {
+                let mut c = lamplighter_graph_client::GraphConfig::new(&g.graph_url, token.clone());
+                c.extra_ca_pem = ca.clone();
+                clients.push(Arc::new(lamplighter_graph_client::GraphClient::new(c)?));
+            }
+            let config = lamplighter_graph_push::PushConfig {
+                listen: n.listen,
+                public_url: n.url.clone(),
+                tls,
+                keeper,
+                pushed_every: n.poll_every,
+            };
+            let push = lamplighter_graph_push::Push::start(config, clients).await?;
+            log::info!("Graph change notifications: {} (listening on {})", n.url, push.local_addr());
+            Some((Arc::new(push), n.poll_every))
+        }
+    };
+    Ok(Access::Graph { root: g.graph_url.clone(), token, poll_every: g.poll_every, push })
+}
+
+/// Each second: the streaming groups' figures (EWS) or the subscriptions' (Graph).
+fn figures(access: &Access, figures: Arc<Metrics>) -> impl Future<Output = ()> + Send + 'static {
+    enum Source {
+        Ews(StreamHub, lamplighter_ews_client::ThrottleCount),
+        Push(Arc<lamplighter_graph_push::Push>),
+        None,
+    }
+    let source = match access {
+        Access::Ews { hub, throttled, .. } => Source::Ews(hub.clone(), throttled.clone()),
+        Access::Graph { push: Some((p, _)), .. } => Source::Push(p.clone()),
+        Access::Graph { .. } => Source::None,
+    };
+    async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        let mut counted = 0;
+        let mut before = lamplighter_graph_push::KeeperStats::default();
+        loop {
+            every.tick().await;
+            match &source {
+                Source::Ews(hub, throttled) => {
+                    let now = throttled.get();
+                    figures.throttled.inc_by(now.saturating_sub(counted));
+                    counted = now;
+                    for g in hub.stats() {
+                        let label = crate::metrics::GroupLabels { group: g.group.clone() };
+                        figures.streaming_connections.get_or_create(&label).set(g.connections as i64);
+                        figures.streaming_subscriptions.get_or_create(&label).set(g.subscriptions as i64);
+                    }
+                }
+                Source::Push(p) => {
+                    let s = p.stats();
+                    figures.graph_subscriptions_live.set(s.live as i64);
+                    figures.graph_notifications.inc_by(s.accepted.saturating_sub(before.accepted));
+                    figures.graph_notifications_refused.inc_by(s.refused.saturating_sub(before.refused));
+                    figures.graph_subscription_failures.inc_by(s.failed.saturating_sub(before.failed));
+                    for (event, now, was) in [
+                        ("missed", s.missed, before.missed),
+                        ("subscriptionRemoved", s.removed, before.removed),
+                        ("reauthorizationRequired", s.reauthorizations, before.reauthorizations),
+                    ] {
+                        let label = crate::metrics::LifecycleLabels { event: event.into() };
+                        figures.graph_lifecycle.get_or_create(&label).inc_by(now.saturating_sub(was));
+                    }
+                    before = s;
+                }
+                Source::None => {}
+            }
+        }
     }
 }
 
 struct Service {
     config: GatewayConfig,
-    credentials: EwsCredentials,
+    access: Access,
     ca: Option<Vec<u8>>,
     lamps: Lamps,
     metrics: Arc<Metrics>,
     state: Arc<Mutex<State>>,
     watched: HashMap<String, Watched>,
     ldap_password: Option<String>,
-    /// Every mailbox's streaming, on shared connections per mailbox server.
-    hub: StreamHub,
-    /// Every ErrorServerBusy of every mailbox.
-    throttled: lamplighter_ews_client::ThrottleCount,
     recogniser: lamplighter_recognise::Recogniser,
-    /// The service account's concurrent requests, for every mailbox together.
-    slots: lamplighter_ews_client::RequestSlots,
 }
 
 /// Reads the directory from its source: a file, or an LDAP search (its
@@ -326,6 +450,9 @@ impl Service {
     fn unwatch(&mut self, address: &str, lamp_off: bool) {
         let Some(w) = self.watched.remove(&address.to_ascii_lowercase()) else { return };
         w.follow.abort();
+        if let Access::Graph { push: Some((p, _)), .. } = &self.access {
+            p.unwatch(address);
+        }
         if lamp_off {
             self.lamps.remove(line_of(&w.entry));
         }
@@ -338,16 +465,40 @@ impl Service {
         gauges(&self.state, &self.metrics);
     }
 
+    /// How the runner of `address` reaches its mailbox.
+    fn setup(&self, address: &str) -> MailboxSetup {
+        match &self.access {
+            Access::Ews { credentials, ews_url, hub, throttled, slots } => {
+                let mut client = ClientConfig::new(address.to_string(), credentials.clone());
+                client.ews_url = Some(ews_url.clone());
+                client.impersonate = true;
+                client.extra_ca_pem = self.ca.clone();
+                client.stream_hub = Some(hub.clone());
+                client.throttled = Some(throttled.clone());
+                // a mailbox speaks rarely (its stream is on a shared connection): no idle connection per mailbox
+                client.idle_keep = Duration::from_secs(5);
+                client.request_slots = Some(slots.clone());
+                MailboxSetup::ews(client)
+            }
+            Access::Graph { root, token, poll_every, push } => {
+                let mut config = lamplighter_graph_client::GraphConfig::new(root.clone(), token.clone());
+                config.user = Some(address.to_string());
+                config.extra_ca_pem = self.ca.clone();
+                // no user at a window here: one pace, spread over the mailboxes by a seed of each
+                config.poll.idle_interval = *poll_every;
+                config.poll.active_interval = *poll_every;
+                config.poll.jitter_seed = address.bytes().fold(0x5eed_u64, |h, b| h.rotate_left(5) ^ u64::from(b));
+                if let Some((p, every)) = push {
+                    let nudge = lamplighter_graph_client::Nudge::new(*every);
+                    p.watch(address, nudge.clone());
+                    config.nudge = Some(nudge);
+                }
+                MailboxSetup::Graph { config }
+            }
+        }
+    }
+
     async fn watch(&mut self, entry: Entry) {
-        let mut client = ClientConfig::new(entry.address.clone(), self.credentials.clone());
-        client.ews_url = Some(self.config.ews_url.clone());
-        client.impersonate = true;
-        client.extra_ca_pem = self.ca.clone();
-        client.stream_hub = Some(self.hub.clone());
-        client.throttled = Some(self.throttled.clone());
-        // a mailbox speaks rarely (its stream is on a shared connection): no idle connection per mailbox
-        client.idle_keep = Duration::from_secs(5);
-        client.request_slots = Some(self.slots.clone());
         let user = match lamplighter_missed_calls::UserIdentity::new(std::slice::from_ref(&entry.address), &[]) {
             Ok(u) => u,
             Err(e) => {
@@ -356,7 +507,7 @@ impl Service {
             }
         };
         let run = RunConfig {
-            mailbox: MailboxSetup::ews(client),
+            mailbox: self.setup(&entry.address),
             user,
             include_missed_calls: false,
             // one compiled rule set for every mailbox (a clone shares its patterns)

@@ -149,6 +149,11 @@ fn start_gateway_with(
     source: Source,
 ) -> Running {
     write_settings(dir, sim, routing, phone_passwords, source);
+    spawn_gateway(dir)
+}
+
+/// Runs the gateway of `dir`'s settings and credentials until its running line.
+fn spawn_gateway(dir: &Path) -> Running {
     let creds = dir.join("credentials");
     let mut child = Command::new(env!("CARGO_BIN_EXE_lamplighter-gateway"))
         .arg("--config")
@@ -609,4 +614,208 @@ async fn check_names_each_step_and_what_to_do_when_one_fails() {
     assert!(!ok);
     assert!(text.contains("FAIL  EXAMPLE\\svc-lamp impersonating ada@example.test"), "{text}");
     assert!(text.contains("ErrorImpersonateUserDenied") && text.contains("ApplicationImpersonation"), "{text}");
+}
+
+const APP: &str = "3b8f2a4c-7d1e-4f5a-9b6c-0d2e4f6a8b1c";
+
+/// A self-signed certificate and its key for an app registration, as `openssl` makes them.
+fn app_certificate() -> (String, String) {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (key, cert) = (dir.path().join("key.pem"), dir.path().join("cert.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=lamplighter-gateway"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (std::fs::read_to_string(cert).expect("cert"), std::fs::read_to_string(key).expect("key"))
+}
+
+/// Settings for app-only Graph with change notifications to a webhook on `port`
+/// (TLS with `webhook`'s certificate); polling once an hour, so a lamp that
+/// changes within the test changed by a notification.
+fn write_graph_settings(
+    dir: &Path,
+    sim: &Simulator,
+    app: &(String, String),
+    webhook: &lamplighter_testkit::tls::TestCa,
+    port: u16,
+    routing: &str,
+) {
+    let creds = dir.join("credentials");
+    std::fs::create_dir_all(&creds).expect("dir");
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    private_file(&creds.join("graph-certificate"), &app.0);
+    private_file(&creds.join("graph-key"), &app.1);
+    private_file(&creds.join("webhook-certificate"), &webhook.cert_pem);
+    private_file(&creds.join("webhook-key"), &webhook.key_pem);
+    let config = format!(
+        r#"
+[graph]
+tenant = "contoso.onmicrosoft.com"
+client_id = "{APP}"
+authority = "{base}"
+graph_url = "{graph}"
+poll_secs = 3600
+
+[graph.notifications]
+url = "https://127.0.0.1:{port}/graph/notify"
+listen = "127.0.0.1:{port}"
+poll_secs = 3600
+
+[directory]
+file = "directory.toml"
+every_secs = 1
+
+[sip]
+listen = "127.0.0.1:0"
+
+[http]
+listen = "127.0.0.1:0"
+
+[state]
+dir = "state"
+
+{routing}
+"#,
+        base = sim.base_url(),
+        graph = sim.graph_url(),
+    );
+    std::fs::write(dir.join("gateway.toml"), config).expect("config");
+}
+
+/// Exchange Online through app-only Graph: the app signs in with its
+/// certificate, reads only the mailboxes RBAC for Applications gives it,
+/// and learns of changes by Graph's change notifications to its webhook
+/// (validated, clientState checked) — with polling at once an hour, every
+/// change below reaches its lamp by a notification. A notification Graph
+/// missed is caught up by delta, a removed subscription is made again, and
+/// a stranger's POST to the webhook changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_online_lamps_follow_graph_change_notifications_through_lifecycle_events() {
+    use lamplighter_ews_sim::{AppRegistration, EntraConfig, LifecycleEvent};
+    let app = app_certificate();
+    let webhook = lamplighter_testkit::tls::TestCa::new();
+    let inside = ["ada@contoso.com", "ben@contoso.com", "cem@contoso.com"];
+    let sim = Simulator::start(SimConfig {
+        email: "postmaster@contoso.com".into(),
+        mailboxes: inside.iter().map(|m| m.to_string()).chain(["dan@contoso.com".to_string()]).collect(),
+        entra: EntraConfig {
+            apps: vec![AppRegistration {
+                client_id: APP.into(),
+                certificate_pem: app.0.clone(),
+                roles: vec!["Mail.Read".into()],
+                // the management scope: the gateway's users, not dan
+                mailboxes: Some(inside.iter().map(|m| m.to_string()).collect()),
+            }],
+            ..EntraConfig::default()
+        },
+        webhook_ca_pem: Some(webhook.ca_pem.clone().into_bytes()),
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    sim.mailbox("ben@contoso.com").expect("ben").deposit_voicemail(vm("+49 30 1234"));
+    let dir = tempfile::tempdir().expect("dir");
+    directory(
+        dir.path(),
+        &[
+            ("ada@contoso.com", "201"),
+            ("ben@contoso.com", "202"),
+            ("cem@contoso.com", "203"),
+            ("dan@contoso.com", "204"),
+        ],
+    );
+    let port = free_port();
+    let trunk = Sipp::start_trunk(port, "notify-trunk.xml", false, 1000);
+    let hook = lamplighter_testkit::process::free_tcp_port();
+    write_graph_settings(dir.path(), &sim, &app, &webhook, hook, &trunk_group(&[port]));
+    let gw = spawn_gateway(dir.path());
+
+    // start-up: the three lamps the app may read, ben's on
+    let n = until(&trunk, &gw, "three lamps", |n| ["201", "202", "203"].iter().all(|e| !of(n, e).is_empty()));
+    assert_eq!(of(&n, "202")[0].voice, "1/0");
+    // each has a live subscription, made through the webhook's validation; dan is refused by RBAC
+    wait_figure(&gw, Duration::from_secs(10), "lamplighter_gateway_graph_subscriptions_live ", |v| v == Some(3.0));
+    wait_figure(&gw, Duration::from_secs(10), "lamplighter_gateway_graph_subscription_failures_total ", |v| {
+        v >= Some(1.0)
+    });
+    let subs = sim.graph_subscriptions();
+    assert_eq!(subs.len(), 3, "{subs:?}");
+    assert!(subs.iter().all(|(_, m, _)| m != "dan@contoso.com"));
+    assert!(of(&notifies(&trunk.messages()), "204").is_empty(), "no lamp for a mailbox the app may not read");
+
+    // a deposit: a notification, a delta round, the lamp; once
+    let ada = sim.mailbox("ada@contoso.com").expect("ada");
+    let before = notifies(&trunk.messages()).len();
+    let v = ada.deposit_voicemail(vm("+49 89 555"));
+    let n = until(&trunk, &gw, "201 on", |n| of(n, "201").iter().any(|x| x.waiting));
+    assert_eq!(n.len(), before + 1, "only 201 changed: {n:#?}");
+    assert!(ada.set_read(&v, true));
+    until(&trunk, &gw, "201 off", |n| of(n, "201").last().is_some_and(|x| x.voice == "0/1"));
+    wait_figure(&gw, Duration::from_secs(5), "lamplighter_gateway_graph_notifications_total ", |v| v >= Some(2.0));
+
+    // Graph's pipeline stalls and drops ben's notification: `missed` makes the gateway catch up by delta
+    sim.graph_pause(true);
+    sim.mailbox("ben@contoso.com").expect("ben").deposit_voicemail(vm("+49 30 5678"));
+    assert_eq!(sim.graph_lifecycle("ben@contoso.com", LifecycleEvent::Missed), 1);
+    sim.graph_pause(false);
+    until(&trunk, &gw, "202 at 2/0 after missed", |n| of(n, "202").last().is_some_and(|x| x.voice == "2/0"));
+    wait_figure(&gw, Duration::from_secs(5), "lamplighter_gateway_graph_lifecycle_total{event=\"missed\"}", |v| {
+        v == Some(1.0)
+    });
+
+    // Graph removes cem's subscription: a new one is made, and it carries the next change
+    let old: Vec<String> =
+        sim.graph_subscriptions().into_iter().filter(|(_, m, _)| m == "cem@contoso.com").map(|(id, _, _)| id).collect();
+    assert_eq!(sim.graph_lifecycle("cem@contoso.com", LifecycleEvent::SubscriptionRemoved), 1);
+    wait_until(
+        Duration::from_secs(10),
+        || sim.graph_subscriptions().iter().any(|(id, m, _)| m == "cem@contoso.com" && !old.contains(id)),
+        || format!("cem's subscription was not made again: {:?}\n{}", sim.graph_subscriptions(), gw.log()),
+    );
+    sim.mailbox("cem@contoso.com").expect("cem").deposit_voicemail(vm("+49 40 777"));
+    until(&trunk, &gw, "203 on", |n| of(n, "203").last().is_some_and(|x| x.waiting));
+
+    // a stranger posts to the webhook: a forged notification changes nothing; the validation echo is only the token
+    let url = format!("https://127.0.0.1:{hook}/graph/notify");
+    let ca = webhook.ca_file();
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl").arg("-sS").arg("--cacert").arg(&ca).args(args).output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let forged = format!(
+        r#"{{"value":[{{"subscriptionId":"{}","clientState":"guess","changeType":"created","resource":"Users/x/Messages/y"}}]}}"#,
+        sim.graph_subscriptions()[0].0
+    );
+    let status = curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        "-H",
+        "content-type: application/json",
+        "--data",
+        &forged,
+        &url,
+    ]);
+    assert_eq!(status, "403");
+    assert_eq!(curl(&["-X", "POST", &format!("{url}?validationToken=abc%20123")]), "abc 123");
+    wait_figure(&gw, Duration::from_secs(5), "lamplighter_gateway_graph_notifications_refused_total ", |v| {
+        v >= Some(1.0)
+    });
+    let (delivered, dropped) = sim.graph_deliveries();
+    assert!(delivered >= 4 && dropped == 0, "{delivered} delivered, {dropped} dropped");
+    // the gateway read with its app token only: never /me, never dan's messages
+    let graph: Vec<_> = sim.served().into_iter().filter(|s| s.op.starts_with("graph ")).collect();
+    assert!(graph.iter().all(|s| !s.op.contains("/me/")), "{graph:?}");
+    assert!(
+        graph.iter().any(|s| s.op.contains("/users/dan%40contoso.com/") && s.status == 403),
+        "dan is refused: {graph:?}"
+    );
+    drop(gw);
+    assert!(!trunk.log().contains("check_it"), "the trunk's checks all held:\n{}", trunk.log());
 }

@@ -78,7 +78,7 @@ pub struct Push {
     addr: SocketAddr,
     stats: Arc<Mutex<KeeperStats>>,
     stop: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl Push {
@@ -107,7 +107,7 @@ impl Push {
         let stats = Arc::new(Mutex::new(KeeperStats::default()));
         let keeper = Keeper::new(config.keeper, client_state);
         let task = tokio::spawn(run(config, keeper, clients, rx, commands.clone(), stats.clone(), stopped));
-        Ok(Push { commands, addr, stats, stop, task })
+        Ok(Push { commands, addr, stats, stop, task: Mutex::new(Some(task)) })
     }
 
     /// Starts keeping a subscription for `mailbox` and nudging its polling.
@@ -131,9 +131,12 @@ impl Push {
     }
 
     /// Ends: every subscription is deleted (within 10 s), the webhook closed.
-    pub async fn stop(self) {
+    pub async fn stop(&self) {
         let _ = self.stop.send(true);
-        let _ = self.task.await;
+        let task = self.task.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
     }
 }
 

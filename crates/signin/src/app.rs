@@ -186,6 +186,18 @@ impl AppSession {
         Ok(token)
     }
 
+    fn http(&self) -> impl Fn(oauth2::HttpRequest) -> HttpFuture + use<> {
+        let (tls, fixed, timeout) = (self.tls.clone(), self.authority.fixed_address, self.authority.timeout);
+        move |req| {
+            let tls = tls.clone();
+            Box::pin(async move {
+                lamplighter_https::exchange(&tls, req, fixed, timeout, 1 << 20)
+                    .await
+                    .map_err(|e| crate::HttpError(e.to_string()))
+            })
+        }
+    }
+
     async fn fetch(&self) -> Result<Answer, SignInError> {
         let url = self.authority.token_url();
         let token_url = TokenUrl::new(url.clone()).map_err(|e| SignInError::Registration(e.to_string()))?;
@@ -199,15 +211,7 @@ impl AppSession {
         .set_auth_type(oauth2::AuthType::RequestBody)
         .set_token_uri(token_url);
         let assertion = self.certificate.assertion(&self.authority.client_id, &url, SystemTime::now())?;
-        let (tls, fixed, timeout) = (self.tls.clone(), self.authority.fixed_address, self.authority.timeout);
-        let http = move |req: oauth2::HttpRequest| -> HttpFuture {
-            let tls = tls.clone();
-            Box::pin(async move {
-                lamplighter_https::exchange(&tls, req, fixed, timeout, 1 << 20)
-                    .await
-                    .map_err(|e| crate::HttpError(e.to_string()))
-            })
-        };
+        let http = self.http();
         client
             .exchange_client_credentials()
             .add_scope(Scope::new(self.authority.scope.clone()))

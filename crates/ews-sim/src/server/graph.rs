@@ -546,19 +546,19 @@ fn route(shared: &Shared, root: &str, ask: &Ask<'_>) -> Response<Body> {
     let lower: Vec<&str> = lower.iter().map(String::as_str).collect();
     match (ask.method, lower.as_slice()) {
         (&Method::GET, ["me", "mailfolders"]) => {
-            let list = children(&store, &rest_id(crate::folders::TOP_ID));
+            let list = children(store, &rest_id(crate::folders::TOP_ID));
             folder_page(store, root, ask, list, &format!("{owner}/mailFolders"))
         }
-        (&Method::GET, ["me", "mailfolders", _, "childfolders"]) => match resolve_folder(&store, segments[2]) {
+        (&Method::GET, ["me", "mailfolders", _, "childfolders"]) => match resolve_folder(store, segments[2]) {
             Ok(f) => {
-                let list = children(&store, &f.id);
+                let list = children(store, &f.id);
                 let path = format!("{owner}/mailFolders('{}')/childFolders", f.id);
                 folder_page(store, root, ask, list, &path)
             }
             Err(r) => r,
         },
         (&Method::GET, ["me", "mailfolders", _, "messages", "delta" | "delta()"]) => {
-            match resolve_folder(&store, segments[2]) {
+            match resolve_folder(store, segments[2]) {
                 // the link names the folder as the request did (ids are case-sensitive)
                 Ok(folder) => delta(
                     store,
@@ -571,9 +571,9 @@ fn route(shared: &Shared, root: &str, ask: &Ask<'_>) -> Response<Body> {
                 Err(r) => r,
             }
         }
-        (&Method::GET, ["me", "mailfolders", _]) => match resolve_folder(&store, segments[2]) {
+        (&Method::GET, ["me", "mailfolders", _]) => match resolve_folder(store, segments[2]) {
             Ok(f) => {
-                let mut v = folder_json(&store, &f, ask);
+                let mut v = folder_json(store, &f, ask);
                 v["@odata.context"] = json!(format!("{root}/$metadata#users('me')/mailFolders/$entity"));
                 json_response(StatusCode::OK, &v)
             }

@@ -86,6 +86,8 @@ pub(super) struct Push {
     pub(super) delivered: u32,
     /// Deliveries that failed every try.
     pub(super) dropped: u32,
+    /// Graph's notification pipeline stalls: nothing is delivered (changes wait).
+    pub(super) paused: bool,
 }
 
 const TENANT: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
@@ -497,6 +499,9 @@ pub(super) fn lifecycle(shared: &Shared, mailbox: &str, event: LifecycleEvent) -
 fn due(shared: &Shared) -> Vec<(String, Vec<Value>)> {
     let now = SystemTime::now();
     let mut push = shared.push.lock().unwrap_or_else(|p| p.into_inner());
+    if push.paused {
+        return Vec::new();
+    }
     let expired: Vec<(String, GraphSub)> =
         push.subs.iter().filter(|(_, s)| s.expires <= now).map(|(i, s)| (i.clone(), s.clone())).collect();
     let mut all = shared.store.lock().unwrap_or_else(|p| p.into_inner());
