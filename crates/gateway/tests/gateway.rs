@@ -780,6 +780,21 @@ async fn exchange_online_lamps_follow_graph_change_notifications_through_lifecyc
     sim.mailbox("cem@contoso.com").expect("cem").deposit_voicemail(vm("+49 40 777"));
     until(&trunk, &gw, "203 on", |n| of(n, "203").last().is_some_and(|x| x.waiting));
 
+    // Graph wants the access confirmed: notifications are held until the gateway renews, then flow again
+    assert_eq!(sim.graph_lifecycle("ada@contoso.com", LifecycleEvent::ReauthorizationRequired), 1);
+    wait_figure(
+        &gw,
+        Duration::from_secs(5),
+        "lamplighter_gateway_graph_lifecycle_total{event=\"reauthorizationRequired\"}",
+        |v| v == Some(1.0),
+    );
+    ada.deposit_voicemail(vm("+49 89 556"));
+    until(&trunk, &gw, "201 on after the renewal", |n| of(n, "201").last().is_some_and(|x| x.voice == "1/1"));
+    assert!(
+        sim.served().iter().any(|s| s.op.starts_with("graph PATCH /subscriptions/") && s.status == 200),
+        "renewed by PATCH"
+    );
+
     // a stranger posts to the webhook: a forged notification changes nothing; the validation echo is only the token
     let url = format!("https://127.0.0.1:{hook}/graph/notify");
     let ca = webhook.ca_file();
@@ -818,4 +833,67 @@ async fn exchange_online_lamps_follow_graph_change_notifications_through_lifecyc
     );
     drop(gw);
     assert!(!trunk.log().contains("check_it"), "the trunk's checks all held:\n{}", trunk.log());
+}
+
+/// Without a webhook the gateway polls each mailbox by delta at its pace;
+/// `check` signs the app in and names RBAC for Applications when a mailbox
+/// is outside the app's scope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exchange_online_without_a_webhook_polls_and_check_names_the_rbac_scope() {
+    use lamplighter_ews_sim::{AppRegistration, EntraConfig};
+    let app = app_certificate();
+    let sim = Simulator::start(SimConfig {
+        email: "postmaster@contoso.com".into(),
+        mailboxes: vec!["ada@contoso.com".into(), "dan@contoso.com".into()],
+        entra: EntraConfig {
+            apps: vec![AppRegistration {
+                client_id: APP.into(),
+                certificate_pem: app.0.clone(),
+                roles: vec!["Mail.Read".into()],
+                mailboxes: Some(vec!["ada@contoso.com".into()]),
+            }],
+            ..EntraConfig::default()
+        },
+        ..SimConfig::default()
+    })
+    .await
+    .expect("sim");
+    let dir = tempfile::tempdir().expect("dir");
+    let port = free_port();
+    let trunk = Sipp::start_trunk(port, "notify-trunk.xml", false, 1000);
+    let webhook = lamplighter_testkit::tls::TestCa::new();
+    write_graph_settings(dir.path(), &sim, &app, &webhook, 0, &trunk_group(&[port]));
+    // no [graph.notifications]; a poll each second
+    let text = std::fs::read_to_string(dir.path().join("gateway.toml")).expect("read");
+    let start = text.find("[graph.notifications]").expect("section");
+    let end = text.find("[directory]").expect("next");
+    let text = format!("{}{}", &text[..start], &text[end..]).replace("poll_secs = 3600", "poll_secs = 1");
+    std::fs::write(dir.path().join("gateway.toml"), text).expect("write");
+
+    let check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_lamplighter-gateway"))
+            .arg("--config")
+            .arg(dir.path().join("gateway.toml"))
+            .arg("check")
+            .env("CREDENTIALS_DIRECTORY", dir.path().join("credentials"))
+            .output()
+            .expect("check");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    directory(dir.path(), &[("dan@contoso.com", "204")]);
+    let (ok, text) = check();
+    assert!(!ok, "{text}");
+    assert!(text.contains(&format!("ok    app {APP} signs in")), "{text}");
+    assert!(text.contains("FAIL  the app reads dan@contoso.com's Inbox") && text.contains("New-ManagementRoleAssignment"), "{text}");
+    directory(dir.path(), &[("ada@contoso.com", "201")]);
+    // (the trunk's scenario takes NOTIFYs only: its OPTIONS step fails, the app's steps do not)
+    let (_, text) = check();
+    assert!(text.contains("ok    the app reads ada@contoso.com's Inbox"), "{text}");
+    assert!(!text.contains("FAIL  app") && !text.contains("FAIL  the app"), "{text}");
+
+    let gw = spawn_gateway(dir.path());
+    until(&trunk, &gw, "201 at start", |n| !of(n, "201").is_empty());
+    sim.mailbox("ada@contoso.com").expect("ada").deposit_voicemail(vm("+49 89 1"));
+    until(&trunk, &gw, "201 on by polling", |n| of(n, "201").last().is_some_and(|x| x.waiting));
+    assert!(sim.graph_subscriptions().is_empty(), "no webhook, no subscription");
 }
