@@ -884,7 +884,10 @@ async fn exchange_online_without_a_webhook_polls_and_check_names_the_rbac_scope(
     let (ok, text) = check();
     assert!(!ok, "{text}");
     assert!(text.contains(&format!("ok    app {APP} signs in")), "{text}");
-    assert!(text.contains("FAIL  the app reads dan@contoso.com's Inbox") && text.contains("New-ManagementRoleAssignment"), "{text}");
+    assert!(
+        text.contains("FAIL  the app reads dan@contoso.com's Inbox") && text.contains("New-ManagementRoleAssignment"),
+        "{text}"
+    );
     directory(dir.path(), &[("ada@contoso.com", "201")]);
     // (the trunk's scenario takes NOTIFYs only: its OPTIONS step fails, the app's steps do not)
     let (_, text) = check();

@@ -20,6 +20,8 @@
 //!   delta entries, with its `reason`.
 //!
 //! It does not require properties to be present: `$select` leaves them out.
+//! An open type that declares no property at all (`resourceData`, a
+//! notification's bag of the changed item's keys) takes any property.
 
 use quick_xml::events::Event;
 use serde_json::Value;
@@ -38,6 +40,8 @@ struct Prop {
 struct TypeDef {
     base: Option<String>,
     props: HashMap<String, Prop>,
+    /// `OpenType="true"`: dynamic properties allowed (taken only on a type that declares none).
+    open: bool,
 }
 
 /// The types of the metadata document.
@@ -123,7 +127,11 @@ impl Csdl {
                     }
                     b"EntityType" | b"ComplexType" => {
                         let name = format!("{namespace}.{}", attr(&e, b"Name").unwrap_or_default());
-                        let def = TypeDef { base: attr(&e, b"BaseType"), props: HashMap::new() };
+                        let def = TypeDef {
+                            base: attr(&e, b"BaseType"),
+                            props: HashMap::new(),
+                            open: attr(&e, b"OpenType").is_some_and(|o| o == "true"),
+                        };
                         if empty {
                             raw.push((name, def));
                         } else {
@@ -314,6 +322,8 @@ impl Csdl {
             }
             let p = format!("{path}.{k}");
             match self.lookup(&ty, k) {
+                // a property bag (an open type that declares nothing, as resourceData): what it holds is the service's
+                None if self.types.get(&ty).is_some_and(|d| d.open && d.props.is_empty() && d.base.is_none()) => {}
                 None => problems.push(format!("{p}: {ty} has no property {k}")),
                 Some(prop) if val.is_null() => {
                     if !prop.nullable {

@@ -268,7 +268,14 @@ pub fn parse_iso_utc(s: &str) -> Option<std::time::SystemTime> {
     let mut t = time.split(':');
     let (h, min): (i64, i64) = (t.next()?.parse().ok()?, t.next()?.parse().ok()?);
     let sec: i64 = t.next().unwrap_or("0").split('.').next()?.parse().ok()?;
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) || h > 23 || min > 59 || sec > 60 {
+    if d.next().is_some()
+        || !(0..=9999).contains(&y)
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+        || h > 23
+        || min > 59
+        || sec > 60
+    {
         return None;
     }
     let y2 = if m <= 2 { y - 1 } else { y };

@@ -484,8 +484,6 @@ pub(super) fn lifecycle(shared: &Shared, mailbox: &str, event: LifecycleEvent) -
                     "tenantId": TENANT,
                     "clientState": s.client_state,
                     "lifecycleEvent": event.name(),
-                    "changeType": "updated",
-                    "resource": s.resource,
                 }),
             ));
         }
@@ -521,7 +519,9 @@ fn due(shared: &Shared) -> Vec<(String, Vec<Value>)> {
         for e in events {
             use crate::store::EventKind as K;
             let change = match e.kind {
-                K::NewMail | K::Created => "created",
+                // a new message is one Created (Graph has no NewMail of its own)
+                K::NewMail => continue,
+                K::Created => "created",
                 K::Modified => "updated",
                 K::Deleted | K::Moved => "deleted",
                 K::FreeBusyChanged => continue,
