@@ -45,7 +45,7 @@ async fn webhook(echo: bool) -> (String, String, Seen) {
                         let query = req.uri().query().unwrap_or("").to_string();
                         let body = req.into_body().collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                         s.lock().expect("lock").push((query.clone(), String::from_utf8_lossy(&body).into_owned()));
-                        let token = query.strip_prefix("validationToken=").map(|t| lamplighter_ews_sim_test_decode(t));
+                        let token = query.strip_prefix("validationToken=").map(percent_decode);
                         let (status, text) = match token {
                             Some(t) if echo => (200, t),
                             Some(_) => (200, "not the token".to_string()),
@@ -65,17 +65,18 @@ async fn webhook(echo: bool) -> (String, String, Seen) {
     (url, cert.pem(), seen)
 }
 
-fn lamplighter_ews_sim_test_decode(t: &str) -> String {
+fn percent_decode(t: &str) -> String {
     let b = t.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&t[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let Ok(v) = u8::from_str_radix(&t[i + 1..i + 3], 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
         }
         out.push(if b[i] == b'+' { b' ' } else { b[i] });
         i += 1;
