@@ -831,6 +831,13 @@ async fn exchange_online_lamps_follow_graph_change_notifications_through_lifecyc
         graph.iter().any(|s| s.op.contains("/users/dan%40contoso.com/") && s.status == 403),
         "dan is refused: {graph:?}"
     );
+    // a clean stop (SIGTERM) ends every subscription at Graph
+    let mut gw = gw;
+    let pid = gw.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().expect("kill").success());
+    let status = gw.child.wait().expect("the gateway ends");
+    assert!(status.success(), "{status:?}\n{}", gw.log());
+    assert!(sim.graph_subscriptions().is_empty(), "left behind: {:?}", sim.graph_subscriptions());
     drop(gw);
     assert!(!trunk.log().contains("check_it"), "the trunk's checks all held:\n{}", trunk.log());
 }

@@ -15,7 +15,7 @@
 //!   mailbox is polled at its own pace.
 //! - `missed` is a change (the mailbox resyncs by delta); `subscriptionRemoved`
 //!   makes the subscription again and resyncs; `reauthorizationRequired`
-//!   renews at once (a renewal reauthorizes).
+//!   renews at once (a renewal reauthorizes) and resyncs.
 //! - A notification counts only for a known subscription with this
 //!   keeper's `clientState`, compared in constant time. A stranger's forged
 //!   POST changes nothing.
@@ -374,6 +374,8 @@ impl Keeper {
                     {
                         self.schedule(&mailbox, now);
                     }
+                    // what Graph held back meanwhile may never come: delta catches it up
+                    changed.insert(mailbox);
                 }
             }
         }

@@ -127,9 +127,10 @@ fn lifecycle_events_resync_remake_and_renew() {
     // reauthorizationRequired: a renewal now
     let t1 = t0 + Duration::from_secs(60);
     k.notification(&body(&[("sub-a@contoso.com", STATE, Some("reauthorizationRequired"))]), t1).expect("read");
+    assert_eq!(events(&mut k), [Event::Changed("a@contoso.com".into())], "and a resync");
     assert!(matches!(&k.poll_wants(t1)[..], [Want::Renew { id, .. }] if id == "sub-a@contoso.com"));
     k.answered("a@contoso.com", t1, Outcome::Ok { id: "sub-a@contoso.com".into(), lives: 3 * DAY });
-    assert!(events(&mut k).is_empty());
+    assert!(events(&mut k).is_empty(), "a renewal is no gap");
     // subscriptionRemoved: not flowing, a resync, and a new subscription at once
     k.notification(&body(&[("sub-a@contoso.com", STATE, Some("subscriptionRemoved"))]), t1).expect("read");
     assert_eq!(events(&mut k), [Event::Flowing("a@contoso.com".into(), false), Event::Changed("a@contoso.com".into())]);
