@@ -153,7 +153,18 @@ async fn run(n: usize, seconds: u64) -> Figures {
     )
     .expect("config");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lamplighter-gateway"))
+    // LAMPLIGHTER_BENCH_WRAP="heaptrack -o /tmp/gw" runs it under a profiler (its figures are then the profiler's)
+    let wrap = std::env::var("LAMPLIGHTER_BENCH_WRAP").unwrap_or_default();
+    let mut words = wrap.split_whitespace();
+    let mut child = match words.next() {
+        Some(tool) => {
+            let mut c = Command::new(tool);
+            c.args(words).arg(env!("CARGO_BIN_EXE_lamplighter-gateway"));
+            c
+        }
+        None => Command::new(env!("CARGO_BIN_EXE_lamplighter-gateway")),
+    };
+    let mut child = child
         .arg("--config")
         .arg(dir.path().join("gateway.toml"))
         .arg("run")
@@ -164,7 +175,12 @@ async fn run(n: usize, seconds: u64) -> Figures {
         .spawn()
         .expect("gateway");
     let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut first).expect("running");
+    let mut out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    // (a profiler may say things first)
+    while !first.trim_start().starts_with('{') {
+        first.clear();
+        assert!(out.read_line(&mut first).expect("running") > 0, "the gateway ended before running");
+    }
     let running: serde_json::Value = serde_json::from_str(first.trim()).expect("running line");
     let http = running["http"].as_str().expect("http").to_string();
     let pid = child.id();
