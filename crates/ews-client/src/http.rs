@@ -88,16 +88,54 @@ pub(crate) struct HttpOptions {
     pub user_agent: String,
     /// How long an unused connection is kept.
     pub idle_keep: Duration,
+    /// Idle connections shared with other clients of the same account; `None`: this client's own.
+    pub pool: Option<ConnectionPool>,
 }
 
 /// An idle connection and the mark that tells its reaper it is still the same one.
 type Idle = Arc<Mutex<Vec<(u64, Conn)>>>;
 
+/// Idle connections kept by one client: a desktop talks to one mailbox.
+const OWN_IDLE: usize = 4;
+
+/// Idle connections shared by the clients of one account (a gateway's
+/// mailboxes, all reached as its service account): a request takes any idle
+/// connection to its origin, so thousands of mailboxes need about as many
+/// connections as requests in flight, not one each. Share a pool only among
+/// clients with the same credentials: NTLM and Kerberos sign in connections,
+/// and a pooled connection stays signed in as the account that did.
+/// Cookies stay each client's own (a mailbox's backend cookie is its own).
+#[derive(Clone)]
+pub struct ConnectionPool {
+    idle: Idle,
+    next: Arc<std::sync::atomic::AtomicU64>,
+    max_idle: usize,
+}
+
+impl ConnectionPool {
+    /// At most `max_idle` idle connections are kept; more are closed.
+    pub fn new(max_idle: usize) -> ConnectionPool {
+        ConnectionPool { idle: Idle::default(), next: Arc::default(), max_idle: max_idle.max(1) }
+    }
+
+    /// Idle connections now.
+    pub fn idle(&self) -> usize {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
+
+impl std::fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionPool").field("idle", &self.idle()).field("max_idle", &self.max_idle).finish()
+    }
+}
+
 pub(crate) struct Http {
     tls: lamplighter_https::Tls,
     options: HttpOptions,
     idle: Idle,
-    next_idle: std::sync::atomic::AtomicU64,
+    next_idle: Arc<std::sync::atomic::AtomicU64>,
+    max_idle: usize,
     cookies: Mutex<Vec<(String, String)>>,
     sign_in: Mutex<Option<SignIn>>,
 }
@@ -115,11 +153,13 @@ fn https_error(e: lamplighter_https::HttpsError) -> ClientError {
 
 impl Http {
     pub(crate) fn new(options: HttpOptions) -> Result<Http, ClientError> {
+        let pool = options.pool.clone().unwrap_or_else(|| ConnectionPool::new(OWN_IDLE));
         Ok(Http {
             tls: lamplighter_https::Tls::new(options.extra_ca_pem.as_deref()).map_err(https_error)?,
             options,
-            idle: Arc::new(Mutex::new(Vec::new())),
-            next_idle: std::sync::atomic::AtomicU64::new(0),
+            idle: pool.idle,
+            next_idle: pool.next,
+            max_idle: pool.max_idle,
             cookies: Mutex::new(Vec::new()),
             sign_in: Mutex::new(None),
         })
@@ -154,7 +194,7 @@ impl Http {
         let conn = reply_conn.0;
         if !conn.sender.is_closed() {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-            if idle.len() < 4 {
+            if idle.len() < self.max_idle {
                 let mark = self.next_idle.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 idle.push((mark, conn));
                 // unused for idle_keep, it is closed (IIS closes idle connections after 2 minutes anyway)
@@ -170,7 +210,8 @@ impl Http {
         }
     }
 
-    /// Drops every idle connection (after a server restart, or on shutdown).
+    /// Drops every idle connection (after a server restart, or on shutdown),
+    /// the shared pool's too: after a restart they are all dead.
     pub(crate) fn forget_connections(&self) {
         self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }

@@ -24,6 +24,7 @@ pub mod group;
 mod http;
 
 pub use backend::{EwsBackend, hint_for};
+pub use http::ConnectionPool;
 
 use bytes::Bytes;
 use http::{Http, HttpOptions, Target};
@@ -222,6 +223,9 @@ pub struct ClientConfig {
     /// account's `EWSMaxConcurrency`, 27 by default); `None`: no bound.
     /// Streaming connections do not take a slot.
     pub request_slots: Option<RequestSlots>,
+    /// Idle connections shared with the other mailboxes of the same account
+    /// (`None`: this client's own, at most four).
+    pub connection_pool: Option<ConnectionPool>,
 }
 
 /// A bound on concurrent EWS requests, shared; cheap to clone.
@@ -265,6 +269,7 @@ impl ClientConfig {
             throttled: None,
             idle_keep: Duration::from_secs(110),
             request_slots: None,
+            connection_pool: None,
         }
     }
 }
@@ -474,6 +479,7 @@ impl EwsClient {
             connect_timeout: config.connect_timeout,
             user_agent: format!("Lamplighter/{} (EWS)", env!("CARGO_PKG_VERSION")),
             idle_keep: config.idle_keep,
+            pool: config.connection_pool.clone(),
         })?;
         let url = match &config.ews_url {
             Some(u) => u.clone(),

@@ -71,6 +71,8 @@ async fn four_hundred_and_fifty_mailboxes_share_a_connection_per_200_per_server_
     .expect("sim");
     let hub = StreamHub::new(HubConfig { settle: Duration::from_millis(200), ..HubConfig::default() });
     let slots = lamplighter_ews_client::RequestSlots::new(SLOTS);
+    // the account's connections, shared by every mailbox
+    let pool = lamplighter_ews_client::ConnectionPool::new(SLOTS);
     let (tx, mut rx) = mpsc::channel::<(usize, MailboxEvent)>(16 * 1024);
     let mut handles = Vec::new();
     for n in 0..N {
@@ -82,6 +84,7 @@ async fn four_hundred_and_fifty_mailboxes_share_a_connection_per_200_per_server_
         c.impersonate = true;
         c.stream_hub = Some(hub.clone());
         c.request_slots = Some(slots.clone());
+        c.connection_pool = Some(pool.clone());
         c.retry = RetryPolicy {
             attempts: 4,
             initial: Duration::from_millis(100),
@@ -152,6 +155,9 @@ async fn four_hundred_and_fifty_mailboxes_share_a_connection_per_200_per_server_
         streams.iter().map(|s| s.ids).collect::<Vec<_>>()
     );
     assert!(streams.len() < N / 4, "connections are shared, not one per mailbox: {} GetStreamingEvents", streams.len());
+    // about one connection per request in flight and one per stream, not one per mailbox
+    let opened = sim.connections();
+    assert!((opened as usize) < N / 4, "{opened} connections for {N} mailboxes ({} streams)", streams.len());
     assert!(
         (2..=SLOTS as u32).contains(&sim.max_in_flight()),
         "450 mailboxes kept at most {SLOTS} requests in flight, and did use several: {}",

@@ -305,6 +305,8 @@ struct Shared {
     /// EWS requests being served now (streams left out), and the most at once.
     in_flight: AtomicU32,
     max_in_flight: AtomicU32,
+    /// TCP connections accepted so far.
+    connections: AtomicU32,
     base_url: String,
 }
 
@@ -443,6 +445,7 @@ impl Simulator {
             streams_by_account: Mutex::new(std::collections::HashMap::new()),
             in_flight: AtomicU32::new(0),
             max_in_flight: AtomicU32::new(0),
+            connections: AtomicU32::new(0),
             base_url: format!("{scheme}://{addr}"),
         });
         let (stop, mut stopped) = watch::channel(false);
@@ -455,6 +458,7 @@ impl Simulator {
                     _ = stopped.changed() => return,
                 };
                 let Ok((tcp, _)) = accepted else { continue };
+                s.connections.fetch_add(1, Ordering::SeqCst);
                 let _ = tcp.set_nodelay(true);
                 let s = s.clone();
                 let tls = tls.clone();
@@ -772,6 +776,11 @@ impl Simulator {
     /// The most EWS requests (streams left out) served at once so far.
     pub fn max_in_flight(&self) -> u32 {
         self.shared.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> u32 {
+        self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// Subscriptions the server holds.

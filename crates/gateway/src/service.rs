@@ -63,6 +63,8 @@ enum Access {
         throttled: lamplighter_ews_client::ThrottleCount,
         /// The service account's concurrent requests, for every mailbox together.
         slots: lamplighter_ews_client::RequestSlots,
+        /// The service account's idle connections, for every mailbox together.
+        pool: lamplighter_ews_client::ConnectionPool,
     },
     /// App-only Graph: one token for every mailbox; change notifications when configured.
     Graph {
@@ -181,6 +183,7 @@ impl Gateway {
                     hub: StreamHub::new(HubConfig::default()),
                     throttled: lamplighter_ews_client::ThrottleCount::default(),
                     slots: lamplighter_ews_client::RequestSlots::new(REQUESTS_AT_ONCE),
+                    pool: lamplighter_ews_client::ConnectionPool::new(REQUESTS_AT_ONCE),
                 }
             }
             MailboxAccess::Graph(g) => graph_access(g, &secrets, ca.clone()).await?,
@@ -468,15 +471,17 @@ impl Service {
     /// How the runner of `address` reaches its mailbox.
     fn setup(&self, address: &str) -> MailboxSetup {
         match &self.access {
-            Access::Ews { credentials, ews_url, hub, throttled, slots } => {
+            Access::Ews { credentials, ews_url, hub, throttled, slots, pool } => {
                 let mut client = ClientConfig::new(address.to_string(), credentials.clone());
                 client.ews_url = Some(ews_url.clone());
                 client.impersonate = true;
                 client.extra_ca_pem = self.ca.clone();
                 client.stream_hub = Some(hub.clone());
                 client.throttled = Some(throttled.clone());
-                // a mailbox speaks rarely (its stream is on a shared connection): no idle connection per mailbox
-                client.idle_keep = Duration::from_secs(5);
+                // a mailbox speaks rarely (its stream is on a shared connection): the account's
+                // connections are shared, about one per request in flight, kept a minute
+                client.connection_pool = Some(pool.clone());
+                client.idle_keep = Duration::from_secs(60);
                 client.request_slots = Some(slots.clone());
                 MailboxSetup::ews(client)
             }
@@ -517,8 +522,9 @@ impl Service {
             sip: lamplighter_sip_notify::SenderConfig::udp(SocketAddr::from(([127, 0, 0, 1], 0))),
             relay: Default::default(),
             audio_cache: None,
-            // it follows the state lines only; the lamp comes by its own watch
-            event_buffer: 16,
+            // it follows the state lines only (a missed one is followed by the next);
+            // the lamp comes by its own watch
+            event_buffer: 8,
         };
         let runner = match Runner::start(run).await {
             Ok(r) => r,

@@ -354,7 +354,8 @@ fn known(value: Option<String>) -> Option<String> {
 /// The recogniser: the admin's rules, then the built-in ones.
 #[derive(Debug, Clone)]
 pub struct Recogniser {
-    rules: Vec<Rule>,
+    /// Shared: a gateway's thousands of mailboxes hold one rule set.
+    rules: std::sync::Arc<[Rule]>,
 }
 
 impl Default for Recogniser {
@@ -368,7 +369,7 @@ impl Recogniser {
     /// `admin`'s rules before the built-in ones.
     pub fn new(admin: Vec<Rule>) -> Self {
         let builtin = builtin_rules().into_iter().filter_map(|r| r.compile().ok());
-        Recogniser { rules: admin.into_iter().chain(builtin).collect() }
+        Recogniser { rules: admin.into_iter().chain(builtin).collect::<Vec<_>>().into() }
     }
 
     /// Every rule, in the order they are tried.
